@@ -1,0 +1,135 @@
+// AVX-512F kernels: 8 users x 32 items (two 16-item panels) of zmm accumulators, broadcast-FMA over d.
+// Compiled for the avx512f target inside this file only; called only when the CPU (and OS) support it.
+// No std:: templates here (see kernels.h).
+#include "cpu/kernels.h"
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f")
+
+namespace mmrec {
+namespace {
+
+constexpr int kMR = 8;  // users per register tile
+constexpr int kNP = 2;  // 16-item panels per register tile
+
+// Register tile: acc[MR][NP] zmm (MR*NP <= 16 accumulators), one pass over d.
+template <int MR, int NP>
+__attribute__((always_inline)) inline void micro(const float* __restrict a, int64_t lda,
+                                                 const float* __restrict b, int64_t pstride, int64_t d,
+                                                 float* __restrict c, int64_t ldc) {
+    __m512 acc[MR][NP];
+    for (int i = 0; i < MR; ++i)
+        for (int p = 0; p < NP; ++p) acc[i][p] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < d; ++k) {
+        __m512 bv[NP];
+        for (int p = 0; p < NP; ++p) bv[p] = _mm512_loadu_ps(b + p * pstride + k * kPanel);
+        for (int i = 0; i < MR; ++i) {
+            const __m512 av = _mm512_set1_ps(a[i * lda + k]);
+            for (int p = 0; p < NP; ++p) acc[i][p] = _mm512_fmadd_ps(av, bv[p], acc[i][p]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int p = 0; p < NP; ++p) _mm512_storeu_ps(c + i * ldc + p * kPanel, acc[i][p]);
+}
+
+template <int NP>
+void column_strip(const float* a, int64_t lda, int64_t n_rows, const float* b, int64_t pstride,
+                  int64_t d, float* c, int64_t ldc) {
+    int64_t i = 0;
+    for (; i + kMR <= n_rows; i += kMR) micro<kMR, NP>(a + i * lda, lda, b, pstride, d, c + i * ldc, ldc);
+    const float* ai = a + i * lda;
+    float* ci = c + i * ldc;
+    switch (n_rows - i) {
+        case 7: micro<7, NP>(ai, lda, b, pstride, d, ci, ldc); break;
+        case 6: micro<6, NP>(ai, lda, b, pstride, d, ci, ldc); break;
+        case 5: micro<5, NP>(ai, lda, b, pstride, d, ci, ldc); break;
+        case 4: micro<4, NP>(ai, lda, b, pstride, d, ci, ldc); break;
+        case 3: micro<3, NP>(ai, lda, b, pstride, d, ci, ldc); break;
+        case 2: micro<2, NP>(ai, lda, b, pstride, d, ci, ldc); break;
+        case 1: micro<1, NP>(ai, lda, b, pstride, d, ci, ldc); break;
+        default: break;
+    }
+}
+
+void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels,
+                 int64_t d, float* c, int64_t ldc) {
+    const int64_t pstride = d * kPanel;
+    int64_t p = 0;
+    for (; p + kNP <= n_panels; p += kNP)
+        column_strip<kNP>(a, lda, n_rows, panels + p * pstride, pstride, d, c + p * kPanel, ldc);
+    if (p < n_panels)  // kNP == 2: at most one panel left
+        column_strip<1>(a, lda, n_rows, panels + p * pstride, pstride, d, c + p * kPanel, ldc);
+}
+
+__attribute__((always_inline)) inline __m512 exp_nonpos(__m512 y) {
+    using namespace expc;
+    const __m512 lo = _mm512_set1_ps(kLo);
+    const __mmask16 keep = _mm512_cmp_ps_mask(y, lo, _CMP_GE_OQ);  // not (y < lo), not NaN
+    const __m512 yc = _mm512_max_ps(y, lo);
+    const __m512 fx = _mm512_mul_ps(yc, _mm512_set1_ps(kLog2e));
+    const __m512 n = _mm512_roundscale_ps(fx, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kC1), yc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kC2), r);
+    const __m512 z = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kP0), r, _mm512_set1_ps(kP1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP5));
+    p = _mm512_fmadd_ps(p, z, r);
+    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(keep, p, _mm512_castsi512_ps(e));
+}
+
+// Lane sum in the fixed tree order shared by every path: (l, l+8), (l, l+4), (l, l+2), (l, l+1).
+__attribute__((always_inline)) inline float reduce16(__m512 v) {
+    const __m256 lo = _mm512_castps512_ps256(v);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+    return _mm_cvtss_f32(s1);
+}
+
+RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos) {
+    const __m512 tv = _mm512_set1_ps(inv_t);
+    const float neg_inf = -__builtin_inff();
+    __m512 mx = _mm512_set1_ps(neg_inf);
+    for (int64_t j = 0; j < n; j += kPanel) mx = _mm512_max_ps(mx, _mm512_mul_ps(_mm512_loadu_ps(s + j), tv));
+    const float m = _mm512_reduce_max_ps(mx);
+    if (m == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    const __m512 mv = _mm512_set1_ps(m);
+    const __m512 thr = _mm512_set1_ps(threshold);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t count = 0;
+    for (int64_t j = 0; j < n; j += kPanel) {
+        const __m512 v = _mm512_loadu_ps(s + j);
+        acc = _mm512_add_ps(acc, exp_nonpos(_mm512_sub_ps(_mm512_mul_ps(v, tv), mv)));
+        unsigned mask = _mm512_cmp_ps_mask(v, thr, _CMP_GT_OQ);
+        while (mask) {
+            pos[count++] = static_cast<int32_t>(j + __builtin_ctz(mask));
+            mask &= mask - 1;
+        }
+    }
+    return RowStats{m, reduce16(acc), count};
+}
+
+}  // namespace
+}  // namespace mmrec
+
+#pragma GCC pop_options
+
+namespace mmrec {
+namespace {
+const KernelOps kOps{SimdLevel::Avx512, "avx512", &tile_scores, &row_epilogue};
+}  // namespace
+
+const KernelOps& kernels_avx512() { return kOps; }
+
+}  // namespace mmrec

@@ -1,0 +1,330 @@
+// The blocked CPU engine: user blocks in parallel (OpenMP, dynamic schedule), item blocks streamed in
+// ascending order, a score tile per (user block, item block) from the SIMD micro-kernel, then per tile
+// row: exclusions -> block max / exp-sum (folded into a float64 running pair) -> threshold filter ->
+// candidate buffer (pruned to the best k when full). See mmrec_fast/backends/base.py for the contract.
+//
+// Every user's result is computed by the same sequence of float operations whatever the thread count,
+// the user block size and the SIMD level (see kernels.h), so outputs are bitwise reproducible across
+// those; only the item block size changes the rounding of the log-sum-exp (by a few ulps).
+#include "cpu/topk.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(MMREC_FAST_OPENMP)
+#include <omp.h>
+#endif
+
+namespace mmrec {
+
+// ---------------------------------------------------------------------------------------------------
+// SIMD level
+
+SimdLevel best_simd_level() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    // libgcc's checks include the OS's XSAVE support for the ymm / zmm state.
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return SimdLevel::Avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdLevel::Avx2;
+#endif
+    return SimdLevel::Scalar;
+}
+
+SimdLevel active_simd_level() {
+    static const SimdLevel best = best_simd_level();
+    const char* env = std::getenv("MMREC_FAST_SIMD");
+    if (env == nullptr || env[0] == '\0') return best;
+    const std::string want(env);
+    SimdLevel requested;
+    if (want == "auto") return best;
+    if (want == "avx512") requested = SimdLevel::Avx512;
+    else if (want == "avx2") requested = SimdLevel::Avx2;
+    else if (want == "scalar") requested = SimdLevel::Scalar;
+    else
+        throw std::invalid_argument("MMREC_FAST_SIMD=" + want +
+                                    ": expected one of 'auto', 'avx512', 'avx2', 'scalar'");
+    return static_cast<int>(requested) < static_cast<int>(best) ? requested : best;
+}
+
+const char* simd_level_name(SimdLevel level) { return kernel_ops(level).name; }
+
+std::vector<std::string> supported_simd_levels() {
+    std::vector<std::string> out;
+    for (int l = static_cast<int>(best_simd_level()); l >= 0; --l)
+        out.emplace_back(simd_level_name(static_cast<SimdLevel>(l)));
+    return out;
+}
+
+const KernelOps& kernel_ops(SimdLevel level) {
+    switch (level) {
+        case SimdLevel::Avx512: return kernels_avx512();
+        case SimdLevel::Avx2: return kernels_avx2();
+        default: return kernels_scalar();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// threads
+
+bool openmp_enabled() {
+#if defined(MMREC_FAST_OPENMP)
+    return true;
+#else
+    return false;
+#endif
+}
+
+int max_threads() {
+#if defined(MMREC_FAST_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+namespace {
+
+int resolve_threads(int requested) {
+#if defined(MMREC_FAST_OPENMP)
+    return requested > 0 ? requested : omp_get_max_threads();
+#else
+    (void)requested;
+    return 1;
+#endif
+}
+
+int thread_id() {
+#if defined(MMREC_FAST_OPENMP)
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// packing
+
+int64_t packed_size(int64_t n_items, int64_t d) { return round_up(n_items, kPanel) * d; }
+
+void pack_items(const float* items, int64_t n_items, int64_t d, float* packed, int num_threads) {
+    const int64_t n_panels = round_up(n_items, kPanel) / kPanel;
+    const int nt = resolve_threads(num_threads);
+    (void)nt;
+#if defined(MMREC_FAST_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+    for (int64_t p = 0; p < n_panels; ++p) {
+        float* dst = packed + p * d * kPanel;
+        for (int64_t l = 0; l < kPanel; ++l) {
+            const int64_t item = p * kPanel + l;
+            if (item < n_items) {
+                const float* src = items + item * d;
+                for (int64_t k = 0; k < d; ++k) dst[k * kPanel + l] = src[k];
+            } else {
+                for (int64_t k = 0; k < d; ++k) dst[k * kPanel + l] = 0.0f;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// top-k
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Upper bound on one thread's candidate buffers; larger k shrink the user block (results do not
+// depend on the user block).
+constexpr int64_t kCandidateBytesPerThread = int64_t(16) << 20;
+
+struct Candidate {
+    float score;
+    int32_t index;
+};
+
+// (score descending, index ascending). Scores in the buffer are never NaN (NaN fails `> threshold`).
+inline bool better(const Candidate& a, const Candidate& b) {
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+struct UserState {
+    double run_max;
+    double run_sum;
+    float threshold;
+    int64_t count;
+    int64_t cursor;
+    int64_t end;
+};
+
+template <typename T>
+struct AlignedArray {
+    T* ptr = nullptr;
+    AlignedArray() = default;
+    explicit AlignedArray(size_t n)
+        : ptr(static_cast<T*>(::operator new(std::max<size_t>(n, 1) * sizeof(T), std::align_val_t{64}))) {}
+    AlignedArray(const AlignedArray&) = delete;
+    AlignedArray& operator=(const AlignedArray&) = delete;
+    AlignedArray(AlignedArray&& o) noexcept : ptr(o.ptr) { o.ptr = nullptr; }
+    ~AlignedArray() {
+        if (ptr) ::operator delete(ptr, std::align_val_t{64});
+    }
+};
+
+struct Workspace {
+    AlignedArray<float> tile;
+    AlignedArray<int32_t> pos;
+    AlignedArray<Candidate> cand;
+    AlignedArray<UserState> state;
+    Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap)
+        : tile(size_t(ub * ldt)), pos(size_t(ib)), cand(size_t(ub * cap)), state(size_t(ub)) {}
+};
+
+struct Plan {
+    int64_t ub;   // users per block
+    int64_t ib;   // items per block (multiple of kPanel)
+    int64_t ldt;  // tile row stride (floats)
+    int64_t cap;  // candidate slots per user
+};
+
+// Keep the best k of c[0..count) (count > k); returns the new threshold (the k-th best score).
+inline float prune(Candidate* c, int64_t count, int64_t k) {
+    std::nth_element(c, c + (k - 1), c + count, better);
+    return c[k - 1].score;
+}
+
+void process_user_block(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int64_t u0,
+                        int64_t nu, Workspace& ws) {
+    const int64_t d = a.d, k = a.k, cap = plan.cap, n_items = a.n_items;
+    const float inv_t = a.inv_temperature;
+    UserState* st = ws.state.ptr;
+    for (int64_t r = 0; r < nu; ++r) {
+        st[r].run_max = -std::numeric_limits<double>::infinity();
+        st[r].run_sum = 0.0;
+        st[r].threshold = kNegInf;
+        st[r].count = 0;
+        st[r].cursor = a.excl_indptr[u0 + r];
+        st[r].end = a.excl_indptr[u0 + r + 1];
+    }
+    const float* users = a.users + u0 * d;
+    for (int64_t i0 = 0; i0 < n_items; i0 += plan.ib) {
+        const int64_t n_valid = std::min(plan.ib, n_items - i0);
+        const int64_t n_panels = (n_valid + kPanel - 1) / kPanel;
+        const int64_t n_pad = n_panels * kPanel;
+        const int64_t i_end = i0 + n_valid;
+        ops.tile_scores(users, d, nu, a.packed + (i0 / kPanel) * d * kPanel, n_panels, d, ws.tile.ptr,
+                        plan.ldt);
+        for (int64_t r = 0; r < nu; ++r) {
+            UserState& s = st[r];
+            float* row = ws.tile.ptr + r * plan.ldt;
+            for (int64_t j = n_valid; j < n_pad; ++j) row[j] = kNegInf;
+            // Exclusions: this user's sorted CSR segment, consumed block by block (O(nnz) overall).
+            // Out-of-order or out-of-range entries are skipped, never written out of bounds.
+            while (s.cursor < s.end && a.excl_indices[s.cursor] < i_end) {
+                const int64_t j = a.excl_indices[s.cursor] - i0;
+                if (j >= 0) row[j] = kNegInf;
+                ++s.cursor;
+            }
+            const RowStats rs = ops.row_epilogue(row, n_pad, inv_t, s.threshold, ws.pos.ptr);
+            if (rs.max == kNegInf) continue;
+            // Fold the block's (max, sum) into the running pair in float64.
+            const double bm = rs.max, bs = rs.sum;
+            if (bm > s.run_max) {
+                s.run_sum = s.run_sum * std::exp(s.run_max - bm) + bs;
+                s.run_max = bm;
+            } else {
+                s.run_sum += bs * std::exp(bm - s.run_max);
+            }
+            // Survivors of the threshold, in ascending item order.
+            Candidate* c = ws.cand.ptr + r * cap;
+            for (int64_t q = 0; q < rs.count; ++q) {
+                const int32_t j = ws.pos.ptr[q];
+                const float v = row[j];
+                if (!(v > s.threshold)) continue;  // the threshold rose within this block
+                if (s.count == cap) {
+                    if (cap <= k) continue;  // unreachable: cap > k whenever cap < n_items
+                    s.threshold = prune(c, s.count, k);
+                    s.count = k;
+                    if (!(v > s.threshold)) continue;
+                }
+                c[s.count++] = Candidate{v, static_cast<int32_t>(i0 + j)};
+            }
+        }
+    }
+    for (int64_t r = 0; r < nu; ++r) {
+        const UserState& s = st[r];
+        const int64_t u = u0 + r;
+        Candidate* c = ws.cand.ptr + r * cap;
+        const int64_t take = std::min(s.count, k);
+        if (s.count > take) std::nth_element(c, c + take, c + s.count, better);
+        std::sort(c, c + take, better);
+        int64_t* oi = a.out_indices + u * k;
+        float* os = a.out_scores + u * k;
+        for (int64_t q = 0; q < take; ++q) {
+            oi[q] = c[q].index;
+            os[q] = c[q].score;
+        }
+        for (int64_t q = take; q < k; ++q) {
+            oi[q] = -1;
+            os[q] = kNegInf;
+        }
+        a.out_lse[u] = s.run_max == -std::numeric_limits<double>::infinity()
+                           ? -std::numeric_limits<double>::infinity()
+                           : s.run_max + std::log(s.run_sum);
+    }
+}
+
+}  // namespace
+
+void topk(const TopkArgs& a, const KernelOps& ops) {
+    if (a.n_users < 0 || a.n_items < 0 || a.d < 0) throw std::invalid_argument("negative size");
+    if (a.k < 1) throw std::invalid_argument("k must be >= 1");
+    if (a.user_block < 1 || a.item_block < 1) throw std::invalid_argument("block sizes must be >= 1");
+    if (a.n_items > int64_t(std::numeric_limits<int32_t>::max()) - kPanel)
+        throw std::invalid_argument("too many items for the native engine (limit 2^31 - 17)");
+    if (a.n_users == 0) return;
+
+    Plan plan;
+    plan.ib = round_up(std::min(a.item_block, std::max<int64_t>(a.n_items, 1)), kPanel);
+    plan.ldt = plan.ib + kPanel;  // a padded stride avoids 4K-aliasing of the tile rows
+    if (a.capacity >= a.n_items) {
+        plan.cap = std::max<int64_t>(a.n_items, 1);  // every item fits: never prunes
+    } else {
+        if (a.capacity <= a.k) throw std::invalid_argument("candidate capacity must exceed k");
+        plan.cap = a.capacity;
+    }
+    int64_t ub = std::min(a.user_block, a.n_users);
+    ub = std::min(ub, std::max<int64_t>(8, kCandidateBytesPerThread / (plan.cap * int64_t(sizeof(Candidate)))));
+    int nt = resolve_threads(a.num_threads);
+    // Enough blocks for every thread (results do not depend on the user block).
+    if (nt > 1 && (a.n_users + ub - 1) / ub < nt) ub = std::max<int64_t>(1, round_up((a.n_users + nt - 1) / nt, 8));
+    ub = std::max<int64_t>(1, std::min(ub, a.n_users));
+    plan.ub = ub;
+    const int64_t n_blocks = (a.n_users + ub - 1) / ub;
+    nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, n_blocks)));
+
+    std::vector<Workspace> ws;
+    ws.reserve(size_t(nt));
+    for (int t = 0; t < nt; ++t) ws.emplace_back(plan.ub, plan.ldt, plan.ib, plan.cap);
+
+#if defined(MMREC_FAST_OPENMP)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#endif
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        const int64_t u0 = b * ub;
+        process_user_block(a, ops, plan, u0, std::min(ub, a.n_users - u0), ws[size_t(thread_id())]);
+    }
+}
+
+}  // namespace mmrec

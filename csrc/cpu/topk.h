@@ -1,0 +1,57 @@
+// The blocked CPU top-k + log-sum-exp engine (the kernel contract of mmrec_fast/backends/base.py).
+//
+// Pure C++ (no Python): the pybind11 layer in csrc/native.cpp validates array shapes and dtypes, then
+// calls these functions with raw pointers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu/kernels.h"
+
+namespace mmrec {
+
+// ---- SIMD level -------------------------------------------------------------------------------------
+// Best level this CPU (and OS) supports.
+SimdLevel best_simd_level();
+// The level a call uses now: the best supported level, lowered by the environment variable
+// MMREC_FAST_SIMD ("avx512", "avx2", "scalar", "auto"/unset) when that names a lower one; a level the
+// CPU lacks falls back to the best supported one. Unknown values throw std::invalid_argument.
+SimdLevel active_simd_level();
+const char* simd_level_name(SimdLevel level);
+std::vector<std::string> supported_simd_levels();
+const KernelOps& kernel_ops(SimdLevel level);
+
+// ---- threads ----------------------------------------------------------------------------------------
+bool openmp_enabled();
+int max_threads();
+
+// ---- packed items (layout: see kernels.h) -----------------------------------------------------------
+int64_t packed_size(int64_t n_items, int64_t d);  // floats
+void pack_items(const float* items, int64_t n_items, int64_t d, float* packed, int num_threads);
+
+// ---- top-k ------------------------------------------------------------------------------------------
+struct TopkArgs {
+    const float* users = nullptr;    // (n_users, d) row-major
+    int64_t n_users = 0;
+    const float* packed = nullptr;   // packed_size(n_items, d) floats
+    int64_t n_items = 0;
+    int64_t d = 0;
+    int64_t k = 1;
+    float inv_temperature = 1.0f;
+    const int64_t* excl_indptr = nullptr;   // (n_users + 1)
+    const int64_t* excl_indices = nullptr;  // (nnz)
+    int64_t user_block = 128;
+    int64_t item_block = 512;   // rounded up to a multiple of kPanel
+    int64_t capacity = 0;       // candidate buffer slots per user, > k
+    int num_threads = 0;        // 0: OpenMP default
+    int64_t* out_indices = nullptr;  // (n_users, k)
+    float* out_scores = nullptr;     // (n_users, k)
+    double* out_lse = nullptr;       // (n_users)
+};
+
+// Fills the outputs. Throws std::invalid_argument for inconsistent sizes (before any work starts).
+void topk(const TopkArgs& args, const KernelOps& ops);
+
+}  // namespace mmrec

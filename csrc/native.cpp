@@ -1,0 +1,127 @@
+// pybind11 bindings of the CPU engine: module mmrec_fast._native.
+//
+// Only memory safety is checked here (dtypes, shapes, contiguity, writability of the arrays handed
+// over); user-facing validation happens in Python. Violations raise ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/topk.h"
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+void check_array(const py::array& arr, const char* name, std::initializer_list<int64_t> shape, bool writable) {
+    if (!arr.dtype().is(py::dtype::of<T>()))
+        throw std::invalid_argument(std::string(name) + ": wrong dtype " + std::string(py::str(arr.dtype())));
+    if (arr.ndim() != static_cast<py::ssize_t>(shape.size()))
+        throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(shape.size()) +
+                                    " dimensions, got " + std::to_string(arr.ndim()));
+    int axis = 0;
+    for (int64_t extent : shape) {
+        if (extent >= 0 && arr.shape(axis) != extent)
+            throw std::invalid_argument(std::string(name) + ": axis " + std::to_string(axis) + " has length " +
+                                        std::to_string(arr.shape(axis)) + ", expected " + std::to_string(extent));
+        ++axis;
+    }
+    if (!(arr.flags() & py::array::c_style))
+        throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+    if (writable && !arr.writeable()) throw std::invalid_argument(std::string(name) + ": must be writeable");
+}
+
+py::array pack_items(const py::array& items, int num_threads) {
+    check_array<float>(items, "items", {-1, -1}, false);
+    const int64_t n_items = items.shape(0), d = items.shape(1);
+    const int64_t n = mmrec::packed_size(n_items, d);
+    // 64-byte aligned storage owned by a capsule.
+    void* mem = ::operator new(static_cast<size_t>(n > 0 ? n : 1) * sizeof(float), std::align_val_t{64});
+    py::capsule owner(mem, [](void* p) { ::operator delete(p, std::align_val_t{64}); });
+    py::array_t<float> out({static_cast<py::ssize_t>(n)}, {static_cast<py::ssize_t>(sizeof(float))},
+                           static_cast<float*>(mem), owner);
+    const float* src = static_cast<const float*>(items.data());
+    {
+        py::gil_scoped_release release;
+        mmrec::pack_items(src, n_items, d, static_cast<float*>(mem), num_threads);
+    }
+    return out;
+}
+
+void topk(const py::array& users, const py::array& packed, int64_t n_items, int64_t k, double inv_temperature,
+          const py::array& excl_indptr, const py::array& excl_indices, int64_t user_block, int64_t item_block,
+          int64_t capacity, int num_threads, py::array out_indices, py::array out_scores,
+          py::array out_lse) {
+    check_array<float>(users, "users", {-1, -1}, false);
+    const int64_t n_users = users.shape(0), d = users.shape(1);
+    if (n_items < 0) throw std::invalid_argument("n_items must be >= 0");
+    if (k < 1) throw std::invalid_argument("k must be >= 1");
+    check_array<float>(packed, "packed", {mmrec::packed_size(n_items, d)}, false);
+    check_array<int64_t>(excl_indptr, "excl_indptr", {n_users + 1}, false);
+    check_array<int64_t>(excl_indices, "excl_indices", {-1}, false);
+    check_array<int64_t>(out_indices, "out_indices", {n_users, k}, true);
+    check_array<float>(out_scores, "out_scores", {n_users, k}, true);
+    check_array<double>(out_lse, "out_lse", {n_users}, true);
+    if (num_threads < 0) throw std::invalid_argument("num_threads must be >= 0");
+
+    const int64_t* indptr = static_cast<const int64_t*>(excl_indptr.data());
+    const int64_t nnz = excl_indices.shape(0);
+    if (indptr[0] < 0 || indptr[n_users] > nnz)
+        throw std::invalid_argument("excl_indptr: row pointers outside [0, len(excl_indices)]");
+    for (int64_t u = 0; u < n_users; ++u)
+        if (indptr[u + 1] < indptr[u]) throw std::invalid_argument("excl_indptr: must be non-decreasing");
+
+    mmrec::TopkArgs a;
+    a.users = static_cast<const float*>(users.data());
+    a.n_users = n_users;
+    a.packed = static_cast<const float*>(packed.data());
+    a.n_items = n_items;
+    a.d = d;
+    a.k = k;
+    a.inv_temperature = static_cast<float>(inv_temperature);
+    a.excl_indptr = indptr;
+    a.excl_indices = static_cast<const int64_t*>(excl_indices.data());
+    a.user_block = user_block;
+    a.item_block = item_block;
+    a.capacity = capacity;
+    a.num_threads = num_threads;
+    a.out_indices = static_cast<int64_t*>(out_indices.mutable_data());
+    a.out_scores = static_cast<float*>(out_scores.mutable_data());
+    a.out_lse = static_cast<double*>(out_lse.mutable_data());
+    const mmrec::KernelOps& ops = mmrec::kernel_ops(mmrec::active_simd_level());  // may throw (env var)
+    py::gil_scoped_release release;
+    mmrec::topk(a, ops);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+    m.doc() = "mmrec_fast C++ CPU engine: blocked float32 top-k with an online log-sum-exp.";
+    // std::invalid_argument thrown by the checks surfaces as ValueError (pybind11's default translation).
+
+    m.attr("PANEL") = mmrec::kPanel;
+
+    m.def("simd_level", [] { return std::string(mmrec::simd_level_name(mmrec::active_simd_level())); },
+          "SIMD path the next call uses: 'avx512', 'avx2' or 'scalar' (honours MMREC_FAST_SIMD).");
+    m.def("best_simd_level", [] { return std::string(mmrec::simd_level_name(mmrec::best_simd_level())); },
+          "Best SIMD path this CPU supports (ignores MMREC_FAST_SIMD).");
+    m.def("supported_simd_levels", &mmrec::supported_simd_levels, "SIMD paths this CPU can run, best first.");
+    m.def("openmp_enabled", &mmrec::openmp_enabled, "Whether the extension was built with OpenMP.");
+    m.def("max_threads", &mmrec::max_threads, "OpenMP's default thread count (1 without OpenMP).");
+    m.def("packed_size", &mmrec::packed_size, py::arg("n_items"), py::arg("d"),
+          "Length (float32 elements) of the packed item array.");
+    m.def("pack_items", &pack_items, py::arg("items"), py::arg("num_threads") = 0,
+          "Pack a float32 C-contiguous (I, d) matrix into 16-item panels [panel][d][16] (zero padded);\n"
+          "returns a 1-D 64-byte aligned float32 array of packed_size(I, d) elements.");
+    m.def("topk", &topk, py::arg("users"), py::arg("packed"), py::arg("n_items"), py::arg("k"),
+          py::arg("inv_temperature"), py::arg("excl_indptr"), py::arg("excl_indices"), py::arg("user_block"),
+          py::arg("item_block"), py::arg("capacity"), py::arg("num_threads"), py::arg("out_indices"),
+          py::arg("out_scores"), py::arg("out_lse"),
+          "Blocked top-k + log-sum-exp per the kernel contract of mmrec_fast.backends.base; fills the\n"
+          "out_* arrays. Releases the GIL.");
+}

@@ -1,0 +1,5 @@
+"""``python -m mmrec_fast``: same as the ``mmrec-fast`` console script."""
+
+from .cli import main
+
+raise SystemExit(main())

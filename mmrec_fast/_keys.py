@@ -1,0 +1,56 @@
+"""Exact (score, index) ordering packed into one uint64 key.
+
+Sorting by "score descending, ties to the lower item index" is what every backend promises. Packing an
+order-preserving image of the float32 score bits into the high 32 bits and the *complement* of the item
+index into the low 32 bits turns that two-level ordering into one integer comparison, so NumPy's
+``argpartition``/``argsort`` (which know nothing about ties) select exactly the contract's top-k.
+Used by the NumPy float32 backend and by the exact merge of partial results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_INDEX = np.uint64(0xFFFFFFFF)  # item indices must be below 2**32 - 1
+_LOW = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+_SIGN = np.uint32(0x80000000)
+EMPTY_KEY = np.uint64(0)  # below every real key, even that of a -inf score
+
+
+def encode(scores: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Keys whose unsigned order is the contract's order: larger key = higher score, then lower index.
+
+    A score of -inf (an excluded item) gets :data:`EMPTY_KEY`: it is never a result.
+    """
+    bits = np.ascontiguousarray(scores, dtype=np.float32).view(np.uint32)
+    # IEEE-754 floats order like sign-magnitude integers: flip every bit of negatives, set the sign bit
+    # of positives, and the unsigned order matches the float order (-inf lowest, +inf highest).
+    ordered = np.where(bits & _SIGN, ~bits, bits | _SIGN).astype(np.uint64)
+    keys = (ordered << _SHIFT) | (MAX_INDEX - indices.astype(np.uint64))
+    keys[np.isneginf(scores)] = EMPTY_KEY
+    return keys
+
+
+def decode(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode`: float32 scores and int64 indices (-1 / -inf for :data:`EMPTY_KEY`)."""
+    ordered = (keys >> _SHIFT).astype(np.uint32)
+    bits = np.where(ordered & _SIGN, ordered & ~_SIGN, ~ordered)
+    scores = bits.view(np.float32).copy()
+    indices = (MAX_INDEX - (keys & _LOW)).astype(np.int64)
+    empty = keys == EMPTY_KEY
+    scores[empty] = -np.inf
+    indices[empty] = -1
+    return scores, indices
+
+
+def top_keys(keys: np.ndarray, k: int) -> np.ndarray:
+    """The k largest keys of every row, sorted best first (rows shorter than k are padded with EMPTY_KEY)."""
+    n_rows, width = keys.shape
+    if width < k:
+        keys = np.concatenate([keys, np.full((n_rows, k - width), EMPTY_KEY, dtype=np.uint64)], axis=1)
+        width = k
+    if width > k:
+        part = np.argpartition(keys, width - k, axis=1)[:, width - k:]
+        keys = np.take_along_axis(keys, part, axis=1)
+    return np.sort(keys, axis=1)[:, ::-1]

@@ -1,0 +1,221 @@
+"""The engine's public operations: full-catalogue top-k with softmax normaliser, dense and pair scores.
+
+This module is the single dispatch point of each operation: it validates, converts, chooses the
+backend (through :mod:`mmrec_fast.backends`), streams users through it in chunks (progress bar,
+Ctrl-C between chunks) and wraps the results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import validation
+from .backends import BlockConfig
+from .index import ItemIndex
+from .result import PairScores, TopK
+
+__all__ = ["topk", "score", "score_pairs", "DEFAULT_MAX_DENSE_ELEMENTS"]
+
+# Users per backend call: ~4e9 multiply-adds, so a call lasts about a second or two on a laptop
+# (responsive progress bar and Ctrl-C) while being long enough to amortise per-call overhead.
+_CHUNK_MACS = 4_000_000_000
+_MIN_CHUNK_USERS = 1024
+DEFAULT_MAX_DENSE_ELEMENTS = 100_000_000  # score(): 400 MB of float32 before we refuse
+
+
+def _index_for(items, backend: str, item_block: int | None) -> ItemIndex:
+    if isinstance(items, ItemIndex):
+        if backend not in ("auto", items.backend_name):
+            raise ValueError(f"backend: {backend!r} requested, but items is an ItemIndex prepared for "
+                             f"{items.backend_name!r}")
+        if item_block is not None and item_block != items.item_block:
+            raise ValueError("item_block: an ItemIndex is packed with its own item_block; "
+                             "set it when building the index")
+        return items
+    return ItemIndex(items, backend=backend, item_block=item_block)
+
+
+def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user_block=None,
+         item_block=None, num_threads=None, progress=False) -> TopK:
+    """Each user's k best items and the softmax over the whole eligible catalogue, without a U x I matrix.
+
+    Parameters
+    ----------
+    users : array-like, shape (U, d)
+        User embeddings: NumPy array, torch tensor or CuPy array; float16/32/64 or integer, any memory
+        order (non-contiguous input is copied once). Math is float32 with float32 accumulation.
+    items : array-like of shape (I, d), or ItemIndex
+        Item embeddings, or an :class:`~mmrec_fast.ItemIndex` prepared for repeated queries.
+    k : int
+        List length (>= 1). May exceed the number of eligible items: trailing slots are padded with
+        index -1, score -inf and probability 0.
+    exclude : scipy.sparse matrix (U, I) or tuple (indptr, indices), optional
+        Items removed per user (e.g. already seen): neither listed nor counted in the normaliser.
+    temperature : float
+        Softmax temperature (> 0): probabilities are ``exp(score / T) / sum(exp(score / T))``.
+    backend : str
+        "auto" (native > numba > numpy, or ``$MMREC_FAST_BACKEND``), "native", "numba" or "numpy".
+    user_block, item_block : int, optional
+        Tile sizes of the blocked kernel (``None``: cache-sized backend defaults).
+    num_threads : int, optional
+        Threads to use (``None``: all).
+    progress : bool
+        Show a progress bar over user chunks.
+
+    Returns
+    -------
+    TopK
+        ``indices`` (U, k) int64, ``scores`` (U, k) float32, ``log_normalizer`` (U,) float64 and
+        ``probs`` (U, k) float32. Rows are sorted by descending score, ties to the lower item index.
+
+    Raises
+    ------
+    ValueError
+        NaN/inf values, wrong ranks or mismatched d, k < 1, temperature <= 0, exclusion ids out of range,
+        scores that could overflow float32, an unknown or unavailable backend.
+
+    Examples
+    --------
+    >>> import numpy as np, mmrec_fast as mf
+    >>> rng = np.random.default_rng(0)
+    >>> users, items = rng.normal(size=(2, 8)), rng.normal(size=(500, 8))
+    >>> result = mf.topk(users, items, k=3)
+    >>> result.indices.shape, result.probs.dtype
+    ((2, 3), dtype('float32'))
+    >>> bool(np.all(np.diff(result.scores, axis=1) <= 0))
+    True
+    """
+    k = validation.check_k(k)
+    temperature = validation.check_temperature(temperature)
+    index = _index_for(items, backend, item_block)
+    users = validation.as_float_matrix(users, "users", dim=index.dim, dim_from="items")
+    n_users, n_items = users.shape[0], index.n_items
+    excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
+    validation.check_score_range(users, index.items, temperature, items_max_norm=index.max_norm)
+    config = BlockConfig(user_block=user_block, item_block=index.item_block, num_threads=num_threads)
+
+    indices = np.full((n_users, k), -1, dtype=np.int64)
+    scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    lse = np.full(n_users, -np.inf, dtype=np.float64)
+    # Kernels never need more than I slots; the rest is padding already in place.
+    k_eff = min(k, n_items)
+    if n_users and k_eff:
+        chunk = max(_MIN_CHUNK_USERS, _CHUNK_MACS // max(1, n_items * index.dim))
+        starts = range(0, n_users, chunk)
+        bar = tqdm(total=n_users, unit="user", desc="topk", disable=not progress)
+        with bar:
+            for u0 in starts:
+                u1 = min(u0 + chunk, n_users)
+                sub_indptr = excl_indptr[u0:u1 + 1] - excl_indptr[u0]
+                sub_indices = excl_indices[excl_indptr[u0]:excl_indptr[u1]]
+                if k_eff == k:  # row slices of C-ordered outputs are contiguous: write in place
+                    out_idx, out_scores = indices[u0:u1], scores[u0:u1]
+                else:
+                    out_idx = np.empty((u1 - u0, k_eff), dtype=np.int64)
+                    out_scores = np.empty((u1 - u0, k_eff), dtype=np.float32)
+                index.backend.topk_into(users[u0:u1], index.prepared, k_eff, 1.0 / temperature,
+                                        sub_indptr, sub_indices, config, out_idx, out_scores, lse[u0:u1])
+                if k_eff != k:
+                    indices[u0:u1, :k_eff] = out_idx
+                    scores[u0:u1, :k_eff] = out_scores
+                bar.update(u1 - u0)
+    return TopK(indices, scores, lse, temperature)
+
+
+def score(users, items, *, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np.ndarray:
+    """Dense float32 score matrix ``users @ items.T`` for problems small enough to hold in memory.
+
+    Parameters
+    ----------
+    users : array-like, shape (U, d)
+    items : array-like of shape (I, d), or ItemIndex
+    max_elements : int
+        Refuse (``ValueError``) when U x I exceeds this; use :func:`topk` for large problems.
+
+    Returns
+    -------
+    ndarray of float32, shape (U, I)
+
+    Examples
+    --------
+    >>> import numpy as np, mmrec_fast as mf
+    >>> mf.score(np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+    array([[1., 3., 5.],
+           [2., 4., 6.]], dtype=float32)
+    """
+    items = items.items if isinstance(items, ItemIndex) else validation.as_float_matrix(items, "items")
+    users = validation.as_float_matrix(users, "users", dim=items.shape[1], dim_from="items")
+    validation.check_score_range(users, items, 1.0)
+    n = users.shape[0] * items.shape[0]
+    if n > max_elements:
+        raise ValueError(f"max_elements: a dense {users.shape[0]} x {items.shape[0]} score matrix has {n:,} "
+                         f"elements (> {max_elements:,}); use mmrec_fast.topk, which never materialises it, "
+                         "or raise max_elements")
+    return users @ items.T
+
+
+def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1.0,
+                backend="auto") -> PairScores:
+    """Scores and catalogue-softmax probabilities of given (user, item) pairs, e.g. held-out positives.
+
+    The probability of pair (i, j) is ``exp(s_ij / T - logsumexp_j'(s_ij' / T))`` over user i's eligible
+    catalogue (all items minus ``exclude``), exactly the ``probs`` :func:`topk` would report for j.
+
+    Parameters
+    ----------
+    users : array-like, shape (U, d)
+    items : array-like of shape (I, d), or ItemIndex
+    user_ids, item_ids : array-like of int, shape (n,)
+        The pairs, as row numbers of ``users`` and ``items``.
+    exclude, temperature, backend
+        As in :func:`topk`. An excluded pair gets probability 0 (log-probability -inf).
+
+    Returns
+    -------
+    PairScores
+        ``scores`` (n,) float32, ``log_probs`` and ``probs`` (n,) float64.
+
+    Examples
+    --------
+    >>> import numpy as np, mmrec_fast as mf
+    >>> rng = np.random.default_rng(0)
+    >>> users, items = rng.normal(size=(3, 4)), rng.normal(size=(50, 4))
+    >>> pairs = mf.score_pairs(users, items, [0, 2], [7, 7])
+    >>> bool(np.all((pairs.probs > 0) & (pairs.probs < 1)))
+    True
+    """
+    temperature = validation.check_temperature(temperature)
+    index = _index_for(items, backend, None)
+    users = validation.as_float_matrix(users, "users", dim=index.dim, dim_from="items")
+    user_ids = validation.as_index_array(user_ids, "user_ids", users.shape[0],
+                                         upper_name=f"U = {users.shape[0]} users")
+    item_ids = validation.as_index_array(item_ids, "item_ids", index.n_items,
+                                         upper_name=f"I = {index.n_items} items")
+    if user_ids.shape != item_ids.shape:
+        raise ValueError(f"user_ids, item_ids: lengths differ ({user_ids.shape[0]} vs {item_ids.shape[0]})")
+    excl_indptr, excl_indices = validation.as_exclusion(exclude, users.shape[0], index.n_items)
+    validation.check_score_range(users, index.items, temperature, items_max_norm=index.max_norm)
+
+    scores = np.einsum("ij,ij->i", users[user_ids], index.items[item_ids]).astype(np.float32)
+    # One normaliser per distinct user: a k=1 pass of the engine over that user's eligible catalogue.
+    unique_users, inverse = np.unique(user_ids, return_inverse=True)
+    sub = validation.exclusion_rows(excl_indptr, excl_indices, unique_users)
+    lse = topk(users[unique_users], index, 1, exclude=sub, temperature=temperature).log_normalizer[inverse]
+    excluded = _pairs_excluded(excl_indptr, excl_indices, user_ids, item_ids)
+    with np.errstate(invalid="ignore"):
+        log_probs = np.where(excluded, -np.inf, scores.astype(np.float64) / temperature - lse)
+    return PairScores(scores, log_probs, np.exp(log_probs))
+
+
+def _pairs_excluded(indptr, indices, user_ids, item_ids) -> np.ndarray:
+    """Whether each (user, item) pair is in the (row-sorted) exclusion CSR: one binary search per pair."""
+    if indices.size == 0:
+        return np.zeros(user_ids.shape, dtype=bool)
+    # Rows are sorted, so (row, item) pairs are globally sorted by row * I' + item with I' > max item.
+    width = int(max(indices.max(), item_ids.max(initial=0))) + 1
+    rows = np.repeat(np.arange(indptr.shape[0] - 1, dtype=np.int64), np.diff(indptr))
+    flat = rows * width + indices
+    query = user_ids * width + item_ids
+    pos = np.searchsorted(flat, query)
+    return (pos < flat.shape[0]) & (flat[np.minimum(pos, flat.shape[0] - 1)] == query)

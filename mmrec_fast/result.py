@@ -1,0 +1,81 @@
+"""Result containers returned by the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["TopK", "PairScores", "probabilities"]
+
+
+def probabilities(scores: np.ndarray, log_normalizer: np.ndarray, temperature: float) -> np.ndarray:
+    """``exp(score / temperature - log_normalizer)`` in float64, 0 wherever the score is -inf.
+
+    Padding slots (score -inf) and users with no eligible item (normaliser -inf) must not compute
+    (-inf) - (-inf); they get probability 0 explicitly.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    lse = np.asarray(log_normalizer, dtype=np.float64)
+    lse = lse.reshape(lse.shape + (1,) * (scores.ndim - lse.ndim))
+    present = np.isfinite(scores) & np.isfinite(lse)
+    with np.errstate(invalid="ignore", over="ignore"):
+        logp = np.where(present, scores / temperature - lse, -np.inf)
+    return np.exp(logp)
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Each user's best items, their scores, and the softmax over the whole eligible catalogue.
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (U, k)
+        Item ids sorted by descending score, ties to the lower id; -1 in slots beyond the eligible items.
+    scores : ndarray of float32, shape (U, k)
+        Raw dot products ``u_i . v_j`` (-inf in padding slots).
+    log_normalizer : ndarray of float64, shape (U,)
+        ``logsumexp`` of ``score / temperature`` over every eligible item (-inf if there is none).
+    probs : ndarray of float32, shape (U, k)
+        ``exp(score / temperature - log_normalizer)``: each listed item's probability under the softmax
+        over the whole eligible catalogue (0 in padding slots).
+    temperature : float
+        The softmax temperature used.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    log_normalizer: np.ndarray
+    temperature: float = 1.0
+    probs: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        probs = probabilities(self.scores, self.log_normalizer, self.temperature).astype(np.float32)
+        object.__setattr__(self, "probs", probs)
+
+    @property
+    def k(self) -> int:
+        """List length (columns of :attr:`indices`)."""
+        return self.indices.shape[1]
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Scores and catalogue-softmax probabilities of given (user, item) pairs.
+
+    Attributes
+    ----------
+    scores : ndarray of float32, shape (n,)
+        ``u . v`` of each pair.
+    log_probs : ndarray of float64, shape (n,)
+        ``score / temperature - log_normalizer[user]``; -inf for an excluded pair.
+    probs : ndarray of float64, shape (n,)
+        ``exp(log_probs)``.
+    """
+
+    scores: np.ndarray
+    log_probs: np.ndarray
+    probs: np.ndarray

@@ -1,0 +1,210 @@
+"""Input checks and conversion to the kernels' canonical form.
+
+Every public entry point validates here, before any output is allocated or any kernel runs, so bad
+input raises a ``ValueError`` that names the offending argument and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "to_numpy",
+    "as_float_matrix",
+    "check_k",
+    "check_temperature",
+    "check_score_range",
+    "as_exclusion",
+    "as_index_array",
+]
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Scores, and scores / temperature, must stay this far below float32's largest value so that the
+# block maxima and exp-shifts can never overflow.
+_SCORE_LIMIT = FLOAT32_MAX / 4
+
+
+def to_numpy(x, name: str) -> np.ndarray:
+    """Host NumPy view (or copy) of a NumPy array, torch tensor, CuPy array or DLPack/array-like object."""
+    if isinstance(x, np.ndarray):
+        return x
+    module = type(x).__module__.split(".")[0]
+    try:
+        if module == "torch":
+            return x.detach().cpu().numpy()
+        if module == "cupy" or hasattr(x, "__cuda_array_interface__"):
+            return x.get()  # device array: the CPU backends need it on the host (one copy)
+        if hasattr(x, "__dlpack__"):
+            return np.from_dlpack(x)
+        return np.asarray(x)
+    except Exception as exc:  # pragma: no cover - exotic containers
+        raise ValueError(f"{name}: cannot convert {type(x).__name__} to an array ({exc})") from exc
+
+
+def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "") -> np.ndarray:
+    """Validate a 2-D real matrix and return it as C-contiguous float32 (copied at most once).
+
+    Parameters
+    ----------
+    x : array-like
+        NumPy array, torch tensor, CuPy array or nested sequence.
+    name : str
+        Argument name used in error messages.
+    dim : int, optional
+        Required number of columns (the embedding dimension of the other operand).
+    dim_from : str
+        Name of the operand ``dim`` comes from, for the error message.
+    """
+    arr = to_numpy(x, name)
+    if arr.dtype == object or arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: expected a real numeric array (float16/32/64 or integer), "
+                         f"got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (rows x dimensions), got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name}: embedding dimension must be at least 1, got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name}: has {arr.shape[1]} dimensions but {dim_from} has {dim} "
+                         f"(shapes must be (U, d) and (I, d))")
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
+        raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); "
+                         f"all values must be finite")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and out.size and not np.isfinite(out).all():
+        raise ValueError(f"{name}: values exceed the float32 range (|x| > {FLOAT32_MAX:.3g})")
+    return out
+
+
+def check_k(k) -> int:
+    """k must be an integer >= 1."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"k: expected an integer >= 1, got {k!r}")
+    if k < 1:
+        raise ValueError(f"k: must be >= 1, got {k}")
+    return int(k)
+
+
+def check_temperature(temperature) -> float:
+    """temperature must be a finite real number > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+    temperature = float(temperature)
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature: must be finite and > 0, got {temperature}")
+    return temperature
+
+
+def _max_row_norm(x: np.ndarray, chunk: int = 65536) -> float:
+    best = 0.0
+    for start in range(0, x.shape[0], chunk):
+        block = x[start:start + chunk].astype(np.float64)
+        best = max(best, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
+    return best
+
+
+def check_score_range(users: np.ndarray, items: np.ndarray, temperature: float,
+                      *, items_max_norm: float | None = None) -> None:
+    """Reject inputs whose float32 scores (or scores / temperature) could overflow.
+
+    By Cauchy-Schwarz ``|u . v| <= max|u| * max|v|``; bounding that (in float64) guarantees every
+    float32 score and every scaled score is finite, so no backend ever sees inf - inf.
+    """
+    if users.shape[0] == 0 or items.shape[0] == 0:
+        return
+    if items_max_norm is None:
+        items_max_norm = _max_row_norm(items)
+    bound = _max_row_norm(users) * items_max_norm
+    if bound > _SCORE_LIMIT:
+        raise ValueError(f"users, items: scores could overflow float32 (max|u| * max|v| = {bound:.3g} > "
+                         f"{_SCORE_LIMIT:.3g}); rescale the embeddings")
+    if bound / temperature > _SCORE_LIMIT:
+        raise ValueError(f"temperature: {temperature:g} is too small for these scores "
+                         f"(max|score| / temperature could reach {bound / temperature:.3g}, beyond float32)")
+
+
+def as_index_array(x, name: str, upper: int, *, upper_name: str) -> np.ndarray:
+    """Validate a 1-D array of integer ids in [0, upper) and return it as int64."""
+    arr = to_numpy(x, name)
+    if arr.dtype.kind not in "iu" or arr.dtype == bool:
+        if arr.size == 0:
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"{name}: expected integer ids, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of ids, got shape {arr.shape}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= upper:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name}: id {bad} out of range [0, {upper}) ({upper_name})")
+    return arr
+
+
+def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise ``exclude`` to CSR (indptr, indices) with each row sorted and duplicate-free.
+
+    Parameters
+    ----------
+    exclude : scipy.sparse matrix/array of shape (U, I), tuple (indptr, indices), or None
+        Items removed from each user's catalogue (neither ranked nor counted in the normaliser).
+        Explicitly stored entries count as excluded whatever their value.
+    n_users, n_items : int
+        U and I of the call.
+
+    Returns
+    -------
+    indptr : ndarray of int64, shape (U + 1,)
+    indices : ndarray of int64, shape (nnz,)
+    """
+    if exclude is None:
+        return np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if hasattr(exclude, "tocsr") and hasattr(exclude, "shape"):
+        if tuple(exclude.shape) != (n_users, n_items):
+            raise ValueError(f"exclude: sparse matrix has shape {tuple(exclude.shape)}, "
+                             f"expected (U, I) = ({n_users}, {n_items})")
+        csr = exclude.tocsr()
+        indptr, indices = csr.indptr, csr.indices
+    elif isinstance(exclude, (tuple, list)) and len(exclude) == 2:
+        indptr, indices = exclude
+    else:
+        raise ValueError("exclude: expected a scipy.sparse matrix of shape (U, I) or a tuple "
+                         f"(indptr, indices), got {type(exclude).__name__}")
+    indptr = to_numpy(indptr, "exclude indptr")
+    indices = to_numpy(indices, "exclude indices")
+    if indptr.ndim != 1 or indptr.shape[0] != n_users + 1 or indptr.dtype.kind not in "iu":
+        raise ValueError(f"exclude: indptr must be a 1-D integer array of length U + 1 = {n_users + 1}, "
+                         f"got shape {indptr.shape} dtype {indptr.dtype}")
+    indptr = indptr.astype(np.int64)
+    indices = as_index_array(indices, "exclude", n_items, upper_name=f"I = {n_items} items")
+    if indptr[0] != 0 or indptr[-1] != indices.shape[0] or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"exclude: indptr must start at 0, never decrease and end at len(indices) = "
+                         f"{indices.shape[0]}")
+    if indices.size == 0:
+        return indptr, indices
+    rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+    order = np.lexsort((indices, rows))
+    rows, indices = rows[order], indices[order]
+    keep = np.ones(indices.shape[0], dtype=bool)
+    keep[1:] = (rows[1:] != rows[:-1]) | (indices[1:] != indices[:-1])
+    rows, indices = rows[keep], indices[keep]
+    counts = np.bincount(rows, minlength=n_users)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, np.ascontiguousarray(indices)
+
+
+def exclusion_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR (indptr, indices) of a subset of rows, in the given order."""
+    starts, stops = indptr[rows], indptr[rows + 1]
+    counts = stops - starts
+    new_indptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_indptr[1:])
+    if new_indptr[-1] == 0:
+        return new_indptr, np.zeros(0, dtype=np.int64)
+    gather = np.repeat(starts - new_indptr[:-1], counts) + np.arange(new_indptr[-1])
+    return new_indptr, indices[gather]

@@ -104,13 +104,31 @@ class BuildExt(build_ext):
             ext.extra_objects.append(str(obj))
 
 
+def _cuda_home(nvcc: str) -> Path | None:
+    """The toolkit root: $CUDA_HOME / $CUDA_PATH, nvcc's own tree, or /usr/local/cuda.
+
+    nvcc on PATH may be a wrapper script (e.g. /usr/local/bin/nvcc exec'ing the real one), so its
+    location alone does not tell where the headers and libcudart_static live.
+    """
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
+                  Path(nvcc).resolve().parent.parent, "/usr/local/cuda"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "include" / "cuda_runtime.h").is_file():
+            return Path(candidate)
+    return None
+
+
 def _cuda_extension() -> list[Pybind11Extension]:
     if os.environ.get("MMREC_FAST_BUILD_CUDA", "") == "0":
         return []
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         return []
-    cuda_home = Path(os.environ.get("CUDA_HOME") or Path(nvcc).resolve().parent.parent)
+    cuda_home = _cuda_home(nvcc)
+    if cuda_home is None:
+        warnings.warn(f"mmrec_fast: nvcc found at {nvcc} but no CUDA toolkit headers (set CUDA_HOME); "
+                      "CUDA extension not built")
+        return []
     lib_dirs = [d for d in (cuda_home / "lib64", cuda_home / "lib", cuda_home / "targets/x86_64-linux/lib")
                 if d.is_dir()]
     return [

@@ -1,0 +1,138 @@
+"""Numba backend: the blocked top-k / log-sum-exp kernel of ``base.py`` compiled with ``@njit``.
+
+Kernels live in :mod:`mmrec_fast.backends.numba_kernels` (``cache=True``: the first call in a fresh
+environment compiles them, later processes load them from ``__pycache__``).
+
+Default block sizes
+-------------------
+``item_block``: 1024 items for d <= 64, shrinking (power of two, at least 128) for larger d so that one
+packed block (d x item_block float32, re-read once per 4 users) stays at about 256 KiB, i.e. in the L2
+cache; the 4 tile rows and 4 panel rows touched by the innermost loop (32 KiB at 1024) stay in L1.
+Never more than the catalogue (rounded up to 16).
+
+``user_block``: 64 users (a 64 x 1024 float32 tile is 256 KiB, L2 resident). When there are fewer
+users than ``64 x threads`` it shrinks (multiple of 4, at least 4) so every thread gets a block, and it
+shrinks when the candidate buffers (user_block x capacity x 8 bytes) would exceed 8 MiB (very large k).
+Results do not depend on ``user_block`` or on the thread count (scores are summed sequentially over d
+per (user, item); the per-block lse pieces depend only on ``item_block``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .base import BlockConfig
+from .numba_kernels import MAX_ITEMS, pack_items, topk_blocked
+
+__all__ = ["BACKEND", "NumbaBackend", "NumbaPreparedItems"]
+
+DEFAULT_USER_BLOCK = 64
+DEFAULT_ITEM_BLOCK = 1024
+_PANEL_BYTES = 256 * 1024
+_MIN_ITEM_BLOCK = 128
+_BUFFER_BYTES = 8 * 1024 * 1024
+
+
+def default_item_block(n_items: int, dim: int) -> int:
+    """Items per block when ``BlockConfig.item_block`` is None (see the module docstring)."""
+    block = DEFAULT_ITEM_BLOCK
+    while block > _MIN_ITEM_BLOCK and block * max(dim, 1) * 4 > _PANEL_BYTES:
+        block //= 2
+    return max(1, min(block, -(-max(n_items, 1) // 16) * 16))
+
+
+def default_user_block(n_users: int, n_threads: int, capacity: int) -> int:
+    """Users per block when ``BlockConfig.user_block`` is None (see the module docstring)."""
+    block = DEFAULT_USER_BLOCK
+    per_thread = -(-max(n_users, 1) // max(n_threads, 1))
+    block = min(block, max(4, -(-per_thread // 4) * 4))
+    block = min(block, max(4, (_BUFFER_BYTES // (8 * capacity)) // 4 * 4))
+    return block
+
+
+class NumbaPreparedItems:
+    """Items packed as float32 (n_item_blocks, d, item_block), blocks transposed and zero padded."""
+
+    __slots__ = ("packed", "n_items", "dim", "item_block")
+
+    def __init__(self, packed: np.ndarray, n_items: int, dim: int, item_block: int):
+        self.packed = packed
+        self.n_items = n_items
+        self.dim = dim
+        self.item_block = item_block
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.packed.nbytes)
+
+    def __repr__(self) -> str:
+        return (f"NumbaPreparedItems(n_items={self.n_items}, dim={self.dim}, "
+                f"item_block={self.item_block}, blocks={self.packed.shape[0]})")
+
+
+class NumbaBackend:
+    """``Backend`` protocol implementation on Numba (``parallel=True``, ``prange`` over user blocks)."""
+
+    name = "numba"
+
+    # -- items ---------------------------------------------------------------------------------------
+    def prepare_items(self, items: np.ndarray, config: BlockConfig) -> NumbaPreparedItems:
+        items = np.ascontiguousarray(items, dtype=np.float32)
+        n_items, dim = items.shape
+        if n_items >= MAX_ITEMS:
+            raise ValueError(f"the numba backend supports fewer than 2**32 items, got {n_items}")
+        item_block = config.item_block if config.item_block is not None else default_item_block(n_items, dim)
+        packed = pack_items(items, int(item_block))
+        packed.flags.writeable = False
+        return NumbaPreparedItems(packed, int(n_items), int(dim), int(item_block))
+
+    # -- kernel --------------------------------------------------------------------------------------
+    def topk_into(self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config,
+                  out_indices, out_scores, out_lse) -> None:
+        if not isinstance(prepared, NumbaPreparedItems):
+            raise TypeError(f"expected NumbaPreparedItems from prepare_items, got {type(prepared).__name__}")
+        packed = prepared.packed
+        if config.item_block is not None and int(config.item_block) != prepared.item_block:
+            # Items were prepared with another block size: repack (temporary) so that this call uses
+            # exactly the requested blocking.
+            packed = pack_items(_unpack(prepared), int(config.item_block))
+        k = int(k)
+        capacity = int(config.buffer_capacity(k))
+        n_users = users.shape[0]
+
+        previous = numba.get_num_threads()
+        n_threads = previous
+        if config.num_threads is not None:
+            n_threads = max(1, min(int(config.num_threads), numba.config.NUMBA_NUM_THREADS))
+        user_block = (int(config.user_block) if config.user_block is not None
+                      else default_user_block(n_users, n_threads, capacity))
+        try:
+            if n_threads != previous:
+                numba.set_num_threads(n_threads)
+            topk_blocked(users, packed, prepared.n_items, k, np.float32(inv_temperature),
+                         excl_indptr, excl_indices, user_block, capacity,
+                         out_indices, out_scores, out_lse)
+        finally:
+            if n_threads != previous:
+                numba.set_num_threads(previous)
+
+    # -- info ----------------------------------------------------------------------------------------
+    def describe(self) -> str:
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel kernel has run yet in this process
+            layer = f"{numba.config.THREADING_LAYER} (not initialised yet)"
+        return f"numba {numba.__version__} ({numba.get_num_threads()} threads, threading layer: {layer})"
+
+
+def _unpack(prepared: NumbaPreparedItems) -> np.ndarray:
+    """Recover the (I, d) float32 item matrix from a packed layout."""
+    n_blocks, dim, item_block = prepared.packed.shape
+    flat = prepared.packed.transpose(0, 2, 1).reshape(n_blocks * item_block, dim)
+    return np.ascontiguousarray(flat[:prepared.n_items])
+
+
+BACKEND = NumbaBackend()

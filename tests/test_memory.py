@@ -1,0 +1,58 @@
+"""Working memory of topk is bounded by the block budget, independent of U x I.
+
+Each check runs in a fresh subprocess so the peak resident set size (ru_maxrss) belongs to that call
+alone; the baseline is the *current* RSS after the inputs exist, so transient peaks before the call
+cannot hide anything.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from testing import BACKENDS
+
+SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    import mmrec_fast as mf
+
+    n_users, n_items, dim, k, backend = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    rng = np.random.default_rng(0)
+    users = rng.standard_normal((n_users, dim), dtype=np.float32)
+    items = rng.standard_normal((n_items, dim), dtype=np.float32)
+    mf.topk(users[:3], items[:1000], k, backend=backend)  # warm-up: JIT, thread pools
+    page = resource.getpagesize()
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * page
+    result = mf.topk(users, items, k, backend=backend)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    outputs = result.indices.nbytes + result.scores.nbytes + result.probs.nbytes + result.log_normalizer.nbytes
+    inputs = users.nbytes + items.nbytes
+    print(json.dumps(dict(extra=peak - current, outputs=outputs, inputs=inputs, dense=n_users * n_items * 4)))
+""")
+
+BUDGET = 300 * 2**20
+
+
+def _measure(n_users, n_items, dim, k, backend):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(n_users), str(n_items), str(dim), str(k), backend],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_full_size_memory_bound():
+    """The issue's case: U=20,000, I=500,000, d=64, k=100 (a dense score matrix would be 40 GB)."""
+    m = _measure(20_000, 500_000, 64, 100, "auto")
+    assert m["dense"] == 40_000_000_000
+    assert m["extra"] <= m["outputs"] + BUDGET, m
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_memory_bound(backend):
+    m = _measure(1_000, 300_000, 32, 100, backend)
+    assert m["extra"] <= m["outputs"] + BUDGET, m

@@ -9,7 +9,7 @@
 //   * a score is the fused-multiply-add chain acc = fma(u[k], v[k], acc), k = 0 .. d-1, acc0 = +0;
 //   * the per-row block sum of exp() uses 16 lanes (lane l sums the elements j = l mod 16 in order)
 //     and the fixed reduction tree ((l, l+8), then (l, l+4), (l, l+2), (l, l+1));
-//   * exp() is the same Cephes-style polynomial evaluated with the same fma/mul/add sequence;
+//   * exp() is the same exp2 polynomial evaluated with the same fma/mul/add sequence (below);
 //   * the build uses -ffp-contract=off, so the compiler never fuses a mul and an add on its own.
 //
 // Item layout ("packed items"): panels of kPanel = 16 consecutive items; panel p holds items
@@ -17,7 +17,7 @@
 // other, so panel p starts at float offset p * d * 16. The layout does not depend on the SIMD level
 // or on the block sizes.
 //
-// These translation units must not instantiate std:: templates (their inline copies would be
+// The two SIMD translation units must not instantiate std:: templates (their inline copies would be
 // compiled for the SIMD target and could be chosen by the linker for generic callers).
 #pragma once
 
@@ -52,18 +52,22 @@ const KernelOps& kernels_scalar();
 const KernelOps& kernels_avx2();
 const KernelOps& kernels_avx512();
 
-// Shared constants of the exp() approximation (exp(y) for y <= 0; exactly 0 below kExpLo).
+// The block exp-sum, term by term, identical on every path (m = fl(max_j s_j * inv_t), the block max
+// of the scaled scores, since rounding is monotone and inv_t > 0):
+//   y    = fma(s, inv_t, -m)          s * inv_t - m with one rounding (<= 0 up to that rounding)
+//   fx   = y * log2(e)
+//   n    = nearest integer to fx (ties to even);  f = fx - n  (exact, |f| <= 1/2)
+//   p    = 1 + f*(q1 + f*(q2 + f*(q3 + f*(q4 + f*q5))))   (Horner, fma; 2^f to ~1.4 ulp)
+//   term = p * 2^n when fx >= -126 (n >= -126: 2^n is a normal float), else exactly 0
+// Relative error per term ~2e-7 + |fx| * 6e-8, far inside the contract's 1e-5 on the log-sum-exp.
 namespace expc {
-constexpr float kLo = -87.33654475f;  // log(2^-126): below this the result is flushed to 0
-constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kC1 = 0.693359375f;   // ln 2 = kC1 + kC2 (Cody-Waite split)
-constexpr float kC2 = -2.12194440e-4f;
-constexpr float kP0 = 1.9875691500e-4f;
-constexpr float kP1 = 1.3981999507e-3f;
-constexpr float kP2 = 8.3334519073e-3f;
-constexpr float kP3 = 4.1665795894e-2f;
-constexpr float kP4 = 1.6666665459e-1f;
-constexpr float kP5 = 5.0000001201e-1f;
+constexpr float kLog2e = 1.44269502f;
+constexpr float kMinExponent = -126.0f;
+constexpr float kQ1 = 0.693147004f;  // minimax fit of 2^f on [-1/2, 1/2], constant term fixed to 1
+constexpr float kQ2 = 0.240222424f;
+constexpr float kQ3 = 0.0555073358f;
+constexpr float kQ4 = 0.00967148226f;
+constexpr float kQ5 = 0.00132646365f;
 }  // namespace expc
 
 }  // namespace mmrec

@@ -60,23 +60,20 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
     }
 }
 
-__attribute__((always_inline)) inline __m256 exp_nonpos(__m256 y) {
+// One 8-lane step of the block exp-sum (see kernels.h): exp(s * inv_t - m), 0 where fx < -126.
+__attribute__((always_inline)) inline __m256 exp_term(__m256 v, __m256 tv, __m256 neg_m) {
     using namespace expc;
-    const __m256 lo = _mm256_set1_ps(kLo);
-    const __m256 keep = _mm256_cmp_ps(y, lo, _CMP_GE_OQ);
-    const __m256 yc = _mm256_max_ps(y, lo);
-    const __m256 fx = _mm256_mul_ps(yc, _mm256_set1_ps(kLog2e));
+    const __m256 y = _mm256_fmadd_ps(v, tv, neg_m);
+    const __m256 fx = _mm256_mul_ps(y, _mm256_set1_ps(kLog2e));
+    const __m256 keep = _mm256_cmp_ps(fx, _mm256_set1_ps(kMinExponent), _CMP_GE_OQ);
     const __m256 n = _mm256_round_ps(fx, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kC1), yc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kC2), r);
-    const __m256 z = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(kP0), r, _mm256_set1_ps(kP1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
-    p = _mm256_fmadd_ps(p, z, r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    const __m256 f = _mm256_sub_ps(fx, n);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(kQ5), f, _mm256_set1_ps(kQ4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kQ3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kQ2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kQ1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    // 2^n as a float (n in [-126, 0] on kept lanes; other lanes are masked to +0 below).
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(keep, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
@@ -89,25 +86,34 @@ __attribute__((always_inline)) inline float hmax(__m256 v) {
 }
 
 RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos) {
-    const __m256 tv = _mm256_set1_ps(inv_t);
     const float neg_inf = -__builtin_inff();
-    __m256 mx0 = _mm256_set1_ps(neg_inf), mx1 = mx0;
-    for (int64_t j = 0; j < n; j += kPanel) {
-        mx0 = _mm256_max_ps(mx0, _mm256_mul_ps(_mm256_loadu_ps(s + j), tv));
-        mx1 = _mm256_max_ps(mx1, _mm256_mul_ps(_mm256_loadu_ps(s + j + 8), tv));
+    // Block max of the raw scores (4 independent chains); max(s * inv_t) = max(s) * inv_t.
+    __m256 mx0 = _mm256_set1_ps(neg_inf), mx1 = mx0, mx2 = mx0, mx3 = mx0;
+    int64_t j = 0;
+    for (; j + 2 * kPanel <= n; j += 2 * kPanel) {
+        mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(s + j));
+        mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(s + j + 8));
+        mx2 = _mm256_max_ps(mx2, _mm256_loadu_ps(s + j + 16));
+        mx3 = _mm256_max_ps(mx3, _mm256_loadu_ps(s + j + 24));
     }
-    const float m = hmax(_mm256_max_ps(mx0, mx1));
-    if (m == neg_inf) return RowStats{neg_inf, 0.0f, 0};
-    const __m256 mv = _mm256_set1_ps(m);
+    for (; j < n; j += kPanel) {
+        mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(s + j));
+        mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(s + j + 8));
+    }
+    const float smax = hmax(_mm256_max_ps(_mm256_max_ps(mx0, mx1), _mm256_max_ps(mx2, mx3)));
+    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    const float m = smax * inv_t;
+    const __m256 tv = _mm256_set1_ps(inv_t);
+    const __m256 neg_m = _mm256_set1_ps(-m);
     const __m256 thr = _mm256_set1_ps(threshold);
     // acc0 holds lanes 0..7, acc1 lanes 8..15 of the 16-lane sum.
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t count = 0;
-    for (int64_t j = 0; j < n; j += kPanel) {
+    for (j = 0; j < n; j += kPanel) {
         const __m256 v0 = _mm256_loadu_ps(s + j);
         const __m256 v1 = _mm256_loadu_ps(s + j + 8);
-        acc0 = _mm256_add_ps(acc0, exp_nonpos(_mm256_sub_ps(_mm256_mul_ps(v0, tv), mv)));
-        acc1 = _mm256_add_ps(acc1, exp_nonpos(_mm256_sub_ps(_mm256_mul_ps(v1, tv), mv)));
+        acc0 = _mm256_add_ps(acc0, exp_term(v0, tv, neg_m));
+        acc1 = _mm256_add_ps(acc1, exp_term(v1, tv, neg_m));
         unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v0, thr, _CMP_GT_OQ))) |
                         (static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v1, thr, _CMP_GT_OQ))) << 8);
         while (mask) {

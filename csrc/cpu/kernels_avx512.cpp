@@ -19,7 +19,7 @@ namespace mmrec {
 namespace {
 
 constexpr int kMR = 8;  // users per register tile
-constexpr int kNP = 2;  // 16-item panels per register tile
+constexpr int kNP = 2;  // 16-item panels per register tile: 16 accumulators + 2 panel vectors
 
 // Register tile: acc[MR][NP] zmm (MR*NP <= 16 accumulators), one pass over d.
 template <int MR, int NP>
@@ -66,29 +66,27 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
     int64_t p = 0;
     for (; p + kNP <= n_panels; p += kNP)
         column_strip<kNP>(a, lda, n_rows, panels + p * pstride, pstride, d, c + p * kPanel, ldc);
-    if (p < n_panels)  // kNP == 2: at most one panel left
-        column_strip<1>(a, lda, n_rows, panels + p * pstride, pstride, d, c + p * kPanel, ldc);
+    const float* bp = panels + p * pstride;
+    float* cp = c + p * kPanel;
+    static_assert(kNP == 2, "the ragged end below handles one leftover panel");
+    if (p < n_panels) column_strip<1>(a, lda, n_rows, bp, pstride, d, cp, ldc);
 }
 
-__attribute__((always_inline)) inline __m512 exp_nonpos(__m512 y) {
+// One 16-lane step of the block exp-sum (see kernels.h): exp(s * inv_t - m), 0 where fx < -126.
+__attribute__((always_inline)) inline __m512 exp_term(__m512 v, __m512 tv, __m512 neg_m) {
     using namespace expc;
-    const __m512 lo = _mm512_set1_ps(kLo);
-    const __mmask16 keep = _mm512_cmp_ps_mask(y, lo, _CMP_GE_OQ);  // not (y < lo), not NaN
-    const __m512 yc = _mm512_max_ps(y, lo);
-    const __m512 fx = _mm512_mul_ps(yc, _mm512_set1_ps(kLog2e));
+    const __m512 y = _mm512_fmadd_ps(v, tv, neg_m);
+    const __m512 fx = _mm512_mul_ps(y, _mm512_set1_ps(kLog2e));
+    const __mmask16 keep = _mm512_cmp_ps_mask(fx, _mm512_set1_ps(kMinExponent), _CMP_GE_OQ);
     const __m512 n = _mm512_roundscale_ps(fx, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kC1), yc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kC2), r);
-    const __m512 z = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kP0), r, _mm512_set1_ps(kP1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP5));
-    p = _mm512_fmadd_ps(p, z, r);
-    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_maskz_mul_ps(keep, p, _mm512_castsi512_ps(e));
+    const __m512 f = _mm512_sub_ps(fx, n);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kQ5), f, _mm512_set1_ps(kQ4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kQ3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kQ2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kQ1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    // p * 2^n with one rounding, exactly like the other paths' multiply by the float 2^n (n >= -126).
+    return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
 // Lane sum in the fixed tree order shared by every path: (l, l+8), (l, l+4), (l, l+2), (l, l+1).
@@ -103,19 +101,28 @@ __attribute__((always_inline)) inline float reduce16(__m512 v) {
 }
 
 RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos) {
-    const __m512 tv = _mm512_set1_ps(inv_t);
     const float neg_inf = -__builtin_inff();
-    __m512 mx = _mm512_set1_ps(neg_inf);
-    for (int64_t j = 0; j < n; j += kPanel) mx = _mm512_max_ps(mx, _mm512_mul_ps(_mm512_loadu_ps(s + j), tv));
-    const float m = _mm512_reduce_max_ps(mx);
-    if (m == neg_inf) return RowStats{neg_inf, 0.0f, 0};
-    const __m512 mv = _mm512_set1_ps(m);
+    // Block max of the raw scores (4 independent chains); max(s * inv_t) = max(s) * inv_t.
+    __m512 mx0 = _mm512_set1_ps(neg_inf), mx1 = mx0, mx2 = mx0, mx3 = mx0;
+    int64_t j = 0;
+    for (; j + 4 * kPanel <= n; j += 4 * kPanel) {
+        mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + j));
+        mx1 = _mm512_max_ps(mx1, _mm512_loadu_ps(s + j + kPanel));
+        mx2 = _mm512_max_ps(mx2, _mm512_loadu_ps(s + j + 2 * kPanel));
+        mx3 = _mm512_max_ps(mx3, _mm512_loadu_ps(s + j + 3 * kPanel));
+    }
+    for (; j < n; j += kPanel) mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + j));
+    const float smax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(mx0, mx1), _mm512_max_ps(mx2, mx3)));
+    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    const float m = smax * inv_t;
+    const __m512 tv = _mm512_set1_ps(inv_t);
+    const __m512 neg_m = _mm512_set1_ps(-m);
     const __m512 thr = _mm512_set1_ps(threshold);
     __m512 acc = _mm512_setzero_ps();
     int64_t count = 0;
-    for (int64_t j = 0; j < n; j += kPanel) {
+    for (j = 0; j < n; j += kPanel) {
         const __m512 v = _mm512_loadu_ps(s + j);
-        acc = _mm512_add_ps(acc, exp_nonpos(_mm512_sub_ps(_mm512_mul_ps(v, tv), mv)));
+        acc = _mm512_add_ps(acc, exp_term(v, tv, neg_m));
         unsigned mask = _mm512_cmp_ps_mask(v, thr, _CMP_GT_OQ);
         while (mask) {
             pos[count++] = static_cast<int32_t>(j + __builtin_ctz(mask));

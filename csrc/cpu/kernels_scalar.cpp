@@ -12,27 +12,23 @@ namespace {
 
 constexpr int kLanes = 16;
 
-inline float exp_nonpos(float y) {
+// One term of the block exp-sum (see kernels.h): exp(s * inv_t - m).
+inline float exp_term(float v, float inv_t, float m) {
     using namespace expc;
-    const bool under = y < kLo;        // also -inf
-    const float yc = y > kLo ? y : kLo;  // same operand order as MAXPS(y, kLo)
-    const float fx = yc * kLog2e;
-    const float n = std::nearbyint(fx);  // round half to even, like the SIMD round instructions
-    float r = std::fma(-n, kC1, yc);
-    r = std::fma(-n, kC2, r);
-    const float z = r * r;
-    float p = std::fma(kP0, r, kP1);
-    p = std::fma(p, r, kP2);
-    p = std::fma(p, r, kP3);
-    p = std::fma(p, r, kP4);
-    p = std::fma(p, r, kP5);
-    p = std::fma(p, z, r);
-    p = p + 1.0f;
+    const float y = std::fma(v, inv_t, -m);
+    const float fx = y * kLog2e;
+    if (!(fx >= kMinExponent)) return 0.0f;  // also -inf (excluded / padding) and NaN
+    const float n = std::nearbyint(fx);      // ties to even, like the SIMD round instructions
+    const float f = fx - n;
+    float p = std::fma(kQ5, f, kQ4);
+    p = std::fma(p, f, kQ3);
+    p = std::fma(p, f, kQ2);
+    p = std::fma(p, f, kQ1);
+    p = std::fma(p, f, 1.0f);
     const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
-    const float e = p * scale;
-    return under ? 0.0f : e;
+    return p * scale;
 }
 
 // Lane sum in the fixed tree order shared by every path.
@@ -66,23 +62,20 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
 
 RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos) {
     const float neg_inf = -std::numeric_limits<float>::infinity();
-    float mx = neg_inf;
-    for (int64_t j = 0; j < n; ++j) {
-        const float x = s[j] * inv_t;
-        mx = x > mx ? x : mx;
-    }
-    if (mx == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    float smax = neg_inf;
+    for (int64_t j = 0; j < n; ++j) smax = s[j] > smax ? s[j] : smax;
+    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    const float m = smax * inv_t;  // == max_j (s_j * inv_t): rounding is monotone
     float acc[kLanes] = {};
     int64_t count = 0;
     for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
         for (int l = 0; l < kLanes; ++l) {
             const float v = s[j0 + l];
-            const float y = v * inv_t - mx;
-            acc[l] = acc[l] + exp_nonpos(y);
+            acc[l] = acc[l] + exp_term(v, inv_t, m);
             if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
         }
     }
-    return RowStats{mx, reduce16(acc), count};
+    return RowStats{m, reduce16(acc), count};
 }
 
 const KernelOps kOps{SimdLevel::Scalar, "scalar", &tile_scores, &row_epilogue};

@@ -77,7 +77,11 @@ def available_backends() -> dict[str, BackendStatus]:
         if module is None:
             result[name] = BackendStatus(name, False, _failures[name])
         else:
-            result[name] = BackendStatus(name, True, module.describe())
+            try:
+                detail = module.describe()
+            except Exception as exc:  # a description must never break the listing
+                detail = f"(no description: {exc})"
+            result[name] = BackendStatus(name, True, detail)
     return result
 
 

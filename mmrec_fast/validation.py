@@ -73,10 +73,9 @@ def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "")
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
         raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); "
                          f"all values must be finite")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and out.size and not np.isfinite(out).all():
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size and np.abs(arr).max() > FLOAT32_MAX:
         raise ValueError(f"{name}: values exceed the float32 range (|x| > {FLOAT32_MAX:.3g})")
-    return out
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def check_k(k) -> int:

@@ -13,9 +13,10 @@ def test_demo_small(capsys):
     assert "Top-10 items of the first 3 users" in out
     lines = [line for line in out.splitlines() if line.strip().startswith("30  ")]
     assert lines, out
-    naive_nan, engine_err = lines[0].split()[2], float(lines[0].split()[-1])
+    naive_nan, ours_nan, engine_err = lines[0].split()[2], lines[0].split()[3], float(lines[0].split()[-1])
     assert int(naive_nan.split("/")[0]) > 0, "the naive formula should overflow at scale 30"
-    assert engine_err < 1e-5
+    assert int(ours_nan.split("/")[0]) == 0
+    assert engine_err < 1e-2  # float32 scores of magnitude ~1e4: ulp-limited, see the demo's note
     for name, status in mf.available_backends().items():
         row = next(line for line in out.splitlines() if line.strip().startswith(name))
         if status.available:

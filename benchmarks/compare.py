@@ -157,7 +157,7 @@ def run_shape(shape: str, repeats: int, peak: float, skip: set[str]) -> list[dic
                          pct_peak=100 * flops / seconds / 1e9 / peak, agreement=agree))
         print(f"  {name:30s} {seconds:9.3f}s {flops / seconds / 1e9:8.1f} GFLOP/s "
               f"{100 * flops / seconds / 1e9 / peak:5.1f}% of sgemm  agree {agree:.4f}", flush=True)
-    anchor = next(r["seconds"] for r in rows if r["method"].startswith("numpy"))
+    anchor = next((r["seconds"] for r in rows if r["method"].startswith("numpy (")), float("nan"))
     for r in rows:
         r["speedup_vs_numpy"] = anchor / r["seconds"]
     return rows

@@ -33,7 +33,7 @@ def _index_for(items, backend: str, item_block: int | None) -> ItemIndex:
             raise ValueError("item_block: an ItemIndex is packed with its own item_block; "
                              "set it when building the index")
         return items
-    return ItemIndex(items, backend=backend, item_block=item_block)
+    return ItemIndex(items, backend=backend, item_block=item_block, _persistent=False)
 
 
 def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user_block=None,

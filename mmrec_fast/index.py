@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import validation
 from .backends import BlockConfig, get_backend
 
@@ -35,15 +33,16 @@ class ItemIndex:
     (3, 5)
     """
 
-    def __init__(self, items, *, backend: str = "auto", item_block: int | None = None):
+    def __init__(self, items, *, backend: str = "auto", item_block: int | None = None,
+                 _persistent: bool = True):
         self.backend = get_backend(backend)
         self.items = validation.as_float_matrix(items, "items")
         self.item_block = item_block
         self._config = BlockConfig(item_block=item_block)
-        self.prepared = self.backend.prepare_items(self.items, self._config)
+        # A temporary index (one topk call on a raw array) lets the backend skip a full packed copy.
+        self.prepared = self.backend.prepare_items(self.items, self._config, persistent=_persistent)
         # The overflow guard needs max |v|; computing it once here keeps repeated queries cheap.
-        self.max_norm = (float(np.sqrt(np.einsum("ij,ij->i", self.items, self.items, dtype=np.float64)
-                                       .max(initial=0.0))))
+        self.max_norm = validation.max_row_norm(self.items)
 
     @property
     def n_items(self) -> int:

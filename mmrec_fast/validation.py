@@ -97,7 +97,8 @@ def check_temperature(temperature) -> float:
     return temperature
 
 
-def _max_row_norm(x: np.ndarray, chunk: int = 65536) -> float:
+def max_row_norm(x: np.ndarray, chunk: int = 4096) -> float:
+    """Largest Euclidean row norm, in float64, a few MB of temporaries at a time."""
     best = 0.0
     for start in range(0, x.shape[0], chunk):
         block = x[start:start + chunk].astype(np.float64)
@@ -115,8 +116,8 @@ def check_score_range(users: np.ndarray, items: np.ndarray, temperature: float,
     if users.shape[0] == 0 or items.shape[0] == 0:
         return
     if items_max_norm is None:
-        items_max_norm = _max_row_norm(items)
-    bound = _max_row_norm(users) * items_max_norm
+        items_max_norm = max_row_norm(items)
+    bound = max_row_norm(users) * items_max_norm
     if bound > _SCORE_LIMIT:
         raise ValueError(f"users, items: scores could overflow float32 (max|u| * max|v| = {bound:.3g} > "
                          f"{_SCORE_LIMIT:.3g}); rescale the embeddings")

@@ -9,8 +9,12 @@ Kernel contract (``Backend.topk_into``)
 Inputs (all validated and converted by the caller):
 
 ``users``          float32, C-contiguous, shape (U, d), all finite.
-``prepared``       whatever ``Backend.prepare_items(items, config)`` returned for a float32 C-contiguous
-                   (I, d) item matrix (all finite). ``prepared`` is read-only and reusable across calls.
+``prepared``       whatever ``Backend.prepare_items(items, config, persistent=...)`` returned for a
+                   float32 C-contiguous (I, d) item matrix (all finite). ``prepared`` is read-only and
+                   reusable across calls. ``persistent=True`` (an :class:`~mmrec_fast.ItemIndex` the user
+                   keeps) may pack a full copy for speed; ``persistent=False`` (one ``topk`` call on a
+                   raw array) should avoid a full copy of the catalogue if the backend can, so a single
+                   query runs in the memory of its inputs and outputs.
 ``k``              int >= 1 (may exceed I).
 ``inv_temperature`` float > 0; the normaliser uses ``score * inv_temperature`` (float32 product).
 ``excl_indptr``    int64, shape (U + 1,), CSR row pointers of excluded items (0 .. nnz, monotone).
@@ -87,7 +91,7 @@ class Backend(Protocol):
 
     name: str
 
-    def prepare_items(self, items: np.ndarray, config: BlockConfig) -> Any:
+    def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> Any:
         """Return a reusable, read-only representation of a float32 (I, d) C-contiguous item matrix."""
 
     def topk_into(self, users: np.ndarray, prepared: Any, k: int, inv_temperature: float,

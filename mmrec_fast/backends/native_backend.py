@@ -56,7 +56,7 @@ class NativeBackend:
 
     name = "native"
 
-    def prepare_items(self, items: np.ndarray, config: BlockConfig) -> PreparedItems:
+    def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> PreparedItems:
         threads = 0 if config is None or config.num_threads is None else int(config.num_threads)
         items = np.ascontiguousarray(items, dtype=np.float32)
         packed = _native.pack_items(items, threads)

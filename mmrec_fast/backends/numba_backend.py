@@ -84,7 +84,7 @@ class NumbaBackend:
     name = "numba"
 
     # -- items ---------------------------------------------------------------------------------------
-    def prepare_items(self, items: np.ndarray, config: BlockConfig) -> NumbaPreparedItems:
+    def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> NumbaPreparedItems:
         items = np.ascontiguousarray(items, dtype=np.float32)
         n_items, dim = items.shape
         if n_items >= MAX_ITEMS:

@@ -22,7 +22,7 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def prepare_items(self, items: np.ndarray, config: BlockConfig) -> np.ndarray:
+    def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> np.ndarray:
         return items
 
     def topk_into(self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config,

@@ -48,7 +48,7 @@ def test_topk_with_exclusion(benchmark, problem, backend):
 
 def test_numpy_anchor(benchmark, problem):
     """Plain NumPy matmul + argpartition on the same problem, for the ratio."""
-    from compare import numpy_anchor
+    from compare import Problem, numpy_anchor
 
     users, items, k = problem
-    benchmark(numpy_anchor, users, items, k)
+    benchmark(numpy_anchor, Problem("anchor", users, items, k, None))

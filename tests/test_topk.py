@@ -207,3 +207,15 @@ def test_merge_of_item_shards_is_exact(backend, rng):
     np.testing.assert_array_equal(merged.indices, whole.indices)
     np.testing.assert_array_equal(merged.scores, whole.scores)
     np.testing.assert_allclose(merged.log_normalizer, whole.log_normalizer, atol=1e-6)
+
+
+def test_torch_tensor_inputs(rng):
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    users, items = random_problem(rng, 12, 300, 8)
+    expected = mf.topk(users, items, 5)
+    got = mf.topk(torch.from_numpy(users), torch.from_numpy(items).T.contiguous().T, 5)  # strided tensor
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    half = mf.topk(torch.from_numpy(users).half(), torch.from_numpy(items).half(), 5)
+    assert_topk_matches(half, users.astype(np.float16), items.astype(np.float16), 5)
+    with pytest.raises(ValueError, match="users: contains NaN"):
+        mf.topk(torch.full((2, 8), float("nan")), items, 5)

@@ -30,15 +30,20 @@ import numba
 import numpy as np
 
 from .base import BlockConfig
-from .numba_kernels import MAX_ITEMS, pack_items, topk_blocked
+from .numba_kernels import GROUP, MAX_ITEMS, PANEL, pack_items, topk_blocked
 
 __all__ = ["BACKEND", "NumbaBackend", "NumbaPreparedItems", "describe"]
 
-DEFAULT_USER_BLOCK = 64
+DEFAULT_USER_BLOCK = 8 * GROUP  # 96
 DEFAULT_ITEM_BLOCK = 1024
 _PANEL_BYTES = 1024 * 1024
 _MIN_ITEM_BLOCK = 128
 _BUFFER_BYTES = 8 * 1024 * 1024
+# Item sharding for few users: up to this many users "per item pass" are made up by shards.
+_SHARD_USERS = 1024
+_MAX_SHARDS = 64
+_MIN_BLOCKS_PER_SHARD = 4
+_SHARD_BYTES = 64 * 1024 * 1024
 
 
 def default_item_block(n_items: int, dim: int) -> int:
@@ -46,20 +51,34 @@ def default_item_block(n_items: int, dim: int) -> int:
     block = DEFAULT_ITEM_BLOCK
     while block > _MIN_ITEM_BLOCK and block * max(dim, 1) * 4 > _PANEL_BYTES:
         block //= 2
-    return max(1, min(block, -(-max(n_items, 1) // 16) * 16))
+    return max(1, min(block, -(-max(n_items, 1) // PANEL) * PANEL))
 
 
-def default_user_block(n_users: int, n_threads: int, capacity: int) -> int:
+def item_shards(n_users: int, n_items: int, item_block: int, k: int) -> int:
+    """How many contiguous shards the item blocks are split into (see the module docstring).
+
+    Depends only on U, I, the item block and k -- never on the thread count -- so results (whose
+    log-normaliser is folded per shard) do not depend on the machine's cores."""
+    n_blocks = -(-max(n_items, 1) // item_block)
+    shards = -(-_SHARD_USERS // max(n_users, 1))
+    shards = min(shards, _MAX_SHARDS, max(1, n_blocks // _MIN_BLOCKS_PER_SHARD))
+    shards = min(shards, max(1, _SHARD_BYTES // (8 * max(n_users, 1) * k)))
+    return max(1, shards)
+
+
+def default_user_block(n_users: int, n_threads: int, capacity: int, n_shards: int = 1) -> int:
     """Users per block when ``BlockConfig.user_block`` is None (see the module docstring)."""
     block = DEFAULT_USER_BLOCK
-    per_thread = -(-max(n_users, 1) // max(n_threads, 1))
-    block = min(block, max(4, -(-per_thread // 4) * 4))
+    if n_shards == 1:  # every thread should get a block of users
+        per_thread = -(-max(n_users, 1) // max(n_threads, 1))
+        block = min(block, -(-per_thread // 4) * 4)
+    block = min(block, -(-max(n_users, 1) // 4) * 4)
     block = min(block, max(4, (_BUFFER_BYTES // (8 * capacity)) // 4 * 4))
-    return block
+    return max(1, block)
 
 
 class NumbaPreparedItems:
-    """Items packed as float32 (n_item_blocks, d, item_block), blocks transposed and zero padded."""
+    """Items packed as float32 (ceil(I / 32), d, 32) panels (see ``numba_kernels``)."""
 
     __slots__ = ("packed", "n_items", "dim", "item_block")
 
@@ -75,24 +94,26 @@ class NumbaPreparedItems:
 
     def __repr__(self) -> str:
         return (f"NumbaPreparedItems(n_items={self.n_items}, dim={self.dim}, "
-                f"item_block={self.item_block}, blocks={self.packed.shape[0]})")
+                f"item_block={self.item_block}, panels={self.packed.shape[0]})")
 
 
 class NumbaBackend:
-    """``Backend`` protocol implementation on Numba (``parallel=True``, ``prange`` over user blocks)."""
+    """``Backend`` protocol implementation on Numba (``parallel=True``, ``prange`` over tasks)."""
 
     name = "numba"
 
     # -- items ---------------------------------------------------------------------------------------
     def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> NumbaPreparedItems:
+        # persistent=False also packs a full copy: the micro-kernel needs the panel layout, and packing
+        # each item block once per user block instead would cost more than the copy.
         items = np.ascontiguousarray(items, dtype=np.float32)
         n_items, dim = items.shape
         if n_items >= MAX_ITEMS:
             raise ValueError(f"the numba backend supports fewer than 2**32 items, got {n_items}")
         item_block = config.item_block if config.item_block is not None else default_item_block(n_items, dim)
-        packed = pack_items(items, int(item_block))
+        packed = pack_items(items)
         # The kernels never write to it, but it stays flagged writeable: Numba types read-only arrays
-        # differently and the score loop compiled for them measured ~25 % slower.
+        # differently and would compile (and cache) a second specialisation of every kernel.
         return NumbaPreparedItems(packed, int(n_items), int(dim), int(item_block))
 
     # -- kernel --------------------------------------------------------------------------------------
@@ -100,11 +121,8 @@ class NumbaBackend:
                   out_indices, out_scores, out_lse) -> None:
         if not isinstance(prepared, NumbaPreparedItems):
             raise TypeError(f"expected NumbaPreparedItems from prepare_items, got {type(prepared).__name__}")
-        packed = prepared.packed
-        if config.item_block is not None and int(config.item_block) != prepared.item_block:
-            # Items were prepared with another block size: repack (temporary) so that this call uses
-            # exactly the requested blocking.
-            packed = pack_items(_unpack(prepared), int(config.item_block))
+        # The packing does not depend on the block size: any item_block works on the same panels.
+        item_block = int(config.item_block) if config.item_block is not None else prepared.item_block
         # Read-only inputs would make Numba compile (and cache) a second specialisation of every
         # kernel; these copies are O(U d + nnz), negligible next to the O(U I d) scan.
         if not users.flags.writeable:
@@ -116,18 +134,27 @@ class NumbaBackend:
         k = int(k)
         capacity = int(config.buffer_capacity(k))
         n_users = users.shape[0]
+        n_items = prepared.n_items
+        if n_users == 0:
+            return
+        if n_items == 0:
+            out_indices[...] = -1
+            out_scores[...] = -np.inf
+            out_lse[...] = -np.inf
+            return
 
         previous = numba.get_num_threads()
         n_threads = previous
         if config.num_threads is not None:
             n_threads = max(1, min(int(config.num_threads), numba.config.NUMBA_NUM_THREADS))
+        n_shards = item_shards(n_users, n_items, item_block, k)
         user_block = (int(config.user_block) if config.user_block is not None
-                      else default_user_block(n_users, n_threads, capacity))
+                      else default_user_block(n_users, n_threads, capacity, n_shards))
         try:
             if n_threads != previous:
                 numba.set_num_threads(n_threads)
-            topk_blocked(users, packed, prepared.n_items, k, np.float32(inv_temperature),
-                         excl_indptr, excl_indices, user_block, capacity,
+            topk_blocked(users, prepared.packed, n_items, item_block, k, np.float32(inv_temperature),
+                         excl_indptr, excl_indices, user_block, capacity, n_shards,
                          out_indices, out_scores, out_lse)
         finally:
             if n_threads != previous:
@@ -140,13 +167,6 @@ class NumbaBackend:
         except ValueError:  # no parallel kernel has run yet in this process
             layer = f"{numba.config.THREADING_LAYER} (not initialised yet)"
         return f"numba {numba.__version__} ({numba.get_num_threads()} threads, threading layer: {layer})"
-
-
-def _unpack(prepared: NumbaPreparedItems) -> np.ndarray:
-    """Recover the (I, d) float32 item matrix from a packed layout."""
-    n_blocks, dim, item_block = prepared.packed.shape
-    flat = prepared.packed.transpose(0, 2, 1).reshape(n_blocks * item_block, dim)
-    return np.ascontiguousarray(flat[:prepared.n_items])
 
 
 BACKEND = NumbaBackend()

@@ -3,38 +3,50 @@
 Layout
 ------
 ``pack_items`` turns the float32 (I, d) item matrix into ``packed``, a float32 array of shape
-(n_item_blocks, d, item_block): every block of ``item_block`` consecutive items transposed, so that the
-score-tile loop streams contiguous rows ``packed[b, kk, :]``; the ragged last block is zero padded.
+(ceil(I / 32), d, 32): panels of 32 consecutive items, each transposed (``packed[p, kk, :]`` holds
+feature ``kk`` of items ``32 p .. 32 p + 31``), the last one zero padded. The layout does not depend on
+the block sizes: an item block ``[j0, j0 + nv)`` is scored panel by panel (``j0 // 32`` to
+``(j0 + nv - 1) // 32``), and its row of scores starts at column ``j0 % 32`` of the tile.
 
-Per user block (``topk_blocked`` runs them in a ``prange``; one task = one block of users, which keeps
-per-user state: exclusion cursor, running (max, sum), threshold, candidate buffer), item blocks in
-ascending order, and within an item block groups of 4 users:
+Work is split into tasks (``topk_blocked`` runs them in a ``prange``): one task = one block of users x one
+shard of the item blocks (the shard count depends only on U, I, k and the item block, never on the
+thread count; it is 1 unless there are few users). Per task, item blocks in ascending order:
 
-1. ``_score_tile``: ``tile[r, j] = sum_kk users[u + r, kk] * packed[b, kk, j]`` in float32, summed
-   strictly sequentially over ``kk`` (a chain of FMAs starting from +0.0; ``fastmath={'contract'}``,
-   no reassociation), so a score never depends on the thread, the user block or the item block it
-   was computed in. Register blocking: 4 users x 4 ``kk`` steps per pass over the 4 tile rows; the
-   ``j`` loop vectorises. The 4 rows are then post-processed while they are in L1:
-2. ``_exclude``: a per-user cursor walks the user's sorted CSR segment and sets the excluded
-   items of this block to -inf (O(nnz) over the whole scan).
-3. ``_row_max`` / ``_row_expsum``: float32 block maximum of ``x = s * inv_temperature`` (computed as
-   ``max(s) * inv_temperature``; rounding is monotone so this is the same value) and float32 sum of
-   ``exp(x - block_max)`` (a vectorised polynomial float32 ``exp``, ~1 ulp, exp(-inf) = 0 exactly;
-   exp of arguments below -87 is flushed to 0); folded into the user's running float64
+1. Score tile: ``_micro`` (LLVM IR written by hand, 512-bit vectors) computes ``_NU`` users x 32 items:
+   ``2 _NU`` zmm accumulators, per feature ``kk`` two aligned panel loads, ``_NU`` broadcasts and
+   ``2 _NU`` FMAs. Each score is an in-order float32 FMA chain over ``kk`` starting from +0.0 (no
+   reassociation), so a score never depends on the thread, the user block or the item block it was
+   computed in. Panels are the outer loop and user groups the inner one: one 8 KiB panel (d = 64)
+   stays in L1 while the block's users (a zero-padded local copy) stream past it; the
+   (user_block x item_block) tile stays in L2.
+2. Per user row (while the tile is in L2): ``_exclude`` (a per-user cursor walks the user's sorted CSR
+   segment and sets excluded items to -inf), ``_row_max`` / ``_row_expsum``: float32 block maximum of
+   ``x = s * inv_temperature`` (computed as ``max(s) * inv_temperature``; rounding is monotone so this is
+   the same value) and float32 sum of ``exp(x - block_max)`` (a vectorised polynomial float32 ``exp``,
+   ~1 ulp, exp(-inf) = 0 exactly; arguments below -87 flush to 0), folded into the user's running float64
    (max, sum). A block where everything is excluded is skipped.
-4. ``_scan_row``: items with ``score > threshold`` (strict) are appended, in index order, to the
-   candidate buffer as uint64 sort keys ``(descending-order bits of the float32 score) << 32 | index``,
-   so ascending key order is exactly (score descending, index ascending). A full buffer is reduced to
-   its k smallest keys (quickselect) and the threshold becomes the k-th best score. Rows whose block
-   maximum, and 64-item chunks whose maximum, do not exceed the threshold are skipped.
-5. ``_finalize_row``: select k, sort (insertion sort, or LSD radix sort from 256 keys), decode, pad
-   with (-1, -inf); ``lse = max + log(sum)`` or -inf when no item was eligible.
+3. ``_scan_row``: 16 scores at a time are compared with the running threshold (one vector compare ->
+   bit mask); only set bits are visited, in index order, and appended to the candidate buffer as uint64
+   sort keys ``(descending-order bits of the float32 score) << 32 | index`` -- ascending key order is
+   exactly (score descending, index ascending). A full buffer is reduced to its k smallest keys
+   (quickselect) and the threshold becomes the k-th best score; after the first block with at least k
+   candidates the buffer is also pruned, so the threshold leaves -inf early.
+4. ``_finalize_row``: select k, sort (insertion sort, or LSD radix sort from 256 keys), decode, pad
+   with (-1, -inf); ``lse = max + log(sum)`` or -inf when no item was eligible. With several shards each
+   task leaves its k best keys and (max, sum) per user, and ``_merge_user`` selects the k best of the
+   shards' keys and folds the (max, sum) pairs in shard order (float64), so the result is exact and
+   independent of the thread count.
 
-Fast-math: ``_score_tile`` and ``_exp_nonpos`` use ``contract`` (FMA); ``_row_expsum`` uses ``reassoc``
-so its float32 sum vectorises (the summation order is fixed at compile time, identical for every thread
-count). No kernel uses ``nnan`` / ``ninf``: -inf is meaningful (excluded items, empty rows).
-Sorting and selection are written here rather than using ``np.sort`` / ``np.partition``: they compile
-in a fraction of the time and the radix sort is ~3x faster for large k.
+512-bit vectors: LLVM prefers 256-bit vectors on this CPU family and treats 512-bit ones as illegal
+unless a function carries ``"min-legal-vector-width"="512"``; ``_zmm()`` adds that attribute and
+``"prefer-vector-width"="512"`` to the function being compiled (used by every kernel function; the
+vectorised loops -- max, exp sum, exclusion -- then use zmm too).
+
+Fast-math: ``_exp_nonpos`` uses ``contract`` (FMA); ``_row_expsum`` uses ``reassoc`` so its float32 sum
+vectorises (the summation order is fixed at compile time, identical for every thread count). No kernel
+uses ``nnan`` / ``ninf``: -inf is meaningful (excluded items, empty rows). Sorting and selection are
+written here rather than using ``np.sort`` / ``np.partition``: they compile in a fraction of the time
+and the radix sort is ~3x faster for large k.
 
 Item indices must be below 2**32 (they occupy the low half of the sort key).
 """
@@ -44,9 +56,10 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["pack_items", "topk_blocked", "MAX_ITEMS"]
+__all__ = ["pack_items", "topk_blocked", "MAX_ITEMS", "PANEL", "GROUP"]
 
 MAX_ITEMS = 1 << 32
 
@@ -56,6 +69,12 @@ _F32_NEG_INF = np.float32(-np.inf)
 _U32_SIGN = np.uint32(0x80000000)
 _U64_SHIFT = np.uint64(32)
 _U64_LOW = np.uint64(0xFFFFFFFF)
+
+#: Items per packed panel (two 16-lane vectors).
+PANEL = 32
+#: Users per micro-kernel call (2 x GROUP zmm accumulators out of 32 registers).
+GROUP = 12
+_NU = GROUP
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,124 +188,168 @@ def _exp_nonpos(x):
 
 
 # --------------------------------------------------------------------------------------------------
+# Hand-written vector IR: 512-bit attributes, the micro-kernel, the threshold mask.
+# --------------------------------------------------------------------------------------------------
+
+_I64 = ir.IntType(64)
+_F32 = ir.FloatType()
+_V16 = ir.VectorType(_F32, 16)
+
+
+def _allow_zmm(builder):
+    # llvmlite only accepts a fixed list of attribute names; string attributes are written verbatim.
+    attrs = builder.function.attributes
+    set.add(attrs, '"min-legal-vector-width"="512"')
+    set.add(attrs, '"prefer-vector-width"="512"')
+
+
+@intrinsic
+def _zmm(typingctx):
+    """Let LLVM use 512-bit vectors in the calling function (no code)."""
+
+    def codegen(context, builder, signature, args):
+        _allow_zmm(builder)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+def _c_array(aryty, ndim):
+    return isinstance(aryty, types.Array) and aryty.dtype == types.float32 and aryty.ndim == ndim \
+        and aryty.layout == "C"
+
+
+def _splat(builder, value):
+    undef = ir.Constant(_V16, ir.Undefined)
+    vec = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(vec, undef, ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
+
+
+@intrinsic
+def _micro(typingctx, tile, col, ub, g, packed, p):
+    """tile[g + r, col + c] = ub[g + r, :] . packed[p, :, c] for r < _NU, c < 32 (in-order FMA chain)."""
+    if not (_c_array(tile, 2) and _c_array(ub, 2) and _c_array(packed, 3)
+            and isinstance(col, types.Integer) and isinstance(g, types.Integer)
+            and isinstance(p, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _allow_zmm(builder)
+        tile_a = context.make_array(signature.args[0])(context, builder, args[0])
+        ub_a = context.make_array(signature.args[2])(context, builder, args[2])
+        packed_a = context.make_array(signature.args[4])(context, builder, args[4])
+        col_v, g_v, p_v = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 5))
+        ldt = cgutils.unpack_tuple(builder, tile_a.shape, 2)[1]
+        dim = cgutils.unpack_tuple(builder, ub_a.shape, 2)[1]
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16] * 3),
+                                             "llvm.fma.v16f32")
+        c16 = ir.Constant(_I64, 16)
+        c32 = ir.Constant(_I64, PANEL)
+        urows = [builder.gep(ub_a.data, [builder.mul(builder.add(g_v, ir.Constant(_I64, r)), dim)])
+                 for r in range(_NU)]
+        pbase = builder.gep(packed_a.data, [builder.mul(builder.mul(p_v, dim), c32)])
+        zero = ir.Constant(_V16, [0.0] * 16)
+        pre = builder.block
+        loop = builder.append_basic_block("micro_loop")
+        done = builder.append_basic_block("micro_done")
+        builder.cbranch(builder.icmp_signed(">", dim, ir.Constant(_I64, 0)), loop, done)
+        builder.position_at_end(loop)
+        kk = builder.phi(_I64)
+        kk.add_incoming(ir.Constant(_I64, 0), pre)
+        acc = []
+        for _ in range(2 * _NU):
+            phi = builder.phi(_V16)
+            phi.add_incoming(zero, pre)
+            acc.append(phi)
+        prow = builder.gep(pbase, [builder.mul(kk, c32)])
+        q0 = builder.load(builder.bitcast(prow, _V16.as_pointer()), align=64)
+        q1 = builder.load(builder.bitcast(builder.gep(prow, [c16]), _V16.as_pointer()), align=64)
+        new = []
+        for r in range(_NU):
+            a = _splat(builder, builder.load(builder.gep(urows[r], [kk])))
+            new.append(builder.call(fma, [a, q0, acc[2 * r]]))
+            new.append(builder.call(fma, [a, q1, acc[2 * r + 1]]))
+        kk_next = builder.add(kk, ir.Constant(_I64, 1))
+        tail = builder.block
+        kk.add_incoming(kk_next, tail)
+        for phi, value in zip(acc, new):
+            phi.add_incoming(value, tail)
+        builder.cbranch(builder.icmp_signed("<", kk_next, dim), loop, done)
+        builder.position_at_end(done)
+        final = []
+        for value in new:  # phis first: they must open the block
+            phi = builder.phi(_V16)
+            phi.add_incoming(zero, pre)
+            phi.add_incoming(value, tail)
+            final.append(phi)
+        tbase = builder.gep(tile_a.data, [builder.add(builder.mul(g_v, ldt), col_v)])
+        for r in range(_NU):
+            row = builder.gep(tbase, [builder.mul(ir.Constant(_I64, r), ldt)])
+            builder.store(final[2 * r], builder.bitcast(row, _V16.as_pointer()), align=4)
+            builder.store(final[2 * r + 1], builder.bitcast(builder.gep(row, [c16]), _V16.as_pointer()),
+                          align=4)
+        return context.get_dummy_value()
+
+    return types.none(tile, col, ub, g, packed, p), codegen
+
+
+@intrinsic
+def _gt_mask16(typingctx, row, j, threshold):
+    """Bit t (t < 16) set iff row[j + t] > threshold; reads 16 floats from row.data + j (the caller
+    guarantees they are inside the allocation)."""
+    if not (isinstance(row, types.Array) and row.dtype == types.float32 and row.ndim == 1
+            and row.layout == "C" and isinstance(j, types.Integer) and threshold == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        row_a = context.make_array(signature.args[0])(context, builder, args[0])
+        j_v = context.cast(builder, args[1], signature.args[1], types.int64)
+        ptr = builder.bitcast(builder.gep(row_a.data, [j_v]), _V16.as_pointer())
+        vec = builder.load(ptr, align=4)
+        bits = builder.fcmp_ordered(">", vec, _splat(builder, args[2]))
+        mask = builder.bitcast(bits, ir.IntType(16))
+        return builder.zext(mask, _I64)
+
+    return types.int64(row, j, threshold), codegen
+
+
+@intrinsic
+def _ctz64(typingctx, x):
+    """Count trailing zeros of a non-zero int64."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I64, [_I64, ir.IntType(1)]),
+                                            "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+
+    return types.int64(types.int64), codegen
+
+
+# --------------------------------------------------------------------------------------------------
 # Packing.
 # --------------------------------------------------------------------------------------------------
 
-def pack_items(items, item_block):
-    """(I, d) float32 -> (ceil(I / item_block), d, item_block) float32, blocks transposed, zero padded.
+def pack_items(items):
+    """(I, d) float32 -> (ceil(I / 32), d, 32) float32 panels, 64-byte aligned, last one zero padded.
 
-    Plain NumPy (a strided copy is as fast as a loop here and needs no compilation)."""
+    Plain NumPy (a strided copy is as fast as a compiled loop here and needs no compilation)."""
     items = np.ascontiguousarray(items, dtype=np.float32)
     n_items, dim = items.shape
-    item_block = int(item_block)
-    n_blocks = (n_items + item_block - 1) // item_block
-    # 64-byte aligned (NumPy's large allocations are only 16-byte aligned), zero filled.
-    n_values = n_blocks * dim * item_block
-    raw = np.zeros(n_values * 4 + 64, dtype=np.uint8)
+    n_panels = (n_items + PANEL - 1) // PANEL
+    n_values = n_panels * dim * PANEL
+    raw = np.empty(n_values * 4 + 64, dtype=np.uint8)  # NumPy's large allocations are 16-byte aligned
     start = (-raw.ctypes.data) % 64
-    packed = raw[start:start + n_values * 4].view(np.float32).reshape(n_blocks, dim, item_block)
-    full = n_items // item_block
+    packed = raw[start:start + n_values * 4].view(np.float32).reshape(n_panels, dim, PANEL)
+    full = n_items // PANEL
     if full:
-        packed[:full] = items[:full * item_block].reshape(full, item_block, dim).transpose(0, 2, 1)
-    if n_blocks > full:
-        packed[full, :, :n_items - full * item_block] = items[full * item_block:].T
+        packed[:full] = items[:full * PANEL].reshape(full, PANEL, dim).transpose(0, 2, 1)
+    if n_panels > full:
+        rest = n_items - full * PANEL
+        packed[full, :, :rest] = items[full * PANEL:].T
+        packed[full, :, rest:] = 0.0
     return packed
-
-
-# --------------------------------------------------------------------------------------------------
-# Score tile.
-# --------------------------------------------------------------------------------------------------
-
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _score_tile(users, u0, mu, panel, ncols, tile):
-    """tile[u, :ncols] = users[u0 + u] @ panel[:, :ncols] for u < mu, sequential float32 sum over d."""
-    dim = panel.shape[0]
-    u = 0
-    while u + 4 <= mu:
-        t0 = tile[u]
-        t1 = tile[u + 1]
-        t2 = tile[u + 2]
-        t3 = tile[u + 3]
-        x0 = users[u0 + u]
-        x1 = users[u0 + u + 1]
-        x2 = users[u0 + u + 2]
-        x3 = users[u0 + u + 3]
-        for j in range(ncols):
-            t0[j] = _F32_ZERO
-            t1[j] = _F32_ZERO
-            t2[j] = _F32_ZERO
-            t3[j] = _F32_ZERO
-        kk = 0
-        while kk + 4 <= dim:
-            a00 = x0[kk]
-            a01 = x0[kk + 1]
-            a02 = x0[kk + 2]
-            a03 = x0[kk + 3]
-            a10 = x1[kk]
-            a11 = x1[kk + 1]
-            a12 = x1[kk + 2]
-            a13 = x1[kk + 3]
-            a20 = x2[kk]
-            a21 = x2[kk + 1]
-            a22 = x2[kk + 2]
-            a23 = x2[kk + 3]
-            a30 = x3[kk]
-            a31 = x3[kk + 1]
-            a32 = x3[kk + 2]
-            a33 = x3[kk + 3]
-            p0 = panel[kk]
-            p1 = panel[kk + 1]
-            p2 = panel[kk + 2]
-            p3 = panel[kk + 3]
-            for j in range(ncols):
-                q0 = p0[j]
-                q1 = p1[j]
-                q2 = p2[j]
-                q3 = p3[j]
-                t0[j] = (((t0[j] + a00 * q0) + a01 * q1) + a02 * q2) + a03 * q3
-                t1[j] = (((t1[j] + a10 * q0) + a11 * q1) + a12 * q2) + a13 * q3
-                t2[j] = (((t2[j] + a20 * q0) + a21 * q1) + a22 * q2) + a23 * q3
-                t3[j] = (((t3[j] + a30 * q0) + a31 * q1) + a32 * q2) + a33 * q3
-            kk += 4
-        while kk < dim:
-            a0 = x0[kk]
-            a1 = x1[kk]
-            a2 = x2[kk]
-            a3 = x3[kk]
-            p0 = panel[kk]
-            for j in range(ncols):
-                q0 = p0[j]
-                t0[j] = t0[j] + a0 * q0
-                t1[j] = t1[j] + a1 * q0
-                t2[j] = t2[j] + a2 * q0
-                t3[j] = t3[j] + a3 * q0
-            kk += 1
-        u += 4
-    while u < mu:
-        t0 = tile[u]
-        x0 = users[u0 + u]
-        for j in range(ncols):
-            t0[j] = _F32_ZERO
-        kk = 0
-        while kk + 4 <= dim:
-            a0 = x0[kk]
-            a1 = x0[kk + 1]
-            a2 = x0[kk + 2]
-            a3 = x0[kk + 3]
-            p0 = panel[kk]
-            p1 = panel[kk + 1]
-            p2 = panel[kk + 2]
-            p3 = panel[kk + 3]
-            for j in range(ncols):
-                t0[j] = (((t0[j] + a0 * p0[j]) + a1 * p1[j]) + a2 * p2[j]) + a3 * p3[j]
-            kk += 4
-        while kk < dim:
-            a0 = x0[kk]
-            p0 = panel[kk]
-            for j in range(ncols):
-                t0[j] = t0[j] + a0 * p0[j]
-            kk += 1
-        u += 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -439,6 +502,7 @@ def _exclude(row, j0, j1, excl_indices, cursor, stop):
 
 @njit(cache=True, nogil=True)
 def _row_max(row, n):
+    _zmm()
     m = _F32_NEG_INF
     for j in range(n):
         m = _fmax32(m, row[j])
@@ -449,43 +513,51 @@ def _row_max(row, n):
 def _row_expsum(row, n, inv_temperature, block_max):
     # reassoc lets the float32 sum vectorise; no "contract" here, so x = s * inv_temperature is a
     # rounded float32 product (not fused into the subtraction), as the contract specifies.
+    _zmm()
     total = _F32_ZERO
     for j in range(n):
         total += _exp_nonpos(row[j] * inv_temperature - block_max)
     return total
 
 
-_SCAN_CHUNK = 64
-
-
 @njit(cache=True, nogil=True)
-def _chunk_max(row, lo, hi):
-    m = _F32_NEG_INF
-    for j in range(lo, hi):
-        m = _fmax32(m, row[j])
-    return m
+def _prune(keys, count, k):
+    """Keep the k best of keys[:count] (count >= k); return the new threshold (the k-th best score)."""
+    if count > k:
+        _select_keys(keys, count, k - 1)
+    else:
+        best = keys[0]  # count == k: the threshold is the largest key's score
+        for t in range(1, k):
+            if keys[t] > best:
+                best = keys[t]
+        return _key_score(best)
+    return _key_score(keys[k - 1])
 
 
 @njit(cache=True, nogil=True)
 def _scan_row(row, n, j0, k, threshold, keys, count):
     """Append items with score > threshold (in index order); prune a full buffer.
 
-    Chunks of ``_SCAN_CHUNK`` scores whose (vectorised) maximum does not exceed the current threshold
-    are skipped. Returns (count, threshold)."""
+    16 scores at a time are compared with the threshold in one vector compare; only the set bits of
+    the mask are visited (re-checked against a threshold raised meanwhile). ``row`` must be followed
+    by at least 15 readable floats. Returns (count, threshold)."""
     capacity = keys.shape[0]
-    for lo in range(0, n, _SCAN_CHUNK):
-        hi = min(lo + _SCAN_CHUNK, n)
-        if not _chunk_max(row, lo, hi) > threshold:
+    for lo in range(0, n, 16):
+        m = _gt_mask16(row, lo, threshold)
+        if m == 0:
             continue
-        for j in range(lo, hi):
-            s = row[j]
+        if n - lo < 16:
+            m &= (np.int64(1) << (n - lo)) - 1
+        while m != 0:
+            t = _ctz64(m)
+            m &= m - 1
+            s = row[lo + t]
             if s > threshold:
-                keys[count] = _make_key(s, j0 + j)
+                keys[count] = _make_key(s, j0 + lo + t)
                 count += 1
                 if count == capacity:
-                    _select_keys(keys, count, k - 1)
+                    threshold = _prune(keys, count, k)
                     count = k
-                    threshold = _key_score(keys[k - 1])
     return count, threshold
 
 
@@ -509,70 +581,148 @@ def _finalize_row(keys, count, k, out_idx, out_sc):
 # --------------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def _user_block(bu, users, packed, n_items, k, inv_temperature, excl_indptr, excl_indices,
-                user_block, capacity, out_indices, out_scores, out_lse):
-    n_users = users.shape[0]
-    n_blocks = packed.shape[0]
-    item_block = packed.shape[2]
+def _task(bu, shard, n_shards, users, packed, n_items, item_block, k, inv_temperature, excl_indptr,
+          excl_indices, user_block, capacity, out_indices, out_scores, out_lse, part_keys, part_count,
+          part_max, part_sum):
+    """Users [bu * user_block, +user_block) x item blocks of shard ``shard`` (of ``n_shards``)."""
+    _zmm()
+    n_users, dim = users.shape
+    n_blocks = (n_items + item_block - 1) // item_block
+    b_lo = shard * n_blocks // n_shards
+    b_hi = (shard + 1) * n_blocks // n_shards
     u0 = bu * user_block
     mu = min(user_block, n_users - u0)
+    mup = (mu + _NU - 1) // _NU * _NU
+    width = (item_block + PANEL - 1) // PANEL * PANEL + 2 * PANEL
 
-    tile = np.empty((4, item_block), dtype=np.float32)
+    ub = np.zeros((mup, dim), dtype=np.float32)
+    for u in range(mu):
+        for kk in range(dim):
+            ub[u, kk] = users[u0 + u, kk]
+    tile = np.empty((mup, width), dtype=np.float32)
     keys = np.empty((mu, capacity), dtype=np.uint64)
     count = np.zeros(mu, dtype=np.int64)
     threshold = np.full(mu, _F32_NEG_INF, dtype=np.float32)
     cursor = np.empty(mu, dtype=np.int64)
     run_max = np.full(mu, -np.inf, dtype=np.float64)
     run_sum = np.zeros(mu, dtype=np.float64)
-    for u in range(mu):
-        cursor[u] = excl_indptr[u0 + u]
+    j_start = b_lo * item_block
+    for u in range(mu):  # first excluded item >= j_start (binary search in the sorted CSR row)
+        lo = excl_indptr[u0 + u]
+        hi = excl_indptr[u0 + u + 1]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if excl_indices[mid] < j_start:
+                lo = mid + 1
+            else:
+                hi = mid
+        cursor[u] = lo
 
-    for b in range(n_blocks):
+    for b in range(b_lo, b_hi):
         j0 = b * item_block
         nv = min(item_block, n_items - j0)
-        ncols = min(item_block, (nv + 15) // 16 * 16)
-        panel = packed[b]
-        for g in range(0, mu, 4):
-            mg = min(4, mu - g)
-            _score_tile(users, u0 + g, mg, panel, ncols, tile)
-            for r in range(mg):
-                u = g + r
-                row = tile[r]
-                cursor[u] = _exclude(row, j0, j0 + nv, excl_indices, cursor[u], excl_indptr[u0 + u + 1])
-                raw_max = _row_max(row, nv)
-                if raw_max == _F32_NEG_INF:
-                    continue  # every item of this block is excluded for this user
-                block_max = raw_max * inv_temperature
-                block_sum = _row_expsum(row, nv, inv_temperature, block_max)
-                bm = np.float64(block_max)
-                if bm > run_max[u]:
-                    run_sum[u] = run_sum[u] * np.exp(run_max[u] - bm) + np.float64(block_sum)
-                    run_max[u] = bm
-                else:
-                    run_sum[u] += np.float64(block_sum) * np.exp(bm - run_max[u])
-                if raw_max > threshold[u]:
-                    c, t = _scan_row(row, nv, j0, k, threshold[u], keys[u], count[u])
-                    count[u] = c
-                    threshold[u] = t
+        p_lo = j0 // PANEL
+        p_hi = (j0 + nv - 1) // PANEL
+        off = j0 - p_lo * PANEL
+        for p in range(p_lo, p_hi + 1):
+            col = (p - p_lo) * PANEL
+            for g in range(0, mup, _NU):
+                _micro(tile, col, ub, g, packed, p)
+        for u in range(mu):
+            row = tile[u, off:off + nv]
+            cursor[u] = _exclude(row, j0, j0 + nv, excl_indices, cursor[u], excl_indptr[u0 + u + 1])
+            raw_max = _row_max(row, nv)
+            if raw_max == _F32_NEG_INF:
+                continue  # every item of this block is excluded for this user
+            block_max = raw_max * inv_temperature
+            block_sum = _row_expsum(row, nv, inv_temperature, block_max)
+            bm = np.float64(block_max)
+            if bm > run_max[u]:
+                run_sum[u] = run_sum[u] * np.exp(run_max[u] - bm) + np.float64(block_sum)
+                run_max[u] = bm
+            else:
+                run_sum[u] += np.float64(block_sum) * np.exp(bm - run_max[u])
+            if raw_max > threshold[u]:
+                c, t = _scan_row(row, nv, j0, k, threshold[u], keys[u], count[u])
+                if t == _F32_NEG_INF and c >= k:
+                    t = _prune(keys[u], c, k)  # raise the threshold as soon as k candidates exist
+                    c = k
+                count[u] = c
+                threshold[u] = t
 
-    for u in range(mu):
-        _finalize_row(keys[u], count[u], k, out_indices[u0 + u], out_scores[u0 + u])
-        if run_max[u] == -np.inf:
-            out_lse[u0 + u] = -np.inf
-        else:
-            out_lse[u0 + u] = run_max[u] + np.log(run_sum[u])
+    if n_shards == 1:
+        for u in range(mu):
+            _finalize_row(keys[u], count[u], k, out_indices[u0 + u], out_scores[u0 + u])
+            if run_max[u] == -np.inf:
+                out_lse[u0 + u] = -np.inf
+            else:
+                out_lse[u0 + u] = run_max[u] + np.log(run_sum[u])
+    else:
+        for u in range(mu):
+            c = count[u]
+            if c > k:
+                _select_keys(keys[u], c, k - 1)
+                c = k
+            for t in range(c):
+                part_keys[u0 + u, shard, t] = keys[u, t]
+            part_count[u0 + u, shard] = c
+            part_max[u0 + u, shard] = run_max[u]
+            part_sum[u0 + u, shard] = run_sum[u]
+
+
+@njit(cache=True, nogil=True)
+def _merge_user(u, k, part_keys, part_count, part_max, part_sum, out_indices, out_scores, out_lse):
+    """Exact merge of a user's shards: k best keys overall, (max, sum) folded in shard order."""
+    n_shards = part_keys.shape[1]
+    buf = np.empty(n_shards * k, dtype=np.uint64)
+    n = 0
+    best = -np.inf
+    for s in range(n_shards):
+        for t in range(part_count[u, s]):
+            buf[n] = part_keys[u, s, t]
+            n += 1
+        if part_max[u, s] > best:
+            best = part_max[u, s]
+    _finalize_row(buf, n, k, out_indices[u], out_scores[u])
+    if best == -np.inf:
+        out_lse[u] = -np.inf
+    else:
+        total = 0.0
+        for s in range(n_shards):
+            if part_max[u, s] != -np.inf:
+                total += part_sum[u, s] * np.exp(part_max[u, s] - best)
+        out_lse[u] = best + np.log(total)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def topk_blocked(users, packed, n_items, k, inv_temperature, excl_indptr, excl_indices, user_block,
-                 capacity, out_indices, out_scores, out_lse):
+def topk_blocked(users, packed, n_items, item_block, k, inv_temperature, excl_indptr, excl_indices,
+                 user_block, capacity, n_shards, out_indices, out_scores, out_lse):
     """Fill out_indices (U, k) int64, out_scores (U, k) float32, out_lse (U,) float64.
 
-    ``packed`` comes from :func:`pack_items`; ``inv_temperature`` is a float32; ``capacity >= k + 1``.
+    ``packed`` comes from :func:`pack_items`; ``inv_temperature`` is a float32; ``capacity >= k + 1``;
+    ``n_shards`` (>= 1, at most the number of item blocks) splits the item blocks into contiguous
+    shards scanned as separate tasks and merged exactly afterwards.
     """
     n_users = users.shape[0]
     n_user_blocks = (n_users + user_block - 1) // user_block
-    for bu in prange(n_user_blocks):
-        # (the prange index is unsigned; cast it so _user_block is compiled once, for int64)
-        _user_block(np.int64(bu), users, packed, n_items, k, inv_temperature, excl_indptr, excl_indices,
-                    user_block, capacity, out_indices, out_scores, out_lse)
+    if n_shards > 1:
+        part_keys = np.empty((n_users, n_shards, k), dtype=np.uint64)
+        part_count = np.zeros((n_users, n_shards), dtype=np.int64)
+        part_max = np.empty((n_users, n_shards), dtype=np.float64)
+        part_sum = np.empty((n_users, n_shards), dtype=np.float64)
+    else:
+        part_keys = np.empty((0, 1, 1), dtype=np.uint64)
+        part_count = np.zeros((0, 1), dtype=np.int64)
+        part_max = np.empty((0, 1), dtype=np.float64)
+        part_sum = np.empty((0, 1), dtype=np.float64)
+    n_tasks = n_user_blocks * n_shards
+    for t in prange(n_tasks):
+        # (the prange index is unsigned; cast it so _task is compiled once, for int64)
+        task = np.int64(t)
+        _task(task // n_shards, task % n_shards, n_shards, users, packed, n_items, item_block, k,
+              inv_temperature, excl_indptr, excl_indices, user_block, capacity, out_indices, out_scores,
+              out_lse, part_keys, part_count, part_max, part_sum)
+    if n_shards > 1:
+        for u in range(n_users):  # serial: few users (a second prange would double compile time)
+            _merge_user(u, k, part_keys, part_count, part_max, part_sum, out_indices,
+                        out_scores, out_lse)

@@ -19,7 +19,7 @@ namespace {
 
 template <typename T>
 void check_array(const py::array& arr, const char* name, std::initializer_list<int64_t> shape, bool writable) {
-    if (!arr.dtype().is(py::dtype::of<T>()))
+    if (!arr.dtype().equal(py::dtype::of<T>()))  // equal, not is: unpickled arrays carry their own dtype object
         throw std::invalid_argument(std::string(name) + ": wrong dtype " + std::string(py::str(arr.dtype())));
     if (arr.ndim() != static_cast<py::ssize_t>(shape.size()))
         throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(shape.size()) +
@@ -61,7 +61,13 @@ void topk(const py::array& users, const py::array& packed, int64_t n_items, int6
     const int64_t n_users = users.shape(0), d = users.shape(1);
     if (n_items < 0) throw std::invalid_argument("n_items must be >= 0");
     if (k < 1) throw std::invalid_argument("k must be >= 1");
-    check_array<float>(packed, "packed", {mmrec::packed_size(n_items, d)}, false);
+    // `packed`: the 1-D output of pack_items, or the (n_items, d) row-major items themselves (packed
+    // block by block on the fly: no full copy).
+    const bool is_packed = packed.ndim() == 1;
+    if (is_packed)
+        check_array<float>(packed, "packed", {mmrec::packed_size(n_items, d)}, false);
+    else
+        check_array<float>(packed, "packed", {n_items, d}, false);
     check_array<int64_t>(excl_indptr, "excl_indptr", {n_users + 1}, false);
     check_array<int64_t>(excl_indices, "excl_indices", {-1}, false);
     check_array<int64_t>(out_indices, "out_indices", {n_users, k}, true);
@@ -79,7 +85,8 @@ void topk(const py::array& users, const py::array& packed, int64_t n_items, int6
     mmrec::TopkArgs a;
     a.users = static_cast<const float*>(users.data());
     a.n_users = n_users;
-    a.packed = static_cast<const float*>(packed.data());
+    a.packed = is_packed ? static_cast<const float*>(packed.data()) : nullptr;
+    a.items = is_packed ? nullptr : static_cast<const float*>(packed.data());
     a.n_items = n_items;
     a.d = d;
     a.k = k;
@@ -115,6 +122,11 @@ PYBIND11_MODULE(_native, m) {
     m.def("max_threads", &mmrec::max_threads, "OpenMP's default thread count (1 without OpenMP).");
     m.def("packed_size", &mmrec::packed_size, py::arg("n_items"), py::arg("d"),
           "Length (float32 elements) of the packed item array.");
+    m.def("item_shards", [](int64_t n_users, int64_t n_items, int64_t k, int64_t item_block) {
+              return mmrec::item_shards(n_users, n_items, k, item_block, nullptr);
+          }, py::arg("n_users"), py::arg("n_items"), py::arg("k"), py::arg("item_block"),
+          "How many item shards topk() splits the catalogue into for these sizes (1: none). Depends only\n"
+          "on the arguments, never on the thread count.");
     m.def("pack_items", &pack_items, py::arg("items"), py::arg("num_threads") = 0,
           "Pack a float32 C-contiguous (I, d) matrix into 16-item panels [panel][d][16] (zero padded);\n"
           "returns a 1-D 64-byte aligned float32 array of packed_size(I, d) elements.");
@@ -123,5 +135,6 @@ PYBIND11_MODULE(_native, m) {
           py::arg("item_block"), py::arg("capacity"), py::arg("num_threads"), py::arg("out_indices"),
           py::arg("out_scores"), py::arg("out_lse"),
           "Blocked top-k + log-sum-exp per the kernel contract of mmrec_fast.backends.base; fills the\n"
-          "out_* arrays. Releases the GIL.");
+          "out_* arrays. `packed` is pack_items' 1-D output, or the (n_items, d) float32 C-contiguous\n"
+          "items themselves (then packed block by block on the fly, no full copy). Releases the GIL.");
 }

@@ -92,7 +92,7 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
     users = validation.as_float_matrix(users, "users", dim=index.dim, dim_from="items")
     n_users, n_items = users.shape[0], index.n_items
     excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
-    validation.check_score_range(users, index.items, temperature, items_max_norm=index.max_norm)
+    validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
     config = BlockConfig(user_block=user_block, item_block=index.item_block, num_threads=num_threads)
 
     indices = np.full((n_users, k), -1, dtype=np.int64)
@@ -195,7 +195,7 @@ def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1
     if user_ids.shape != item_ids.shape:
         raise ValueError(f"user_ids, item_ids: lengths differ ({user_ids.shape[0]} vs {item_ids.shape[0]})")
     excl_indptr, excl_indices = validation.as_exclusion(exclude, users.shape[0], index.n_items)
-    validation.check_score_range(users, index.items, temperature, items_max_norm=index.max_norm)
+    validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
 
     scores = np.einsum("ij,ij->i", users[user_ids], index.items[item_ids]).astype(np.float32)
     # One normaliser per distinct user: a k=1 pass of the engine over that user's eligible catalogue.

@@ -42,7 +42,7 @@ class ItemIndex:
         # A temporary index (one topk call on a raw array) lets the backend skip a full packed copy.
         self.prepared = self.backend.prepare_items(self.items, self._config, persistent=_persistent)
         # The overflow guard needs max |v|; computing it once here keeps repeated queries cheap.
-        self.max_norm = validation.max_row_norm(self.items)
+        self.max_abs = validation.max_abs(self.items)
 
     @property
     def n_items(self) -> int:

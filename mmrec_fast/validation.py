@@ -68,12 +68,14 @@ def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "")
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{name}: has {arr.shape[1]} dimensions but {dim_from} has {dim} "
                          f"(shapes must be (U, d) and (I, d))")
-    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+    # min/max propagate NaN and expose inf: one pass each and no temporary as large as the input
+    # (np.isfinite(arr).all() would allocate a U x d / I x d boolean array).
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr.min() + arr.max()):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
         raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); "
                          f"all values must be finite")
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size and np.abs(arr).max() > FLOAT32_MAX:
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size and max(-arr.min(), arr.max()) > FLOAT32_MAX:
         raise ValueError(f"{name}: values exceed the float32 range (|x| > {FLOAT32_MAX:.3g})")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
@@ -106,18 +108,32 @@ def max_row_norm(x: np.ndarray, chunk: int = 4096) -> float:
     return best
 
 
-def check_score_range(users: np.ndarray, items: np.ndarray, temperature: float,
-                      *, items_max_norm: float | None = None) -> None:
+def max_abs(x: np.ndarray) -> float:
+    """Largest absolute value (0 for an empty array), without an |x|-sized temporary."""
+    return float(max(-x.min(), x.max())) if x.size else 0.0
+
+
+def check_score_range(users: np.ndarray, items: np.ndarray, temperature: float, *,
+                      items_max_abs: float | None = None, items_max_norm: float | None = None) -> None:
     """Reject inputs whose float32 scores (or scores / temperature) could overflow.
 
-    By Cauchy-Schwarz ``|u . v| <= max|u| * max|v|``; bounding that (in float64) guarantees every
-    float32 score and every scaled score is finite, so no backend ever sees inf - inf.
+    Every score obeys ``|u . v| <= d * max|u_k| * max|v_k|`` (cheap: one min/max pass) and, tighter,
+    ``|u . v| <= max||u|| * max||v||`` (Cauchy-Schwarz, computed in float64 only when the cheap bound is
+    not enough). Either bound below the limit guarantees every float32 score and every scaled score is
+    finite, so no backend ever sees inf - inf. ``items_max_abs`` / ``items_max_norm`` are the items'
+    precomputed statistics (then ``items`` is only used for its shape).
     """
     if users.shape[0] == 0 or items.shape[0] == 0:
         return
-    if items_max_norm is None:
-        items_max_norm = max_row_norm(items)
-    bound = max_row_norm(users) * items_max_norm
+    if items_max_abs is None and items_max_norm is None:
+        items_max_abs = max_abs(items)
+    bound = np.inf
+    if items_max_abs is not None:
+        bound = users.shape[1] * max_abs(users) * items_max_abs
+    if bound > _SCORE_LIMIT or bound / temperature > _SCORE_LIMIT:
+        if items_max_norm is None:
+            items_max_norm = max_row_norm(items)
+        bound = min(bound, max_row_norm(users) * items_max_norm)
     if bound > _SCORE_LIMIT:
         raise ValueError(f"users, items: scores could overflow float32 (max|u| * max|v| = {bound:.3g} > "
                          f"{_SCORE_LIMIT:.3g}); rescale the embeddings")

@@ -46,7 +46,13 @@ struct KernelOps {
     // the block max and exp-sum of s * inv_t, and the positions j (ascending) with s[j] > threshold.
     // When the max is -inf nothing else is computed (sum = 0, count = 0).
     RowStats (*row_epilogue)(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos);
+    // Packs items[0 .. n_items) (row-major, row stride d) into ceil(n_items / 16) panels [d][16] at
+    // dst (zero padded): the layout above, for one block. A plain copy, so identical on every path.
+    void (*pack_panels)(const float* items, int64_t n_items, int64_t d, float* dst);
 };
+
+// Portable pack_panels (used by the scalar and AVX2 paths).
+void pack_panels_portable(const float* items, int64_t n_items, int64_t d, float* dst);
 
 const KernelOps& kernels_scalar();
 const KernelOps& kernels_avx2();

@@ -135,7 +135,7 @@ RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, i
 
 namespace mmrec {
 namespace {
-const KernelOps kOps{SimdLevel::Avx2, "avx2", &tile_scores, &row_epilogue};
+const KernelOps kOps{SimdLevel::Avx2, "avx2", &tile_scores, &row_epilogue, &pack_panels_portable};
 }  // namespace
 
 const KernelOps& kernels_avx2() { return kOps; }

@@ -132,6 +132,66 @@ RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, i
     return RowStats{m, reduce16(acc), count};
 }
 
+// 16 items x 16 dims: rows r[i] (item i, dims k0 .. k0+15) -> out[c] (dim k0+c, items 0 .. 15).
+__attribute__((always_inline)) inline void transpose16(__m512* r) {
+    __m512 a[16], b[16];
+    for (int i = 0; i < 8; ++i) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {  // b[4i + c], 128-bit lane L: dim 4L + c of items 4i .. 4i+3
+        const __m512d x0 = _mm512_castps_pd(a[4 * i]), x1 = _mm512_castps_pd(a[4 * i + 1]);
+        const __m512d x2 = _mm512_castps_pd(a[4 * i + 2]), x3 = _mm512_castps_pd(a[4 * i + 3]);
+        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+    }
+    for (int c = 0; c < 4; ++c) {  // 4 x 4 transpose of 128-bit lanes
+        const __m512 p0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44);
+        const __m512 p1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
+        const __m512 q0 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+        const __m512 q1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(p0, q0, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(p0, q0, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(p1, q1, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(p1, q1, 0xDD);
+    }
+}
+
+void pack_panels(const float* items, int64_t n_items, int64_t d, float* dst) {
+    const int64_t n_panels = (n_items + kPanel - 1) / kPanel;
+    for (int64_t p = 0; p < n_panels; ++p) {
+        float* out = dst + p * d * kPanel;
+        const float* src = items + p * kPanel * d;
+        const int64_t valid = n_items - p * kPanel < kPanel ? n_items - p * kPanel : kPanel;
+        int64_t k0 = 0;
+        if (valid == kPanel) {  // fast path: full panel, whole 16-dim groups (registers only)
+            // Prefetch the panel after next (its rows are contiguous: 16 * d floats).
+            if (p + 2 < n_panels)
+                for (int64_t off = 0; off < kPanel * d; off += 16)
+                    _mm_prefetch(reinterpret_cast<const char*>(src + 2 * kPanel * d + off), _MM_HINT_T0);
+            for (; k0 + 16 <= d; k0 += 16) {
+                __m512 r[16];
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * d + k0);
+                transpose16(r);
+#pragma GCC unroll 16
+                for (int c = 0; c < 16; ++c) _mm512_storeu_ps(out + (k0 + c) * kPanel, r[c]);
+            }
+        }
+        for (; k0 < d; k0 += 16) {
+            const int64_t w = d - k0 < 16 ? d - k0 : 16;
+            const __mmask16 m = static_cast<__mmask16>(w == 16 ? 0xFFFFu : ((1u << w) - 1u));
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i)
+                r[i] = i < valid ? _mm512_maskz_loadu_ps(m, src + i * d + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int c = 0; c < w; ++c) _mm512_storeu_ps(out + (k0 + c) * kPanel, r[c]);
+        }
+    }
+}
+
 }  // namespace
 }  // namespace mmrec
 
@@ -139,7 +199,7 @@ RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, i
 
 namespace mmrec {
 namespace {
-const KernelOps kOps{SimdLevel::Avx512, "avx512", &tile_scores, &row_epilogue};
+const KernelOps kOps{SimdLevel::Avx512, "avx512", &tile_scores, &row_epilogue, &pack_panels};
 }  // namespace
 
 const KernelOps& kernels_avx512() { return kOps; }

@@ -78,9 +78,23 @@ RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, i
     return RowStats{m, reduce16(acc), count};
 }
 
-const KernelOps kOps{SimdLevel::Scalar, "scalar", &tile_scores, &row_epilogue};
+const KernelOps kOps{SimdLevel::Scalar, "scalar", &tile_scores, &row_epilogue, &pack_panels_portable};
 
 }  // namespace
+
+void pack_panels_portable(const float* items, int64_t n_items, int64_t d, float* dst) {
+    const int64_t n_panels = (n_items + kPanel - 1) / kPanel;
+    for (int64_t p = 0; p < n_panels; ++p) {
+        float* out = dst + p * d * kPanel;
+        const int64_t valid = n_items - p * kPanel < kPanel ? n_items - p * kPanel : kPanel;
+        for (int64_t l = 0; l < valid; ++l) {
+            const float* src = items + (p * kPanel + l) * d;
+            for (int64_t k = 0; k < d; ++k) out[k * kPanel + l] = src[k];
+        }
+        for (int64_t l = valid; l < kPanel; ++l)
+            for (int64_t k = 0; k < d; ++k) out[k * kPanel + l] = 0.0f;
+    }
+}
 
 const KernelOps& kernels_scalar() { return kOps; }
 

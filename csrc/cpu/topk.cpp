@@ -148,6 +148,16 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Upper bound on one thread's candidate buffers; larger k shrink the user block (results do not
 // depend on the user block).
 constexpr int64_t kCandidateBytesPerThread = int64_t(16) << 20;
+// Item split: below this many users the items are cut into shards (at most kMaxShards, each at least
+// kMinShardBlocks item blocks and kMinShardItemsPerK * k items, their partial results at most
+// kShardBytes) so that every core has work. Each shard restarts its threshold at -inf (about
+// k * (1 + ln(shard / k)) extra candidates), hence the floor on the shard length relative to k. With
+// more users, user blocks (down to 8 users) feed the threads instead.
+constexpr int64_t kSplitBelowUsers = 128;
+constexpr int64_t kMaxShards = 16;
+constexpr int64_t kMinShardBlocks = 8;
+constexpr int64_t kMinShardItemsPerK = 256;
+constexpr int64_t kShardBytes = int64_t(64) << 20;
 
 struct Candidate {
     float score;
@@ -193,16 +203,29 @@ struct Workspace {
     AlignedArray<uint32_t> select_keys;
     AlignedArray<Candidate> select_ties;
     AlignedArray<uint64_t> sort_keys;  // 2 x cap
-    Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap)
+    AlignedArray<float> pack;          // one packed item block (streaming mode only)
+    Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap, int64_t pack_floats)
         : tile(size_t(ub * ldt)), pos(size_t(ib)), cand(size_t(ub * cap)), state(size_t(ub)),
-          select_keys(size_t(cap)), select_ties(size_t(cap)), sort_keys(size_t(2 * cap)) {}
+          select_keys(size_t(cap)), select_ties(size_t(cap)), sort_keys(size_t(2 * cap)),
+          pack(size_t(pack_floats)) {}
 };
 
 struct Plan {
-    int64_t ub;   // users per block
-    int64_t ib;   // items per block (multiple of kPanel)
-    int64_t ldt;  // tile row stride (floats)
-    int64_t cap;  // candidate slots per user
+    int64_t ub;         // users per block
+    int64_t ib;         // items per block (multiple of kPanel)
+    int64_t ldt;        // tile row stride (floats)
+    int64_t cap;        // candidate slots per user
+    int64_t n_shards;   // item shards (>= 1); depends only on (U, I, k, block sizes), never on threads
+    int64_t shard_len;  // items per shard (multiple of ib)
+};
+
+// Per (shard, user) partial results of the item-split path: the shard's best k (unsorted) and its
+// (max, sum) pair of the online log-sum-exp.
+struct ShardResults {
+    Candidate* cand = nullptr;  // [shard][user][k]
+    int64_t* count = nullptr;   // [shard][user]
+    double* run_max = nullptr;
+    double* run_sum = nullptr;
 };
 
 // Order-preserving map of a (non-NaN) float score to uint32: larger score <=> larger key; -0 == +0.
@@ -236,15 +259,16 @@ constexpr int64_t kRadixSelectMin = 128;
 uint32_t radix_kth_key(const Candidate* c, int64_t count, int64_t k, uint32_t* keys, int64_t* need) {
     // Four interleaved histograms: consecutive keys often share a bucket, and one histogram would
     // serialise on the store-to-load dependency of its counter.
-    int64_t hist[4][256];
+    int32_t hist[4][256];
+    const bool wide = count >= 2048;  // four interleaved histograms only pay off on large inputs
     int64_t left = k;  // how many of the best are still to be located inside the current bucket
     uint32_t prefix = 0;
     int64_t n = count;
     for (int q = 0; q < count; ++q) keys[q] = order_key(c[q].score);
     for (int shift = 24; shift >= 0; shift -= 8) {
-        std::memset(hist, 0, sizeof hist);
+        std::memset(hist, 0, wide ? sizeof hist : sizeof hist[0]);
         int64_t q = 0;
-        for (; q + 4 <= n; q += 4) {
+        for (; wide && q + 4 <= n; q += 4) {
             ++hist[0][(keys[q] >> shift) & 255u];
             ++hist[1][(keys[q + 1] >> shift) & 255u];
             ++hist[2][(keys[q + 2] >> shift) & 255u];
@@ -254,7 +278,8 @@ uint32_t radix_kth_key(const Candidate* c, int64_t count, int64_t k, uint32_t* k
         int64_t above = 0;
         uint32_t bucket = 255;
         for (;; --bucket) {
-            const int64_t h = hist[0][bucket] + hist[1][bucket] + hist[2][bucket] + hist[3][bucket];
+            const int64_t h = wide ? int64_t(hist[0][bucket]) + hist[1][bucket] + hist[2][bucket] + hist[3][bucket]
+                                   : int64_t(hist[0][bucket]);
             if (above + h >= left || bucket == 0) break;
             above += h;
         }
@@ -300,6 +325,24 @@ float prune(Candidate* c, int64_t count, int64_t k, const SelectScratch& scratch
     return key_score(kth);
 }
 
+// Writes user u's outputs from its sorted best `take` candidates and its (max, sum) pair.
+void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, double run_max, double run_sum) {
+    const int64_t k = a.k;
+    int64_t* oi = a.out_indices + u * k;
+    float* os = a.out_scores + u * k;
+    for (int64_t q = 0; q < take; ++q) {
+        oi[q] = c[q].index;
+        os[q] = c[q].score;
+    }
+    for (int64_t q = take; q < k; ++q) {
+        oi[q] = -1;
+        os[q] = kNegInf;
+    }
+    a.out_lse[u] = run_max == -std::numeric_limits<double>::infinity()
+                       ? -std::numeric_limits<double>::infinity()
+                       : run_max + std::log(run_sum);
+}
+
 // Below this many candidates std::sort is cheap; above, an LSD radix sort avoids its mispredicted
 // comparisons (~10x faster at k = 4096).
 constexpr int64_t kRadixSortMin = 256;
@@ -336,9 +379,13 @@ void sort_best(Candidate* c, int64_t n, uint64_t* a, uint64_t* b) {
     }
 }
 
-void process_user_block(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int64_t u0,
-                        int64_t nu, Workspace& ws) {
-    const int64_t d = a.d, k = a.k, cap = plan.cap, n_items = a.n_items;
+// One work unit: users [u0, u0 + nu) against the items of shard `shard`, item blocks in ascending
+// order. With one shard the sorted best k go straight to the outputs; otherwise the shard's best k
+// and its (max, sum) go to `sh` for the merge.
+void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int64_t u0, int64_t nu,
+                  int64_t shard, Workspace& ws, const ShardResults& sh) {
+    const int64_t d = a.d, k = a.k, cap = plan.cap;
+    const int64_t lo = shard * plan.shard_len, hi = std::min(a.n_items, lo + plan.shard_len);
     const float inv_t = a.inv_temperature;
     UserState* st = ws.state.ptr;
     const SelectScratch scratch{ws.select_keys.ptr, ws.select_ties.ptr};
@@ -347,17 +394,26 @@ void process_user_block(const TopkArgs& a, const KernelOps& ops, const Plan& pla
         st[r].run_sum = 0.0;
         st[r].threshold = kNegInf;
         st[r].count = 0;
-        st[r].cursor = a.excl_indptr[u0 + r];
-        st[r].end = a.excl_indptr[u0 + r + 1];
+        const int64_t* e0 = a.excl_indices + a.excl_indptr[u0 + r];
+        const int64_t* e1 = a.excl_indices + a.excl_indptr[u0 + r + 1];
+        // Sorted rows: the first exclusion >= lo. (Unsorted rows stay memory safe: see below.)
+        st[r].cursor = lo == 0 ? (e0 - a.excl_indices) : (std::lower_bound(e0, e1, lo) - a.excl_indices);
+        st[r].end = e1 - a.excl_indices;
     }
     const float* users = a.users + u0 * d;
-    for (int64_t i0 = 0; i0 < n_items; i0 += plan.ib) {
-        const int64_t n_valid = std::min(plan.ib, n_items - i0);
+    for (int64_t i0 = lo; i0 < hi; i0 += plan.ib) {
+        const int64_t n_valid = std::min(plan.ib, hi - i0);
         const int64_t n_panels = (n_valid + kPanel - 1) / kPanel;
         const int64_t n_pad = n_panels * kPanel;
         const int64_t i_end = i0 + n_valid;
-        ops.tile_scores(users, d, nu, a.packed + (i0 / kPanel) * d * kPanel, n_panels, d, ws.tile.ptr,
-                        plan.ldt);
+        const float* panels;
+        if (a.packed != nullptr) {
+            panels = a.packed + (i0 / kPanel) * d * kPanel;
+        } else {  // streaming: pack this block now (a few hundred KB, stays in this core's L2)
+            ops.pack_panels(a.items + i0 * d, n_valid, d, ws.pack.ptr);
+            panels = ws.pack.ptr;
+        }
+        ops.tile_scores(users, d, nu, panels, n_panels, d, ws.tile.ptr, plan.ldt);
         for (int64_t r = 0; r < nu; ++r) {
             UserState& s = st[r];
             float* row = ws.tile.ptr + r * plan.ldt;
@@ -401,24 +457,37 @@ void process_user_block(const TopkArgs& a, const KernelOps& ops, const Plan& pla
         Candidate* c = ws.cand.ptr + r * cap;
         const int64_t take = std::min(s.count, k);
         if (s.count > take) prune(c, s.count, k, scratch);  // take == k
+        if (plan.n_shards > 1) {
+            const int64_t slot = shard * a.n_users + u;
+            std::memcpy(sh.cand + slot * k, c, size_t(take) * sizeof(Candidate));
+            sh.count[slot] = take;
+            sh.run_max[slot] = s.run_max;
+            sh.run_sum[slot] = s.run_sum;
+            continue;
+        }
         sort_best(c, take, ws.sort_keys.ptr, ws.sort_keys.ptr + cap);
-        int64_t* oi = a.out_indices + u * k;
-        float* os = a.out_scores + u * k;
-        for (int64_t q = 0; q < take; ++q) {
-            oi[q] = c[q].index;
-            os[q] = c[q].score;
-        }
-        for (int64_t q = take; q < k; ++q) {
-            oi[q] = -1;
-            os[q] = kNegInf;
-        }
-        a.out_lse[u] = s.run_max == -std::numeric_limits<double>::infinity()
-                           ? -std::numeric_limits<double>::infinity()
-                           : s.run_max + std::log(s.run_sum);
+        write_row(a, u, c, take, s.run_max, s.run_sum);
     }
 }
 
 }  // namespace
+
+int64_t item_shards(int64_t n_users, int64_t n_items, int64_t k, int64_t item_block, int64_t* shard_len) {
+    // A fixed number of shards that depends only on (U, I, k, item block), never on the thread count;
+    // merged exactly in shard order afterwards.
+    const int64_t ib = round_up(std::min(std::max<int64_t>(item_block, 1), std::max<int64_t>(n_items, 1)), kPanel);
+    const int64_t n_iblocks = std::max<int64_t>(1, (n_items + ib - 1) / ib);
+    int64_t shards = 1;
+    if (n_users > 0 && n_users < kSplitBelowUsers && k >= 1) {
+        shards = std::min<int64_t>(kMaxShards, n_iblocks / kMinShardBlocks);
+        shards = std::min<int64_t>(shards, n_items / (kMinShardItemsPerK * k));
+        shards = std::min<int64_t>(shards, kShardBytes / (n_users * k * int64_t(sizeof(Candidate))));
+        shards = std::max<int64_t>(1, shards);
+    }
+    const int64_t len = (n_iblocks + shards - 1) / shards * ib;
+    if (shard_len != nullptr) *shard_len = len;
+    return std::max<int64_t>(1, (n_items + len - 1) / len);
+}
 
 void topk(const TopkArgs& a, const KernelOps& ops) {
     if (a.n_users < 0 || a.n_items < 0 || a.d < 0) throw std::invalid_argument("negative size");
@@ -437,26 +506,84 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
         if (a.capacity <= a.k) throw std::invalid_argument("candidate capacity must exceed k");
         plan.cap = a.capacity;
     }
+    plan.n_shards = item_shards(a.n_users, a.n_items, a.k, a.item_block, &plan.shard_len);
+
     int64_t ub = std::min(a.user_block, a.n_users);
     ub = std::min(ub, std::max<int64_t>(8, kCandidateBytesPerThread / (plan.cap * int64_t(sizeof(Candidate)))));
     int nt = resolve_threads(a.num_threads);
-    // Enough blocks for every thread (results do not depend on the user block).
-    if (nt > 1 && (a.n_users + ub - 1) / ub < nt) ub = std::max<int64_t>(1, round_up((a.n_users + nt - 1) / nt, 8));
+    // Enough units for every thread (results depend neither on the user block nor on the threads).
+    if (nt > 1 && (a.n_users + ub - 1) / ub * plan.n_shards < nt)
+        ub = std::max<int64_t>(1, round_up((a.n_users + nt - 1) / nt, 8));
     ub = std::max<int64_t>(1, std::min(ub, a.n_users));
     plan.ub = ub;
     const int64_t n_blocks = (a.n_users + ub - 1) / ub;
-    nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, n_blocks)));
+    const int64_t n_units = n_blocks * plan.n_shards;
+    nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, n_units)));
 
     std::vector<Workspace> ws;
     ws.reserve(size_t(nt));
-    for (int t = 0; t < nt; ++t) ws.emplace_back(plan.ub, plan.ldt, plan.ib, plan.cap);
+    const int64_t pack_floats = a.packed == nullptr ? plan.ib * a.d : 0;
+    for (int t = 0; t < nt; ++t) ws.emplace_back(plan.ub, plan.ldt, plan.ib, plan.cap, pack_floats);
+
+    const int64_t n_slots = plan.n_shards > 1 ? plan.n_shards * a.n_users : 0;
+    AlignedArray<Candidate> sh_cand{size_t(n_slots * a.k)};
+    AlignedArray<int64_t> sh_count{size_t(n_slots)};
+    AlignedArray<double> sh_max{size_t(n_slots)}, sh_sum{size_t(n_slots)};
+    const ShardResults sh{sh_cand.ptr, sh_count.ptr, sh_max.ptr, sh_sum.ptr};
+    // Merge scratch: all shards' candidates of one user, plus the select / sort scratch for them.
+    const int64_t merge_n = plan.n_shards > 1 ? plan.n_shards * a.k : 0;
+    std::vector<AlignedArray<Candidate>> merge_cand, merge_ties;
+    std::vector<AlignedArray<uint32_t>> merge_keys;
+    std::vector<AlignedArray<uint64_t>> merge_sort;
+    if (merge_n > 0) {
+        for (int t = 0; t < nt; ++t) {
+            merge_cand.emplace_back(size_t(merge_n));
+            merge_ties.emplace_back(size_t(merge_n));
+            merge_keys.emplace_back(size_t(merge_n));
+            merge_sort.emplace_back(size_t(2 * a.k));
+        }
+    }
 
 #if defined(MMREC_FAST_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel num_threads(nt)
 #endif
-    for (int64_t b = 0; b < n_blocks; ++b) {
-        const int64_t u0 = b * ub;
-        process_user_block(a, ops, plan, u0, std::min(ub, a.n_users - u0), ws[size_t(thread_id())]);
+    {
+#if defined(MMREC_FAST_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t unit = 0; unit < n_units; ++unit) {
+            const int64_t b = unit / plan.n_shards, shard = unit % plan.n_shards;
+            const int64_t u0 = b * ub;
+            process_unit(a, ops, plan, u0, std::min(ub, a.n_users - u0), shard, ws[size_t(thread_id())], sh);
+        }
+        if (merge_n > 0) {
+#if defined(MMREC_FAST_OPENMP)
+#pragma omp for schedule(static)
+#endif
+            for (int64_t u = 0; u < a.n_users; ++u) {
+                const size_t t = size_t(thread_id());
+                Candidate* buf = merge_cand[t].ptr;
+                int64_t n = 0;
+                double run_max = -std::numeric_limits<double>::infinity(), run_sum = 0.0;
+                for (int64_t s = 0; s < plan.n_shards; ++s) {  // shard order: fixed fold order
+                    const int64_t slot = s * a.n_users + u;
+                    std::memcpy(buf + n, sh.cand + slot * a.k, size_t(sh.count[slot]) * sizeof(Candidate));
+                    n += sh.count[slot];
+                    const double bm = sh.run_max[slot], bs = sh.run_sum[slot];
+                    if (bm == -std::numeric_limits<double>::infinity()) continue;
+                    if (bm > run_max) {
+                        run_sum = run_sum * std::exp(run_max - bm) + bs;
+                        run_max = bm;
+                    } else {
+                        run_sum += bs * std::exp(bm - run_max);
+                    }
+                }
+                const int64_t take = std::min(n, a.k);
+                if (n > take) prune(buf, n, a.k, SelectScratch{merge_keys[t].ptr, merge_ties[t].ptr});
+                sort_best(buf, take, merge_sort[t].ptr, merge_sort[t].ptr + a.k);
+                write_row(a, u, buf, take, run_max, run_sum);
+            }
+        }
     }
 }
 

@@ -35,7 +35,8 @@ void pack_items(const float* items, int64_t n_items, int64_t d, float* packed, i
 struct TopkArgs {
     const float* users = nullptr;    // (n_users, d) row-major
     int64_t n_users = 0;
-    const float* packed = nullptr;   // packed_size(n_items, d) floats
+    const float* packed = nullptr;   // packed_size(n_items, d) floats, or nullptr:
+    const float* items = nullptr;    // (n_items, d) row-major, packed block by block on the fly
     int64_t n_items = 0;
     int64_t d = 0;
     int64_t k = 1;
@@ -50,6 +51,9 @@ struct TopkArgs {
     float* out_scores = nullptr;     // (n_users, k)
     double* out_lse = nullptr;       // (n_users)
 };
+
+// Number of item shards topk() uses (1: no item split); *shard_len (if given) receives their length.
+int64_t item_shards(int64_t n_users, int64_t n_items, int64_t k, int64_t item_block, int64_t* shard_len);
 
 // Fills the outputs. Throws std::invalid_argument for inconsistent sizes (before any work starts).
 void topk(const TopkArgs& args, const KernelOps& ops);

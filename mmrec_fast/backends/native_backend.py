@@ -2,7 +2,14 @@
 
 Items are packed once (:meth:`NativeBackend.prepare_items`) into 16-item panels, ``[panel][d][16]``
 float32, zero padded: the layout the SIMD micro-kernel streams. The packing depends neither on the
-SIMD level nor on the block sizes, so one prepared catalogue serves every configuration.
+SIMD level nor on the block sizes, so one prepared catalogue serves every configuration. For a one-off
+query (``persistent=False``) the items stay row-major and each item block is packed on the fly into a
+per-thread buffer: no full copy, bitwise the same results.
+
+Few users (fewer than 512) are not enough to keep every core busy with user blocks: the engine then
+cuts the items into a fixed number of shards (a function of U, I, k and the item block only, never of
+the thread count), computes each shard's best k and (max, sum) separately and merges them exactly in
+shard order, so results still do not depend on the number of threads.
 
 The SIMD path (AVX-512 / AVX2+FMA / portable scalar) is chosen at run time per call; the environment
 variable ``MMREC_FAST_SIMD`` ("avx512", "avx2", "scalar", "auto") can lower it, e.g. for tests. All
@@ -38,9 +45,16 @@ DEFAULT_ITEM_BLOCK = 512
 class PreparedItems:
     """Items packed for the native micro-kernel (read-only, reusable across calls and configs)."""
 
-    packed: np.ndarray  # 1-D float32, _native.packed_size(n_items, dim) elements, 64-byte aligned
+    packed: np.ndarray  # 1-D float32, _native.packed_size(n_items, dim) elements, 64-byte aligned;
+    #                     or, for a one-off query (persistent=False), the (n_items, dim) float32 items
+    #                     themselves, packed block by block inside the kernel (no full copy)
     n_items: int
     dim: int
+
+    @property
+    def streaming(self) -> bool:
+        """True when the items are kept row-major and packed on the fly."""
+        return self.packed.ndim == 2
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -59,6 +73,12 @@ class NativeBackend:
     def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> PreparedItems:
         threads = 0 if config is None or config.num_threads is None else int(config.num_threads)
         items = np.ascontiguousarray(items, dtype=np.float32)
+        if not persistent:
+            # One query: no packed copy of the catalogue (244 MiB at 1M x 64); the kernel packs each
+            # item block into a per-thread buffer as it goes. Same results, bitwise.
+            view = items.view()
+            view.flags.writeable = False
+            return PreparedItems(packed=view, n_items=int(items.shape[0]), dim=int(items.shape[1]))
         packed = _native.pack_items(items, threads)
         packed.flags.writeable = False
         return PreparedItems(packed=packed, n_items=int(items.shape[0]), dim=int(items.shape[1]))

@@ -13,8 +13,8 @@ import numpy as np
 from .. import _keys
 from .base import BlockConfig
 
-DEFAULT_USER_BLOCK = 1024
-DEFAULT_ITEM_BLOCK = 4096  # 1024 x 4096 float32 tile = 16 MB: large enough for BLAS efficiency
+DEFAULT_USER_BLOCK = 256
+DEFAULT_ITEM_BLOCK = 4096  # 256 x 4096 float32 tile = 4 MB: BLAS-efficient, temporaries stay ~40 MB
 
 
 class NumpyBackend:

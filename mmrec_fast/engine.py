@@ -107,8 +107,7 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
         with bar:
             for u0 in starts:
                 u1 = min(u0 + chunk, n_users)
-                sub_indptr = excl_indptr[u0:u1 + 1] - excl_indptr[u0]
-                sub_indices = excl_indices[excl_indptr[u0]:excl_indptr[u1]]
+                sub_indptr, sub_indices = validation.exclusion_range(excl_indptr, excl_indices, u0, u1)
                 if k_eff == k:  # row slices of C-ordered outputs are contiguous: write in place
                     out_idx, out_scores = indices[u0:u1], scores[u0:u1]
                 else:

@@ -214,6 +214,11 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
     return indptr, np.ascontiguousarray(indices)
 
 
+def exclusion_range(indptr: np.ndarray, indices: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR (indptr, indices) of the contiguous rows start:stop (views where possible)."""
+    return indptr[start:stop + 1] - indptr[start], indices[indptr[start]:indptr[stop]]
+
+
 def exclusion_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The CSR (indptr, indices) of a subset of rows, in the given order."""
     starts, stops = indptr[rows], indptr[rows + 1]

@@ -116,8 +116,7 @@ class Query:
     def batch_payload(self, batch_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, exclusion indptr, exclusion indices) of one batch: its CSR rows travel with it."""
         u0, u1 = self.batches[batch_id]
-        ptr = self.excl_indptr
-        return (self.users[u0:u1], ptr[u0:u1 + 1] - ptr[u0], self.excl_indices[ptr[u0]:ptr[u1]])
+        return (self.users[u0:u1], *validation.exclusion_range(self.excl_indptr, self.excl_indices, u0, u1))
 
 
 def prepare_query(users, k, *, exclude, temperature, n_items: int, dim: int, items_max_norm: float,

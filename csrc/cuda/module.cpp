@@ -1,8 +1,14 @@
 // pybind11 bindings of the CUDA extension `mmrec_fast._cuda` (host compiler; kernels come from nvcc
-// objects through a C ABI).
+// objects through a C ABI, so this file needs no CUDA headers).
+//
+// Device arrays arrive as raw pointers (ints) from torch (`data_ptr()`), CuPy (`.data.ptr`) or a
+// DeviceBuffer, with the stream to run on; host NumPy arrays go through DeviceBuffer uploads. Every
+// CUDA error becomes a Python exception (RuntimeError; ValueError for an unsupported k).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -11,6 +17,20 @@ int mmrec_cuda_device_count(int* count);
 int mmrec_cuda_device_info(int device, char* name, std::size_t name_len, int* major, int* minor);
 const char* mmrec_cuda_error_string(int code);
 int mmrec_cuda_runtime_version(int* version);
+
+int mmrec_cuda_max_k();
+const char* mmrec_cuda_topk_error_string(int code);
+int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capacity, int sm_count,
+                         long long workspace_bytes, int* n_shards, long long* shard_len, long long* batch_users);
+int mmrec_cuda_topk_f32(const float* users, long long n_users, const float* items, long long n_items, int dim,
+                        int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
+                        int capacity, long long workspace_bytes, long long* out_idx, float* out_scores,
+                        double* out_lse, int device, void* stream);
+int mmrec_cuda_malloc(void** ptr, std::size_t nbytes, int device);
+int mmrec_cuda_free(void* ptr);
+int mmrec_cuda_memcpy_htod(void* dst, const void* src, std::size_t nbytes);
+int mmrec_cuda_memcpy_dtoh(void* dst, const void* src, std::size_t nbytes);
+int mmrec_cuda_stream_synchronize(void* stream);
 }
 
 namespace py = pybind11;
@@ -18,7 +38,12 @@ namespace py = pybind11;
 namespace {
 
 void check(int code, const char* what) {
-  if (code != 0) throw std::runtime_error(std::string(what) + ": " + mmrec_cuda_error_string(code));
+  if (code != 0) throw std::runtime_error(std::string(what) + ": " + mmrec_cuda_topk_error_string(code));
+}
+
+template <typename T>
+T* as_ptr(std::uintptr_t address) {
+  return reinterpret_cast<T*>(address);
 }
 
 // (count, reason): count 0 with the runtime's reason when there is no usable driver or device.
@@ -42,11 +67,102 @@ int runtime_version() {
   return version;
 }
 
+// Owning device allocation (cudaMalloc / cudaFree) for host inputs and persistent item indexes.
+class DeviceBuffer {
+ public:
+  DeviceBuffer(std::size_t nbytes, int device) : nbytes_(nbytes), device_(device) {
+    void* ptr = nullptr;
+    check(mmrec_cuda_malloc(&ptr, nbytes, device), "cudaMalloc");
+    ptr_ = ptr;
+  }
+  ~DeviceBuffer() {
+    if (ptr_) mmrec_cuda_free(ptr_);  // destructors must not throw; a failed free leaks, nothing worse
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void upload(py::array array) {
+    py::buffer_info info = array.request();
+    const std::size_t n = static_cast<std::size_t>(info.size) * static_cast<std::size_t>(info.itemsize);
+    if (!(array.flags() & py::array::c_style)) throw std::invalid_argument("upload: array must be C-contiguous");
+    if (n > nbytes_) throw std::invalid_argument("upload: array larger than the buffer");
+    if (n == 0) return;
+    py::gil_scoped_release release;
+    check(mmrec_cuda_memcpy_htod(ptr_, info.ptr, n), "cudaMemcpy (host to device)");
+  }
+
+  void download(py::array array) {
+    py::buffer_info info = array.request(true);
+    const std::size_t n = static_cast<std::size_t>(info.size) * static_cast<std::size_t>(info.itemsize);
+    if (!(array.flags() & py::array::c_style)) throw std::invalid_argument("download: array must be C-contiguous");
+    if (n > nbytes_) throw std::invalid_argument("download: array larger than the buffer");
+    if (n == 0) return;
+    py::gil_scoped_release release;
+    check(mmrec_cuda_memcpy_dtoh(info.ptr, ptr_, n), "cudaMemcpy (device to host)");
+  }
+
+  std::uintptr_t ptr() const { return reinterpret_cast<std::uintptr_t>(ptr_); }
+  std::size_t nbytes() const { return nbytes_; }
+  int device() const { return device_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t nbytes_;
+  int device_;
+};
+
+// Fused top-k on device pointers. Sizes and validity are the caller's (mmrec_fast.backends.cuda_backend)
+// responsibility; the launcher re-checks what it can and reports the rest as errors.
+void topk_f32(std::uintptr_t users, long long n_users, std::uintptr_t items, long long n_items, int dim, int k,
+              float inv_temperature, std::uintptr_t excl_indptr, std::uintptr_t excl_indices, int capacity,
+              long long workspace_bytes, std::uintptr_t out_indices, std::uintptr_t out_scores,
+              std::uintptr_t out_lse, int device, std::uintptr_t stream, bool synchronize) {
+  if (k < 1 || k > mmrec_cuda_max_k() || k > n_items)
+    throw py::value_error("k: the CUDA kernel needs 1 <= k <= min(I, " + std::to_string(mmrec_cuda_max_k()) +
+                          "), got k=" + std::to_string(k) + " with I=" + std::to_string(n_items));
+  int code;
+  {
+    py::gil_scoped_release release;
+    code = mmrec_cuda_topk_f32(as_ptr<const float>(users), n_users, as_ptr<const float>(items), n_items, dim, k,
+                               inv_temperature, as_ptr<const long long>(excl_indptr),
+                               as_ptr<const long long>(excl_indices), capacity, workspace_bytes,
+                               as_ptr<long long>(out_indices), as_ptr<float>(out_scores), as_ptr<double>(out_lse),
+                               device, as_ptr<void>(stream));
+    if (code == 0 && synchronize) code = mmrec_cuda_stream_synchronize(as_ptr<void>(stream));
+  }
+  check(code, "mmrec_fast CUDA top-k");
+}
+
+py::tuple plan(long long n_users, long long n_items, int k, int capacity, int sm_count, long long workspace_bytes) {
+  int shards = 0;
+  long long shard_len = 0, batch = 0;
+  check(mmrec_cuda_topk_plan(n_users, n_items, k, capacity, sm_count, workspace_bytes, &shards, &shard_len, &batch),
+        "plan");
+  return py::make_tuple(shards, shard_len, batch);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
-  m.doc() = "mmrec_fast CUDA extension: device discovery (fused GPU kernels arrive with the GPU engine)";
+  m.doc() = "mmrec_fast CUDA extension: device discovery and the fused top-k + logsumexp kernel";
   m.def("device_count", &device_count, "(number of visible CUDA devices, reason when 0)");
   m.def("device_info", &device_info, py::arg("device"), "(name, major, minor) of a device");
   m.def("runtime_version", &runtime_version, "CUDA runtime version the extension was built with");
+  m.def("max_k", &mmrec_cuda_max_k, "Largest k the fused kernel supports");
+  m.def("plan", &plan, py::arg("n_users"), py::arg("n_items"), py::arg("k"), py::arg("capacity"),
+        py::arg("sm_count"), py::arg("workspace_bytes"),
+        "(item shards, items per shard, users per launch) the launcher would use");
+  m.def("topk_f32", &topk_f32, py::arg("users"), py::arg("n_users"), py::arg("items"), py::arg("n_items"),
+        py::arg("dim"), py::arg("k"), py::arg("inv_temperature"), py::arg("excl_indptr"), py::arg("excl_indices"),
+        py::arg("capacity"), py::arg("workspace_bytes"), py::arg("out_indices"), py::arg("out_scores"),
+        py::arg("out_lse"), py::arg("device"), py::arg("stream"), py::arg("synchronize"),
+        "Fused top-k + log-normaliser on device pointers (float32 row-major users/items, int64 CSR, "
+        "outputs int64 / float32 / float64), enqueued on `stream` of `device`");
+  py::class_<DeviceBuffer>(m, "DeviceBuffer", "An owned cudaMalloc allocation (freed with the object)")
+      .def(py::init<std::size_t, int>(), py::arg("nbytes"), py::arg("device"))
+      .def("upload", &DeviceBuffer::upload, py::arg("array"), "Copy a C-contiguous host array in (synchronous)")
+      .def("download", &DeviceBuffer::download, py::arg("array"), "Copy into a C-contiguous host array (synchronous)")
+      .def_property_readonly("ptr", &DeviceBuffer::ptr)
+      .def_property_readonly("nbytes", &DeviceBuffer::nbytes)
+      .def_property_readonly("device", &DeviceBuffer::device);
 }

@@ -1,0 +1,628 @@
+// Fused GPU top-k + softmax normaliser (DESIGN.md section 2), float32 SIMT path.
+//
+// One thread block owns a tile of kBU users and one shard of the item range. It streams the shard's
+// items through shared memory in tiles of kBI, computes the kBU x kBI float32 score tile (each thread
+// a 4 x 8 register micro-tile), parks the tile in shared memory -- the scores never reach device memory
+// -- and then each warp, for each of its 8 users:
+//   1. marks the user's excluded items of this tile -inf, walking the user's sorted CSR row with a
+//      cursor that only moves forward (O(nnz) over the whole catalogue);
+//   2. folds the tile into the user's running (max, sum-exp) exactly as the contract says: float32
+//      block max and float32 sum of exp(x - max) per tile, the running pair rescaled in float64;
+//      a tile with no eligible item is skipped, so (-inf) - (-inf) is never computed;
+//   3. appends the items whose (score, index) key beats the user's running threshold to the user's
+//      candidate buffer in device memory; when the buffer would overflow, a warp radix select finds the
+//      k-th best key, compacts the buffer to the k best and raises the threshold to that key.
+// A second kernel (one block per user) merges the shards exactly: log-add-exp of the (max, sum)
+// pairs, a block radix select of the k-th best key over every shard's buffer, and a bitonic sort of
+// the k survivors in shared memory. Ties go to the lower item index because the keys encode it
+// (mmrec_fast/_keys.py: order-preserving score bits high, complemented index low), so every
+// comparison, selection and sort orders exactly as the CPU backends do.
+//
+// Plain C ABI (mmrec_cuda_*): the pybind11 layer (module.cpp) is compiled by the host compiler.
+// Every CUDA call is checked; failures come back as error codes the bindings raise as exceptions.
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+namespace {
+
+constexpr int kBU = 64;        // users per block
+constexpr int kBI = 128;       // items per streamed tile
+constexpr int kDK = 16;        // embedding dimensions per shared-memory stage of the score tile
+constexpr int kThreads = 256;  // 16 x 16 threads, each 4 users x 8 items of the tile
+constexpr int kWarps = kThreads / 32;
+constexpr int kUsersPerWarp = kBU / kWarps;
+constexpr int kMergeThreads = 256;
+constexpr unsigned kFull = 0xFFFFFFFFu;
+
+// Largest k the merge kernel sorts in shared memory: next_pow2(k) keys of 8 bytes (128 KiB at 16384,
+// within the opt-in limit of sm_80 (163 KiB) and sm_90 (227 KiB)).
+constexpr int kMaxK = 16384;
+
+// Error codes of our own, below every cudaError_t value.
+constexpr int kErrK = -1001;        // k out of the supported range
+constexpr int kErrArgs = -1002;     // inconsistent sizes / null pointers
+constexpr int kErrSmem = -1003;     // the device cannot give the merge kernel enough shared memory
+
+static_assert(kBU * kBI == kThreads * 32, "each thread owns a 4 x 8 micro-tile");
+static_assert(kBU % kWarps == 0, "users split evenly over warps");
+static_assert(kBI == 4 * 32, "the epilogue reads 4 scores per lane");
+
+// Order-preserving image of a float32 score in the high word, complemented item index in the low word:
+// unsigned order == (score descending, index ascending). -0.0 is folded into +0.0 first (x + 0.0f),
+// so equal scores of either sign tie on the index as in the float64 reference. Key 0 means "nothing".
+__device__ __forceinline__ unsigned long long make_key(float score, long long index) {
+  unsigned bits = __float_as_uint(score + 0.0f);
+  unsigned ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return (static_cast<unsigned long long>(ordered) << 32) |
+         static_cast<unsigned long long>(0xFFFFFFFFu - static_cast<unsigned>(index));
+}
+
+__device__ __forceinline__ void decode_key(unsigned long long key, float* score, long long* index) {
+  unsigned ordered = static_cast<unsigned>(key >> 32);
+  unsigned bits = (ordered & 0x80000000u) ? (ordered & 0x7FFFFFFFu) : ~ordered;
+  *score = __uint_as_float(bits);
+  *index = static_cast<long long>(0xFFFFFFFFu - static_cast<unsigned>(key & 0xFFFFFFFFull));
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, off));
+  return v;
+}
+
+// Butterfly sum: every lane ends with the bitwise same value (each step adds the same two operands).
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off);
+  return v;
+}
+
+// One radix-select step, run by a full warp: in a 256-bin histogram (bins = the next 8 key bits), find
+// the bin holding the `remaining`-th largest key (1-based) and how many keys lie in higher bins.
+// Lane l sums bins 255-8l .. 248-8l (descending order), a warp scan locates the lane, that lane scans
+// its 8 bins. Requires 1 <= remaining <= total count in the histogram.
+__device__ __forceinline__ void find_bin(const unsigned* hist, unsigned remaining, int lane, unsigned* bin,
+                                         unsigned* before) {
+  unsigned local[8];
+  unsigned sum = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    local[j] = hist[255 - 8 * lane - j];
+    sum += local[j];
+  }
+  unsigned incl = sum;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    unsigned v = __shfl_up_sync(kFull, incl, off);
+    if (lane >= off) incl += v;
+  }
+  unsigned ballot = __ballot_sync(kFull, incl >= remaining);
+  int src = __ffs(ballot) - 1;
+  unsigned my_bin = 0, my_before = 0;
+  if (lane == src) {
+    unsigned cum = incl - sum;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (cum + local[j] >= remaining) {
+        my_bin = 255u - 8u * static_cast<unsigned>(lane) - static_cast<unsigned>(j);
+        my_before = cum;
+        break;
+      }
+      cum += local[j];
+    }
+  }
+  *bin = __shfl_sync(kFull, my_bin, src);
+  *before = __shfl_sync(kFull, my_before, src);
+}
+
+// The `need`-th largest key of buf[0, n) (keys unique, 1 <= need <= n), by one warp: 8 passes of 8 bits.
+__device__ unsigned long long warp_kth_largest(const unsigned long long* buf, int n, int need, unsigned* hist,
+                                               int lane) {
+  unsigned long long prefix = 0, mask = 0;
+  unsigned remaining = static_cast<unsigned>(need);
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    for (int b = lane; b < 256; b += 32) hist[b] = 0;
+    __syncwarp();
+    for (int i = lane; i < n; i += 32) {
+      unsigned long long key = buf[i];
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 0xFFu], 1u);
+    }
+    __syncwarp();
+    unsigned bin, before;
+    find_bin(hist, remaining, lane, &bin, &before);
+    prefix |= static_cast<unsigned long long>(bin) << shift;
+    mask |= 0xFFull << shift;
+    remaining -= before;
+    __syncwarp();  // every lane has read the histogram before the next pass clears it
+  }
+  return prefix;
+}
+
+// Keep the k best keys of buf[0, n) (n > k) in buf[0, k), return the k-th best (the new threshold).
+// In-place warp compaction is safe: a key read at position i is written at a position <= i, and all
+// lanes have read their chunk before any lane writes (the ballot orders them).
+__device__ unsigned long long warp_prune(unsigned long long* buf, int n, int k, unsigned* hist, int lane) {
+  __syncwarp();  // appends by other lanes are visible
+  unsigned long long kth = warp_kth_largest(buf, n, k, hist, lane);
+  int out = 0;
+  const unsigned lt = (1u << lane) - 1u;
+  for (int base = 0; base < n; base += 32) {
+    int i = base + lane;
+    unsigned long long key = i < n ? buf[i] : 0ull;
+    bool keep = i < n && key >= kth;
+    unsigned b = __ballot_sync(kFull, keep);
+    if (keep) buf[out + __popc(b & lt)] = key;
+    out += __popc(b);
+    __syncwarp();
+  }
+  return kth;
+}
+
+struct TileSmem {
+  float users[kDK][kBU + 1];  // +1: conflict-free transposed stores
+  float items[kDK][kBI + 1];
+};
+
+union ScoreSmem {
+  TileSmem stage;             // operands while the tile is computed
+  float scores[kBU][kBI + 1]; // the finished tile (operands are dead by then)
+};
+
+__global__ void __launch_bounds__(kThreads)
+shard_topk_kernel(const float* __restrict__ users, long long n_users, const float* __restrict__ items,
+                  long long n_items, int dim, int k, float inv_t, const long long* __restrict__ excl_indptr,
+                  const long long* __restrict__ excl_indices, long long shard_len, int n_shards, int capacity,
+                  unsigned long long* __restrict__ work_keys, int* __restrict__ work_counts,
+                  double* __restrict__ work_max, double* __restrict__ work_sum) {
+  __shared__ ScoreSmem smem;
+  __shared__ unsigned hist[kWarps][256];
+  __shared__ unsigned long long s_thr[kBU];
+  __shared__ double s_max[kBU];
+  __shared__ double s_sum[kBU];
+  __shared__ long long s_cursor[kBU];
+  __shared__ int s_cnt[kBU];
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int ty = tid >> 4;  // users ty*4 .. ty*4+3 of the tile
+  const int tx = tid & 15;  // items tx + 16*j, j = 0..7
+  const long long u0 = static_cast<long long>(blockIdx.x) * kBU;
+  const int shard = blockIdx.y;
+  const long long s_begin = static_cast<long long>(shard) * shard_len;
+  const long long s_end = s_begin + shard_len < n_items ? s_begin + shard_len : n_items;
+
+  // Per-user state; the exclusion cursor starts at the first excluded id >= s_begin (binary search).
+  for (int r = 0; r < kUsersPerWarp; ++r) {
+    const int ul = warp * kUsersPerWarp + r;
+    const long long gu = u0 + ul;
+    if (lane == 0) {
+      s_thr[ul] = 0ull;
+      s_cnt[ul] = 0;
+      s_max[ul] = -INFINITY;
+      s_sum[ul] = 0.0;
+      long long lo = 0, hi = 0;
+      if (gu < n_users) {
+        lo = excl_indptr[gu];
+        hi = excl_indptr[gu + 1];
+        while (lo < hi) {
+          long long mid = lo + (hi - lo) / 2;
+          if (excl_indices[mid] < s_begin) lo = mid + 1; else hi = mid;
+        }
+      }
+      s_cursor[ul] = lo;
+    }
+  }
+
+  for (long long j0 = s_begin; j0 < s_end; j0 += kBI) {
+    float acc[4][8];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[r][j] = 0.0f;
+
+    for (int k0 = 0; k0 < dim; k0 += kDK) {
+#pragma unroll
+      for (int i = 0; i < (kBU * kDK) / kThreads; ++i) {
+        const int e = tid + i * kThreads;
+        const int u = e / kDK, kk = e % kDK;
+        const long long gu = u0 + u;
+        const int gk = k0 + kk;
+        smem.stage.users[kk][u] = (gu < n_users && gk < dim) ? users[gu * dim + gk] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < (kBI * kDK) / kThreads; ++i) {
+        const int e = tid + i * kThreads;
+        const int it = e / kDK, kk = e % kDK;
+        const long long gi = j0 + it;
+        const int gk = k0 + kk;
+        smem.stage.items[kk][it] = (gi < s_end && gk < dim) ? items[gi * dim + gk] : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < kDK; ++kk) {
+        float a[4], b[8];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) a[r] = smem.stage.users[kk][ty * 4 + r];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) b[j] = smem.stage.items[kk][tx + 16 * j];
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[r][j] = fmaf(a[r], b[j], acc[r][j]);
+      }
+      __syncthreads();  // operands consumed before they are overwritten (next stage or the tile)
+    }
+    // Zero-padded dimensions add exact zeros, so acc is the float32 dot product accumulated in order.
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int c = tx + 16 * j;
+        smem.scores[ty * 4 + r][c] = (j0 + c < s_end) ? acc[r][j] : -INFINITY;
+      }
+    __syncthreads();
+
+    const long long tile_end = j0 + kBI < s_end ? j0 + kBI : s_end;
+    for (int r = 0; r < kUsersPerWarp; ++r) {
+      const int ul = warp * kUsersPerWarp + r;
+      const long long gu = u0 + ul;
+      if (gu >= n_users) break;  // warp-uniform; later users of this warp are out of range too
+      float* row = smem.scores[ul];
+
+      // 1. Exclusion: this tile's ids form a prefix of the rest of the user's sorted CSR row.
+      long long c = s_cursor[ul];
+      const long long c_end = excl_indptr[gu + 1];
+      for (;;) {
+        const long long t = c + lane;
+        const long long id = t < c_end ? excl_indices[t] : LLONG_MAX;
+        const bool in = id < tile_end;
+        if (in) row[id - j0] = -INFINITY;
+        const unsigned b = __ballot_sync(kFull, in);
+        c += __popc(b);
+        if (b != kFull) break;
+      }
+      if (lane == 0) s_cursor[ul] = c;
+      __syncwarp();
+
+      // 2. Online normaliser over the eligible items of the tile.
+      float sc[4];
+      float m = -INFINITY;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        sc[q] = row[lane + 32 * q];
+        if (sc[q] != -INFINITY) m = fmaxf(m, sc[q] * inv_t);
+      }
+      m = warp_max(m);
+      if (m == -INFINITY) continue;  // nothing eligible here: no candidates either
+      float e = 0.0f;
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        if (sc[q] != -INFINITY) e += expf(sc[q] * inv_t - m);
+      e = warp_sum(e);
+      if (lane == 0) {
+        const double run_max = s_max[ul];
+        const double bm = static_cast<double>(m);
+        const double new_max = run_max > bm ? run_max : bm;
+        // run_max may be -inf (first eligible tile): exp(-inf) = 0 and the running sum is 0 anyway.
+        s_sum[ul] = s_sum[ul] * exp(run_max - new_max) + static_cast<double>(e) * exp(bm - new_max);
+        s_max[ul] = new_max;
+      }
+
+      // 3. Threshold filter into the candidate buffer.
+      unsigned long long thr = s_thr[ul];
+      int cnt = s_cnt[ul];
+      unsigned long long key[4];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) key[q] = sc[q] == -INFINITY ? 0ull : make_key(sc[q], j0 + lane + 32 * q);
+      unsigned bal[4];
+      int n_new = 0;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        bal[q] = __ballot_sync(kFull, key[q] > thr);
+        n_new += __popc(bal[q]);
+      }
+      if (n_new == 0) continue;
+      unsigned long long* buf = work_keys + (static_cast<size_t>(gu) * n_shards + shard) * capacity;
+      if (cnt + n_new > capacity) {
+        // capacity >= k + kBI, so cnt > k here: prune to the best k and raise the threshold.
+        thr = warp_prune(buf, cnt, k, hist[warp], lane);
+        cnt = k;
+        n_new = 0;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          bal[q] = __ballot_sync(kFull, key[q] > thr);
+          n_new += __popc(bal[q]);
+        }
+      }
+      const unsigned lt = (1u << lane) - 1u;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        if (key[q] > thr) buf[cnt + __popc(bal[q] & lt)] = key[q];
+        cnt += __popc(bal[q]);
+      }
+      if (lane == 0) {
+        s_thr[ul] = thr;
+        s_cnt[ul] = cnt;
+      }
+      __syncwarp();
+    }
+    __syncthreads();  // the tile is read by every warp before the next one overwrites it
+  }
+
+  for (int r = 0; r < kUsersPerWarp; ++r) {
+    const int ul = warp * kUsersPerWarp + r;
+    const long long gu = u0 + ul;
+    if (lane == 0 && gu < n_users) {
+      const size_t slot = static_cast<size_t>(gu) * n_shards + shard;
+      work_counts[slot] = s_cnt[ul];
+      work_max[slot] = s_max[ul];
+      work_sum[slot] = s_sum[ul];
+    }
+  }
+}
+
+// One block per user: exact merge of the shards' buffers into the sorted top-k and the normaliser.
+__global__ void __launch_bounds__(kMergeThreads)
+merge_kernel(const unsigned long long* __restrict__ work_keys, const int* __restrict__ work_counts,
+             const double* __restrict__ work_max, const double* __restrict__ work_sum, int n_shards,
+             int capacity, int k, int sort_len, long long* __restrict__ out_idx, float* __restrict__ out_scores,
+             double* __restrict__ out_lse) {
+  extern __shared__ unsigned long long sorted[];  // sort_len = next_pow2(k) keys
+  __shared__ unsigned hist[256];
+  __shared__ unsigned long long s_prefix;
+  __shared__ unsigned s_remaining;
+  __shared__ int s_fill;
+
+  const long long u = blockIdx.x;
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const size_t slot0 = static_cast<size_t>(u) * n_shards;
+
+  if (tid == 0) {
+    // log-add-exp of the shards' (max, sum) pairs; shards without an eligible item have max -inf.
+    double big = -INFINITY;
+    for (int s = 0; s < n_shards; ++s) big = work_max[slot0 + s] > big ? work_max[slot0 + s] : big;
+    double lse = -INFINITY;
+    if (big != -INFINITY) {
+      double total = 0.0;
+      for (int s = 0; s < n_shards; ++s)
+        if (work_max[slot0 + s] != -INFINITY) total += work_sum[slot0 + s] * exp(work_max[slot0 + s] - big);
+      lse = big + log(total);
+    }
+    out_lse[u] = lse;
+    s_fill = 0;
+  }
+
+  int total = 0;
+  for (int s = 0; s < n_shards; ++s) total += work_counts[slot0 + s];
+  const int need = total < k ? total : k;
+
+  // Threshold key: the need-th best over all shards (every key when they are no more than k).
+  unsigned long long kth = 1ull;
+  if (need < total) {
+    unsigned long long prefix = 0, mask = 0;
+    if (tid == 0) s_remaining = static_cast<unsigned>(need);
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      for (int b = tid; b < 256; b += kMergeThreads) hist[b] = 0;
+      __syncthreads();
+      for (int s = 0; s < n_shards; ++s) {
+        const unsigned long long* buf = work_keys + (slot0 + s) * capacity;
+        const int cnt = work_counts[slot0 + s];
+        for (int i = tid; i < cnt; i += kMergeThreads) {
+          const unsigned long long key = buf[i];
+          if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 0xFFu], 1u);
+        }
+      }
+      __syncthreads();
+      if (tid < 32) {
+        unsigned bin, before;
+        find_bin(hist, s_remaining, lane, &bin, &before);
+        if (lane == 0) {
+          s_prefix = prefix | (static_cast<unsigned long long>(bin) << shift);
+          s_remaining -= before;
+        }
+      }
+      __syncthreads();
+      prefix = s_prefix;
+      mask |= 0xFFull << shift;
+    }
+    kth = prefix;
+  }
+  __syncthreads();
+
+  // Gather the survivors (exactly `need`: keys are unique), pad to a power of two, bitonic sort.
+  for (int s = 0; s < n_shards; ++s) {
+    const unsigned long long* buf = work_keys + (slot0 + s) * capacity;
+    const int cnt = work_counts[slot0 + s];
+    for (int i = tid; i < cnt; i += kMergeThreads) {
+      const unsigned long long key = buf[i];
+      if (key >= kth) sorted[atomicAdd(&s_fill, 1)] = key;
+    }
+  }
+  for (int i = need + tid; i < sort_len; i += kMergeThreads) sorted[i] = 0ull;
+  __syncthreads();
+  for (int size = 2; size <= sort_len; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = tid; i < sort_len; i += kMergeThreads) {
+        const int j = i ^ stride;
+        if (j > i) {
+          const unsigned long long a = sorted[i], b = sorted[j];
+          const bool descending = (i & size) == 0;
+          if (descending ? a < b : a > b) {
+            sorted[i] = b;
+            sorted[j] = a;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  for (int r = tid; r < k; r += kMergeThreads) {
+    float score = -INFINITY;
+    long long index = -1;
+    if (r < need) decode_key(sorted[r], &score, &index);
+    out_idx[u * k + r] = index;
+    out_scores[u * k + r] = score;
+  }
+}
+
+int next_pow2(int x) {
+  int p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+// Largest supported k (the bindings report it in their error messages).
+int mmrec_cuda_max_k() { return kMaxK; }
+
+// Messages for our own codes; CUDA's for the rest.
+const char* mmrec_cuda_topk_error_string(int code) {
+  switch (code) {
+    case kErrK: return "k out of range for the CUDA kernel (1 <= k <= min(I, 16384))";
+    case kErrArgs: return "inconsistent arguments to the CUDA top-k launcher";
+    case kErrSmem: return "the device's shared memory per block is too small for this k";
+    default: return cudaGetErrorString(static_cast<cudaError_t>(code));
+  }
+}
+
+// Plan of one call, exposed so tests and the benchmark can report it: item shards and users per launch.
+int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capacity, int sm_count,
+                         long long workspace_bytes, int* n_shards, long long* shard_len, long long* batch_users) {
+  if (n_users < 0 || n_items < 1 || k < 1 || capacity < k + kBI || sm_count < 1) return kErrArgs;
+  // Enough blocks to fill the device about four times over; item shards only when users alone do not
+  // (few users, big catalogue). Each shard keeps at least 8 tiles so its buffer work stays amortised.
+  const long long user_tiles = (n_users + kBU - 1) / kBU > 0 ? (n_users + kBU - 1) / kBU : 1;
+  const long long target = 4LL * sm_count;
+  long long shards = (target + user_tiles - 1) / user_tiles;
+  const long long max_shards = n_items / (8LL * kBI) > 1 ? n_items / (8LL * kBI) : 1;
+  if (shards > max_shards) shards = max_shards;
+  if (shards > 65535) shards = 65535;
+  if (shards < 1) shards = 1;
+  long long len = (n_items + shards - 1) / shards;
+  len = (len + kBI - 1) / kBI * kBI;  // shard boundaries on tile boundaries
+  shards = (n_items + len - 1) / len;
+  const long long per_user = shards * (static_cast<long long>(capacity) * 8 + 4 + 16);
+  long long batch = workspace_bytes / per_user;
+  batch = batch / kBU * kBU;
+  if (batch < kBU) batch = kBU;
+  if (batch > n_users) batch = n_users;
+  *n_shards = static_cast<int>(shards);
+  *shard_len = len;
+  *batch_users = batch;
+  return 0;
+}
+
+// Top-k of users (U x d) against items (I x d), all float32 row-major device pointers, on `stream` of
+// `device`. Exclusion CSR (int64 indptr of U + 1, sorted indices) in device memory. Outputs (device):
+// out_idx (U x k) int64, out_scores (U x k) float32, out_lse (U,) float64 (of score * inv_t).
+// Requires 1 <= k <= min(n_items, kMaxK). Work memory (at most ~workspace_bytes) is allocated
+// stream-ordered and released before returning; the call does not synchronise the stream.
+int mmrec_cuda_topk_f32(const float* users, long long n_users, const float* items, long long n_items, int dim,
+                        int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
+                        int capacity, long long workspace_bytes, long long* out_idx, float* out_scores,
+                        double* out_lse, int device, void* stream_handle) {
+  if (n_users == 0) return 0;
+  if (k < 1 || k > kMaxK || k > n_items) return kErrK;
+  if (!users || !items || !excl_indptr || !out_idx || !out_scores || !out_lse || dim < 1 || n_items < 1 ||
+      n_items >= 0xFFFFFFFFLL || capacity < k + kBI)
+    return kErrArgs;
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
+
+  int previous = 0;
+  cudaError_t err = cudaGetDevice(&previous);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  if ((err = cudaSetDevice(device)) != cudaSuccess) return static_cast<int>(err);
+
+  int code = 0;
+  unsigned long long* keys = nullptr;
+  int* counts = nullptr;
+  double* maxs = nullptr;
+  double* sums = nullptr;
+  do {
+    int sm_count = 0, smem_optin = 0;
+    if ((err = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess) break;
+    if ((err = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) !=
+        cudaSuccess)
+      break;
+    const int sort_len = next_pow2(k);
+    const size_t merge_smem = static_cast<size_t>(sort_len) * sizeof(unsigned long long);
+    if (merge_smem + 4096 > static_cast<size_t>(smem_optin)) {
+      code = kErrSmem;
+      break;
+    }
+    if (merge_smem > 48 * 1024 &&
+        (err = cudaFuncSetAttribute(merge_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(merge_smem))) != cudaSuccess)
+      break;
+
+    int n_shards = 1;
+    long long shard_len = n_items, batch = n_users;
+    if ((code = mmrec_cuda_topk_plan(n_users, n_items, k, capacity, sm_count, workspace_bytes, &n_shards,
+                                     &shard_len, &batch)) != 0)
+      break;
+    const size_t slots = static_cast<size_t>(batch) * n_shards;
+    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long),
+                               stream)) != cudaSuccess)
+      break;
+    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream)) != cudaSuccess) break;
+    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream)) != cudaSuccess) break;
+    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream)) != cudaSuccess) break;
+
+    for (long long b0 = 0; b0 < n_users; b0 += batch) {
+      const long long nb = n_users - b0 < batch ? n_users - b0 : batch;
+      const dim3 grid(static_cast<unsigned>((nb + kBU - 1) / kBU), static_cast<unsigned>(n_shards));
+      // indptr + b0 keeps absolute offsets into excl_indices, so the indices pointer is shared.
+      shard_topk_kernel<<<grid, kThreads, 0, stream>>>(users + b0 * dim, nb, items, n_items, dim, k, inv_t,
+                                                       excl_indptr + b0, excl_indices, shard_len, n_shards,
+                                                       capacity, keys, counts, maxs, sums);
+      if ((err = cudaGetLastError()) != cudaSuccess) break;
+      merge_kernel<<<static_cast<unsigned>(nb), kMergeThreads, merge_smem, stream>>>(
+          keys, counts, maxs, sums, n_shards, capacity, k, sort_len, out_idx + b0 * k, out_scores + b0 * k,
+          out_lse + b0);
+      if ((err = cudaGetLastError()) != cudaSuccess) break;
+    }
+  } while (false);
+
+  // Stream-ordered frees run after the kernels; report the first error of the call.
+  cudaError_t free_err = cudaSuccess;
+  if (keys) free_err = cudaFreeAsync(keys, stream);
+  if (counts && free_err == cudaSuccess) free_err = cudaFreeAsync(counts, stream);
+  if (maxs && free_err == cudaSuccess) free_err = cudaFreeAsync(maxs, stream);
+  if (sums && free_err == cudaSuccess) free_err = cudaFreeAsync(sums, stream);
+  cudaError_t restore_err = cudaSetDevice(previous);
+  if (code != 0) return code;
+  if (err != cudaSuccess) return static_cast<int>(err);
+  if (free_err != cudaSuccess) return static_cast<int>(free_err);
+  return static_cast<int>(restore_err);
+}
+
+// Device memory helpers for host (NumPy) inputs and persistent item indexes.
+int mmrec_cuda_malloc(void** ptr, std::size_t nbytes, int device) {
+  cudaError_t err = cudaSetDevice(device);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  return static_cast<int>(cudaMalloc(ptr, nbytes ? nbytes : 1));
+}
+
+int mmrec_cuda_free(void* ptr) { return static_cast<int>(cudaFree(ptr)); }
+
+int mmrec_cuda_memcpy_htod(void* dst, const void* src, std::size_t nbytes) {
+  return static_cast<int>(cudaMemcpy(dst, src, nbytes, cudaMemcpyHostToDevice));
+}
+
+int mmrec_cuda_memcpy_dtoh(void* dst, const void* src, std::size_t nbytes) {
+  return static_cast<int>(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
+}
+
+int mmrec_cuda_stream_synchronize(void* stream) {
+  return static_cast<int>(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+}
+
+}  // extern "C"

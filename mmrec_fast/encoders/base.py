@@ -1,0 +1,361 @@
+"""The encoder interface, the per-item error policy and its report.
+
+Every encoder (text, image, audio, bag-of-words) has the same small surface:
+
+``encode(batch) -> np.ndarray``
+    float32 ``(n, dim)``, one row per input item, in input order.
+``encode_with_report(batch, ids=...) -> EncodeResult``
+    the same rows plus which items failed, where and why.
+``dim``, ``name``
+    the embedding width and a human-readable model name.
+
+Items are processed in three stages -- *read* (content hash for the cache: reading a file's bytes),
+*preprocess* (decode, clean, resize, resample ...) and *embed* (the batched model forward pass). A
+bad item (corrupt file, empty text, missing path, unsupported format) fails in *read* or
+*preprocess*; what happens then is the error policy:
+
+``"raise"`` (default)
+    stop at the first bad item with :class:`EncodingError`, which names the item's id, index and
+    stage and chains the original exception;
+``"skip"``
+    drop failed items: ``encode`` returns only the good rows (``EncodeResult.ids`` says whose);
+``"zero"``
+    keep one row per input; failed items get an all-zero row (they score 0 against every user,
+    and :func:`mmrec_fast.encoders.fuse` treats them as missing).
+
+Under ``"skip"`` and ``"zero"`` every failure is listed in ``EncodeResult.errors`` and one
+:class:`EncodingWarning` summarises them, so nothing is lost silently. Errors in the *embed* stage
+are not item-specific (they mean a broken model or out-of-memory) and always raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Encoder",
+    "EncodeResult",
+    "ItemError",
+    "EncodingError",
+    "EncodingWarning",
+    "ON_ERROR_POLICIES",
+    "check_on_error",
+    "resolve_device",
+    "torch_threads",
+]
+
+ON_ERROR_POLICIES = ("raise", "skip", "zero")
+
+
+class ItemError(NamedTuple):
+    """One item that could not be encoded."""
+
+    id: Any
+    """The caller's id for the item (its position when no ids were given)."""
+    index: int
+    """Position of the item in the input batch."""
+    stage: str
+    """``"read"`` or ``"preprocess"``."""
+    error: str
+    """Exception type name (``"FileNotFoundError"``, ``"UnidentifiedImageError"`` ...)."""
+    message: str
+    """The exception message."""
+
+    def __str__(self) -> str:
+        return f"item {self.id!r} (index {self.index}) failed in {self.stage}: {self.error}: {self.message}"
+
+
+class EncodingError(ValueError):
+    """Raised under ``on_error="raise"`` for the first item that cannot be encoded.
+
+    Attributes
+    ----------
+    errors : list of ItemError
+        The failing item(s).
+    """
+
+    def __init__(self, encoder_name: str, errors: Sequence[ItemError]):
+        self.errors = list(errors)
+        first = self.errors[0]
+        super().__init__(f"{encoder_name}: {first} (on_error='raise'; use on_error='skip' or 'zero' to "
+                         f"encode the other items and get a per-item report)")
+
+
+class EncodingWarning(UserWarning):
+    """Issued once per call when items failed under ``on_error="skip"`` or ``"zero"``."""
+
+
+@dataclass
+class EncodeResult:
+    """Embeddings plus the per-item error report of one ``encode_with_report`` call.
+
+    Attributes
+    ----------
+    embeddings : np.ndarray
+        float32 ``(m, dim)``: ``m = n`` under ``"zero"`` (zero rows for failures), the number of
+        good items under ``"skip"``.
+    ids : list
+        The id of each row of ``embeddings``.
+    ok : np.ndarray
+        bool ``(n,)`` over the *input* items: True where the item was encoded.
+    errors : list of ItemError
+        One entry per failed item, in input order.
+    cache_hits : int
+        Items served from the embedding cache.
+    """
+
+    embeddings: np.ndarray
+    ids: list
+    ok: np.ndarray
+    errors: list = field(default_factory=list)
+    cache_hits: int = 0
+
+    @property
+    def failed_ids(self) -> list:
+        """Ids of the items that failed, in input order."""
+        return [e.id for e in self.errors]
+
+
+def check_on_error(on_error: str, argument: str = "on_error") -> str:
+    """Validate an error policy name."""
+    if on_error not in ON_ERROR_POLICIES:
+        raise ValueError(f"{argument}: must be one of {ON_ERROR_POLICIES}, got {on_error!r}")
+    return on_error
+
+
+def check_positive_int(value, argument: str, *, allow_none: bool = False):
+    """Validate a positive integer argument (``batch_size``, ``num_threads`` ...)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{argument}: must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def resolve_device(device) -> str:
+    """Normalise a device request to a torch device string.
+
+    ``"auto"`` picks ``"cuda"`` when torch sees a GPU, else ``"cpu"``. ``"cuda"`` without a GPU is a
+    ``ValueError`` (asking for a GPU and silently getting the CPU would hide a setup problem).
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device, got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but torch sees no CUDA device "
+                         f"(torch {torch.__version__}); use device='cpu' or 'auto'")
+    return device
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(num_threads)``, restoring the previous value after.
+
+    torch's intra-op thread count is process-global; restoring it keeps one encoder's setting from
+    leaking into the rest of the program (the engine's own OpenMP pool is separate).
+    """
+    if num_threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _progress_bar(enabled, total: int, desc: str):
+    """tqdm bar for long runs: ``progress=None`` shows one for >= 2,000 items on a terminal."""
+    if enabled is None:
+        import sys
+
+        enabled = total >= 2000 and sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item")
+
+
+class Encoder(ABC):
+    """Base class: batching, cache lookup, error policy and progress around a model's forward pass.
+
+    Subclasses implement :meth:`_content_hash` (bytes identifying an item's content; for files it
+    reads them), :meth:`_prepare` (preprocess one item; raise on bad input) and :meth:`_embed`
+    (a list of prepared items -> float32 array), plus ``dim``/``name`` and :meth:`settings`.
+    """
+
+    #: Items prepared and embedded per chunk. Bounds the memory of decoded images/audio; the text
+    #: encoder overrides it to sort a whole chunk by length before batching.
+    chunk_size: int = 256
+
+    name: str = "encoder"
+    batch_size: int = 32
+    num_threads: int | None = None
+    progress: bool | None = None
+    on_error: str = "raise"
+    cache = None
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Width of the embedding rows."""
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """Everything that changes the output: model identity and preprocessing settings.
+
+        Used as the embedding cache's namespace, so changing any of them never returns stale rows.
+        """
+
+    @abstractmethod
+    def _content_hash(self, item) -> bytes:
+        """Bytes that identify ``item``'s content (a file's bytes, a string's UTF-8)."""
+
+    @abstractmethod
+    def _prepare(self, item):
+        """Preprocess one item; raise an exception describing the problem for bad input."""
+
+    @abstractmethod
+    def _embed(self, prepared: list, advance: Callable[[int], None]) -> np.ndarray:
+        """Embed prepared items (float32 ``(len(prepared), dim)``); call ``advance(k)`` as rows finish."""
+
+    # -- public API ----------------------------------------------------------------------------
+    def encode(self, batch: Sequence, *, on_error: str | None = None) -> np.ndarray:
+        """Encode a batch of items.
+
+        Parameters
+        ----------
+        batch : sequence
+            The items (strings, file paths, bytes, arrays ... depending on the encoder).
+        on_error : {"raise", "skip", "zero"}, optional
+            Policy for bad items; defaults to the encoder's ``on_error``.
+
+        Returns
+        -------
+        np.ndarray
+            float32 ``(n, dim)`` (``"skip"``: only the good rows; use :meth:`encode_with_report`
+            to learn which).
+        """
+        return self.encode_with_report(batch, on_error=on_error).embeddings
+
+    def encode_with_report(self, batch: Sequence, *, ids: Sequence | None = None,
+                           on_error: str | None = None) -> EncodeResult:
+        """Encode a batch and report every item that failed.
+
+        Parameters
+        ----------
+        batch : sequence
+            The items.
+        ids : sequence, optional
+            One id per item for the report (default: positions 0..n-1).
+        on_error : {"raise", "skip", "zero"}, optional
+            Policy for bad items; defaults to the encoder's ``on_error``.
+
+        Returns
+        -------
+        EncodeResult
+        """
+        policy = check_on_error(self.on_error if on_error is None else on_error)
+        if isinstance(batch, (str, bytes)) or not hasattr(batch, "__len__"):
+            raise ValueError(f"batch: expected a sequence of items, got {type(batch).__name__} "
+                             f"(wrap a single item in a list)")
+        items = list(batch)
+        n = len(items)
+        if ids is None:
+            ids = list(range(n))
+        else:
+            ids = list(ids)
+            if len(ids) != n:
+                raise ValueError(f"ids: has {len(ids)} entries but batch has {n} items")
+
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        ok = np.zeros(n, dtype=bool)
+        errors: list[ItemError] = []
+
+        def fail(i: int, stage: str, exc: BaseException) -> None:
+            err = ItemError(ids[i], i, stage, type(exc).__name__, str(exc))
+            if policy == "raise":
+                raise EncodingError(self.name, [err]) from exc
+            errors.append(err)
+
+        # Stage 1: content keys, and the cache.
+        keys: list[str | None] = [None] * n
+        hits = 0
+        if self.cache is not None:
+            for i, item in enumerate(items):
+                try:
+                    keys[i] = hashlib.sha256(self._content_hash(item)).hexdigest()
+                except Exception as exc:  # noqa: BLE001 - reported per item under the policy
+                    fail(i, "read", exc)
+            valid = [i for i in range(n) if keys[i] is not None]
+            found = self.cache.get_many([keys[i] for i in valid])
+            for i, vec in zip(valid, found):
+                if vec is not None:
+                    out[i] = vec
+                    ok[i] = True
+                    hits += 1
+        failed_read = {e.index for e in errors}
+        todo = [i for i in range(n) if not ok[i] and i not in failed_read]
+
+        # Stages 2 and 3 chunk by chunk: bounded memory for decoded media; each finished chunk is
+        # written to the cache so an interrupted long run keeps its progress.
+        bar = _progress_bar(self.progress, len(todo), self.name)
+        advance = bar.update if bar is not None else (lambda k: None)
+        try:
+            with torch_threads(self.num_threads):
+                for start in range(0, len(todo), self.chunk_size):
+                    chunk = todo[start:start + self.chunk_size]
+                    good, prepared = [], []
+                    for i in chunk:
+                        try:
+                            prepared.append(self._prepare(items[i]))
+                            good.append(i)
+                        except Exception as exc:  # noqa: BLE001 - reported per item under the policy
+                            fail(i, "preprocess", exc)
+                            advance(1)
+                    if not good:
+                        continue
+                    vecs = np.asarray(self._embed(prepared, advance), dtype=np.float32)
+                    if vecs.shape != (len(good), self.dim):  # pragma: no cover - subclass bug guard
+                        raise RuntimeError(f"{self.name}: embed returned shape {vecs.shape}, "
+                                           f"expected {(len(good), self.dim)}")
+                    out[good] = vecs
+                    ok[good] = True
+                    if self.cache is not None:
+                        self.cache.put_many([keys[i] for i in good], vecs)
+        finally:
+            if bar is not None:
+                bar.close()
+
+        errors.sort(key=lambda e: e.index)
+        if errors:
+            shown = ", ".join(repr(e.id) for e in errors[:10]) + (" ..." if len(errors) > 10 else "")
+            warnings.warn(f"{self.name}: {len(errors)} of {n} items failed and were "
+                          f"{'skipped' if policy == 'skip' else 'encoded as zero rows'} "
+                          f"(ids {shown}); see encode_with_report(...).errors", EncodingWarning,
+                          stacklevel=3)
+        if policy == "skip":
+            return EncodeResult(out[ok], [ids[i] for i in range(n) if ok[i]], ok, errors, hits)
+        return EncodeResult(out, ids, ok, errors, hits)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"

@@ -1,0 +1,152 @@
+"""Trained factor models: BPR matrix factorisation and the content-aware hybrid (VBPR-style)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ._checks import check_features, check_interactions
+from ._net import FactorNet
+from .base import Recommender, ScoreBlock
+from .config import TrainConfig
+from .training import resolve_device, train_factor_net
+
+__all__ = ["FactorModel", "BPRMF", "HybridMF"]
+
+
+class FactorModel(Recommender):
+    """ID embeddings (+ optional projected content per modality) + item bias, trained with BPR or softmax.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        Size of the user and item id spaces (dense codes ``0..n-1``).
+    config : TrainConfig
+        Model size and training settings.
+    features : ndarray (n_items, C), optional
+        Item content vectors (e.g. the fused encoder output). Missing modalities must be zero rows.
+    feature_blocks : mapping or sequence of ScoreBlock, optional
+        The modality blocks of ``features``; each gets its own projection and its own score block.
+    """
+
+    kind = "factor"
+
+    def __init__(self, n_users: int, n_items: int, config: TrainConfig | None = None, *,
+                 features: np.ndarray | None = None, feature_blocks=None):
+        for name, value in (("n_users", n_users), ("n_items", n_items)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.config = config or TrainConfig()
+        self._n_users, self._n_items = int(n_users), int(n_items)
+        self.features, self.feature_blocks = (None, [])
+        if features is not None:
+            self.features, self.feature_blocks = check_features(features, self._n_items, feature_blocks)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        self.net = FactorNet(self._n_users, self._n_items, self.config.dim, features=self.features,
+                             feature_blocks=self.feature_blocks, content_dim=self.config.content_dim,
+                             init_std=self.config.init_std, generator=generator)
+        self.net.to(resolve_device(self.config.device))
+        self.net.eval()
+        self.history: list[dict] = []
+        self._vectors: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n_users(self) -> int:
+        return self._n_users
+
+    @property
+    def n_items(self) -> int:
+        return self._n_items
+
+    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> "FactorModel":
+        """Train on the positive (nonzero) pairs of ``train``; early-stop on ``validation`` if given.
+
+        Parameters
+        ----------
+        train : scipy sparse (n_users, n_items)
+            Observed interactions; every stored entry is a positive (values are ignored).
+        validation : scipy sparse (n_users, n_items), optional
+            Held-out positives for early stopping on NDCG@10 (training items excluded from ranking).
+
+        Returns
+        -------
+        self
+        """
+        train = check_interactions(train, "train", self._n_users, self._n_items)
+        if validation is not None:
+            validation = check_interactions(validation, "validation", self._n_users, self._n_items)
+        self.history = train_factor_net(self.net, train, self.config, validation=validation, desc=self.kind)
+        self._vectors = None
+        return self
+
+    def _compute_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._vectors is None:
+            device = self.net.item_id.weight.device
+            with torch.no_grad():
+                users = self.net.users(torch.arange(self._n_users, device=device))
+                items = self.net.items(torch.arange(self._n_items, device=device))
+            self._vectors = (np.ascontiguousarray(users.cpu().numpy(), np.float32),
+                             np.ascontiguousarray(items.cpu().numpy(), np.float32))
+        return self._vectors
+
+    def user_vectors(self) -> np.ndarray:
+        return self._compute_vectors()[0]
+
+    def item_vectors(self) -> np.ndarray:
+        return self._compute_vectors()[1]
+
+    def blocks(self) -> list[ScoreBlock]:
+        return self.net.score_blocks()
+
+    def representation(self) -> np.ndarray:
+        # Content-aware models compare items by their content (what a person would call similar);
+        # BPR-MF has only its learned ID vectors.
+        if self.features is not None:
+            return self.features
+        return self.item_vectors()[:, :self.config.dim]
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything needed to rebuild the model bit for bit (weights and the content buffer)."""
+        return {name: t.detach().cpu().contiguous() for name, t in self.net.state_dict().items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`state_tensors` (shapes must match the model's)."""
+        self.net.load_state_dict(tensors)
+        self.net.eval()
+        self._vectors = None
+
+
+class BPRMF(FactorModel):
+    """Bayesian personalised ranking matrix factorisation: ``score = p_u . q_i + b_i``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from mmrec_fast.models import BPRMF, TrainConfig
+    >>> train = sp.random(50, 80, density=0.1, format="csr", random_state=0)
+    >>> model = BPRMF(50, 80, TrainConfig(dim=8, epochs=2, progress=False)).fit(train)
+    >>> model.user_vectors().shape, model.item_vectors().shape
+    ((50, 9), (80, 9))
+    """
+
+    kind = "bpr"
+
+    def __init__(self, n_users: int, n_items: int, config: TrainConfig | None = None):
+        super().__init__(n_users, n_items, config)
+
+
+class HybridMF(FactorModel):
+    """VBPR-style hybrid: ``score = p_u . q_i + sum_m theta_u^(m) . (E_m f_i^(m)) + b_i``.
+
+    The content term lets items with few interactions borrow strength from their text/image/audio
+    vectors; each modality ``m`` has its own projection, so its share of a score is exact.
+    """
+
+    kind = "hybrid"
+
+    def __init__(self, n_users: int, n_items: int, features: np.ndarray, config: TrainConfig | None = None,
+                 *, feature_blocks=None):
+        if features is None:
+            raise ValueError("features is required for HybridMF (use BPRMF for an ID-only model)")
+        super().__init__(n_users, n_items, config, features=features, feature_blocks=feature_blocks)

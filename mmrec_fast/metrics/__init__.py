@@ -1,0 +1,10 @@
+"""Ranking metrics from top-k id lists against held-out CSR positives (Cornac 3.0.1 conventions).
+
+See :mod:`mmrec_fast.metrics.ranking` for the definitions.
+"""
+
+from .ranking import (ALL_METRICS, AT_K_METRICS, FULL_METRICS, candidate_counts, evaluate,
+                      evaluate_per_user)
+
+__all__ = ["evaluate", "evaluate_per_user", "candidate_counts", "AT_K_METRICS", "FULL_METRICS",
+           "ALL_METRICS"]

@@ -1,0 +1,478 @@
+r"""Top-k ranking metrics computed from the engine's id lists against held-out CSR positives.
+
+Inputs
+------
+``ranked`` (U x K, int64) is what :func:`mmrec_fast.topk` returns in ``TopK.indices``: each user's
+items best first, training items already excluded (``exclude=``), ``-1`` padding at the end when a
+user has fewer than K eligible items. ``positives`` (U x I, scipy sparse) holds each user's held-out
+relevant items (every stored non-zero entry is relevant). Row ``u`` of both is the same user.
+
+Everything is vectorised over users in row blocks: membership of each listed id in the user's
+positive row is one ``searchsorted`` on the sorted ``user * I + item`` keys of the CSR, and the
+``@k`` metrics read cumulative sums of that hit matrix. No U x I array is ever formed.
+
+Definitions
+-----------
+Notation for one user: ``rel_p`` = 1 if the item at (0-based) position ``p`` is a held-out positive,
+``n_pos`` = number of held-out positives (the CSR row's non-zeros), ``tp@k = sum_{p<k} rel_p``.
+These follow Cornac 3.0.1 (``cornac/metrics/ranking.py`` with ``eval_methods.ranking_eval``):
+
+- ``precision@k = tp@k / k`` -- always divided by k, even when fewer than k items are listed.
+- ``recall@k = tp@k / n_pos``.
+- ``f1@k = 2 P R / (P + R)``, 0 when ``P + R = 0``.
+- ``hit@k = 1`` if ``tp@k > 0`` else 0.
+- ``ndcg@k = DCG@k / IDCG@k`` with binary gains and log2 discounts:
+  ``DCG@k = sum_{p<k} rel_p / log2(p + 2)``, ``IDCG@k = sum_{p < min(n_pos, k)} 1 / log2(p + 2)``
+  (Cornac computes IDCG as the DCG of the positive list itself, truncated at k).
+- ``mrr@k = 1 / (p* + 1)`` for the first hit ``p* < k``, else 0 (RecBole's MRR@k).
+- ``map@k = (sum_{p<k} rel_p * tp@(p+1) / (p + 1)) / min(n_pos, k)`` (RecBole's MAP@k).
+- ``coverage@k`` = number of distinct items appearing in the evaluated users' top-k lists divided
+  by the catalogue size ``n_items`` (one number, no per-user value).
+
+Full-ranking metrics need every candidate ranked (see ``n_candidates``). With ``m`` = number of
+positives among the listed candidates (= n_pos unless some positive was excluded) and ``n_neg`` =
+candidates listed that are not positive:
+
+- ``auc`` = fraction of (positive, negative) candidate pairs with the positive scored strictly
+  higher: ``sum_{p: rel_p} #{negatives ranked below p} / (m * n_neg)`` (Cornac's ``AUC`` with its
+  default negatives = every non-positive candidate). Undefined (NaN, left out of the mean) when
+  ``m = 0`` or ``n_neg = 0``.
+- ``map`` = average precision over the full ranking,
+  ``(1/m) sum_{p: rel_p} tp@(p+1) / (p + 1)`` (Cornac's ``MAP``); 0 when ``m = 0``.
+- ``mrr = 1 / (p* + 1)`` for the first hit anywhere in the ranking (Cornac's ``MRR``); 0 when no
+  positive is among the candidates (Cornac raises there).
+
+Ties: Cornac's AUC counts tied (positive, negative) pairs as 0 and its MAP ranks ties at their
+*last* tied position (``rankdata(..., "max")``). Pass ``scores`` (``TopK.scores``) to reproduce
+that exactly; without scores the list order is taken as strict (the engine breaks ties by lower item
+id), which is what Cornac yields whenever scores are distinct.
+
+Users: a user is evaluated iff its ``positives`` row has at least one entry; users without held-out
+positives are skipped (Cornac skips them; RecBole drops them), and every mean is over the evaluated
+users. ``n_users`` in the result is their number.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["evaluate", "evaluate_per_user", "candidate_counts", "AT_K_METRICS", "FULL_METRICS",
+           "ALL_METRICS"]
+
+#: Metrics computed at every k of ``ks`` (keys ``"<name>@<k>"``).
+AT_K_METRICS = ("precision", "recall", "f1", "ndcg", "hit", "mrr@k", "map@k", "coverage")
+#: Metrics over the full ranking of the candidates (keys ``"auc"``, ``"map"``, ``"mrr"``).
+FULL_METRICS = ("auc", "map", "mrr")
+ALL_METRICS = AT_K_METRICS + FULL_METRICS
+
+# Entries of the (rows x K) working arrays per block: bounds working memory (a few arrays of
+# this many int32/float64 values, ~100 MB at most) independently of the number of users.
+_BLOCK_ENTRIES = 1 << 21
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+def _check_ranked(ranked, n_items: int) -> np.ndarray:
+    from ..validation import to_numpy
+
+    arr = to_numpy(ranked, "ranked")
+    if arr.ndim != 2:
+        raise ValueError(f"ranked: expected a 2-D array (users x list length), got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"ranked: the lists need at least one column, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ValueError(f"ranked: expected integer item ids (TopK.indices), got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < -1 or hi >= n_items:
+            raise ValueError(f"ranked: item ids must lie in 0..{n_items - 1} (or -1 for padding), "
+                             f"got range {lo}..{hi}")
+        pad = arr < 0
+        if pad.any():
+            # Padding is trailing: once a slot is -1, every later slot is too.
+            later = np.logical_or.accumulate(pad, axis=1)
+            if (later & ~pad).any():
+                row = int(np.flatnonzero((later & ~pad).any(axis=1))[0])
+                raise ValueError(f"ranked: -1 padding must be trailing, but row {row} lists an item "
+                                 f"after a -1")
+        # A repeated id would count its hit twice.
+        srt = np.sort(arr, axis=1)
+        dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+        if dup.any():
+            row = int(np.flatnonzero(dup.any(axis=1))[0])
+            item = int(srt[row, 1:][dup[row]][0])
+            raise ValueError(f"ranked: row {row} lists item {item} more than once")
+    return arr
+
+
+def _check_positives(positives, n_users: int, n_items) -> sp.csr_matrix:
+    if not sp.issparse(positives):
+        raise ValueError(f"positives: expected a scipy.sparse matrix (users x items), got "
+                         f"{type(positives).__name__} (never a dense users x items array)")
+    pos = sp.csr_matrix(positives, copy=True)
+    if pos.shape[0] != n_users:
+        raise ValueError(f"positives: has {pos.shape[0]} rows but ranked has {n_users} users "
+                         f"(row u of both must be the same user)")
+    if n_items is not None and pos.shape[1] != n_items:
+        raise ValueError(f"positives: has {pos.shape[1]} columns but n_items={n_items}")
+    pos.sum_duplicates()  # sorts indices, merges repeated entries
+    pos.eliminate_zeros()  # an explicit 0 is not a relevant item
+    return pos
+
+
+def _check_ks(ks) -> list[int]:
+    if isinstance(ks, numbers.Integral):
+        ks = (ks,)
+    try:
+        ks = list(ks)
+    except TypeError as exc:
+        raise ValueError(f"ks: expected an int or a sequence of ints, got {ks!r}") from exc
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"ks: every k must be an integer >= 1, got {k!r}")
+        out.append(int(k))
+    return sorted(set(out))
+
+
+def _check_metrics(metrics):
+    if metrics is None:
+        return set(AT_K_METRICS), set(FULL_METRICS), False
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    names = [str(m).lower() for m in metrics]
+    unknown = [m for m in names if m not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"metrics: unknown name(s) {unknown}; choose from {list(ALL_METRICS)}")
+    return {m for m in names if m in AT_K_METRICS}, {m for m in names if m in FULL_METRICS}, True
+
+
+def _check_n_candidates(n_candidates, n_users: int):
+    if n_candidates is None:
+        return None
+    arr = np.asarray(n_candidates)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+        raise ValueError(f"n_candidates: expected integer counts, got dtype {arr.dtype}")
+    arr = np.broadcast_to(arr.astype(np.int64), (n_users,)) if arr.ndim == 0 else arr.astype(np.int64)
+    if arr.shape != (n_users,):
+        raise ValueError(f"n_candidates: expected an int or shape ({n_users},), got {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise ValueError("n_candidates: counts must be >= 0")
+    return arr
+
+
+def _check_scores(scores, shape):
+    if scores is None:
+        return None
+    from ..validation import to_numpy
+
+    s = to_numpy(scores, "scores")
+    if s.shape != shape:
+        raise ValueError(f"scores: expected shape {shape} (like ranked), got {s.shape}")
+    if s.dtype.kind not in "fiu":
+        raise ValueError(f"scores: expected real numbers, got dtype {s.dtype}")
+    return np.asarray(s, dtype=np.float64)
+
+
+def candidate_counts(n_items: int, exclude=None, n_users: int | None = None) -> np.ndarray:
+    """Per-user number of eligible items: ``n_items`` minus the user's distinct excluded items.
+
+    Parameters
+    ----------
+    n_items : int
+        Catalogue size.
+    exclude : scipy.sparse matrix (U, n_items), optional
+        The ``exclude=`` passed to :func:`mmrec_fast.topk` (e.g. the training CSR).
+    n_users : int, optional
+        Number of users when ``exclude`` is None.
+    """
+    if exclude is None:
+        if n_users is None:
+            raise ValueError("n_users: needed when exclude is None")
+        return np.full(int(n_users), int(n_items), dtype=np.int64)
+    if not sp.issparse(exclude):
+        raise ValueError(f"exclude: expected a scipy.sparse matrix, got {type(exclude).__name__}")
+    ex = sp.csr_matrix(exclude, copy=True)
+    if ex.shape[1] != n_items:
+        raise ValueError(f"exclude: has {ex.shape[1]} columns but n_items={n_items}")
+    ex.sum_duplicates()
+    # topk excludes every stored entry (even an explicit 0), so count stored entries.
+    return int(n_items) - np.diff(ex.indptr).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel
+# ---------------------------------------------------------------------------------------------
+def evaluate_per_user(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=None,
+                      n_items=None, scores=None) -> dict:
+    """Per-user metric values; see :func:`evaluate` for the arguments and the module docstring for
+    the definitions.
+
+    Returns
+    -------
+    dict of str -> ndarray of float64, shape (U,)
+        One array per metric key (``"ndcg@10"``, ``"auc"``, ...), NaN for users that are not
+        evaluated (no held-out positive) and, for ``auc``, where it is undefined; plus
+        ``"evaluated"`` (bool, shape (U,)) and ``"n_pos"`` (int64). Coverage is a catalogue-level
+        number and has no per-user value: it is only in :func:`evaluate`.
+    """
+    out, _ = _evaluate(ranked, positives, ks, n_candidates=n_candidates, metrics=metrics,
+                       n_items=n_items, scores=scores, want_coverage=False)
+    return out
+
+
+def evaluate(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=None, n_items=None,
+             scores=None) -> dict:
+    """Mean ranking metrics over the users with held-out positives.
+
+    Parameters
+    ----------
+    ranked : array-like of int, shape (U, K)
+        Item ids per user, best first, ``-1`` padding at the end (``TopK.indices``); training items
+        must already be excluded. Ids may not repeat within a row.
+    positives : scipy.sparse matrix, shape (U, I)
+        Held-out relevant items (stored non-zeros). Users with an empty row are not evaluated.
+    ks : int or sequence of int
+        Cut-offs for the ``@k`` metrics. A k larger than K is allowed only for users whose list is
+        complete (all their candidates listed); the list is then the whole ranking and
+        ``precision@k`` still divides by k, as Cornac does.
+    n_candidates : int or array-like of int, shape (U,), optional
+        Number of eligible items per user (catalogue size minus excluded items; see
+        :func:`candidate_counts`). A user's list is *complete* when it lists that many items.
+        ``None``: a list is taken as complete when it ends in ``-1`` padding (the engine pads only
+        after listing every eligible item) or lists all ``n_items`` items.
+    metrics : sequence of str, optional
+        Names from ``AT_K_METRICS`` (computed at every k) and ``FULL_METRICS``. ``None``: every
+        ``@k`` metric, plus the full-ranking ones when every evaluated user's list is complete
+        (silently left out otherwise -- never approximated). Naming a full-ranking metric
+        explicitly when some list is incomplete raises ``ValueError`` (``mrr`` only needs lists that
+        are complete or contain a hit, since the first hit's rank is then known).
+    n_items : int, optional
+        Catalogue size (default: ``positives.shape[1]``); the denominator of coverage.
+    scores : array-like of float, shape (U, K), optional
+        The listed items' scores (``TopK.scores``), non-increasing along each row. Only used to
+        resolve ties in ``auc`` and ``map`` exactly as Cornac does (see the module docstring).
+
+    Returns
+    -------
+    dict of str -> float
+        ``"precision@10"``, ``"recall@10"``, ``"f1@10"``, ``"ndcg@10"``, ``"hit@10"``,
+        ``"mrr@10"``, ``"map@10"``, ``"coverage@10"`` for each k, ``"auc"``, ``"map"``, ``"mrr"``
+        when computed, and ``"n_users"`` (number of evaluated users, an int). With no evaluated
+        user every metric is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> ranked = np.array([[3, 1, 0, 2]])            # complete ranking of 4 candidates
+    >>> positives = sp.csr_matrix(np.array([[0, 1, 1, 0]]))
+    >>> r = evaluate(ranked, positives, ks=[2])
+    >>> r["precision@2"], r["recall@2"], r["map"], r["auc"]
+    (0.5, 0.5, 0.5, 0.25)
+    """
+    per_user, coverage = _evaluate(ranked, positives, ks, n_candidates=n_candidates,
+                                   metrics=metrics, n_items=n_items, scores=scores,
+                                   want_coverage=True)
+    evaluated = per_user.pop("evaluated")
+    per_user.pop("n_pos")
+    n_eval = int(evaluated.sum())
+    result = {}
+    for key, values in per_user.items():
+        vals = values[evaluated]
+        if key == "auc":
+            vals = vals[~np.isnan(vals)]
+        result[key] = float(vals.mean()) if len(vals) else float("nan")
+    result.update(coverage)
+    result["n_users"] = n_eval
+    return result
+
+
+def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, want_coverage):
+    if n_items is not None and (isinstance(n_items, bool) or not isinstance(n_items, numbers.Integral)
+                                or n_items < 1):
+        raise ValueError(f"n_items: expected a positive integer, got {n_items!r}")
+    if not sp.issparse(positives):
+        _check_positives(positives, 0, None)  # raises the "expected a scipy.sparse" error
+    n_items = int(positives.shape[1]) if n_items is None else int(n_items)
+    r_all = _check_ranked(ranked, n_items)
+    U, K = r_all.shape
+    pos = _check_positives(positives, U, n_items)
+    ks = _check_ks(ks)
+    at_k, full, explicit = _check_metrics(metrics)
+    ncand = _check_n_candidates(n_candidates, U)
+    s_all = _check_scores(scores, r_all.shape)
+
+    if s_all is not None:
+        # Non-increasing along the listed part of each row (padding scores are ignored).
+        valid = r_all >= 0
+        s_chk = np.where(valid, s_all, -np.inf)
+        if np.isnan(s_chk).any():
+            u = int(np.flatnonzero(np.isnan(s_chk).any(axis=1))[0])
+            raise ValueError(f"scores: row {u} holds NaN for a listed item")
+        rising = (s_chk[:, 1:] > s_chk[:, :-1]) & valid[:, 1:]
+        if rising.any():
+            u = int(np.flatnonzero(rising.any(axis=1))[0])
+            raise ValueError(f"scores: row {u} is not sorted in non-increasing order")
+
+    n_pos = np.diff(pos.indptr).astype(np.int64)
+    evaluated = n_pos > 0
+    n_valid = (r_all >= 0).sum(axis=1)
+    if ncand is not None:
+        over = n_valid > ncand
+        if over.any():
+            u = int(np.flatnonzero(over)[0])
+            raise ValueError(f"n_candidates: user {u} has {ncand[u]} candidate(s) but ranked lists "
+                             f"{n_valid[u]} items")
+        complete = n_valid == ncand
+    else:
+        complete = (n_valid < K) | (n_valid == n_items)
+
+    # @k beyond the list: only meaningful when the list is the whole ranking.
+    too_long = [k for k in ks if k > K]
+    if too_long and (evaluated & ~complete).any():
+        u = int(np.flatnonzero(evaluated & ~complete)[0])
+        raise ValueError(f"ks: k={too_long[0]} exceeds the list length K={K}, but user {u}'s list is "
+                         f"not complete (more candidates than listed), so hits beyond position "
+                         f"{K} are unknown; compute top-{max(ks)} lists"
+                         + ("" if ncand is not None else " or pass n_candidates"))
+
+    # Full-ranking metrics: which can be computed?
+    incomplete_users = evaluated & ~complete
+    if incomplete_users.any():
+        u = int(np.flatnonzero(incomplete_users)[0])
+        why = (f"user {u}'s list has {n_valid[u]} of its "
+               + (f"{ncand[u]} candidates" if ncand is not None else
+                  "candidates (no -1 padding and n_candidates not given)"))
+        blocked = {m for m in full if m != "mrr"}
+        if explicit and blocked:
+            raise ValueError(f"metrics: {sorted(blocked)} need the full ranking of every candidate, "
+                             f"but {why}; request top-k with k = the catalogue size, or leave these "
+                             f"metrics out")
+        full = full - blocked
+    # Discount tables: disc[p] = 1/log2(p+2); idcg[m] = sum_{p<m} disc[p].
+    kmax = max(max(ks), K)
+    disc = 1.0 / np.log2(np.arange(kmax, dtype=np.float64) + 2.0)
+    idcg = np.concatenate([[0.0], np.cumsum(disc)])
+
+    nan = np.full(U, np.nan)
+    out = {}
+    for k in ks:
+        for name in ("precision", "recall", "f1", "ndcg", "hit"):
+            if name in at_k:
+                out[f"{name}@{k}"] = nan.copy()
+        if "mrr@k" in at_k:
+            out[f"mrr@{k}"] = nan.copy()
+        if "map@k" in at_k:
+            out[f"map@{k}"] = nan.copy()
+    for name in ("auc", "map", "mrr"):
+        if name in full:
+            out[name] = nan.copy()
+    covered = {k: np.zeros(n_items, dtype=bool) for k in ks} if (want_coverage and "coverage" in at_k) else {}
+    mrr_unknown = np.zeros(U, dtype=bool)
+
+    pos_rows = np.repeat(np.arange(U, dtype=np.int64), n_pos)
+    pos_keys = pos_rows * np.int64(n_items) + pos.indices.astype(np.int64)  # sorted: CSR is sorted
+    positions = np.arange(K, dtype=np.int64)
+    block = max(1, _BLOCK_ENTRIES // K)
+    for b0 in range(0, U, block):
+        b1 = min(U, b0 + block)
+        ev = evaluated[b0:b1]
+        if not ev.any():
+            continue
+        rows = np.flatnonzero(ev)  # evaluated rows of this block
+        r = r_all[b0:b1][rows]
+        # Only this block's slice of the keys: the search stays within the block's users.
+        lo, hi = np.searchsorted(pos_rows, [b0, b1])
+        hits = _hits(r, b0 + rows, pos_keys[lo:hi], n_items)
+        npos = n_pos[b0:b1][rows].astype(np.float64)
+        ch = np.cumsum(hits, axis=1, dtype=np.int64)  # tp@(p+1)
+        m_hits = ch[:, -1]
+        first = np.where(m_hits > 0, np.argmax(hits, axis=1), K)  # first hit position (K: none)
+        need_dcg = "ndcg" in at_k
+        dcg = np.cumsum(hits * disc[:K], axis=1) if need_dcg else None
+        need_ap = "map@k" in at_k or ("map" in full and s_all is None)
+        apc = np.cumsum(np.where(hits, ch / (positions + 1.0), 0.0), axis=1) if need_ap else None
+        idx_u = b0 + rows
+        for k in ks:
+            kk = min(k, K)
+            tp = ch[:, kk - 1].astype(np.float64)
+            prec, rec = tp / k, tp / npos
+            if "precision" in at_k:
+                out[f"precision@{k}"][idx_u] = prec
+            if "recall" in at_k:
+                out[f"recall@{k}"][idx_u] = rec
+            if "f1" in at_k:
+                denom = prec + rec
+                out[f"f1@{k}"][idx_u] = np.where(denom > 0, 2 * prec * rec / np.where(denom > 0, denom, 1), 0.0)
+            if "hit" in at_k:
+                out[f"hit@{k}"][idx_u] = (tp > 0).astype(np.float64)
+            if need_dcg:
+                out[f"ndcg@{k}"][idx_u] = dcg[:, kk - 1] / idcg[np.minimum(npos.astype(np.int64), k)]
+            if "mrr@k" in at_k:
+                out[f"mrr@{k}"][idx_u] = np.where(first < kk, 1.0 / (first + 1.0), 0.0)
+            if "map@k" in at_k:
+                out[f"map@{k}"][idx_u] = apc[:, kk - 1] / np.minimum(npos, k)
+            if k in covered:
+                top = r[:, :kk]
+                covered[k][top[top >= 0]] = True
+        if not full:
+            continue
+        comp = complete[b0:b1][rows]
+        m = m_hits.astype(np.float64)
+        if "mrr" in full:
+            # Known when the first hit is listed, or when the list is complete (then no hit: 0).
+            known = (m_hits > 0) | comp
+            mrr_unknown[idx_u[~known]] = True
+            out["mrr"][idx_u] = np.where(m_hits > 0, 1.0 / (first + 1.0), np.where(comp, 0.0, np.nan))
+        if "auc" in full or "map" in full:
+            if s_all is not None:
+                # end[p] = last position tied with p (Cornac ranks ties at their last position).
+                s = s_all[b0:b1][rows]
+                boundary = np.ones_like(hits)
+                boundary[:, :-1] = s[:, 1:] != s[:, :-1]
+                end = np.minimum.accumulate(np.where(boundary, positions, K)[:, ::-1], axis=1)[:, ::-1]
+            else:
+                end = np.broadcast_to(positions, hits.shape)
+            ch_end = np.take_along_axis(ch, end, axis=1)
+            if "map" in full:
+                ap_terms = np.where(hits, ch_end / (end + 1.0), 0.0).sum(axis=1)
+                out["map"][idx_u] = np.where(m_hits > 0, ap_terms / np.maximum(m, 1), 0.0)
+            if "auc" in full:
+                nv = n_valid[b0:b1][rows].astype(np.float64)
+                n_neg = nv - m
+                # Negatives ranked at or above p (ties included): (end+1) - positives up to end.
+                neg_not_below = (end + 1.0) - ch_end
+                pairs = np.where(hits, n_neg[:, None] - neg_not_below, 0.0).sum(axis=1)
+                ok = (m > 0) & (n_neg > 0)
+                out["auc"][idx_u] = np.where(ok, pairs / np.where(ok, m * n_neg, 1.0), np.nan)
+    if "mrr" in full and mrr_unknown.any():
+        u = int(np.flatnonzero(mrr_unknown)[0])
+        if explicit:
+            raise ValueError(f"metrics: 'mrr' needs the rank of each user's first relevant item, but "
+                             f"user {u}'s list is incomplete and holds no held-out positive; request "
+                             f"longer lists or leave 'mrr' out")
+        del out["mrr"]
+    out["evaluated"] = evaluated
+    out["n_pos"] = n_pos
+    coverage = {f"coverage@{k}": (float(c.sum()) / n_items if evaluated.any() else float("nan"))
+                for k, c in covered.items()}
+    return out, coverage
+
+
+def _hits(r: np.ndarray, user_rows: np.ndarray, pos_keys: np.ndarray, n_items: int) -> np.ndarray:
+    """hits[i, p] = item r[i, p] is a positive of user ``user_rows[i]`` (``-1`` never hits).
+
+    ``pos_keys`` are the sorted ``user * n_items + item`` keys of the positives, so membership of
+    every listed item is one vectorised binary search.
+    """
+    if len(pos_keys) == 0:
+        return np.zeros(r.shape, dtype=bool)
+    keys = user_rows[:, None] * np.int64(n_items) + np.maximum(r, 0)
+    at = np.searchsorted(pos_keys, keys)
+    np.minimum(at, len(pos_keys) - 1, out=at)
+    return (pos_keys[at] == keys) & (r >= 0)

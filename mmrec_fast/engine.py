@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import validation
+from . import _arrays, validation
 from .backends import BlockConfig
 from .index import ItemIndex
 from .result import PairScores, TopK
@@ -24,7 +24,7 @@ _MIN_CHUNK_USERS = 1024
 DEFAULT_MAX_DENSE_ELEMENTS = 100_000_000  # score(): 400 MB of float32 before we refuse
 
 
-def _index_for(items, backend: str, item_block: int | None) -> ItemIndex:
+def _index_for(items, backend: str, item_block: int | None, users=None) -> ItemIndex:
     if isinstance(items, ItemIndex):
         if backend not in ("auto", items.backend_name):
             raise ValueError(f"backend: {backend!r} requested, but items is an ItemIndex prepared for "
@@ -33,7 +33,7 @@ def _index_for(items, backend: str, item_block: int | None) -> ItemIndex:
             raise ValueError("item_block: an ItemIndex is packed with its own item_block; "
                              "set it when building the index")
         return items
-    return ItemIndex(items, backend=backend, item_block=item_block, _persistent=False)
+    return ItemIndex(items, backend=backend, item_block=item_block, _persistent=False, _users=users)
 
 
 def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user_block=None,
@@ -55,7 +55,10 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
     temperature : float
         Softmax temperature (> 0): probabilities are ``exp(score / T) / sum(exp(score / T))``.
     backend : str
-        "auto" (native > numba > numpy, or ``$MMREC_FAST_BACKEND``), "native", "numba" or "numpy".
+        "auto", "native", "numba", "numpy", "cuda", "cupy" or "torch". "auto" (unless
+        ``$MMREC_FAST_BACKEND`` names one) keeps GPU-resident inputs on the GPU (cuda > cupy/torch),
+        sends large host problems to the GPU when one is present, and otherwise uses the best CPU
+        engine (native > numba > numpy).
     user_block, item_block : int, optional
         Tile sizes of the blocked kernel (``None``: cache-sized backend defaults).
     num_threads : int, optional
@@ -68,6 +71,8 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
     TopK
         ``indices`` (U, k) int64, ``scores`` (U, k) float32, ``log_normalizer`` (U,) float64 and
         ``probs`` (U, k) float32. Rows are sorted by descending score, ties to the lower item index.
+        NumPy arrays from the CPU backends; on "cuda", "cupy" and "torch" the family of ``users``
+        (torch tensors on the users' device, CuPy arrays, or NumPy for NumPy input).
 
     Raises
     ------
@@ -88,7 +93,9 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
     """
     k = validation.check_k(k)
     temperature = validation.check_temperature(temperature)
-    index = _index_for(items, backend, item_block)
+    index = _index_for(items, backend, item_block, users)
+    if getattr(index.backend, "array_api", False):
+        return _topk_arrays(users, index, k, exclude, temperature, user_block, num_threads, progress)
     users = validation.as_float_matrix(users, "users", dim=index.dim, dim_from="items")
     n_users, n_items = users.shape[0], index.n_items
     excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
@@ -122,6 +129,45 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
     return TopK(indices, scores, lse, temperature)
 
 
+def _topk_arrays(users, index: ItemIndex, k: int, exclude, temperature: float, user_block, num_threads,
+                 progress) -> TopK:
+    """:func:`topk` on a GPU-capable backend (cuda, cupy, torch): the data stays in its array family.
+
+    Validation happens where the arrays live (no host copy of device inputs); the exclusion CSR is
+    validated on the host (it is small beside the embeddings) and moved by the backend. Results are
+    returned in the family of ``users`` -- torch tensors for torch input (on its device), CuPy arrays for
+    CuPy input, NumPy otherwise.
+    """
+    out_family = _arrays.family(users)
+    users = validation.as_float_matrix_any(users, "users", dim=index.dim, dim_from="items")
+    n_users, n_items = int(users.shape[0]), index.n_items
+    excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
+    validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
+    config = BlockConfig(user_block=user_block, item_block=index.item_block, num_threads=num_threads)
+    backend = index.backend
+    users = backend.adopt_users(users, index.prepared)
+    fam = _arrays.family(users)
+    indices = _arrays.full(fam, (n_users, k), -1, "int64", like=users)
+    scores = _arrays.full(fam, (n_users, k), float("-inf"), "float32", like=users)
+    lse = _arrays.full(fam, (n_users,), float("-inf"), "float64", like=users)
+    k_eff = min(k, n_items)  # kernels never need more than I slots; the padding is already in place
+    if n_users and k_eff:
+        chunk = (backend.chunk_users(n_items, index.dim, index.prepared)
+                 or max(_MIN_CHUNK_USERS, _CHUNK_MACS // max(1, n_items * index.dim)))
+        with tqdm(total=n_users, unit="user", desc="topk", disable=not progress) as bar:
+            for u0 in range(0, n_users, chunk):
+                u1 = min(u0 + chunk, n_users)
+                sub_indptr, sub_indices = validation.exclusion_range(excl_indptr, excl_indices, u0, u1)
+                idx, sc, ls = backend.topk_arrays(users[u0:u1], index.prepared, k_eff, 1.0 / temperature,
+                                                  sub_indptr, sub_indices, config)
+                indices[u0:u1, :k_eff] = idx
+                scores[u0:u1, :k_eff] = sc
+                lse[u0:u1] = ls
+                bar.update(u1 - u0)
+    indices, scores, lse = (_arrays.to_family(a, out_family) for a in (indices, scores, lse))
+    return TopK(indices, scores, lse, temperature)
+
+
 def score(users, items, *, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np.ndarray:
     """Dense float32 score matrix ``users @ items.T`` for problems small enough to hold in memory.
 
@@ -143,7 +189,8 @@ def score(users, items, *, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np
     array([[1., 3., 5.],
            [2., 4., 6.]], dtype=float32)
     """
-    items = items.items if isinstance(items, ItemIndex) else validation.as_float_matrix(items, "items")
+    items = (_arrays.asnumpy(items.items) if isinstance(items, ItemIndex)
+             else validation.as_float_matrix(items, "items"))
     users = validation.as_float_matrix(users, "users", dim=items.shape[1], dim_from="items")
     validation.check_score_range(users, items, 1.0)
     n = users.shape[0] * items.shape[0]
@@ -196,11 +243,13 @@ def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1
     excl_indptr, excl_indices = validation.as_exclusion(exclude, users.shape[0], index.n_items)
     validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
 
-    scores = np.einsum("ij,ij->i", users[user_ids], index.items[item_ids]).astype(np.float32)
+    items_host = _arrays.asnumpy(index.items)  # a GPU backend's index keeps device items
+    scores = np.einsum("ij,ij->i", users[user_ids], items_host[item_ids]).astype(np.float32)
     # One normaliser per distinct user: a k=1 pass of the engine over that user's eligible catalogue.
     unique_users, inverse = np.unique(user_ids, return_inverse=True)
     sub = validation.exclusion_rows(excl_indptr, excl_indices, unique_users)
-    lse = topk(users[unique_users], index, 1, exclude=sub, temperature=temperature).log_normalizer[inverse]
+    lse = _arrays.asnumpy(topk(users[unique_users], index, 1, exclude=sub,
+                               temperature=temperature).log_normalizer)[inverse]
     excluded = _pairs_excluded(excl_indptr, excl_indices, user_ids, item_ids)
     with np.errstate(invalid="ignore"):
         log_probs = np.where(excluded, -np.inf, scores.astype(np.float64) / temperature - lse)

@@ -19,7 +19,9 @@ class ItemIndex:
     items : array-like, shape (I, d)
         Item embeddings (NumPy, torch or CuPy; float16/32/64 or integer).
     backend : str
-        "auto", "native", "numba" or "numpy" (see :func:`mmrec_fast.available_backends`).
+        "auto", "native", "numba", "numpy", "cuda", "cupy" or "torch" (see
+        :func:`mmrec_fast.available_backends`). With "cuda", "cupy" or "torch", torch tensors and CuPy
+        arrays stay on their device and host items are uploaded once.
     item_block : int, optional
         Items per block of the tiled kernel (``None``: the backend's cache-sized default).
 
@@ -34,9 +36,14 @@ class ItemIndex:
     """
 
     def __init__(self, items, *, backend: str = "auto", item_block: int | None = None,
-                 _persistent: bool = True):
-        self.backend = get_backend(backend)
-        self.items = validation.as_float_matrix(items, "items")
+                 _persistent: bool = True, _users=None):
+        self.backend = get_backend(backend, arrays=(items,) if _users is None else (_users, items),
+                                   macs=_macs(_users, items))
+        if getattr(self.backend, "array_api", False):
+            # GPU-capable backends keep torch / CuPy items where they are (validated in place).
+            self.items = validation.as_float_matrix_any(items, "items")
+        else:
+            self.items = validation.as_float_matrix(items, "items")
         self.item_block = item_block
         self._config = BlockConfig(item_block=item_block)
         # A temporary index (one topk call on a raw array) lets the backend skip a full packed copy.
@@ -67,3 +74,11 @@ class ItemIndex:
 
     def __repr__(self) -> str:
         return f"ItemIndex(n_items={self.n_items}, dim={self.dim}, backend={self.backend_name!r})"
+
+
+def _macs(users, items) -> int | None:
+    """U x I x d of a call, from shapes alone (``None`` when they are not known or not matrices yet)."""
+    try:
+        return int(users.shape[0]) * int(items.shape[0]) * int(items.shape[1])
+    except (AttributeError, IndexError, TypeError):
+        return None

@@ -28,6 +28,9 @@ def probabilities(scores: np.ndarray, log_normalizer: np.ndarray, temperature: f
 class TopK:
     """Each user's best items, their scores, and the softmax over the whole eligible catalogue.
 
+    The arrays are NumPy arrays, or -- from the "cuda", "cupy" and "torch" backends -- arrays of the same
+    family as the ``users`` argument (torch tensors on their device, CuPy arrays).
+
     Attributes
     ----------
     indices : ndarray of int64, shape (U, k)
@@ -50,7 +53,12 @@ class TopK:
     probs: np.ndarray = field(init=False)
 
     def __post_init__(self):
-        probs = probabilities(self.scores, self.log_normalizer, self.temperature).astype(np.float32)
+        if isinstance(self.scores, np.ndarray):
+            probs = probabilities(self.scores, self.log_normalizer, self.temperature).astype(np.float32)
+        else:  # torch tensors / CuPy arrays from a GPU-capable backend: computed where they live
+            from ._arrays import probabilities as array_probabilities
+
+            probs = array_probabilities(self.scores, self.log_normalizer, self.temperature)
         object.__setattr__(self, "probs", probs)
 
     @property

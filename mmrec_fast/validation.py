@@ -13,6 +13,7 @@ import numpy as np
 __all__ = [
     "to_numpy",
     "as_float_matrix",
+    "as_float_matrix_any",
     "check_k",
     "check_temperature",
     "check_score_range",
@@ -80,6 +81,65 @@ def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str = ""):
+    """Like :func:`as_float_matrix`, but torch tensors and CuPy arrays stay in their family and on their device.
+
+    The checks (real dtype, rank 2, ``dim`` columns, all finite, float32 range) run where the data
+    lives -- two reductions, no input-sized host copy -- and the result is C-contiguous float32 of the
+    same family (half/bfloat16/integer inputs converted there). Anything else goes through
+    :func:`as_float_matrix` and comes back as NumPy.
+    """
+    from . import _arrays
+
+    fam = _arrays.family(x)
+    if fam == "numpy":
+        return as_float_matrix(x, name, dim=dim, dim_from=dim_from)
+    if fam == "torch":
+        import torch
+
+        floating = x.is_floating_point()
+        if x.is_complex() or x.dtype == torch.bool:
+            raise ValueError(f"{name}: expected a real numeric tensor (float16/bfloat16/32/64 or integer), "
+                             f"got dtype {x.dtype}")
+        x = x.detach()
+        shape, ndim = tuple(x.shape), x.dim()
+    else:
+        floating = x.dtype.kind == "f"
+        if x.dtype.kind not in "fiu":
+            raise ValueError(f"{name}: expected a real numeric array (float16/32/64 or integer), got dtype {x.dtype}")
+        shape, ndim = tuple(x.shape), x.ndim
+    if ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (rows x dimensions), got shape {shape}")
+    if shape[1] < 1:
+        raise ValueError(f"{name}: embedding dimension must be at least 1, got shape {shape}")
+    if dim is not None and shape[1] != dim:
+        raise ValueError(f"{name}: has {shape[1]} dimensions but {dim_from} has {dim} "
+                         f"(shapes must be (U, d) and (I, d))")
+    if floating and shape[0]:
+        # Python floats (float64) of the two extremes: NaN propagates through min/max, inf shows.
+        lo, hi = float(x.min()), float(x.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            if fam == "torch":
+                first = (~x.isfinite()).nonzero()[0]
+            else:
+                import cupy
+
+                first = cupy.argwhere(~cupy.isfinite(x))[0]
+            bad = tuple(int(v) for v in _arrays.asnumpy(first))
+            kind = "NaN" if np.isnan(float(x[bad])) else "inf"
+            raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); "
+                             f"all values must be finite")
+        if max(-lo, hi) > FLOAT32_MAX:
+            raise ValueError(f"{name}: values exceed the float32 range (|x| > {FLOAT32_MAX:.3g})")
+    if fam == "torch":
+        import torch
+
+        return x.to(torch.float32).contiguous()
+    import cupy
+
+    return cupy.ascontiguousarray(x, dtype=cupy.float32)
+
+
 def check_k(k) -> int:
     """k must be an integer >= 1."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
@@ -100,7 +160,11 @@ def check_temperature(temperature) -> float:
 
 
 def max_row_norm(x: np.ndarray, chunk: int = 4096) -> float:
-    """Largest Euclidean row norm, in float64, a few MB of temporaries at a time."""
+    """Largest Euclidean row norm, in float64, a few MB of temporaries at a time (any array family)."""
+    if not isinstance(x, np.ndarray):
+        from . import _arrays
+
+        return _arrays.max_row_norm(x)
     best = 0.0
     for start in range(0, x.shape[0], chunk):
         block = x[start:start + chunk].astype(np.float64)
@@ -109,7 +173,11 @@ def max_row_norm(x: np.ndarray, chunk: int = 4096) -> float:
 
 
 def max_abs(x: np.ndarray) -> float:
-    """Largest absolute value (0 for an empty array), without an |x|-sized temporary."""
+    """Largest absolute value (0 for an empty array), without an |x|-sized temporary (any array family)."""
+    if not isinstance(x, np.ndarray):
+        from . import _arrays
+
+        return _arrays.max_abs(x)
     return float(max(-x.min(), x.max())) if x.size else 0.0
 
 

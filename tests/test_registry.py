@@ -43,7 +43,7 @@ def test_broken_native_extension_degrades_with_one_warning():
 
 def test_available_backends_reports_every_backend():
     status = mf.available_backends()
-    assert list(status) == ["native", "numba", "numpy"]
+    assert list(status) == ["native", "numba", "numpy", "cuda", "cupy", "torch"]
     assert status["numpy"].available
     for s in status.values():
         assert s.detail  # what it is, or why not

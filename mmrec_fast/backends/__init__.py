@@ -1,8 +1,14 @@
 """Backend registry: the one place that knows which engines exist and which of them work here.
 
 Each backend module is imported lazily, once; an import failure is recorded with its reason and never
-raised from ``import mmrec_fast``. ``backend="auto"`` resolves to the best available engine (native C++
-> Numba > NumPy), unless the environment variable ``MMREC_FAST_BACKEND`` names one.
+raised from ``import mmrec_fast``. ``backend="auto"`` resolves, unless the environment variable
+``MMREC_FAST_BACKEND`` names a backend:
+
+* inputs already on a GPU (CUDA torch tensors, CuPy arrays): the fused ``cuda`` kernel, else ``cupy``
+  (CuPy inputs) or ``torch`` (torch inputs), else a CPU engine after one copy to the host;
+* host inputs of a large problem (at least :data:`GPU_AUTO_MACS` multiply-adds) when the ``cuda``
+  backend is available: the GPU;
+* otherwise the best CPU engine: native C++ > Numba > NumPy.
 """
 
 from __future__ import annotations
@@ -15,15 +21,29 @@ from dataclasses import dataclass
 from .base import Backend, BlockConfig
 
 __all__ = ["BackendStatus", "BlockConfig", "available_backends", "get_backend", "BACKEND_NAMES",
-           "ENV_VAR"]
+           "CPU_BACKENDS", "GPU_BACKENDS", "ENV_VAR", "GPU_AUTO_MACS"]
 
 ENV_VAR = "MMREC_FAST_BACKEND"
-# Preference order for "auto": fastest first.
-BACKEND_NAMES = ("native", "numba", "numpy")
+# CPU engines in "auto"'s preference order (fastest first), then the array backends.
+CPU_BACKENDS = ("native", "numba", "numpy")
+GPU_BACKENDS = ("cuda", "cupy", "torch")
+BACKEND_NAMES = CPU_BACKENDS + GPU_BACKENDS
+# "auto" sends host inputs to the GPU from this many multiply-adds (U x I x d) on: ~1 s of a many-core
+# CPU, while the host-to-device copy of the inputs stays small beside the work.
+GPU_AUTO_MACS = 100_000_000_000
 _MODULES = {
     "native": "mmrec_fast.backends.native_backend",
     "numba": "mmrec_fast.backends.numba_backend",
     "numpy": "mmrec_fast.backends.numpy_backend",
+    "cuda": "mmrec_fast.backends.cuda_backend",
+    "cupy": "mmrec_fast.backends.cupy_backend",
+    "torch": "mmrec_fast.backends.torch_backend",
+}
+# Missing optional packages, said plainly (with what to install) instead of a bare ModuleNotFoundError.
+_MISSING_PACKAGE = {
+    "cupy": "cupy not installed (pip install cupy-cuda12x or cupy-cuda13x)",
+    "torch": "torch not installed (pip install torch)",
+    "numba": "numba not installed (pip install numba)",
 }
 _loaded: dict[str, object] = {}
 _failures: dict[str, str] = {}
@@ -51,7 +71,11 @@ def _load(name: str):
         module = importlib.import_module(_MODULES[name])
         _loaded[name] = module
         return module
-    except Exception as exc:  # ImportError, a broken .so, a numba/llvmlite mismatch...
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        _failures[name] = _MISSING_PACKAGE.get(top, f"{type(exc).__name__}: {exc}")
+        return None
+    except Exception as exc:  # ImportError, a broken .so, no CUDA device, a numba/llvmlite mismatch...
         _failures[name] = f"{type(exc).__name__}: {exc}"
         return None
 
@@ -62,7 +86,8 @@ def available_backends() -> dict[str, BackendStatus]:
     Returns
     -------
     dict of str to BackendStatus
-        In preference order (the first available one is what ``backend="auto"`` uses).
+        CPU engines in preference order (the first available one is what ``backend="auto"`` uses for
+        host data), then the array backends "cuda", "cupy" and "torch".
 
     Examples
     --------
@@ -85,8 +110,17 @@ def available_backends() -> dict[str, BackendStatus]:
     return result
 
 
-def get_backend(name: str = "auto") -> Backend:
-    """The backend object for ``name`` ("auto", "native", "numba" or "numpy").
+def get_backend(name: str = "auto", *, arrays=(), macs: int | None = None) -> Backend:
+    """The backend object for ``name`` ("auto" or one of :data:`BACKEND_NAMES`).
+
+    Parameters
+    ----------
+    name : str
+        A backend name, or "auto".
+    arrays : sequence, optional
+        The call's input arrays: "auto" keeps GPU-resident ones on the GPU.
+    macs : int, optional
+        The call's multiply-adds (U x I x d): "auto" sends large host problems to the GPU.
 
     Raises
     ------
@@ -99,7 +133,17 @@ def get_backend(name: str = "auto") -> Backend:
         override = os.environ.get(ENV_VAR, "").strip()
         if override and override != "auto":
             return _require(override, source=f"environment variable {ENV_VAR}")
-        for candidate in BACKEND_NAMES:
+        from .. import _arrays
+
+        on_device = [a for a in arrays if _arrays.is_device(a)]
+        if on_device:
+            family = _arrays.family(on_device[0])
+            for candidate in ("cuda", family):
+                if _load(candidate) is not None:
+                    return _loaded[candidate].BACKEND
+        elif macs is not None and macs >= GPU_AUTO_MACS and _load("cuda") is not None:
+            return _loaded["cuda"].BACKEND
+        for candidate in CPU_BACKENDS:
             module = _load(candidate)
             if module is not None:
                 _warn_fallback(candidate)
@@ -121,7 +165,7 @@ def _require(name: str, source: str) -> Backend:
 def _warn_fallback(chosen: str) -> None:
     """One clear warning, once per process, when "auto" could not use the preferred engine."""
     global _warned
-    skipped = [n for n in BACKEND_NAMES[:BACKEND_NAMES.index(chosen)] if n in _failures]
+    skipped = [n for n in CPU_BACKENDS[:CPU_BACKENDS.index(chosen)] if n in _failures]
     if skipped and not _warned:
         _warned = True
         reasons = "; ".join(f"{n}: {_failures[n]}" for n in skipped)

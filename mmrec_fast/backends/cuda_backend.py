@@ -1,0 +1,184 @@
+"""CUDA backend: the fused top-k + logsumexp kernel of ``csrc/cuda/topk_kernel.cu`` (``mmrec_fast._cuda``).
+
+Inputs may be NumPy arrays, torch tensors (CPU or CUDA) or CuPy arrays. Device-resident inputs are
+used in place -- their raw device pointers go to the kernel, which runs on the caller's current stream
+(torch's or CuPy's), and the results are tensors/arrays of the same family on the same device, with no
+synchronisation forced. Host inputs are copied to the device by the extension (items once per
+:class:`~mmrec_fast.ItemIndex`), and results are copied back.
+
+The kernel keeps each score tile in shared memory: per tile of 64 users x 128 items it updates every
+user's online (max, sum-exp), filters against the user's running k-th best key into a per-user candidate
+buffer (pruned by a warp radix select when full), and a final kernel merges item shards exactly. See the
+source's header comment for the algorithm. k is limited to :data:`MAX_K` (16384) by the shared-memory
+sort of the final merge.
+
+Importing this module fails (and the registry records why) when the extension was not built, was
+built without the kernels, or no CUDA device is visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmrec_fast import _cuda
+
+from .. import _arrays
+from .base import BlockConfig
+
+__all__ = ["BACKEND", "CudaBackend", "PreparedItems", "describe", "MAX_K", "WORKSPACE_BYTES"]
+
+if not hasattr(_cuda, "topk_f32"):
+    raise ImportError("mmrec_fast._cuda was built without the top-k kernels (stale build); "
+                      "rebuild with `python setup.py build_ext --inplace`")
+_count, _reason = _cuda.device_count()
+if _count == 0:
+    raise ImportError(f"no CUDA device ({_reason})")
+
+MAX_K = _cuda.max_k()
+# Candidate buffers of one launch: users x item shards x capacity x 8 bytes. 1 GiB keeps k = 8192
+# (128 KiB per user and shard) at 8192 users per launch, and k = 100 at all 100k users in one launch.
+WORKSPACE_BYTES = 1 << 30
+# Items per tile of the kernel: the buffer must hold k plus one whole tile of new candidates.
+KERNEL_ITEM_TILE = 128
+# Users per engine call: the launcher batches internally by workspace, so one call per ~2e13 MACs.
+CHUNK_MACS = 20_000_000_000_000
+
+
+@dataclass(frozen=True)
+class PreparedItems:
+    """Items in device memory: a pointer, its owner (kept alive) and the device ordinal."""
+
+    ptr: int
+    n_items: int
+    dim: int
+    device: int
+    owner: Any  # DeviceBuffer, torch tensor or CuPy array holding the memory
+
+
+def _stream_of(users, device: int) -> int:
+    fam = _arrays.family(users)
+    if fam == "torch":
+        import torch
+
+        return int(torch.cuda.current_stream(device).cuda_stream)
+    if fam == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(device):
+            return int(cupy.cuda.get_current_stream().ptr)
+    return 0
+
+
+def _device_ptr(x) -> int:
+    return int(x.data_ptr()) if _arrays.family(x) == "torch" else int(x.data.ptr)
+
+
+class CudaBackend:
+    """Fused CUDA kernel on NumPy, torch or CuPy inputs (results in the family of ``users``)."""
+
+    name = "cuda"
+    array_api = True
+
+    def prepare_items(self, items, config: BlockConfig, *, persistent: bool = True) -> PreparedItems:
+        n_items, dim = int(items.shape[0]), int(items.shape[1])
+        if _arrays.is_device(items):
+            return PreparedItems(_device_ptr(items), n_items, dim, _arrays.device_index(items), items)
+        host = np.ascontiguousarray(_arrays.asnumpy(items), dtype=np.float32)
+        device = self._default_device()
+        buffer = _cuda.DeviceBuffer(host.nbytes, device)
+        buffer.upload(host)
+        return PreparedItems(buffer.ptr, n_items, dim, device, buffer)
+
+    @staticmethod
+    def _default_device() -> int:
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            return int(torch.cuda.current_device())
+        return 0
+
+    def adopt_users(self, users, prepared: PreparedItems):
+        if _arrays.is_device(users) and _arrays.device_index(users) != prepared.device:
+            raise ValueError(f"users: on CUDA device {_arrays.device_index(users)} but the items are on "
+                             f"device {prepared.device}")
+        return users
+
+    def chunk_users(self, n_items: int, dim: int, prepared) -> int:
+        return max(1024, CHUNK_MACS // max(1, n_items * dim))
+
+    def capacity(self, k: int, config: BlockConfig) -> int:
+        """Candidate buffer slots per user and shard: the configured multiple of k, and k + one tile."""
+        return max(config.buffer_capacity(k), k + KERNEL_ITEM_TILE)
+
+    def topk_arrays(self, users, prepared: PreparedItems, k: int, inv_temperature: float,
+                    excl_indptr: np.ndarray, excl_indices: np.ndarray, config: BlockConfig):
+        """Run the kernel; results are (indices, scores, lse) of the family and device of ``users``."""
+        if not isinstance(prepared, PreparedItems):
+            raise TypeError(f"cuda backend: expected PreparedItems, got {type(prepared).__name__}")
+        if k > MAX_K:
+            raise ValueError(f"k: the cuda backend supports k <= {MAX_K} (got {k}); use backend='torch' "
+                             "or a CPU backend for longer lists")
+        n_users = int(users.shape[0])
+        capacity = self.capacity(k, config)
+        fam = _arrays.family(users)
+        if _arrays.is_device(users):
+            device = prepared.device
+            host_indptr = np.ascontiguousarray(excl_indptr, dtype=np.int64)
+            host_indices = np.ascontiguousarray(excl_indices, dtype=np.int64)
+            if fam == "cupy":
+                import cupy
+
+                with cupy.cuda.Device(device):
+                    indptr, indices = cupy.asarray(host_indptr), cupy.asarray(host_indices)
+            else:
+                indptr = _arrays.to_family(host_indptr, "torch", like=users)
+                indices = _arrays.to_family(host_indices, "torch", like=users)
+            out_idx = _arrays.full(fam, (n_users, k), -1, "int64", like=users)
+            out_scores = _arrays.full(fam, (n_users, k), float("-inf"), "float32", like=users)
+            out_lse = _arrays.full(fam, (n_users,), float("-inf"), "float64", like=users)
+            _cuda.topk_f32(_device_ptr(users), n_users, prepared.ptr, prepared.n_items, prepared.dim, int(k),
+                           float(inv_temperature), _device_ptr(indptr),
+                           _device_ptr(indices) if indices.shape[0] else 0, capacity, WORKSPACE_BYTES,
+                           _device_ptr(out_idx), _device_ptr(out_scores), _device_ptr(out_lse), device,
+                           _stream_of(users, device), False)
+            return out_idx, out_scores, out_lse
+
+        # Host inputs: stage through device buffers, run on the default stream, copy back.
+        host_users = np.ascontiguousarray(_arrays.asnumpy(users), dtype=np.float32)
+        indptr = np.ascontiguousarray(excl_indptr, dtype=np.int64)
+        indices = np.ascontiguousarray(excl_indices, dtype=np.int64)
+        device = prepared.device
+        bufs = {name: _cuda.DeviceBuffer(max(1, arr.nbytes), device)
+                for name, arr in (("users", host_users), ("indptr", indptr), ("indices", indices))}
+        for name, arr in (("users", host_users), ("indptr", indptr), ("indices", indices)):
+            bufs[name].upload(arr)
+        out_idx = np.empty((n_users, k), dtype=np.int64)
+        out_scores = np.empty((n_users, k), dtype=np.float32)
+        out_lse = np.empty(n_users, dtype=np.float64)
+        d_idx = _cuda.DeviceBuffer(max(1, out_idx.nbytes), device)
+        d_scores = _cuda.DeviceBuffer(max(1, out_scores.nbytes), device)
+        d_lse = _cuda.DeviceBuffer(max(1, out_lse.nbytes), device)
+        _cuda.topk_f32(bufs["users"].ptr, n_users, prepared.ptr, prepared.n_items, prepared.dim, int(k),
+                       float(inv_temperature), bufs["indptr"].ptr, bufs["indices"].ptr if indices.size else 0,
+                       capacity, WORKSPACE_BYTES, d_idx.ptr, d_scores.ptr, d_lse.ptr, device, 0, True)
+        d_idx.download(out_idx)
+        d_scores.download(out_scores)
+        d_lse.download(out_lse)
+        if fam == "torch":  # CPU tensors in, CPU tensors out (zero-copy wrap)
+            return tuple(_arrays.to_family(a, "torch") for a in (out_idx, out_scores, out_lse))
+        return out_idx, out_scores, out_lse
+
+
+def describe() -> str:
+    """One line for :func:`mmrec_fast.available_backends`."""
+    name, major, minor = _cuda.device_info(0)
+    version = _cuda.runtime_version()
+    return (f"cuda (fused kernel, {name}, sm_{major}{minor}, {_count} device(s), "
+            f"runtime {version // 1000}.{version % 1000 // 10})")
+
+
+BACKEND = CudaBackend()

@@ -1,0 +1,155 @@
+"""The whole pipeline on one data set: split -> text features -> BPR-MF, hybrid, content -> metrics -> lists."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Interactions
+from ..evaluation import evaluate_model
+from ..models import BPRMF, ContentProfile, HybridMF, Recommender, TrainConfig, save_model
+from ..recommend import recommend
+from .movielens import item_texts, item_titles, text_features
+from .protocol import EvalSplit, make_eval_split
+from .training import fit_with_early_stopping
+
+__all__ = ["ExperimentResult", "run_experiment", "format_table"]
+
+MODELS = ("bpr", "hybrid", "content")
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`run_experiment` produced."""
+
+    split: EvalSplit
+    models: dict[str, Recommender]
+    metrics: dict[str, dict]
+    eval_seconds: dict[str, float]
+    train_seconds: dict[str, float]
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def format_table(metrics: dict[str, dict], columns) -> str:
+    """A plain-text table: one row per model, one column per metric key."""
+    head = f"{'model':<10}" + "".join(f"{c:>14}" for c in columns)
+    rows = [head, "-" * len(head)]
+    for name, values in metrics.items():
+        rows.append(f"{name:<10}" + "".join(f"{values.get(c, float('nan')):>14.4f}" for c in columns))
+    return "\n".join(rows)
+
+
+def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | None = None,
+                   hybrid_config: TrainConfig | None = None, ks=(5, 10, 20), test_size: float = 0.2,
+                   seed: int = 123, relevance: float | None = 4.0, out_dir=None, list_k: int = 10,
+                   show_users: int = 3, device: str = "cpu", progress: bool = True, log=print) -> ExperimentResult:
+    """Train and evaluate the requested models on ``data`` under the Cornac-compatible protocol.
+
+    Parameters
+    ----------
+    data : Interactions
+        Interaction log with item side information (titles/genres) for the text features.
+    models : sequence of {"bpr", "hybrid", "content"}
+        Which models to train.
+    config, hybrid_config : TrainConfig, optional
+        Training settings of BPR-MF and of the hybrid (default: ``TrainConfig()`` for both).
+    ks : sequence of int
+        Cut-offs of the metric table.
+    test_size, seed, relevance
+        The split (see :func:`make_eval_split`).
+    out_dir : path, optional
+        Where models, metrics, lists and plots are written (nothing is written if None).
+    list_k, show_users : int
+        Length of the written recommendation lists; number of users whose lists are printed.
+    device : str
+        Torch device for the encoder and training.
+    progress : bool
+        Progress bars.
+    log : callable
+        Where progress messages go (``print`` by default).
+    """
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown or not models:
+        raise ValueError(f"models must be a non-empty subset of {MODELS}, got {list(models)}")
+    config = config or TrainConfig(device=device, progress=progress)
+    hybrid_config = hybrid_config or config
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    split = make_eval_split(data, test_size=test_size, seed=seed, relevance=relevance)
+    log(f"split: {len(split.train)} train / {len(split.test)} test rows, "
+        f"{int((np.diff(split.positives.indptr) > 0).sum())} users with relevant test items")
+    features = None
+    if {"hybrid", "content"} & set(models):
+        started = time.perf_counter()
+        features = text_features(item_texts(data), cache_dir=None if out is None else out / "cache",
+                                 device=device, progress=progress)
+        log(f"text features: {features.shape[0]} items x {features.shape[1]} dims "
+            f"(all-MiniLM-L6-v2) in {time.perf_counter() - started:.1f} s")
+    blocks = None if features is None else {"text": (0, features.shape[1])}
+
+    trained: dict[str, Recommender] = {}
+    train_seconds: dict[str, float] = {}
+    for name in models:
+        started = time.perf_counter()
+        if name == "bpr":
+            model = fit_with_early_stopping(lambda c: BPRMF(data.n_users, data.n_items, c), split.train_matrix, config)
+        elif name == "hybrid":
+            model = fit_with_early_stopping(
+                lambda c: HybridMF(data.n_users, data.n_items, features, c, feature_blocks=blocks),
+                split.train_matrix, hybrid_config)
+        else:
+            model = ContentProfile(features, feature_blocks=blocks).fit(split.train_matrix)
+        train_seconds[name] = time.perf_counter() - started
+        epochs = len(getattr(model, "history", []))
+        log(f"trained {name}: {train_seconds[name]:.1f} s" + (f", {epochs} epochs" if epochs else ""))
+        trained[name] = model
+
+    metrics, eval_seconds = {}, {}
+    for name, model in trained.items():
+        started = time.perf_counter()
+        metrics[name] = evaluate_model(model, split.positives, exclude=split.exclude, ks=ks)
+        eval_seconds[name] = time.perf_counter() - started
+    columns = [f"{m}@{k}" for k in ks for m in ("precision", "recall", "f1", "ndcg")] + ["map", "mrr", "auc"]
+    log("\n" + format_table(metrics, columns))
+    log("full-catalogue evaluation (ranking + metrics): "
+        + ", ".join(f"{n} {s:.2f} s" for n, s in eval_seconds.items()))
+
+    result = ExperimentResult(split, trained, metrics, eval_seconds, train_seconds)
+    titles = item_titles(data)
+    show = trained.get("hybrid") or next(iter(trained.values()))
+    recs = recommend(show, None, list_k, exclude=split.exclude, history=split.train_matrix)
+    for row in range(min(show_users, len(recs.users))):
+        uid = data.user_map.decode(recs.users[row:row + 1])[0]
+        log(f"\nuser {uid} -- top {min(5, list_k)} ({show.kind}); p = probability over the eligible catalogue")
+        for rank in range(min(5, list_k)):
+            code = recs.items[row, rank]
+            parts = ", ".join(f"{b} {v[row, rank]:+.2f}" for b, v in recs.contributions.items())
+            because = "; ".join(titles[s] for s in recs.similar[row, rank] if s >= 0)
+            log(f"  {rank + 1}. {titles[code]:<45} p={recs.probs[row, rank]:.4f} score={recs.scores[row, rank]:.2f} "
+                f"[{parts}] because you liked: {because}")
+    if out is not None:
+        from .plots import plot_metrics_at_k, plot_training
+
+        for name, model in trained.items():
+            result.outputs[f"model_{name}"] = save_model(model, out / "models" / name, user_map=data.user_map,
+                                                        item_map=data.item_map, metadata={"data": data.source})
+        options = {"user_map": data.user_map, "item_map": data.item_map, "item_labels": titles}
+        for suffix in ("csv", "parquet", "jsonl"):
+            result.outputs[f"lists_{suffix}"] = recs.write(out / f"recommendations.{suffix}", **options)
+        (out / "metrics.json").write_text(json.dumps(
+            {"metrics": metrics, "eval_seconds": eval_seconds, "train_seconds": train_seconds,
+             "protocol": {"test_size": test_size, "seed": seed, "relevance": relevance}}, indent=2))
+        result.outputs["metrics"] = out / "metrics.json"
+        result.outputs["plot_metrics"] = plot_metrics_at_k(metrics, ks, out / "metrics_at_k.png")
+        histories = {n: getattr(m, "search_history", []) for n, m in trained.items() if getattr(m, "search_history", None)}
+        if histories:
+            result.outputs["plot_training"] = plot_training(histories, out / "training.png")
+        log(f"\nwrote {out}/: models/, recommendations.(csv|parquet|jsonl), metrics.json, "
+            + ", ".join(p.name for k, p in result.outputs.items() if k.startswith("plot")))
+    return result

@@ -49,6 +49,7 @@ __all__ = [
     "check_on_error",
     "resolve_device",
     "torch_threads",
+    "map_with_policy",
 ]
 
 ON_ERROR_POLICIES = ("raise", "skip", "zero")
@@ -193,6 +194,35 @@ def _progress_bar(enabled, total: int, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="item")
+
+
+def map_with_policy(fn: Callable, items: Sequence, *, ids: Sequence | None, policy: str, name: str,
+                    stage: str = "preprocess") -> tuple[list, list[ItemError]]:
+    """Apply ``fn`` item by item under an error policy (for per-item outputs such as transcripts).
+
+    Returns ``(outputs, errors)``; a failed item's output is ``None`` (``"zero"``/``"skip"``: the
+    caller decides what ``None`` becomes). One :class:`EncodingWarning` summarises the failures.
+    """
+    policy = check_on_error(policy)
+    items = list(items)
+    ids = list(range(len(items))) if ids is None else list(ids)
+    if len(ids) != len(items):
+        raise ValueError(f"ids: has {len(ids)} entries but batch has {len(items)} items")
+    outputs, errors = [], []
+    for i, item in enumerate(items):
+        try:
+            outputs.append(fn(item))
+        except Exception as exc:  # noqa: BLE001 - reported per item under the policy
+            err = ItemError(ids[i], i, stage, type(exc).__name__, str(exc))
+            if policy == "raise":
+                raise EncodingError(name, [err]) from exc
+            errors.append(err)
+            outputs.append(None)
+    if errors:
+        shown = ", ".join(repr(e.id) for e in errors[:10]) + (" ..." if len(errors) > 10 else "")
+        warnings.warn(f"{name}: {len(errors)} of {len(items)} items failed (ids {shown})", EncodingWarning,
+                      stacklevel=3)
+    return outputs, errors
 
 
 class Encoder(ABC):

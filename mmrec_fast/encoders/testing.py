@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["make_tiny_text_model", "make_tiny_vision_model", "make_tiny_audio_model"]
+__all__ = ["make_tiny_text_model", "make_tiny_vision_model", "make_tiny_audio_model", "write_sample_photos",
+           "speak", "write_corrupt_files"]
 
 _WORDS = ("the a an and of to in is red blue green wool sweater jeans cotton shirt song music guitar "
           "piano movie film comedy drama cat dog flower daisy photo image sound speech hello world").split()
@@ -69,3 +70,59 @@ def make_tiny_audio_model(path, *, hidden_size: int = 32) -> Path:
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                              return_attention_mask=True).save_pretrained(str(path))
     return path
+
+
+def write_sample_photos(folder) -> dict:
+    """Write scikit-learn's two real photographs (``china.jpg``, ``flower.jpg``) as JPEG files.
+
+    Returns ``{"china": path, "flower": path}``. scikit-learn ships them inside its wheel.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in ("china", "flower"):
+        path = folder / f"{name}.jpg"
+        Image.fromarray(load_sample_image(f"{name}.jpg")).save(path, quality=92)
+        out[name] = path
+    return out
+
+
+def speak(text: str, path, *, voice: str = "en-us", speed: int = 150) -> Path | None:
+    """Synthesise ``text`` to a WAV file with Debian's ``espeak-ng``; ``None`` when it is not installed."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return None
+    path = Path(path)
+    subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(path), text], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return path
+
+
+def write_corrupt_files(folder, valid_jpeg=None, valid_wav=None) -> dict:
+    """Bad inputs for error-policy tests: truncated JPEG/WAV, text posing as media, unsupported format.
+
+    Returns a name -> path mapping (``"missing"`` names a path that does not exist).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"garbage_jpg": folder / "garbage.jpg", "garbage_wav": folder / "garbage.wav",
+           "unsupported": folder / "vector.svg", "missing": folder / "does_not_exist.png", "empty": folder / "empty.jpg"}
+    out["garbage_jpg"].write_bytes(b"this is not a JPEG file at all" * 10)
+    out["garbage_wav"].write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    out["unsupported"].write_text('<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>')
+    out["empty"].write_bytes(b"")
+    if valid_jpeg is not None:
+        data = Path(valid_jpeg).read_bytes()
+        out["truncated_jpg"] = folder / "truncated.jpg"
+        out["truncated_jpg"].write_bytes(data[: len(data) // 3])
+    if valid_wav is not None:
+        data = Path(valid_wav).read_bytes()
+        out["truncated_wav"] = folder / "truncated.wav"
+        out["truncated_wav"].write_bytes(data[:30])
+    return out

@@ -80,5 +80,5 @@ def test_cuda_sources_compile_warning_free(source, tmp_path):
     import re
 
     spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
-    assert spills, report  # ptxas reported on every kernel
+    assert spills or "__global__" not in source.read_text(), report  # ptxas reported on the kernels
     assert all(stores == "0" and loads == "0" for stores, loads in spills), report

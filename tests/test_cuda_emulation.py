@@ -1,0 +1,190 @@
+"""A NumPy emulation of the fused CUDA kernel's algorithm, checked against the float64 reference on CPU.
+
+The kernel (csrc/cuda/topk_kernel.cu) cannot run without a GPU, but its algorithm can: this module
+replays it step by step for one user at a time -- item shards, tiles, the forward-only exclusion cursor,
+the per-tile float32 (max, sum-exp) folded in float64, the strict key threshold, the buffer prune by an
+8-bit radix select written exactly like the warp version (lane l owns bins 255-8l .. 248-8l, a warp
+scan, the first lane whose inclusive sum reaches the rank), and the shard merge (log-add-exp, block
+radix select, sort). Small tiles and the tightest legal buffer (k + one tile) make it prune constantly,
+so every branch of the selection logic runs. A mismatch here is a design bug; the GPU check then covers
+the CUDA transcription.
+"""
+
+import numpy as np
+import pytest
+
+from mmrec_fast import validation
+from testing import assert_topk_matches, random_exclusion, random_problem
+
+import mmrec_fast as mf
+
+U64 = np.uint64
+
+
+def make_keys(scores: np.ndarray, first_index: int) -> np.ndarray:
+    """The kernel's make_key: -0.0 folded into +0.0, order-preserving bits high, ~index low; -inf -> 0."""
+    bits = (scores.astype(np.float32) + np.float32(0.0)).view(np.uint32)
+    ordered = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000)).astype(U64)
+    index = np.arange(first_index, first_index + scores.shape[0], dtype=np.uint64)
+    keys = (ordered << U64(32)) | (U64(0xFFFFFFFF) - index)
+    keys[np.isneginf(scores)] = U64(0)
+    return keys
+
+
+def decode_key(key: int) -> tuple[float, int]:
+    ordered = np.uint32(key >> 32)
+    bits = ordered & np.uint32(0x7FFFFFFF) if ordered & np.uint32(0x80000000) else ~ordered
+    return float(np.uint32(bits).view(np.float32)), int(0xFFFFFFFF - (key & 0xFFFFFFFF))
+
+
+def find_bin(hist: np.ndarray, remaining: int) -> tuple[int, int]:
+    """The warp version: 32 lanes x 8 bins in descending order, inclusive scan, first lane reaching it."""
+    local = np.array([[hist[255 - 8 * lane - j] for j in range(8)] for lane in range(32)])
+    sums = local.sum(axis=1)
+    incl = np.cumsum(sums)
+    src = int(np.flatnonzero(incl >= remaining)[0])
+    cum = int(incl[src] - sums[src])
+    for j in range(8):
+        if cum + local[src, j] >= remaining:
+            return 255 - 8 * src - j, cum
+        cum += int(local[src, j])
+    raise AssertionError("unreachable: the rank lies inside the source lane")
+
+
+def kth_largest(keys: np.ndarray, need: int) -> int:
+    prefix, mask, remaining = 0, 0, need
+    for shift in range(56, -1, -8):
+        sel = keys[(keys & U64(mask)) == U64(prefix)]
+        hist = np.bincount(((sel >> U64(shift)) & U64(0xFF)).astype(np.int64), minlength=256)
+        b, before = find_bin(hist, remaining)
+        prefix |= b << shift
+        mask |= 0xFF << shift
+        remaining -= before
+    return prefix
+
+
+def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, shards, shard_len):
+    """The kernel pair, one user at a time (users in a block never interact)."""
+    assert capacity >= k + tile and 1 <= k <= items.shape[0]
+    n_users, n_items = users.shape[0], items.shape[0]
+    out_idx = np.full((n_users, k), -1, dtype=np.int64)
+    out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    out_lse = np.full(n_users, -np.inf)
+    inv_t = np.float32(inv_t)
+    for u in range(n_users):
+        parts = []
+        for s in range(shards):
+            s_begin, s_end = s * shard_len, min(s * shard_len + shard_len, n_items)
+            row = indices[indptr[u]:indptr[u + 1]]
+            cursor = indptr[u] + int(np.searchsorted(row, s_begin))
+            thr, buf, run_max, run_sum = 0, np.zeros(0, dtype=U64), -np.inf, 0.0
+            for j0 in range(s_begin, s_end, tile):
+                j1 = min(j0 + tile, s_end)
+                sc = np.full(tile, -np.inf, dtype=np.float32)
+                sc[:j1 - j0] = items[j0:j1] @ users[u]  # float32 math
+                while cursor < indptr[u + 1] and indices[cursor] < j1:  # forward-only exclusion cursor
+                    sc[indices[cursor] - j0] = -np.inf
+                    cursor += 1
+                live = ~np.isneginf(sc)
+                if not live.any():
+                    continue
+                scaled = sc[live] * inv_t
+                m = scaled.max()
+                e = np.exp(scaled - m).sum(dtype=np.float32)
+                new_max = max(run_max, float(m))
+                run_sum = run_sum * np.exp(run_max - new_max) + float(e) * np.exp(float(m) - new_max)
+                run_max = new_max
+                keys = make_keys(sc, j0)
+                if int((keys > U64(thr)).sum()) + buf.size > capacity:
+                    assert buf.size > k  # guaranteed by capacity >= k + tile
+                    thr = kth_largest(buf, k)
+                    buf = buf[buf >= U64(thr)]  # in-place compaction keeps order
+                    assert buf.size == k
+                buf = np.concatenate([buf, keys[keys > U64(thr)]])
+                assert buf.size <= capacity
+            parts.append((buf, run_max, run_sum))
+        # Merge kernel.
+        maxes = np.array([p[1] for p in parts])
+        if np.isfinite(maxes).any():
+            big = maxes.max()
+            total = sum(p[2] * np.exp(p[1] - big) for p in parts if np.isfinite(p[1]))
+            out_lse[u] = big + np.log(total)
+        allkeys = np.concatenate([p[0] for p in parts])
+        need = min(k, allkeys.size)
+        kth = kth_largest(allkeys, need) if need < allkeys.size else 1
+        survivors = np.sort(allkeys[allkeys >= U64(kth)])[::-1]
+        assert survivors.size == need
+        for r, key in enumerate(survivors):
+            out_scores[u, r], out_idx[u, r] = decode_key(int(key))
+    return out_idx, out_scores, out_lse
+
+
+def plan(n_users, n_items, k, capacity, sm_count=132, tile=128):
+    """Shards as the C launcher plans them (the extension's own plan when it is built)."""
+    try:
+        from mmrec_fast import _cuda
+
+        if tile == 128 and hasattr(_cuda, "plan"):
+            shards, shard_len, _ = _cuda.plan(n_users, n_items, k, capacity, sm_count, 1 << 30)
+            return shards, shard_len
+    except ImportError:
+        pass
+    user_tiles = max(1, -(-n_users // 64))
+    shards = min(-(-4 * sm_count // user_tiles), max(1, n_items // (8 * tile)))
+    shards = max(1, shards)
+    length = -(-(-(-n_items // shards)) // tile) * tile
+    return -(-n_items // length), length
+
+
+def _run(users, items, k, exclude, temperature, *, tile, shards=None):
+    u32 = validation.as_float_matrix(users, "users")
+    v32 = validation.as_float_matrix(items, "items")
+    indptr, indices = validation.as_exclusion(exclude, u32.shape[0], v32.shape[0])
+    k_eff = min(k, v32.shape[0])
+    capacity = max(2 * k_eff, k_eff + tile) if shards is None else k_eff + tile  # tightest legal buffer too
+    if shards is None:
+        n_shards, shard_len = plan(u32.shape[0], v32.shape[0], k_eff, capacity, tile=tile)
+    else:
+        shard_len = -(-(-(-v32.shape[0] // shards)) // tile) * tile
+        n_shards = -(-v32.shape[0] // shard_len)
+    idx, sc, lse = emulate_kernel(u32, v32, k_eff, 1.0 / temperature, indptr, indices, tile=tile,
+                                  capacity=capacity, shards=n_shards, shard_len=shard_len)
+    pad = k - k_eff
+    idx = np.pad(idx, ((0, 0), (0, pad)), constant_values=-1)
+    sc = np.pad(sc, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return mf.TopK(idx, sc, lse, temperature)
+
+
+@pytest.mark.parametrize("tile,shards", [(8, 1), (8, 3), (16, 5), (128, None)])
+def test_emulated_kernel_matches_reference(rng, tile, shards):
+    users, items = random_problem(rng, 12, 400, 8)
+    excl = random_exclusion(rng, 12, 400, density=0.2, full_rows=(4,))
+    got = _run(users, items, 25, excl, 0.5, tile=tile, shards=shards)
+    assert_topk_matches(got, users, items, 25, exclude=excl, temperature=0.5)
+
+
+@pytest.mark.parametrize("tile,shards", [(8, 1), (8, 4)])
+def test_emulated_kernel_exact_ties(rng, tile, shards):
+    users = rng.integers(-2, 3, size=(10, 3)).astype(np.float32)
+    items = rng.integers(-2, 3, size=(300, 3)).astype(np.float32)
+    got = _run(users, items, 40, None, 1.0, tile=tile, shards=shards)
+    assert_topk_matches(got, users, items, 40, exact_ids=True)
+
+
+def test_emulated_kernel_padding_and_empty_rows(rng):
+    users, items = random_problem(rng, 6, 30, 4)
+    excl = random_exclusion(rng, 6, 30, density=0.5, full_rows=(0, 3))
+    got = _run(users, items, 50, excl, 1.0, tile=8, shards=2)
+    assert_topk_matches(got, users, items, 50, exclude=excl)
+
+
+def test_key_encoding_matches_the_cpu_keys(rng):
+    from mmrec_fast import _keys
+
+    scores = rng.standard_normal(1000).astype(np.float32)
+    scores[::7] = 0.0
+    ours = make_keys(scores, 0)
+    cpu = _keys.encode(scores, np.arange(1000))
+    np.testing.assert_array_equal(ours, cpu)
+    for key, s, i in zip(ours[:50], scores[:50], range(50)):
+        assert decode_key(int(key)) == (float(s), i)

@@ -5,7 +5,7 @@
 * mono: the mean of the channels;
 * resample: ``scipy.signal.resample_poly`` (polyphase, anti-aliased) to the model's rate;
 * denoise: stationary spectral gating (``noisereduce``): a per-frequency noise threshold from the
-  clip's own statistics (or a given noise clip), below which STFT bins are attenuated;
+  clip's quietest frames (or a given noise clip), below which STFT bins are attenuated;
 * trim: leading/trailing frames quieter than ``top_db`` below the loudest frame are cut.
 """
 
@@ -110,21 +110,45 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 def denoise(samples: np.ndarray, sr: int, *, noise_clip: np.ndarray | None = None,
-            prop_decrease: float = 1.0, n_std_thresh: float = 1.5) -> np.ndarray:
+            prop_decrease: float = 1.0, n_std_thresh: float = 1.5, noise_fraction: float = 0.2,
+            freq_smooth_hz: float | None = None, time_smooth_ms: float = 50.0) -> np.ndarray:
     """Stationary spectral gating (``noisereduce``).
 
-    Per frequency, the noise level is the mean + ``n_std_thresh`` std of the dB magnitude of
-    ``noise_clip`` (default: the signal itself); STFT bins below it are attenuated by
-    ``prop_decrease`` with a smoothed mask, then the signal is resynthesised.
+    Per frequency, the noise threshold is the mean + ``n_std_thresh`` std of the dB magnitude of a
+    noise sample; STFT bins below it are attenuated by ``prop_decrease`` with a smoothed mask and
+    the signal is resynthesised.
+
+    The noise sample is ``noise_clip`` when given. Otherwise it is the quietest ``noise_fraction``
+    of the clip (128-ms frames ranked by energy): speech has pauses, and estimating the noise from
+    them keeps a sustained voiced sound or note from being mistaken for noise, which happens when the
+    whole clip is used as the noise sample.
+
+    The on/off mask is smoothed over ``freq_smooth_hz`` (default: two STFT bins, 2 * sr / 1024)
+    and ``time_smooth_ms``. noisereduce's own default of 500 Hz averages the narrow harmonic peaks
+    of voiced speech with the gaps between them and roughly halves the voice (measured on a
+    150-Hz harmonic signal: gain 0.44 at 500 Hz, 0.98 at two bins).
     """
     import noisereduce
 
     if not 0.0 <= prop_decrease <= 1.0:
         raise ValueError(f"prop_decrease: must be within [0, 1], got {prop_decrease!r}")
-    if samples.size < 2048:  # shorter than one STFT window: nothing to estimate a noise floor from
+    if not 0.0 < noise_fraction <= 1.0:
+        raise ValueError(f"noise_fraction: must be within (0, 1], got {noise_fraction!r}")
+    frame = 2048
+    if samples.size < 2 * frame:  # shorter than two STFT windows: no noise floor to estimate
         return samples
+    if noise_clip is None:
+        n_frames = samples.size // frame
+        energy = (samples[: n_frames * frame].reshape(n_frames, frame) ** 2).mean(axis=1)
+        k = max(2, int(round(noise_fraction * n_frames)))
+        quiet = np.sort(np.argsort(energy, kind="stable")[:k])
+        noise_clip = samples[: n_frames * frame].reshape(n_frames, frame)[quiet].reshape(-1)
+    if freq_smooth_hz is None:
+        freq_smooth_hz = 2.0 * sr / 1024
     out = noisereduce.reduce_noise(y=samples, sr=sr, stationary=True, y_noise=noise_clip,
-                                   prop_decrease=prop_decrease, n_std_thresh_stationary=n_std_thresh)
+                                   prop_decrease=prop_decrease, n_std_thresh_stationary=n_std_thresh,
+                                   n_fft=1024, freq_mask_smooth_hz=freq_smooth_hz,
+                                   time_mask_smooth_ms=time_smooth_ms)
     return np.asarray(out, dtype=np.float32)
 
 

@@ -101,6 +101,9 @@ def test_ties_follow_cornac_with_scores():
     # MAP: rank of the tied positive is its last tied position (3), not 2
     assert evaluate(ranked, pos, ks=[1], n_candidates=4)["map"] == pytest.approx(1 / 2)
     assert evaluate(ranked, pos, ks=[1], n_candidates=4, scores=scores)["map"] == pytest.approx(1 / 3)
+    # a tie group never runs into the padding, whatever score the padding slots hold
+    r = evaluate(np.array([[0, 1, -1]]), csr([[1]], 3), ks=[1], scores=np.array([[1.0, 0.0, 0.0]]))
+    assert r["map"] == pytest.approx(1 / 2) and r["auc"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ Everything is vectorised (NumPy, no per-user Python loop): membership of each li
 user's positive row is read from a scratch marker over (block of users x catalogue) keys that is set
 and cleared per block, giving the sparse list of hits (user, position); every metric is then a
 per-user weighted count of those hits (``bincount``). Cost O(U*K + nnz); no U x I array is formed.
-Full-catalogue evaluation of MovieLens-100K (943 x 1,682, every metric at k = 5, 10, 20) takes
-about 10 ms (60 ms with ``scores`` for exact tie handling).
+Full-catalogue evaluation of MovieLens-100K (943 x 1,682 ranked ids, every metric at k = 5, 10, 20,
+``scores`` given) takes about 0.1 s on one core of a busy 2-core machine.
 
 Definitions
 -----------
@@ -167,7 +167,8 @@ def _check_scores(scores, shape):
         raise ValueError(f"scores: expected shape {shape} (like ranked), got {s.shape}")
     if s.dtype.kind not in "fiu":
         raise ValueError(f"scores: expected real numbers, got dtype {s.dtype}")
-    return np.asarray(s, dtype=np.float64)
+    # float32 scores stay float32 (no U x K float64 copy); only the hits' values are gathered later.
+    return s if s.dtype.kind == "f" else s.astype(np.float64)
 
 
 def candidate_counts(n_items: int, exclude=None, n_users: int | None = None) -> np.ndarray:
@@ -299,18 +300,16 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
     s_all = _check_scores(scores, r_all.shape)
 
     if s_all is not None:
-        # Non-increasing along the listed part of each row (padding scores are ignored).
+        # Listed part of each row non-increasing and free of NaN (padding slots are ignored).
+        # ``not (next <= prev)`` is true for a rise and for NaN alike: one pass over U x K.
         valid = r_all >= 0
-        s_chk = np.where(valid, s_all, -np.inf)
-        if np.isnan(s_chk).any():
-            u = int(np.flatnonzero(np.isnan(s_chk).any(axis=1))[0])
-            raise ValueError(f"scores: row {u} holds NaN for a listed item")
-        rising = (s_chk[:, 1:] > s_chk[:, :-1]) & valid[:, 1:]
-        if rising.any():
-            u = int(np.flatnonzero(rising.any(axis=1))[0])
+        bad = ~(s_all[:, 1:] <= s_all[:, :-1]) & valid[:, 1:]
+        bad_first = np.isnan(s_all[:, 0]) & valid[:, 0]
+        if bad.any() or bad_first.any():
+            u = int(np.flatnonzero(bad.any(axis=1) | bad_first)[0])
+            if np.isnan(s_all[u][valid[u]]).any():
+                raise ValueError(f"scores: row {u} holds NaN for a listed item")
             raise ValueError(f"scores: row {u} is not sorted in non-increasing order")
-        # NaN at the padding: NaN != NaN, so no tie group runs from a listed item into padding.
-        s_all = np.where(valid, s_all, np.nan)
 
     n_pos = np.diff(pos.indptr).astype(np.int64)
     evaluated = n_pos > 0
@@ -422,7 +421,7 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
             if s_all is None:
                 end, ch_end = hp, hq  # strict order: each position is its own tie group
             else:
-                end, ch_end = _tie_ends(s_all, hr, hp)
+                end, ch_end = _tie_ends(s_all, hr, hp, n_valid)
             if "map" in full:
                 # Cornac: rankdata(-scores, "max") of each positive among candidates (end + 1) and
                 # among positives (ch_end): AP = mean over listed positives of ch_end / (end + 1).
@@ -441,33 +440,30 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
     return out, coverage
 
 
-def _tie_ends(s_all: np.ndarray, hr: np.ndarray, hp: np.ndarray):
-    """For each hit: the last position tied with it (``end``) and the hits at or before ``end``.
+def _tie_ends(s_all: np.ndarray, hr: np.ndarray, hp: np.ndarray, n_valid: np.ndarray):
+    """For each hit: the last listed position tied with it (``end``) and the hits at or before it.
 
-    Tie groups are runs of equal scores in each (sorted) row. Computed in blocks of users so the
-    working arrays stay bounded.
+    Rows are sorted (non-increasing), so ``end`` is the last position whose score is still >= the
+    hit's score: a vectorised binary search over all hits at once (ceil(log2 K) rounds of O(hits)
+    work; no U x K temporary).
     """
     U, K = s_all.shape
-    end = np.empty(len(hr), dtype=np.int64)
-    ch_end = np.empty(len(hr), dtype=np.int64)
-    block = max(1, _BLOCK_ENTRIES // K)
-    bounds = np.searchsorted(hr, np.arange(0, U + block, block))
-    for bi, b0 in enumerate(range(0, U, block)):
-        lo, hi = bounds[bi], bounds[bi + 1]
-        if lo == hi:
-            continue
-        s = s_all[b0:b0 + block]
-        last = np.ones(s.shape, dtype=bool)  # last[u, p]: p ends a tie group
-        last[:, :-1] = s[:, 1:] != s[:, :-1]
-        # Position of the group end at or after p: a reversed running minimum.
-        ends = np.minimum.accumulate(np.where(last, np.arange(K), K)[:, ::-1], axis=1)[:, ::-1]
-        rows, pos = hr[lo:hi] - b0, hp[lo:hi]
-        e = ends[rows, pos]
-        end[lo:hi] = e
-        # hits of the same row at positions <= e: hits are sorted by (row, position)
-        keys = hr[lo:hi] * np.int64(K + 1) + hp[lo:hi]
-        first_of_row = np.searchsorted(keys, hr[lo:hi] * np.int64(K + 1))
-        ch_end[lo:hi] = np.searchsorted(keys, hr[lo:hi] * np.int64(K + 1) + e, side="right") - first_of_row
+    target = s_all[hr, hp]
+    lo = hp.copy()
+    hi = n_valid[hr] - 1  # the last listed slot; padding never joins a tie group
+    while True:
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi + 1) // 2
+        ok = s_all[hr, np.where(active, mid, lo)] >= target
+        lo = np.where(active & ok, mid, lo)
+        hi = np.where(active & ~ok, mid - 1, hi)
+    end = lo
+    # Hits of the same row at positions <= end: hit keys (row, position) are sorted.
+    keys = hr * np.int64(K + 1) + hp
+    row_start = np.searchsorted(keys, hr * np.int64(K + 1))
+    ch_end = np.searchsorted(keys, hr * np.int64(K + 1) + end, side="right") - row_start
     return end, ch_end
 
 

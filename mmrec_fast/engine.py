@@ -139,12 +139,13 @@ def _topk_arrays(users, index: ItemIndex, k: int, exclude, temperature: float, u
     CuPy input, NumPy otherwise.
     """
     out_family = _arrays.family(users)
-    users = validation.as_float_matrix_any(users, "users", dim=index.dim, dim_from="items")
+    backend = index.backend
+    users = validation.as_float_matrix_any(users, "users", dim=index.dim, dim_from="items",
+                                           keep_half=getattr(backend, "half_inputs", False))
     n_users, n_items = int(users.shape[0]), index.n_items
     excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
     validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
     config = BlockConfig(user_block=user_block, item_block=index.item_block, num_threads=num_threads)
-    backend = index.backend
     users = backend.adopt_users(users, index.prepared)
     fam = _arrays.family(users)
     indices = _arrays.full(fam, (n_users, k), -1, "int64", like=users)

@@ -41,7 +41,8 @@ class ItemIndex:
                                    macs=_macs(_users, items))
         if getattr(self.backend, "array_api", False):
             # GPU-capable backends keep torch / CuPy items where they are (validated in place).
-            self.items = validation.as_float_matrix_any(items, "items")
+            self.items = validation.as_float_matrix_any(items, "items",
+                                                        keep_half=getattr(self.backend, "half_inputs", False))
         else:
             self.items = validation.as_float_matrix(items, "items")
         self.item_block = item_block

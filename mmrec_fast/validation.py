@@ -81,13 +81,14 @@ def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str = ""):
+def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str = "", keep_half: bool = False):
     """Like :func:`as_float_matrix`, but torch tensors and CuPy arrays stay in their family and on their device.
 
     The checks (real dtype, rank 2, ``dim`` columns, all finite, float32 range) run where the data
     lives -- two reductions, no input-sized host copy -- and the result is C-contiguous float32 of the
-    same family (half/bfloat16/integer inputs converted there). Anything else goes through
-    :func:`as_float_matrix` and comes back as NumPy.
+    same family (half/bfloat16/integer inputs converted there; with ``keep_half``, float16 and bfloat16
+    tensors/arrays keep their type for a tensor-core kernel). Anything else goes through
+    :func:`as_float_matrix` and comes back as NumPy float32.
     """
     from . import _arrays
 
@@ -134,9 +135,13 @@ def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str =
     if fam == "torch":
         import torch
 
+        if keep_half and x.dtype in (torch.float16, torch.bfloat16):
+            return x.contiguous()
         return x.to(torch.float32).contiguous()
     import cupy
 
+    if keep_half and x.dtype == cupy.float16:
+        return cupy.ascontiguousarray(x)
     return cupy.ascontiguousarray(x, dtype=cupy.float32)
 
 

@@ -22,8 +22,8 @@ int mmrec_cuda_max_k();
 const char* mmrec_cuda_topk_error_string(int code);
 int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capacity, int sm_count,
                          long long workspace_bytes, int* n_shards, long long* shard_len, long long* batch_users);
-int mmrec_cuda_topk_f32(const float* users, long long n_users, const float* items, long long n_items, int dim,
-                        int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
+int mmrec_cuda_topk(const void* users, long long n_users, const void* items, long long n_items, int dim,
+                    int dtype, int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
                         int capacity, long long workspace_bytes, long long* out_idx, float* out_scores,
                         double* out_lse, int device, void* stream);
 int mmrec_cuda_malloc(void** ptr, std::size_t nbytes, int device);
@@ -111,19 +111,20 @@ class DeviceBuffer {
   int device_;
 };
 
-// Fused top-k on device pointers. Sizes and validity are the caller's (mmrec_fast.backends.cuda_backend)
+// Fused top-k on device pointers (users and items of one element type, see `dtype`). Sizes and validity are the caller's (mmrec_fast.backends.cuda_backend)
 // responsibility; the launcher re-checks what it can and reports the rest as errors.
-void topk_f32(std::uintptr_t users, long long n_users, std::uintptr_t items, long long n_items, int dim, int k,
+void topk(std::uintptr_t users, long long n_users, std::uintptr_t items, long long n_items, int dim, int dtype, int k,
               float inv_temperature, std::uintptr_t excl_indptr, std::uintptr_t excl_indices, int capacity,
               long long workspace_bytes, std::uintptr_t out_indices, std::uintptr_t out_scores,
               std::uintptr_t out_lse, int device, std::uintptr_t stream, bool synchronize) {
+  if (dtype < 0 || dtype > 2) throw py::value_error("dtype: 0 (float32), 1 (float16) or 2 (bfloat16)");
   if (k < 1 || k > mmrec_cuda_max_k() || k > n_items)
     throw py::value_error("k: the CUDA kernel needs 1 <= k <= min(I, " + std::to_string(mmrec_cuda_max_k()) +
                           "), got k=" + std::to_string(k) + " with I=" + std::to_string(n_items));
   int code;
   {
     py::gil_scoped_release release;
-    code = mmrec_cuda_topk_f32(as_ptr<const float>(users), n_users, as_ptr<const float>(items), n_items, dim, k,
+    code = mmrec_cuda_topk(as_ptr<const void>(users), n_users, as_ptr<const void>(items), n_items, dim, dtype, k,
                                inv_temperature, as_ptr<const long long>(excl_indptr),
                                as_ptr<const long long>(excl_indices), capacity, workspace_bytes,
                                as_ptr<long long>(out_indices), as_ptr<float>(out_scores), as_ptr<double>(out_lse),
@@ -152,12 +153,13 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("plan", &plan, py::arg("n_users"), py::arg("n_items"), py::arg("k"), py::arg("capacity"),
         py::arg("sm_count"), py::arg("workspace_bytes"),
         "(item shards, items per shard, users per launch) the launcher would use");
-  m.def("topk_f32", &topk_f32, py::arg("users"), py::arg("n_users"), py::arg("items"), py::arg("n_items"),
-        py::arg("dim"), py::arg("k"), py::arg("inv_temperature"), py::arg("excl_indptr"), py::arg("excl_indices"),
+  m.def("topk", &topk, py::arg("users"), py::arg("n_users"), py::arg("items"), py::arg("n_items"),
+        py::arg("dim"), py::arg("dtype"), py::arg("k"), py::arg("inv_temperature"), py::arg("excl_indptr"), py::arg("excl_indices"),
         py::arg("capacity"), py::arg("workspace_bytes"), py::arg("out_indices"), py::arg("out_scores"),
         py::arg("out_lse"), py::arg("device"), py::arg("stream"), py::arg("synchronize"),
-        "Fused top-k + log-normaliser on device pointers (float32 row-major users/items, int64 CSR, "
-        "outputs int64 / float32 / float64), enqueued on `stream` of `device`");
+        "Fused top-k + log-normaliser on device pointers (row-major users/items of one dtype: 0 float32 "
+        "SIMT, 1 float16 / 2 bfloat16 tensor cores; int64 CSR; outputs int64 / float32 / float64), "
+        "enqueued on `stream` of `device`");
   py::class_<DeviceBuffer>(m, "DeviceBuffer", "An owned cudaMalloc allocation (freed with the object)")
       .def(py::init<std::size_t, int>(), py::arg("nbytes"), py::arg("device"))
       .def("upload", &DeviceBuffer::upload, py::arg("array"), "Copy a C-contiguous host array in (synchronous)")

@@ -1,8 +1,9 @@
-// Fused GPU top-k + softmax normaliser (DESIGN.md section 2), float32 SIMT path.
+// Fused GPU top-k + softmax normaliser (DESIGN.md section 2): float32 SIMT path, and float16 /
+// bfloat16 inputs on tensor cores (WMMA) with float32 accumulation.
 //
 // One thread block owns a tile of kBU users and one shard of the item range. It streams the shard's
-// items through shared memory in tiles of kBI, computes the kBU x kBI float32 score tile (each thread
-// a 4 x 8 register micro-tile), parks the tile in shared memory -- the scores never reach device memory
+// items through shared memory in tiles of kBI, computes the kBU x kBI float32 score tile (SIMT: each
+// thread a 4 x 8 register micro-tile; 16-bit inputs: WMMA fragments), parks the tile in shared memory -- the scores never reach device memory
 // -- and then each warp, for each of its 8 users:
 //   1. marks the user's excluded items of this tile -inf, walking the user's sorted CSR row with a
 //      cursor that only moves forward (O(nnz) over the whole catalogue);
@@ -21,7 +22,10 @@
 // Plain C ABI (mmrec_cuda_*): the pybind11 layer (module.cpp) is compiled by the host compiler.
 // Every CUDA call is checked; failures come back as error codes the bindings raise as exceptions.
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <climits>
 #include <cmath>
@@ -161,18 +165,159 @@ __device__ unsigned long long warp_prune(unsigned long long* buf, int n, int k, 
   return kth;
 }
 
-struct TileSmem {
-  float users[kDK][kBU + 1];  // +1: conflict-free transposed stores
+constexpr int kLdScores = kBI + 4;  // score-tile row stride: a multiple of 4 floats, as WMMA stores need
+constexpr int kDKH = 32;             // dimensions per shared-memory stage on the tensor-core path
+constexpr int kLdHalf = kDKH + 8;    // 16-bit operand row stride: a multiple of 8 elements (WMMA loads)
+
+struct TileSmem {            // float32 SIMT operands, stored k-major for broadcast reads
+  float users[kDK][kBU + 1]; // +1: conflict-free transposed stores
   float items[kDK][kBI + 1];
 };
 
-union ScoreSmem {
-  TileSmem stage;             // operands while the tile is computed
-  float scores[kBU][kBI + 1]; // the finished tile (operands are dead by then)
+struct HalfTileSmem {        // 16-bit tensor-core operands, row-major (users) / item-major (items)
+  unsigned short users[kBU][kLdHalf];
+  unsigned short items[kBI][kLdHalf];
 };
 
-__global__ void __launch_bounds__(kThreads)
-shard_topk_kernel(const float* __restrict__ users, long long n_users, const float* __restrict__ items,
+union __align__(128) ScoreSmem {
+  TileSmem stage;                  // operands while the tile is computed (SIMT path)
+  HalfTileSmem half_stage;         // operands while the tile is computed (tensor-core path)
+  float scores[kBU][kLdScores];    // the finished tile (operands are dead by then)
+};
+
+static_assert(sizeof(HalfTileSmem) <= sizeof(float) * kBU * kLdScores, "operands fit under the tile");
+
+// Score tile, float32 SIMT: each thread a 4 x 8 register micro-tile (users ty*4+r, items tx+16j),
+// float32 FMAs accumulated over the dimensions in order. Padding rows/columns/dimensions are loaded as
+// zeros; columns beyond the shard are written as -inf.
+__device__ __forceinline__ void score_tile(ScoreSmem& smem, const float* __restrict__ users, long long u0,
+                                           long long n_users, const float* __restrict__ items, long long j0,
+                                           long long s_end, int dim, int tid) {
+  const int ty = tid >> 4;
+  const int tx = tid & 15;
+  float acc[4][8];
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[r][j] = 0.0f;
+
+  for (int k0 = 0; k0 < dim; k0 += kDK) {
+#pragma unroll
+    for (int i = 0; i < (kBU * kDK) / kThreads; ++i) {
+      const int e = tid + i * kThreads;
+      const int u = e / kDK, kk = e % kDK;
+      const long long gu = u0 + u;
+      const int gk = k0 + kk;
+      smem.stage.users[kk][u] = (gu < n_users && gk < dim) ? users[gu * dim + gk] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < (kBI * kDK) / kThreads; ++i) {
+      const int e = tid + i * kThreads;
+      const int it = e / kDK, kk = e % kDK;
+      const long long gi = j0 + it;
+      const int gk = k0 + kk;
+      smem.stage.items[kk][it] = (gi < s_end && gk < dim) ? items[gi * dim + gk] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kDK; ++kk) {
+      float a[4], b[8];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[r] = smem.stage.users[kk][ty * 4 + r];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) b[j] = smem.stage.items[kk][tx + 16 * j];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[r][j] = fmaf(a[r], b[j], acc[r][j]);
+    }
+    __syncthreads();  // operands consumed before they are overwritten (next stage or the tile)
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = tx + 16 * j;
+      smem.scores[ty * 4 + r][c] = (j0 + c < s_end) ? acc[r][j] : -INFINITY;
+    }
+}
+
+// Score tile, fp16 / bf16 inputs on tensor cores (WMMA 16x16x16, float32 accumulation). Products of
+// 16-bit values are exact in float32, so this is float32 math on the 16-bit inputs up to summation
+// order. Warp w computes users 16*(w/2) .. +15 against items 64*(w%2) .. +63 (four fragments).
+template <typename T>
+__device__ __forceinline__ void score_tile(ScoreSmem& smem, const T* __restrict__ users, long long u0,
+                                           long long n_users, const T* __restrict__ items, long long j0,
+                                           long long s_end, int dim, int tid) {
+  using namespace nvcuda;
+  const int warp = tid >> 5;
+  const int row0 = (warp >> 1) * 16;
+  const int col0 = (warp & 1) * 64;
+  T* su = reinterpret_cast<T*>(&smem.half_stage.users[0][0]);
+  T* si = reinterpret_cast<T*>(&smem.half_stage.items[0][0]);
+  const unsigned short* gu16 = reinterpret_cast<const unsigned short*>(users);
+  const unsigned short* gi16 = reinterpret_cast<const unsigned short*>(items);
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4];
+#pragma unroll
+  for (int f = 0; f < 4; ++f) wmma::fill_fragment(acc[f], 0.0f);
+
+  for (int k0 = 0; k0 < dim; k0 += kDKH) {
+    // Raw 16-bit copies (0 is +0.0 in both formats): no conversion, exact zero padding. Each thread
+    // copies a contiguous run of one row (users: 4 threads x 8 dims, items: 2 threads x 16 dims), so
+    // the 64-bit row address is computed once per run and few loads are live at a time.
+    {
+      constexpr int kRunU = kBU * kDKH / kThreads;  // 8
+      const int u = tid / (kDKH / kRunU), kk0 = (tid % (kDKH / kRunU)) * kRunU;
+      const long long g = u0 + u;
+      const unsigned short* src = gu16 + (g < n_users ? g : 0) * dim;
+#pragma unroll
+      for (int j = 0; j < kRunU; ++j) {
+        const int gk = k0 + kk0 + j;
+        smem.half_stage.users[u][kk0 + j] = (g < n_users && gk < dim) ? src[gk] : static_cast<unsigned short>(0);
+      }
+      constexpr int kRunI = kBI * kDKH / kThreads;  // 16
+      const int it = tid / (kDKH / kRunI), ki0 = (tid % (kDKH / kRunI)) * kRunI;
+      const long long gi = j0 + it;
+      const unsigned short* srci = gi16 + (gi < s_end ? gi : 0) * dim;
+#pragma unroll 8
+      for (int j = 0; j < kRunI; ++j) {
+        const int gk = k0 + ki0 + j;
+        smem.half_stage.items[it][ki0 + j] = (gi < s_end && gk < dim) ? srci[gk] : static_cast<unsigned short>(0);
+      }
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int kk = 0; kk < kDKH; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+      wmma::load_matrix_sync(a, su + row0 * kLdHalf + kk, kLdHalf);
+#pragma unroll
+      for (int f = 0; f < 4; ++f) {
+        // B (dims x items) is column-major: item-major rows of the staged items.
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
+        wmma::load_matrix_sync(b, si + (col0 + 16 * f) * kLdHalf + kk, kLdHalf);
+        wmma::mma_sync(acc[f], a, b, acc[f]);
+      }
+    }
+    __syncthreads();  // operands consumed before they are overwritten (next stage or the tile)
+  }
+#pragma unroll
+  for (int f = 0; f < 4; ++f)
+    wmma::store_matrix_sync(&smem.scores[row0][col0 + 16 * f], acc[f], kLdScores, wmma::mem_row_major);
+  if (j0 + kBI > s_end) {  // ragged last tile: columns beyond the shard are not items
+    __syncthreads();
+    const int valid = static_cast<int>(s_end - j0);
+    for (int e = tid; e < kBU * kBI; e += kThreads) {
+      const int c = e % kBI;
+      if (c >= valid) smem.scores[e / kBI][c] = -INFINITY;
+    }
+  }
+}
+
+// Two blocks per SM (<= 128 registers a thread): the float32 path needs ~127 anyway, and without the
+// cap the 16-bit paths take 255 registers (one block per SM) for loads the compiler hoists.
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 2)
+shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __restrict__ items,
                   long long n_items, int dim, int k, float inv_t, const long long* __restrict__ excl_indptr,
                   const long long* __restrict__ excl_indices, long long shard_len, int n_shards, int capacity,
                   unsigned long long* __restrict__ work_keys, int* __restrict__ work_counts,
@@ -188,8 +333,6 @@ shard_topk_kernel(const float* __restrict__ users, long long n_users, const floa
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
-  const int ty = tid >> 4;  // users ty*4 .. ty*4+3 of the tile
-  const int tx = tid & 15;  // items tx + 16*j, j = 0..7
   const long long u0 = static_cast<long long>(blockIdx.x) * kBU;
   const int shard = blockIdx.y;
   const long long s_begin = static_cast<long long>(shard) * shard_len;
@@ -218,52 +361,7 @@ shard_topk_kernel(const float* __restrict__ users, long long n_users, const floa
   }
 
   for (long long j0 = s_begin; j0 < s_end; j0 += kBI) {
-    float acc[4][8];
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[r][j] = 0.0f;
-
-    for (int k0 = 0; k0 < dim; k0 += kDK) {
-#pragma unroll
-      for (int i = 0; i < (kBU * kDK) / kThreads; ++i) {
-        const int e = tid + i * kThreads;
-        const int u = e / kDK, kk = e % kDK;
-        const long long gu = u0 + u;
-        const int gk = k0 + kk;
-        smem.stage.users[kk][u] = (gu < n_users && gk < dim) ? users[gu * dim + gk] : 0.0f;
-      }
-#pragma unroll
-      for (int i = 0; i < (kBI * kDK) / kThreads; ++i) {
-        const int e = tid + i * kThreads;
-        const int it = e / kDK, kk = e % kDK;
-        const long long gi = j0 + it;
-        const int gk = k0 + kk;
-        smem.stage.items[kk][it] = (gi < s_end && gk < dim) ? items[gi * dim + gk] : 0.0f;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kDK; ++kk) {
-        float a[4], b[8];
-#pragma unroll
-        for (int r = 0; r < 4; ++r) a[r] = smem.stage.users[kk][ty * 4 + r];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) b[j] = smem.stage.items[kk][tx + 16 * j];
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-          for (int j = 0; j < 8; ++j) acc[r][j] = fmaf(a[r], b[j], acc[r][j]);
-      }
-      __syncthreads();  // operands consumed before they are overwritten (next stage or the tile)
-    }
-    // Zero-padded dimensions add exact zeros, so acc is the float32 dot product accumulated in order.
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int c = tx + 16 * j;
-        smem.scores[ty * 4 + r][c] = (j0 + c < s_end) ? acc[r][j] : -INFINITY;
-      }
+    score_tile(smem, users, u0, n_users, items, j0, s_end, dim, tid);
     __syncthreads();
 
     const long long tile_end = j0 + kBI < s_end ? j0 + kBI : s_end;
@@ -520,19 +618,20 @@ int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capaci
   return 0;
 }
 
-// Top-k of users (U x d) against items (I x d), all float32 row-major device pointers, on `stream` of
+// Top-k of users (U x d) against items (I x d), row-major device pointers of one element type
+// (`dtype`: 0 float32 on the SIMT path, 1 float16 or 2 bfloat16 on tensor cores), on `stream` of
 // `device`. Exclusion CSR (int64 indptr of U + 1, sorted indices) in device memory. Outputs (device):
 // out_idx (U x k) int64, out_scores (U x k) float32, out_lse (U,) float64 (of score * inv_t).
 // Requires 1 <= k <= min(n_items, kMaxK). Work memory (at most ~workspace_bytes) is allocated
 // stream-ordered and released before returning; the call does not synchronise the stream.
-int mmrec_cuda_topk_f32(const float* users, long long n_users, const float* items, long long n_items, int dim,
-                        int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
+int mmrec_cuda_topk(const void* users, long long n_users, const void* items, long long n_items, int dim,
+                    int dtype, int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
                         int capacity, long long workspace_bytes, long long* out_idx, float* out_scores,
                         double* out_lse, int device, void* stream_handle) {
   if (n_users == 0) return 0;
   if (k < 1 || k > kMaxK || k > n_items) return kErrK;
   if (!users || !items || !excl_indptr || !out_idx || !out_scores || !out_lse || dim < 1 || n_items < 1 ||
-      n_items >= 0xFFFFFFFFLL || capacity < k + kBI)
+      n_items >= 0xFFFFFFFFLL || capacity < k + kBI || dtype < 0 || dtype > 2)
     return kErrArgs;
   cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
 
@@ -580,9 +679,20 @@ int mmrec_cuda_topk_f32(const float* users, long long n_users, const float* item
       const long long nb = n_users - b0 < batch ? n_users - b0 : batch;
       const dim3 grid(static_cast<unsigned>((nb + kBU - 1) / kBU), static_cast<unsigned>(n_shards));
       // indptr + b0 keeps absolute offsets into excl_indices, so the indices pointer is shared.
-      shard_topk_kernel<<<grid, kThreads, 0, stream>>>(users + b0 * dim, nb, items, n_items, dim, k, inv_t,
-                                                       excl_indptr + b0, excl_indices, shard_len, n_shards,
-                                                       capacity, keys, counts, maxs, sums);
+      if (dtype == 0) {
+        shard_topk_kernel<float><<<grid, kThreads, 0, stream>>>(
+            static_cast<const float*>(users) + b0 * dim, nb, static_cast<const float*>(items), n_items, dim, k,
+            inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts, maxs, sums);
+      } else if (dtype == 1) {
+        shard_topk_kernel<__half><<<grid, kThreads, 0, stream>>>(
+            static_cast<const __half*>(users) + b0 * dim, nb, static_cast<const __half*>(items), n_items, dim, k,
+            inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts, maxs, sums);
+      } else {
+        shard_topk_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+            static_cast<const __nv_bfloat16*>(users) + b0 * dim, nb, static_cast<const __nv_bfloat16*>(items),
+            n_items, dim, k, inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts,
+            maxs, sums);
+      }
       if ((err = cudaGetLastError()) != cudaSuccess) break;
       merge_kernel<<<static_cast<unsigned>(nb), kMergeThreads, merge_smem, stream>>>(
           keys, counts, maxs, sums, n_shards, capacity, k, sort_len, out_idx + b0 * k, out_scores + b0 * k,

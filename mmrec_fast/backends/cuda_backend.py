@@ -6,6 +6,10 @@ used in place -- their raw device pointers go to the kernel, which runs on the c
 synchronisation forced. Host inputs are copied to the device by the extension (items once per
 :class:`~mmrec_fast.ItemIndex`), and results are copied back.
 
+float16 / bfloat16 device inputs keep their type (``half_inputs``): when users and items share it, the
+score tiles come from tensor cores (WMMA, exact 16-bit products, float32 accumulation); otherwise
+everything runs on the float32 SIMT path.
+
 The kernel keeps each score tile in shared memory: per tile of 64 users x 128 items it updates every
 user's online (max, sum-exp), filters against the user's running k-th best key into a per-user candidate
 buffer (pruned by a warp radix select when full), and a final kernel merges item shards exactly. See the
@@ -47,15 +51,40 @@ KERNEL_ITEM_TILE = 128
 CHUNK_MACS = 20_000_000_000_000
 
 
+# Element types the kernel takes: float32 on the SIMT path, float16 / bfloat16 on tensor cores.
+_DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+def _dtype_name(x) -> str:
+    if _arrays.family(x) == "torch":
+        return str(x.dtype).rsplit(".", 1)[-1]
+    return np.dtype(x.dtype).name
+
+
+def _as_float32(x):
+    """A float32 version of a device array (the array itself when it already is)."""
+    if _dtype_name(x) == "float32":
+        return x
+    return x.float() if _arrays.family(x) == "torch" else x.astype("float32")
+
+
 @dataclass(frozen=True)
 class PreparedItems:
-    """Items in device memory: a pointer, its owner (kept alive) and the device ordinal."""
+    """Items in device memory: a pointer, its owner (kept alive), the device ordinal and element type."""
 
     ptr: int
     n_items: int
     dim: int
     device: int
     owner: Any  # DeviceBuffer, torch tensor or CuPy array holding the memory
+    dtype: str = "float32"
+
+    def float32_owner(self):
+        """(pointer, keep-alive) of float32 items: these, or a float32 copy of 16-bit device items."""
+        if self.dtype == "float32":
+            return self.ptr, self.owner
+        copy = _as_float32(self.owner)
+        return _device_ptr(copy), copy
 
 
 def _stream_of(users, device: int) -> int:
@@ -72,6 +101,19 @@ def _stream_of(users, device: int) -> int:
     return 0
 
 
+def _synchronize_family(x, device: int) -> None:
+    """Wait for the work queued on ``x``'s framework stream (before the extension's own stream uses it)."""
+    if _arrays.family(x) == "torch":
+        import torch
+
+        torch.cuda.synchronize(device)
+    else:
+        import cupy
+
+        with cupy.cuda.Device(device):
+            cupy.cuda.get_current_stream().synchronize()
+
+
 def _device_ptr(x) -> int:
     return int(x.data_ptr()) if _arrays.family(x) == "torch" else int(x.data.ptr)
 
@@ -81,12 +123,16 @@ class CudaBackend:
 
     name = "cuda"
     array_api = True
+    # float16 / bfloat16 device inputs keep their type: when users and items share it, scores come from
+    # tensor cores (exact 16-bit products, float32 accumulation); mixed types run in float32.
+    half_inputs = True
 
     def prepare_items(self, items, config: BlockConfig, *, persistent: bool = True) -> PreparedItems:
         n_items, dim = int(items.shape[0]), int(items.shape[1])
         if _arrays.is_device(items):
-            return PreparedItems(_device_ptr(items), n_items, dim, _arrays.device_index(items), items)
-        host = np.ascontiguousarray(_arrays.asnumpy(items), dtype=np.float32)
+            return PreparedItems(_device_ptr(items), n_items, dim, _arrays.device_index(items), items,
+                                 _dtype_name(items))
+        host = np.ascontiguousarray(_arrays.asnumpy(_as_float32(items)), dtype=np.float32)
         device = self._default_device()
         buffer = _cuda.DeviceBuffer(host.nbytes, device)
         buffer.upload(host)
@@ -127,6 +173,12 @@ class CudaBackend:
         fam = _arrays.family(users)
         if _arrays.is_device(users):
             device = prepared.device
+            if _dtype_name(users) == prepared.dtype:
+                items_ptr, keep = prepared.ptr, prepared.owner
+            else:  # mixed element types: both in float32 (a temporary copy of whichever is 16-bit)
+                users = _as_float32(users)
+                items_ptr, keep = prepared.float32_owner()
+            dtype = _DTYPE_CODES[_dtype_name(users)]
             host_indptr = np.ascontiguousarray(excl_indptr, dtype=np.int64)
             host_indices = np.ascontiguousarray(excl_indices, dtype=np.int64)
             if fam == "cupy":
@@ -140,15 +192,18 @@ class CudaBackend:
             out_idx = _arrays.full(fam, (n_users, k), -1, "int64", like=users)
             out_scores = _arrays.full(fam, (n_users, k), float("-inf"), "float32", like=users)
             out_lse = _arrays.full(fam, (n_users,), float("-inf"), "float64", like=users)
-            _cuda.topk_f32(_device_ptr(users), n_users, prepared.ptr, prepared.n_items, prepared.dim, int(k),
-                           float(inv_temperature), _device_ptr(indptr),
-                           _device_ptr(indices) if indices.shape[0] else 0, capacity, WORKSPACE_BYTES,
-                           _device_ptr(out_idx), _device_ptr(out_scores), _device_ptr(out_lse), device,
-                           _stream_of(users, device), False)
+            # Stream-ordered: temporaries (CSR copies, a float32 copy) are released to their framework's
+            # allocator after this call, which reuses memory only behind the kernel on the same stream.
+            _cuda.topk(_device_ptr(users), n_users, items_ptr, prepared.n_items, prepared.dim, dtype, int(k),
+                       float(inv_temperature), _device_ptr(indptr),
+                       _device_ptr(indices) if indices.shape[0] else 0, capacity, WORKSPACE_BYTES,
+                       _device_ptr(out_idx), _device_ptr(out_scores), _device_ptr(out_lse), device,
+                       _stream_of(users, device), False)
+            del keep
             return out_idx, out_scores, out_lse
 
         # Host inputs: stage through device buffers, run on the default stream, copy back.
-        host_users = np.ascontiguousarray(_arrays.asnumpy(users), dtype=np.float32)
+        host_users = np.ascontiguousarray(_arrays.asnumpy(_as_float32(users)), dtype=np.float32)
         indptr = np.ascontiguousarray(excl_indptr, dtype=np.int64)
         indices = np.ascontiguousarray(excl_indices, dtype=np.int64)
         device = prepared.device
@@ -162,9 +217,13 @@ class CudaBackend:
         d_idx = _cuda.DeviceBuffer(max(1, out_idx.nbytes), device)
         d_scores = _cuda.DeviceBuffer(max(1, out_scores.nbytes), device)
         d_lse = _cuda.DeviceBuffer(max(1, out_lse.nbytes), device)
-        _cuda.topk_f32(bufs["users"].ptr, n_users, prepared.ptr, prepared.n_items, prepared.dim, int(k),
-                       float(inv_temperature), bufs["indptr"].ptr, bufs["indices"].ptr if indices.size else 0,
-                       capacity, WORKSPACE_BYTES, d_idx.ptr, d_scores.ptr, d_lse.ptr, device, 0, True)
+        items_ptr, keep = prepared.float32_owner()  # host users are float32
+        if prepared.dtype != "float32":
+            _synchronize_family(keep, device)  # the float32 copy is made on its framework's stream
+        _cuda.topk(bufs["users"].ptr, n_users, items_ptr, prepared.n_items, prepared.dim, 0, int(k),
+                   float(inv_temperature), bufs["indptr"].ptr, bufs["indices"].ptr if indices.size else 0,
+                   capacity, WORKSPACE_BYTES, d_idx.ptr, d_scores.ptr, d_lse.ptr, device, 0, True)
+        del keep
         d_idx.download(out_idx)
         d_scores.download(out_scores)
         d_lse.download(out_lse)

@@ -299,7 +299,7 @@ def test_per_user_matches_reference():
 
 
 def test_block_boundaries(monkeypatch):
-    """Results do not depend on the user-block size (blocks of 1, 3 and all users)."""
+    """Results do not depend on the user-block size of the hit search (1, 3 or all users)."""
     import mmrec_fast.metrics.ranking as ranking
 
     rng = np.random.default_rng(3)
@@ -307,8 +307,12 @@ def test_block_boundaries(monkeypatch):
     pos = csr(pos_rows, 12)
     base = evaluate(ranked, pos, ks=[1, 4], n_candidates=n_cand)
     for entries in (12, 36):
-        monkeypatch.setattr(ranking, "_BLOCK_ENTRIES", entries)
+        monkeypatch.setattr(ranking, "_SCRATCH_ENTRIES", entries)
         assert evaluate(ranked, pos, ks=[1, 4], n_candidates=n_cand) == pytest.approx(base)
+        bad = ranked.copy()
+        bad[16, 1] = bad[16, 0]  # a repeat in the last block names its row
+        with pytest.raises(ValueError, match=f"row 16 lists item {bad[16, 0]} more than once"):
+            evaluate(bad, pos, ks=[1])
 
 
 def test_metrics_subset_and_names():

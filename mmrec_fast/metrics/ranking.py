@@ -71,9 +71,6 @@ AT_K_METRICS = ("precision", "recall", "f1", "ndcg", "hit", "mrr@k", "map@k", "c
 FULL_METRICS = ("auc", "map", "mrr")
 ALL_METRICS = AT_K_METRICS + FULL_METRICS
 
-# Entries of the (rows x K) working arrays per block: bounds working memory (a few arrays of
-# this many int32/float64 values, ~100 MB at most) independently of the number of users.
-_BLOCK_ENTRIES = 1 << 21
 # Entries of the per-block scratch arrays of the hit search (block rows x catalogue): 256 Ki
 # entries (1.25 MB) stay in cache; a catalogue larger than this is handled one user at a time.
 _SCRATCH_ENTRIES = 1 << 18
@@ -474,7 +471,7 @@ def _hit_lists(r_all: np.ndarray, pos: sp.csr_matrix, evaluated: np.ndarray):
     scratch arrays over (block rows x catalogue) local keys ``row * n_items + item``: a marker of the
     block's positives, set and cleared per block (so the cost is O(U*K + nnz), not O(U*I)), and a
     position table that exposes repeated ids. Scratch memory is bounded by
-    ``max(_BLOCK_ENTRIES, n_items)`` entries, independent of the number of users.
+    ``max(_SCRATCH_ENTRIES, n_items)`` entries, independent of the number of users.
     """
     U, K = r_all.shape
     n_items = pos.shape[1]

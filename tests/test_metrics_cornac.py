@@ -11,7 +11,6 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from mmrec_fast.data import IdMap, Interactions, binarize, drop_unseen, random_split
 from mmrec_fast.metrics import cornac_protocol, evaluate

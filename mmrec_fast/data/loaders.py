@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
 import re
 from pathlib import Path
 

@@ -39,7 +39,7 @@ def _complement(data: Interactions, test_mask: np.ndarray):
     return data.subset(~test_mask), data.subset(test_mask)
 
 
-def random_split(data: Interactions, test_size=0.2, *, seed=0) -> tuple[Interactions, Interactions]:
+def random_split(data: Interactions, test_size=0.2, seed=0) -> tuple[Interactions, Interactions]:
     """Uniformly random split of the (user, item) pairs.
 
     Repeated rows of the same pair go to the same side (all of a pair's rows are drawn together),

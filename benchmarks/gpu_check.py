@@ -19,7 +19,8 @@ Steps, in one process after the build:
 3. Timings at U=100k, I=1M, d in {64, 128}, k in {100, 1000} (inputs already on the GPU): our fused
    kernel (backend "cuda"), PyTorch ``mm`` + ``topk`` + ``logsumexp`` in user chunks, and FAISS-GPU
    (``knn_gpu`` / ``GpuIndexFlatIP``; its k is capped at 2048) if importable; plus the device's measured
-   float32 (and bf16) GEMM rate, so each row also shows the fraction of the GEMM peak reached.
+   float32 (and bf16) GEMM rate, so each row also shows the fraction of the GEMM peak reached; for
+   k = 100 also our kernel on the same problem in bfloat16 (tensor-core path, column "bf16 s").
 
 Prints one table and writes JSON to ``$OUT/gpu_check.json`` when ``$OUT`` is set, else to
 ``benchmarks/results/gpu-check-<time>.json``. Exit status 1 if any correctness check failed.
@@ -129,6 +130,22 @@ def run_checks(mf, np, torch, cupy):
                     traceback.print_exc()
                 results.append(dict(check=label, ok=ok, seconds=round(time.perf_counter() - t0, 3), detail=detail))
                 log(f"{'PASS' if ok else 'FAIL'} {label} {detail}")
+            if backend == "cuda" and fam == "torch":
+                # 16-bit inputs on tensor cores, checked against the reference on the 16-bit values.
+                for dtype in (torch.float16, torch.bfloat16):
+                    label = f"{backend:5s} {fam:5s} {str(dtype).split('.')[-1]} tensor cores"
+                    try:
+                        hu = torch.from_numpy(users).cuda().to(dtype)
+                        hv = torch.from_numpy(items).cuda().to(dtype)
+                        got = mf.topk(hu, hv, 100, exclude=excl, temperature=0.5, backend=backend)
+                        assert_topk_matches(_to_numpy_result(got, mf), hu.float().cpu().numpy(),
+                                            hv.float().cpu().numpy(), 100, exclude=excl, temperature=0.5)
+                        ok, detail = True, ""
+                    except Exception as exc:
+                        ok, detail = False, f"{type(exc).__name__}: {exc}"[:400]
+                        traceback.print_exc()
+                    results.append(dict(check=label, ok=ok, seconds=0.0, detail=detail))
+                    log(f"{'PASS' if ok else 'FAIL'} {label} {detail}")
             # NaN rejection where the data lives.
             label = f"{backend:5s} {fam:5s} NaN rejected"
             bad = u.copy()
@@ -228,6 +245,11 @@ def run_timings(mf, np, torch, args, gemm):
                     row["faiss_note"] = f"{type(exc).__name__}: {exc}"[:200]
             else:
                 row["faiss_note"] = faiss_note or "k > 2048"
+            if k == 100 and time.perf_counter() - T_START < args.budget_s:
+                hu, hv = users.bfloat16(), items.bfloat16()  # tensor-core path, same problem in bf16
+                mf.topk(hu[:256], hv, k, backend="cuda")
+                row["ours_bf16_s"] = cuda_time(torch, lambda: mf.topk(hu, hv, k, backend="cuda"))
+                del hu, hv
             rows.append(row)
             log(f"d={dim} k={k}: ours {t:.3f}s ({row['ours_tflops']:.1f} TFLOP/s, "
                 f"{row['ours_tflops'] / gemm['fp32']:.0%} of fp32 GEMM), torch {row['torch_s']:.3f}s "
@@ -279,14 +301,15 @@ def main(argv=None) -> int:
         rows = run_timings(mf, np, torch, args, gemm)
 
     print()
-    print(f"{'U':>7} {'I':>8} {'d':>4} {'k':>5} | {'ours s':>8} {'TFLOP/s':>8} {'%fp32':>6} | {'torch s':>8} "
-          f"{'x':>6} | {'faiss s':>8} {'x':>6}")
+    print(f"{'U':>7} {'I':>8} {'d':>4} {'k':>5} | {'ours s':>8} {'TFLOP/s':>8} {'%fp32':>6} {'bf16 s':>7} | "
+          f"{'torch s':>8} {'x':>6} | {'faiss s':>8} {'x':>6}")
     for r in rows:
         faiss_cell = (f"{r['faiss_s']:8.3f} {r['faiss_s'] / r['ours_s']:6.2f}" if "faiss_s" in r
                       else f"{'-':>8} {'-':>6}")
+        bf16 = f"{r['ours_bf16_s']:7.3f}" if "ours_bf16_s" in r else f"{'-':>7}"
         print(f"{r['U']:>7} {r['I']:>8} {r['d']:>4} {r['k']:>5} | {r['ours_s']:8.3f} {r['ours_tflops']:8.1f} "
-              f"{r['ours_tflops'] / gemm['fp32']:6.0%} | {r['torch_s']:8.3f} {r['torch_s'] / r['ours_s']:6.2f} | "
-              f"{faiss_cell}")
+              f"{r['ours_tflops'] / gemm['fp32']:6.0%} {bf16} | {r['torch_s']:8.3f} "
+              f"{r['torch_s'] / r['ours_s']:6.2f} | {faiss_cell}")
     if rows:
         note = next((r.get("faiss_note") for r in rows if r.get("faiss_note")), "")
         if note:

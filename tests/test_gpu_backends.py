@@ -241,3 +241,21 @@ def test_auto_keeps_device_inputs_on_gpu(rng):
     users, items = random_problem(rng, 10, 500, 8)
     got = mf.topk(torch.from_numpy(users).cuda(), torch.from_numpy(items).cuda(), 5)
     assert got.indices.is_cuda
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_cuda_tensor_core_inputs(rng, dtype):
+    """16-bit device inputs of one type run on tensor cores; the result is float32 math on those values."""
+    _require_cuda()
+    users, items = random_problem(rng, 70, 3000, 40)  # ragged d (not a multiple of 16 or 32)
+    excl = random_exclusion(rng, 70, 3000, density=0.05, full_rows=(1,))
+    tu = torch.from_numpy(users).cuda().to(getattr(torch, dtype))
+    tv = torch.from_numpy(items).cuda().to(getattr(torch, dtype))
+    got = mf.topk(tu, tv, 64, exclude=excl, temperature=0.5, backend="cuda")
+    assert got.indices.is_cuda
+    assert_topk_matches(_numpy_result(got), tu.float().cpu().numpy(), tv.float().cpu().numpy(), 64,
+                        exclude=excl, temperature=0.5)
+    mixed = mf.topk(tu.float(), tv, 64, exclude=excl, temperature=0.5, backend="cuda")  # float32 path
+    assert_topk_matches(_numpy_result(mixed), tu.float().cpu().numpy(),
+                        tv.float().cpu().numpy(), 64, exclude=excl, temperature=0.5)

@@ -568,6 +568,17 @@ merge_kernel(const unsigned long long* __restrict__ work_keys, const int* __rest
   }
 }
 
+// Work memory: stream-ordered where the device has memory pools, plain cudaMalloc otherwise.
+cudaError_t work_alloc(void** ptr, size_t nbytes, cudaStream_t stream, int pools) {
+  return pools ? cudaMallocAsync(ptr, nbytes, stream) : cudaMalloc(ptr, nbytes);
+}
+
+// Frees even after an earlier error (no leak), keeping that first error.
+cudaError_t work_free(void* ptr, cudaStream_t stream, int pools, cudaError_t first) {
+  cudaError_t err = pools ? cudaFreeAsync(ptr, stream) : cudaFree(ptr);
+  return first != cudaSuccess ? first : err;
+}
+
 int next_pow2(int x) {
   int p = 1;
   while (p < x) p <<= 1;
@@ -641,6 +652,7 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
   if ((err = cudaSetDevice(device)) != cudaSuccess) return static_cast<int>(err);
 
   int code = 0;
+  int pools = 0;
   unsigned long long* keys = nullptr;
   int* counts = nullptr;
   double* maxs = nullptr;
@@ -668,12 +680,13 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
                                      &shard_len, &batch)) != 0)
       break;
     const size_t slots = static_cast<size_t>(batch) * n_shards;
-    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long),
-                               stream)) != cudaSuccess)
+    if ((err = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device)) != cudaSuccess) break;
+    if ((err = work_alloc(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long),
+                          stream, pools)) != cudaSuccess)
       break;
-    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream)) != cudaSuccess) break;
-    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream)) != cudaSuccess) break;
-    if ((err = cudaMallocAsync(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream)) != cudaSuccess) break;
+    if ((err = work_alloc(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream, pools)) != cudaSuccess) break;
+    if ((err = work_alloc(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) != cudaSuccess) break;
+    if ((err = work_alloc(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) != cudaSuccess) break;
 
     for (long long b0 = 0; b0 < n_users; b0 += batch) {
       const long long nb = n_users - b0 < batch ? n_users - b0 : batch;
@@ -701,12 +714,14 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
     }
   } while (false);
 
-  // Stream-ordered frees run after the kernels; report the first error of the call.
+  // Frees run after the kernels (stream-ordered, or after a synchronisation without memory pools);
+  // report the first error of the call.
   cudaError_t free_err = cudaSuccess;
-  if (keys) free_err = cudaFreeAsync(keys, stream);
-  if (counts && free_err == cudaSuccess) free_err = cudaFreeAsync(counts, stream);
-  if (maxs && free_err == cudaSuccess) free_err = cudaFreeAsync(maxs, stream);
-  if (sums && free_err == cudaSuccess) free_err = cudaFreeAsync(sums, stream);
+  if (!pools && (keys || counts || maxs || sums)) free_err = cudaStreamSynchronize(stream);
+  if (keys) free_err = work_free(keys, stream, pools, free_err);
+  if (counts) free_err = work_free(counts, stream, pools, free_err);
+  if (maxs) free_err = work_free(maxs, stream, pools, free_err);
+  if (sums) free_err = work_free(sums, stream, pools, free_err);
   cudaError_t restore_err = cudaSetDevice(previous);
   if (code != 0) return code;
   if (err != cudaSuccess) return static_cast<int>(err);

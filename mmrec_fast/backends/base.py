@@ -39,6 +39,23 @@ Semantics, identical on every backend:
   final buffer is sorted. Working memory is O(threads x (user_block x item_block + user_block x
   buffer)), independent of U x I.
 * The result must not depend on the number of threads.
+
+Array backends (``array_api = True``: "cuda", "cupy", "torch")
+-------------------------------------------------------------
+Same semantics, but they compute on the caller's own arrays instead of host float32 NumPy, so GPU data
+never makes a round trip through the host. The engine validates users and items where they live
+(:func:`mmrec_fast.validation.as_float_matrix_any`: float32, or float16/bfloat16 kept as they are when
+the backend sets ``half_inputs``), validates the exclusion CSR on the host, and calls:
+
+``prepare_items(items, config, persistent=...)``  as above, with items of any array family.
+``adopt_users(users, prepared)``    the users in the form ``topk_arrays`` takes (e.g. moved to the
+                                    items' device); raises ``ValueError`` for users on another GPU.
+``chunk_users(n_items, dim, prepared)``  users per engine call, or ``None`` for the CPU default.
+``topk_arrays(users, prepared, k, inv_temperature, excl_indptr, excl_indices, config)``
+                                    returns ``(indices, scores, lse)`` -- (U, k) int64, (U, k) float32,
+                                    (U,) float64 -- as arrays of the family of ``users`` (1 <= k <= I).
+
+The engine pads to the requested k and returns results in the family of the caller's ``users``.
 """
 
 from __future__ import annotations

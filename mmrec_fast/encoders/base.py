@@ -15,8 +15,10 @@ bad item (corrupt file, empty text, missing path, unsupported format) fails in *
 *preprocess*; what happens then is the error policy:
 
 ``"raise"`` (default)
-    stop at the first bad item with :class:`EncodingError`, which names the item's id, index and
-    stage and chains the original exception;
+    stop at the first failure with :class:`EncodingError`, which names the item's id, index and
+    stage and chains the original exception. Every item is *read* (hashed) before any is
+    preprocessed, so a missing file or a non-string text anywhere in the batch is found before a
+    corrupt file earlier in the batch;
 ``"skip"``
     drop failed items: ``encode`` returns only the good rows (``EncodeResult.ids`` says whose);
 ``"zero"``
@@ -327,15 +329,15 @@ class Encoder(ABC):
                 raise EncodingError(self.name, [err]) from exc
             errors.append(err)
 
-        # Stage 1: content keys, and the cache.
+        # Stage 1: content keys (always: they also deduplicate the batch), then the cache.
         keys: list[str | None] = [None] * n
         hits = 0
+        for i, item in enumerate(items):
+            try:
+                keys[i] = hashlib.sha256(self._content_hash(item)).hexdigest()
+            except Exception as exc:  # noqa: BLE001 - reported per item under the policy
+                fail(i, "read", exc)
         if self.cache is not None:
-            for i, item in enumerate(items):
-                try:
-                    keys[i] = hashlib.sha256(self._content_hash(item)).hexdigest()
-                except Exception as exc:  # noqa: BLE001 - reported per item under the policy
-                    fail(i, "read", exc)
             valid = [i for i in range(n) if keys[i] is not None]
             found = self.cache.get_many([keys[i] for i in valid])
             for i, vec in zip(valid, found):
@@ -343,8 +345,26 @@ class Encoder(ABC):
                     out[i] = vec
                     ok[i] = True
                     hits += 1
-        failed_read = {e.index for e in errors}
-        todo = [i for i in range(n) if not ok[i] and i not in failed_read]
+        # Identical content (a placeholder image used by many items, a repeated title) is encoded
+        # once; its row is copied to the duplicates, and a failure is reported for each of them.
+        first: dict[str, int] = {}
+        dups: dict[int, list[int]] = {}
+        todo = []
+        for i in range(n):
+            if ok[i] or keys[i] is None:
+                continue
+            if keys[i] in first:
+                dups[first[keys[i]]].append(i)
+                continue
+            first[keys[i]] = i
+            dups[i] = []
+            todo.append(i)
+
+        def fail_all(i: int, stage: str, exc: BaseException) -> None:
+            fail(i, stage, exc)
+            for j in dups[i]:
+                errors.append(ItemError(ids[j], j, stage, type(exc).__name__,
+                                        f"{exc} (same content as item {ids[i]!r})"))
 
         # Stages 2 and 3 chunk by chunk: bounded memory for decoded media; each finished chunk is
         # written to the cache so an interrupted long run keeps its progress.
@@ -360,7 +380,7 @@ class Encoder(ABC):
                             prepared.append(self._prepare(items[i]))
                             good.append(i)
                         except Exception as exc:  # noqa: BLE001 - reported per item under the policy
-                            fail(i, "preprocess", exc)
+                            fail_all(i, "preprocess", exc)
                             advance(1)
                     if not good:
                         continue
@@ -370,6 +390,10 @@ class Encoder(ABC):
                                            f"expected {(len(good), self.dim)}")
                     out[good] = vecs
                     ok[good] = True
+                    for row, i in enumerate(good):
+                        for j in dups[i]:
+                            out[j] = vecs[row]
+                            ok[j] = True
                     if self.cache is not None:
                         self.cache.put_many([keys[i] for i in good], vecs)
         finally:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["make_tiny_text_model", "make_tiny_vision_model", "make_tiny_audio_model", "write_sample_photos",
+__all__ = ["make_tiny_text_model", "make_tiny_vision_model", "make_tiny_audio_model", "make_tiny_clip_model",
+           "write_sample_photos",
            "speak", "write_corrupt_files"]
 
 _WORDS = ("the a an and of to in is red blue green wool sweater jeans cotton shirt song music guitar "
@@ -52,6 +53,25 @@ def make_tiny_vision_model(path, *, image_size: int = 32, hidden_size: int = 32)
     ViTModel(config).eval().save_pretrained(str(path))
     ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3,
                       image_std=[0.5] * 3).save_pretrained(str(path))
+    return path
+
+
+def make_tiny_clip_model(path, *, image_size: int = 32) -> Path:
+    """Write a tiny random CLIP (vision + text towers, projection 16-d, image processor) to ``path``."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    _seeded()
+    config = CLIPConfig(
+        text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=32),
+        vision_config=dict(image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=64),
+        projection_dim=16)
+    CLIPModel(config).eval().save_pretrained(str(path))
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+                       do_center_crop=True).save_pretrained(str(path))
     return path
 
 

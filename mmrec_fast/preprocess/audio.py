@@ -87,10 +87,17 @@ def audio_content_bytes(source) -> bytes:
         arr = np.ascontiguousarray(np.asarray(source[0]))
         return f"array:{source[1]}:{arr.dtype}:{arr.shape}:".encode() + arr.tobytes()
     if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"no such audio file: {os.fspath(source)!r}")
         with open(source, "rb") as fh:
             return b"file:" + fh.read()
     if isinstance(source, (bytes, bytearray, memoryview)):
         return b"file:" + bytes(source)
+    if hasattr(source, "read") and hasattr(source, "seek"):  # file object: hash, then rewind for decoding
+        pos = source.tell()
+        data = source.read()
+        source.seek(pos)
+        return b"file:" + data
     raise TypeError(f"expected a path, bytes or (array, sample_rate), got {type(source).__name__}")
 
 

@@ -77,10 +77,17 @@ def image_content_bytes(source) -> bytes:
     from PIL import Image
 
     if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"no such image file: {os.fspath(source)!r}")
         with open(source, "rb") as fh:
             return b"file:" + fh.read()
     if isinstance(source, (bytes, bytearray, memoryview)):
         return b"file:" + bytes(source)
+    if hasattr(source, "read") and hasattr(source, "seek"):  # file object: hash, then rewind for decoding
+        pos = source.tell()
+        data = source.read()
+        source.seek(pos)
+        return b"file:" + data
     if isinstance(source, np.ndarray):
         return f"array:{source.dtype}:{source.shape}:".encode() + np.ascontiguousarray(source).tobytes()
     if isinstance(source, Image.Image):

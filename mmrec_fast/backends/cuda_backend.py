@@ -34,7 +34,7 @@ from .base import BlockConfig
 
 __all__ = ["BACKEND", "CudaBackend", "PreparedItems", "describe", "MAX_K", "WORKSPACE_BYTES"]
 
-if not hasattr(_cuda, "topk_f32"):
+if not hasattr(_cuda, "topk"):
     raise ImportError("mmrec_fast._cuda was built without the top-k kernels (stale build); "
                       "rebuild with `python setup.py build_ext --inplace`")
 _count, _reason = _cuda.device_count()

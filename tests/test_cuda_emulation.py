@@ -188,3 +188,135 @@ def test_key_encoding_matches_the_cpu_keys(rng):
     np.testing.assert_array_equal(ours, cpu)
     for key, s, i in zip(ours[:50], scores[:50], range(50)):
         assert decode_key(int(key)) == (float(s), i)
+
+
+# ------------------------------------------------------------------------------------------------
+# The cuda backend's Python side against a fake extension: "device" buffers are host memory, and the
+# fake `topk` -- same positional signature as csrc/cuda/module.cpp -- reads the pointers it is given
+# and runs the emulation above. This checks the plumbing no CPU machine can otherwise reach: pointer
+# and argument order, capacity, uploads/downloads, output shapes and families, padding, errors.
+
+class _FakeDeviceBuffer:
+    def __init__(self, nbytes, device):
+        self._mem = np.zeros(max(1, nbytes), dtype=np.uint8)
+        self.nbytes, self.device = nbytes, device
+
+    @property
+    def ptr(self):
+        return self._mem.ctypes.data
+
+    def upload(self, array):
+        raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+        self._mem[:raw.size] = raw
+
+    def download(self, array):
+        raw = array.view(np.uint8).reshape(-1)
+        raw[:] = self._mem[:raw.size]
+
+
+def _view(ptr, dtype, count):
+    import ctypes
+
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    nbytes = count * np.dtype(dtype).itemsize
+    return np.frombuffer((ctypes.c_char * nbytes).from_address(ptr), dtype=dtype, count=count)
+
+
+class _FakeCuda:
+    DeviceBuffer = _FakeDeviceBuffer
+
+    def __init__(self, max_k=16384):
+        self._max_k = max_k
+        self.calls = []
+
+    def device_count(self):
+        return 1, ""
+
+    def device_info(self, device):
+        return "Fake GPU", 9, 0
+
+    def runtime_version(self):
+        return 13000
+
+    def max_k(self):
+        return self._max_k
+
+    def topk(self, users, n_users, items, n_items, dim, dtype, k, inv_temperature, excl_indptr, excl_indices,
+             capacity, workspace_bytes, out_indices, out_scores, out_lse, device, stream, synchronize):
+        assert dtype == 0 and 1 <= k <= min(n_items, self._max_k) and capacity >= k + 128
+        self.calls.append(dict(n_users=n_users, k=k, capacity=capacity, stream=stream, synchronize=synchronize))
+        u = _view(users, np.float32, n_users * dim).reshape(n_users, dim)
+        v = _view(items, np.float32, n_items * dim).reshape(n_items, dim)
+        indptr = _view(excl_indptr, np.int64, n_users + 1)
+        indices = _view(excl_indices, np.int64, int(indptr[-1])) if excl_indices else np.zeros(0, np.int64)
+        shards, shard_len = plan(n_users, n_items, k, capacity, sm_count=2)
+        idx, sc, lse = emulate_kernel(u, v, k, inv_temperature, indptr, indices, tile=128, capacity=capacity,
+                                      shards=shards, shard_len=shard_len)
+        _view(out_indices, np.int64, n_users * k)[:] = idx.reshape(-1)
+        _view(out_scores, np.float32, n_users * k)[:] = sc.reshape(-1)
+        _view(out_lse, np.float64, n_users)[:] = lse
+
+
+@pytest.fixture
+def fake_cuda_backend(monkeypatch):
+    import importlib
+    import sys
+
+    import mmrec_fast
+    from mmrec_fast import backends
+
+    fake = _FakeCuda()
+    monkeypatch.setitem(sys.modules, "mmrec_fast._cuda", fake)
+    monkeypatch.setattr(mmrec_fast, "_cuda", fake, raising=False)
+    monkeypatch.delitem(sys.modules, "mmrec_fast.backends.cuda_backend", raising=False)
+    module = importlib.import_module("mmrec_fast.backends.cuda_backend")
+    monkeypatch.setitem(backends._loaded, "cuda", module)
+    monkeypatch.delitem(backends._failures, "cuda", raising=False)
+    yield module, fake
+    sys.modules.pop("mmrec_fast.backends.cuda_backend", None)
+
+
+def _writable_views():
+    # np.frombuffer over ctypes memory is writable; make sure (the fake writes outputs through it).
+    import ctypes
+
+    buf = (ctypes.c_char * 8)()
+    assert np.frombuffer(buf, dtype=np.uint8).flags.writeable
+
+
+def test_cuda_backend_host_path_with_fake_extension(rng, fake_cuda_backend):
+    _writable_views()
+    module, fake = fake_cuda_backend
+    assert mf.available_backends()["cuda"].available
+    assert "Fake GPU" in mf.available_backends()["cuda"].detail
+    users, items = random_problem(rng, 20, 600, 8)
+    excl = random_exclusion(rng, 20, 600, density=0.1, full_rows=(2,))
+    got = mf.topk(users, items, 30, exclude=excl, temperature=0.5, backend="cuda")
+    assert isinstance(got.indices, np.ndarray)
+    assert_topk_matches(got, users, items, 30, exclude=excl, temperature=0.5)
+    assert fake.calls[-1]["synchronize"] and fake.calls[-1]["capacity"] == max(60, 30 + 128)
+    # A persistent index (items uploaded once), queried twice; padding when k > I.
+    index = mf.ItemIndex(items[:40], backend="cuda")
+    for _ in range(2):
+        padded = index.topk(users, 55)
+        assert_topk_matches(padded, users, items[:40], 55)
+    assert fake.calls[-1]["k"] == 40  # the kernel never sees more than I slots
+
+
+def test_cuda_backend_torch_cpu_tensors_with_fake_extension(rng, fake_cuda_backend):
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    users, items = random_problem(rng, 9, 300, 6)
+    got = mf.topk(torch.from_numpy(users), torch.from_numpy(items).half(), 7, backend="cuda")
+    assert isinstance(got.indices, torch.Tensor) and got.indices.device.type == "cpu"
+    assert got.probs.dtype == torch.float32
+    expected = mf.topk(users, items.astype(np.float16).astype(np.float32), 7, backend="numpy")
+    np.testing.assert_array_equal(got.indices.numpy(), expected.indices)
+
+
+def test_cuda_backend_rejects_k_beyond_its_limit(rng, fake_cuda_backend, monkeypatch):
+    module, fake = fake_cuda_backend
+    monkeypatch.setattr(module, "MAX_K", 8)
+    users, items = random_problem(rng, 3, 50, 4)
+    with pytest.raises(ValueError, match="k: the cuda backend supports k <= 8"):
+        mf.topk(users, items, 10, backend="cuda")

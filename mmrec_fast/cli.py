@@ -1,4 +1,4 @@
-"""The ``mmrec-fast`` command line."""
+"""The ``mmrec-fast`` command line: demo, train, evaluate, recommend, bench, backends."""
 
 from __future__ import annotations
 
@@ -7,43 +7,128 @@ import sys
 
 __all__ = ["main"]
 
+_EPILOG = """examples:
+  mmrec-fast demo                                   # MovieLens-100K end to end -> ./mmrec_fast_demo/
+  mmrec-fast demo --synthetic                       # the engine alone on random vectors
+  mmrec-fast train --model hybrid --out models/hybrid
+  mmrec-fast evaluate --model models/hybrid
+  mmrec-fast recommend --model models/hybrid --users ids.txt --out recs.jsonl
+  mmrec-fast bench --users 2000 --items 200000 --dim 64 -k 100
+"""
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and split")
+    g.add_argument("--data", help="'ml-100k' (default), a GroupLens directory (u.data, u.item), or a "
+                                  "CSV/TSV/Parquet interaction log")
+    g.add_argument("--user-col", dest="user_col", help="user column of a CSV/TSV/Parquet log")
+    g.add_argument("--item-col", dest="item_col", help="item column of a CSV/TSV/Parquet log")
+    g.add_argument("--rating-col", dest="rating_col", help="rating column (optional)")
+    g.add_argument("--time-col", dest="time_col", help="timestamp column (optional)")
+    g.add_argument("--test-size", dest="test_size", type=float, help="held-out share of rows (default 0.2)")
+    g.add_argument("--split-seed", dest="seed_split", type=int, help="split seed (default 123, Cornac's protocol)")
+    g.add_argument("--relevance", type=float, help="test ratings >= this are relevant (default 4.0)")
+    p.add_argument("--config", help="TOML or YAML file with [data], [split], [train], [hybrid] sections; "
+                                    "flags override it")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, auto")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bars")
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mmrec-fast",
-        description="Full-catalogue top-k and softmax scoring for multimodal recommendation.")
+        prog="mmrec-fast", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        description="Full-catalogue top-k and softmax scoring for multimodal recommendation, and the "
+                    "pipeline around it: data, text features, BPR-MF / hybrid / content models, metrics, lists.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     demo = sub.add_parser(
-        "demo", help="run the seed example (1,000 users x 10,000 items x 10 dims)",
-        description="Synthetic seed example: interest probabilities p_ij = softmax_j(u_i . v_j), the top-10 "
-                    "of the first users, the naive softmax's overflow next to ours, and every available "
-                    "backend's time and agreement with the float64 reference.")
-    demo.add_argument("--synthetic", action="store_true",
-                      help="the synthetic seed example (currently the only demo)")
-    demo.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
-    demo.add_argument("--items", type=int, default=10000, help="number of items (default 10000)")
-    demo.add_argument("--dim", type=int, default=10, help="embedding dimension (default 10)")
-    demo.add_argument("-k", type=int, default=10, help="list length (default 10)")
-    demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    demo.add_argument("--show", type=int, default=10, help="users whose lists are printed (default 10)")
+        "demo", help="MovieLens-100K pipeline end to end (or --synthetic: the engine alone)",
+        description="Without flags: MovieLens-100K -> Cornac-protocol split -> MiniLM text features of "
+                    "title+year+genres -> BPR-MF, hybrid and content models -> metrics at k=5,10,20 -> "
+                    "lists with probabilities and explanations; writes models, lists (CSV/Parquet/JSONL), "
+                    "metrics.json and PNG plots to --out. --synthetic: 1,000 random users x 10,000 items.")
+    demo.add_argument("--out", default="mmrec_fast_demo", help="output directory (default ./mmrec_fast_demo)")
+    demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    demo.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bars")
+    syn = demo.add_argument_group("synthetic demo (--synthetic)")
+    syn.add_argument("--synthetic", action="store_true", help="run the synthetic engine demo instead")
+    syn.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
+    syn.add_argument("--items", type=int, default=10000, help="number of items (default 10000)")
+    syn.add_argument("--dim", type=int, default=10, help="embedding dimension (default 10)")
+    syn.add_argument("-k", type=int, default=10, help="list length (default 10)")
+    syn.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    syn.add_argument("--show", type=int, default=10, help="users whose lists are printed (default 10)")
+
+    train = sub.add_parser("train", help="train a model and save it to a directory",
+                           description="Train on the split's training part (or --all-data) and save the "
+                                       "model, id maps, training matrix and item labels to --out; prints "
+                                       "test metrics unless --all-data.")
+    train.add_argument("--model", choices=("bpr", "hybrid", "content"), default="bpr", help="model (default bpr)")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.add_argument("--all-data", dest="all_data", action="store_true",
+                       help="train on every interaction (for serving; no held-out metrics)")
+    _add_data_flags(train)
+    hp = train.add_argument_group("training (override the config file)")
+    for flag, kind in (("dim", int), ("content-dim", int), ("epochs", int), ("batch-size", int),
+                       ("n-negatives", int), ("patience", int), ("seed", int), ("lr", float), ("reg", float)):
+        hp.add_argument(f"--{flag}", dest=flag.replace("-", "_"), type=kind)
+    hp.add_argument("--loss", choices=("bpr", "softmax"))
+
+    ev = sub.add_parser("evaluate", help="evaluate a saved model (full-catalogue ranking)",
+                        description="Re-create the model's split and report precision/recall/NDCG at -k, "
+                                    "MAP, MRR and AUC over every training-catalogue item.")
+    ev.add_argument("--model", required=True, help="saved model directory")
+    ev.add_argument("-k", type=int, nargs="+", default=[5, 10, 20], help="cut-offs (default 5 10 20)")
+    ev.add_argument("--json", help="also write the metrics to this JSON file")
+    _add_data_flags(ev)
+
+    rec = sub.add_parser("recommend", help="serve a saved model to a file of user ids",
+                         description="Top-k lists with catalogue-softmax probabilities and explanations "
+                                     "(score share per block, similar past items) for the users listed "
+                                     "one per line in --users; output format from the --out extension.")
+    rec.add_argument("--model", required=True, help="saved model directory")
+    rec.add_argument("--users", required=True, help="text file, one raw user id per line")
+    rec.add_argument("--out", required=True, help="output file: .jsonl, .csv or .parquet")
+    rec.add_argument("-k", type=int, default=10, help="list length (default 10)")
+    rec.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1)")
+    rec.add_argument("--include-seen", dest="include_seen", action="store_true",
+                     help="do not exclude the users' training items")
+
+    bench = sub.add_parser("bench", help="time every available backend against the float64 reference",
+                           description="One random problem, every backend, same run; ratios, not bare seconds. "
+                                       "benchmarks/compare.py adds FAISS, PyTorch, implicit and NumPy anchors.")
+    bench.add_argument("--users", type=int, default=2000)
+    bench.add_argument("--items", type=int, default=100000)
+    bench.add_argument("--dim", type=int, default=64)
+    bench.add_argument("-k", type=int, default=100)
+    bench.add_argument("--seed", type=int, default=0)
+
     sub.add_parser("backends", help="list the engines available here (and why others are not)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``mmrec-fast``; returns the process exit code."""
+    """Entry point of ``mmrec-fast``; returns the process exit code (2 on a usage or data error)."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_synthetic_demo
-
-        return run_synthetic_demo(n_users=args.users, n_items=args.items, dim=args.dim, k=args.k,
-                                  seed=args.seed, show=args.show)
     if args.command == "backends":
         from . import available_backends
 
         for status in available_backends().values():
             print(status)
         return 0
-    parser.print_help(sys.stderr)
-    return 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from . import commands
+
+    handler = {"demo": commands.cmd_demo, "train": commands.cmd_train, "evaluate": commands.cmd_evaluate,
+               "recommend": commands.cmd_recommend, "bench": commands.cmd_bench}[args.command]
+    try:
+        return handler(args)
+    except ValueError as exc:
+        print(f"mmrec-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mmrec-fast {args.command}: interrupted", file=sys.stderr)
+        return 130

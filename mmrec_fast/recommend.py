@@ -54,15 +54,18 @@ class Recommendations:
 
     def to_records(self, *, user_map=None, item_map=None, item_labels=None) -> list[dict]:
         """One dict per (user, rank): raw ids when maps are given, labels (e.g. titles) when given."""
+        def plain(value):  # numpy scalars -> Python values, so every writer can serialise them
+            return value.item() if isinstance(value, np.generic) else value
+
         def item_id(code):
-            return item_map.decode(np.asarray([code]))[0].item() if item_map is not None else int(code)
+            return plain(item_map.decode(np.asarray([code]))[0]) if item_map is not None else int(code)
 
         def label(code):
             return None if item_labels is None else str(item_labels[code])
 
         records = []
         for row, user in enumerate(self.users):
-            uid = user_map.decode(np.asarray([user]))[0].item() if user_map is not None else int(user)
+            uid = plain(user_map.decode(np.asarray([user]))[0]) if user_map is not None else int(user)
             for rank in range(self.items.shape[1]):
                 code = int(self.items[row, rank])
                 if code < 0:

@@ -110,7 +110,7 @@ def write_sample_photos(folder) -> dict:
     return out
 
 
-def speak(text: str, path, *, voice: str = "en-us", speed: int = 150) -> Path | None:
+def speak(text: str, path, *, voice: str = "en-us", speed: int = 140) -> Path | None:
     """Synthesise ``text`` to a WAV file with Debian's ``espeak-ng``; ``None`` when it is not installed."""
     import shutil
     import subprocess

@@ -2,7 +2,8 @@
 
 For U users and I items: blocked dot products, the exact softmax normaliser over the whole eligible
 catalogue, and each user's top-k -- without ever materialising the U x I score matrix -- on a native
-C++ (OpenMP, run-time SIMD), Numba or NumPy backend.
+C++ (OpenMP, run-time SIMD), Numba or NumPy backend, or on a GPU (a fused CUDA kernel for NumPy, torch
+and CuPy inputs; chunked PyTorch on CPU or CUDA tensors).
 
 Quick tour
 ----------

@@ -28,7 +28,8 @@ def _backend_params():
     return params
 
 
-#: Every CPU backend; unavailable ones show up as skipped with the reason.
+#: Every backend -- the CPU engines, then "cuda", "cupy" and "torch" (NumPy inputs, so "torch" runs on
+#: CPU tensors and "cuda" through its host path); unavailable ones show up as skipped with the reason.
 BACKENDS = _backend_params()
 
 

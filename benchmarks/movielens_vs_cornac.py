@@ -12,8 +12,10 @@ scores its factors with our engine and metrics under the same protocol (Cornac's
 keeps a user's training items rated < 4 among the candidates, hence its lower README numbers; with
 ``--cornac-own-eval`` its own evaluation is printed too).
 
-Our models: BPR-MF, the hybrid (ID + projected MiniLM text of title/year/genres) and content profiles,
-epoch count chosen on 10% of the training entries, then refit on all of train (the test split is never
+Our models: BPR-MF (BPR loss), the hybrid (ID + projected MiniLM text of title/year/genres; softmax
+loss, the pipeline's default) and content profiles; two ablations (MF with the softmax loss, hybrid
+with the BPR loss) separate what the text adds from what the loss adds. Each trained model has its
+epoch count chosen on 10% of the training entries, then is refit on all of train (the test split is never
 looked at). ``--seeds`` repeats our training with several seeds and reports mean and range.
 
 Usage::
@@ -120,20 +122,29 @@ def cornac_bpr(data, split, own_eval: bool) -> tuple[dict, dict]:
     return evaluate_model(model, split.positives, exclude=split.exclude, ks=(10,)), info
 
 
-def train_ours(data, split, features, seed: int) -> dict:
+#: (label, model class, loss); the last two rows are ablations separating the text from the loss.
+VARIANTS = {
+    "bpr": ("ours BPR-MF", "mf", "bpr"),
+    "hybrid": ("ours hybrid+text", "hybrid", "softmax"),
+    "content": ("ours content", "content", None),
+    "mf-softmax": ("ablation MF softmax", "mf", "softmax"),
+    "hybrid-bpr": ("ablation hybrid BPR", "hybrid", "bpr"),
+}
+
+
+def train_ours(data, split, features, seed: int, names) -> dict:
     blocks = {"text": (0, features.shape[1])}
-    config = TrainConfig(seed=seed, progress=False)
     out = {}
-    for name in ("bpr", "hybrid", "content"):
+    for name in names:
+        _, family, loss = VARIANTS[name]
         started = time.perf_counter()
-        if name == "bpr":
-            model = fit_with_early_stopping(lambda c: BPRMF(data.n_users, data.n_items, c), split.train_matrix, config)
-        elif name == "hybrid":
-            model = fit_with_early_stopping(
-                lambda c: HybridMF(data.n_users, data.n_items, features, c, feature_blocks=blocks),
-                split.train_matrix, config)
-        else:
+        if family == "content":
             model = ContentProfile(features, feature_blocks=blocks).fit(split.train_matrix)
+        else:
+            config = TrainConfig(seed=seed, progress=False, loss=loss)
+            make = (lambda c: BPRMF(data.n_users, data.n_items, c)) if family == "mf" else (
+                lambda c: HybridMF(data.n_users, data.n_items, features, c, feature_blocks=blocks))
+            model = fit_with_early_stopping(make, split.train_matrix, config)
         train_seconds = time.perf_counter() - started
         evaluate_model(model, split.positives, exclude=split.exclude, ks=(5, 10, 20))  # warm-up
         started = time.perf_counter()
@@ -142,8 +153,9 @@ def train_ours(data, split, features, seed: int) -> dict:
         metrics["train_seconds"] = train_seconds
         metrics["epochs"] = len(getattr(model, "history", []))
         out[name] = metrics
-        print(f"  seed {seed}: {name:<8} trained in {train_seconds:5.1f} s ({metrics['epochs']} epochs), "
-              f"full-catalogue evaluation {metrics['eval_seconds']:.3f} s, NDCG@10 {metrics['ndcg@10']:.4f}")
+        print(f"  seed {seed}: {name:<11} trained in {train_seconds:5.1f} s ({metrics['epochs']} epochs), "
+              f"full-catalogue evaluation {metrics['eval_seconds']:.3f} s, NDCG@10 {metrics['ndcg@10']:.4f}",
+              flush=True)
     return out
 
 
@@ -151,6 +163,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds for our models")
     parser.add_argument("--cornac-own-eval", action="store_true", help="also run Cornac's own ranking_eval")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the MF-softmax / hybrid-BPR rows")
     parser.add_argument("--json", default="benchmarks/results/movielens_vs_cornac.json")
     args = parser.parse_args(argv)
 
@@ -177,16 +190,17 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     features = text_features(item_texts(data), progress=False)
     report["text_seconds"] = time.perf_counter() - started
-    runs = [train_ours(data, split, features, seed) for seed in args.seeds]
+    names = [n for n in VARIANTS if not (args.no_ablations and n in ("mf-softmax", "hybrid-bpr"))]
+    runs = [train_ours(data, split, features, seed, names) for seed in args.seeds]
     report["ours"] = runs
 
     print("\nmodel              " + "".join(f"{c:>14}" for c in COLUMNS))
     print(f"{'cornac BPR':<19}" + "".join(f"{cornac_metrics[c]:>14.4f}" for c in COLUMNS))
     summary = {}
-    for name in ("bpr", "hybrid", "content"):
+    for name in names:
         values = {c: np.array([r[name][c] for r in runs]) for c in COLUMNS}
         summary[name] = {c: float(v.mean()) for c, v in values.items()}
-        label = {"bpr": "ours BPR-MF", "hybrid": "ours hybrid+text", "content": "ours content"}[name]
+        label = VARIANTS[name][0]
         cells = "".join(f"{v.mean():>14.4f}" if len(v) == 1 else f"{v.mean():>8.4f}±{(v.max() - v.min()) / 2:.3f}"
                         for v in values.values())
         print(f"{label:<19}{cells}")

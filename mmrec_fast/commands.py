@@ -65,6 +65,8 @@ def _train_config(args, config: dict, section: str = "train"):
     values = dict(config.get("train", {}))
     if section != "train":
         values.update(config.get(section, {}))
+    if section == "hybrid":
+        values.setdefault("loss", "softmax")  # the pipeline's hybrid default (see default_hybrid_config)
     for flag in _TRAIN_FLAGS:
         value = getattr(args, flag, None)
         if value is not None:

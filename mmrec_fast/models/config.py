@@ -51,7 +51,7 @@ class TrainConfig:
     dim: int = 64
     content_dim: int = 32
     loss: str = "bpr"
-    n_negatives: int = 256
+    n_negatives: int = 4096
     epochs: int = 60
     batch_size: int = 2048
     lr: float = 5e-3

@@ -17,9 +17,21 @@ from .movielens import item_texts, item_titles, text_features
 from .protocol import EvalSplit, make_eval_split
 from .training import fit_with_early_stopping
 
-__all__ = ["ExperimentResult", "run_experiment", "format_table"]
+__all__ = ["ExperimentResult", "run_experiment", "format_table", "default_hybrid_config"]
 
 MODELS = ("bpr", "hybrid", "content")
+
+
+def default_hybrid_config(config: TrainConfig) -> TrainConfig:
+    """The hybrid's training settings: ``config`` with the softmax loss over the catalogue.
+
+    Chosen on the validation split (10% of MovieLens-100K's training entries; the test split is never
+    used): with the softmax loss the hybrid's validation NDCG@10 was 0.173 against 0.167 with the BPR
+    loss (sampled softmax with 512 negatives: 0.162). ``benchmarks/movielens_vs_cornac.py`` also
+    reports the ablations (hybrid with BPR loss; MF with softmax loss) so the effect of the text is
+    separated from the effect of the loss.
+    """
+    return replace(config, loss="softmax")
 
 
 @dataclass
@@ -56,7 +68,8 @@ def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | N
     models : sequence of {"bpr", "hybrid", "content"}
         Which models to train.
     config, hybrid_config : TrainConfig, optional
-        Training settings of BPR-MF and of the hybrid (default: ``TrainConfig()`` for both).
+        Training settings of BPR-MF (default ``TrainConfig()``, BPR loss) and of the hybrid (default
+        :func:`default_hybrid_config` of ``config``: the same with the softmax loss).
     ks : sequence of int
         Cut-offs of the metric table.
     test_size, seed, relevance
@@ -76,7 +89,7 @@ def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | N
     if unknown or not models:
         raise ValueError(f"models must be a non-empty subset of {MODELS}, got {list(models)}")
     config = config or TrainConfig(device=device, progress=progress)
-    hybrid_config = hybrid_config or config
+    hybrid_config = hybrid_config or default_hybrid_config(config)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

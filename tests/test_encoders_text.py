@@ -122,3 +122,23 @@ def test_bad_arguments(tiny_dir, tmp_path):
         TextEncoder(tiny_dir).encode("a single string")
     with pytest.raises(ValueError, match="ids"):
         TextEncoder(tiny_dir).encode_with_report(["a", "b"], ids=[1])
+
+
+def test_bag_of_words_baseline():
+    from mmrec_fast.encoders import BagOfWordsEncoder
+
+    enc = BagOfWordsEncoder(dim=256)
+    v = enc.encode(["The red wool sweater", "a sweater of red wool!", "Blue denim jeans"])
+    assert v.shape == (3, 256) and v.dtype == np.float32
+    np.testing.assert_allclose(v[0], v[1], atol=1e-6)      # same content words, stop words dropped
+    assert abs(float(v[0] @ v[2])) < 0.5
+    with pytest.raises(EncodingError, match="no words left"):
+        enc.encode(["the and of"])
+    fitted = BagOfWordsEncoder(dim=256).fit(["red wool sweater", "red jeans", "red hat"])
+    w = fitted.encode(["red sweater"])[0]
+    # "red" is in every document: IDF down-weights it below the rarer "sweater".
+    red, sweater = (fitted._bucket(t)[0] for t in ("red", "sweater"))
+    assert abs(w[red]) < abs(w[sweater])
+    assert fitted.settings() != enc.settings()
+    with pytest.raises(ValueError, match="stop_words"):
+        BagOfWordsEncoder(stop_words="german")

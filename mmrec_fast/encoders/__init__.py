@@ -14,7 +14,7 @@ from .text import TextEncoder
 def __getattr__(name):
     # Image/audio encoders and the catalogue helpers pull in Pillow/soundfile at import; load them
     # on first use so ``from mmrec_fast.encoders import TextEncoder`` stays as light as before.
-    lazy = {"ImageEncoder": ".image", "AudioEncoder": ".audio", "encode_items": ".multimodal",
+    lazy = {"BagOfWordsEncoder": ".bow", "ImageEncoder": ".image", "AudioEncoder": ".audio", "encode_items": ".multimodal",
             "image_to_text": ".multimodal", "audio_to_text": ".multimodal", "ImageCaptioner": ".multimodal"}
     if name in lazy:
         import importlib
@@ -24,5 +24,5 @@ def __getattr__(name):
 
 
 __all__ = ["Encoder", "EncodeResult", "EncodingError", "EncodingWarning", "ItemError", "EmbeddingCache",
-           "TextEncoder", "ImageEncoder", "AudioEncoder", "fuse", "FusedItems", "ModalityBlock", "encode_items",
+           "TextEncoder", "BagOfWordsEncoder", "ImageEncoder", "AudioEncoder", "fuse", "FusedItems", "ModalityBlock", "encode_items",
            "image_to_text", "audio_to_text", "ImageCaptioner"]

@@ -70,6 +70,24 @@ class FixedVectors(Recommender):
         return self._b
 
 
+def cornac_split_rows(ratio) -> tuple[set, set]:
+    """(user, item, rating) rows of a Cornac ``RatioSplit``'s train and test sets, raw ids as strings."""
+    inv_user = {index: raw for raw, index in ratio.global_uid_map.items()}
+    inv_item = {index: raw for raw, index in ratio.global_iid_map.items()}
+
+    def rows(dataset):
+        users, items, ratings = dataset.uir_tuple
+        return {(inv_user[u], inv_item[i], float(r)) for u, i, r in zip(users, items, ratings)}
+
+    return rows(ratio.train_set), rows(ratio.test_set)
+
+
+def our_split_rows(data, part) -> set:
+    """The same row form for one of our Interactions."""
+    return set(zip(data.user_map.decode(part.users).astype(str), data.item_map.decode(part.items).astype(str),
+                   part.ratings.astype(float)))
+
+
 def cornac_bpr(data, split, own_eval: bool) -> tuple[dict, dict]:
     """Cornac's split (checked identical to ours) and BPR, scored with our engine under the protocol."""
     import cornac
@@ -82,12 +100,8 @@ def cornac_bpr(data, split, own_eval: bool) -> tuple[dict, dict]:
     rows = list(zip(users, items, data.ratings.astype(float)))
     ratio = RatioSplit(data=rows, test_size=0.2, rating_threshold=4.0, seed=123, exclude_unknowns=True,
                        verbose=False)
-    ours_train = set(zip(data.user_map.decode(split.train.users).astype(str),
-                         data.item_map.decode(split.train.items).astype(str), split.train.ratings.astype(float)))
-    theirs_train = set(ratio.train_data)
-    ours_test = set(zip(data.user_map.decode(split.test.users).astype(str),
-                        data.item_map.decode(split.test.items).astype(str), split.test.ratings.astype(float)))
-    theirs_test = {r for r in ratio.test_data if r[0] in ratio.train_set.uid_map and r[1] in ratio.train_set.iid_map}
+    ours_train, ours_test = our_split_rows(data, split.train), our_split_rows(data, split.test)
+    theirs_train, theirs_test = cornac_split_rows(ratio)
     identical = ours_train == theirs_train and ours_test == theirs_test
     info = {"cornac_version": cornac.__version__, "split_identical": identical,
             "train_rows": len(theirs_train), "test_rows_kept": len(theirs_test)}

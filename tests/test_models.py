@@ -163,3 +163,21 @@ def test_bad_arguments_are_named(tmp_path, rng):
         load_model(tmp_path)
     with pytest.raises(ValueError, match="users: codes out of range"):
         recommend(BPRMF(*train.shape, TrainConfig(**FAST)), [0, 10_000], 3)
+
+
+def test_fused_items_feed_the_hybrid_with_their_modality_blocks(rng):
+    from mmrec_fast.encoders import fuse
+
+    train, _, _ = planted(rng)
+    n_items = train.shape[1]
+    text = rng.standard_normal((n_items, 6)).astype(np.float32)
+    image = rng.standard_normal((n_items, 3)).astype(np.float32)
+    image_present = np.ones(n_items, dtype=bool)
+    image_present[:4] = False
+    image[:4] = np.nan  # missing images: fuse fills them explicitly (zero rows), never NaN into training
+    fused = fuse({"text": text, "image": (image, image_present)}, weights={"text": 1.0, "image": 0.5})
+    model = HybridMF(*train.shape, fused, TrainConfig(**FAST)).fit(train)
+    assert [b.name for b in model.blocks()] == ["id", "text", "image", "bias"]
+    assert np.all(model.item_vectors()[:4, model.blocks()[2].columns] == 0)
+    profile = ContentProfile(fused).fit(train)
+    assert [b.name for b in profile.blocks()] == ["text", "image"]

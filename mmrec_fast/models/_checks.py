@@ -25,9 +25,16 @@ def check_interactions(matrix, name: str, n_users: int, n_items: int) -> sp.csr_
 def check_features(features, n_items: int, feature_blocks) -> tuple[np.ndarray, list[ScoreBlock]]:
     """Item content matrix (n_items x C, finite float32) and its modality blocks.
 
-    ``feature_blocks`` may be None (one block called ``"content"``), a mapping name -> (start, stop),
-    or a sequence of :class:`ScoreBlock`; blocks must tile the columns without gaps or overlap.
+    ``feature_blocks`` may be None (one block called ``"content"``), a mapping name -> (start, stop)
+    or name -> slice, or a sequence of :class:`ScoreBlock`; blocks must tile the columns without gaps
+    or overlap. ``features`` may also be :class:`mmrec_fast.encoders.FusedItems`: its matrix, and its
+    modality columns as blocks unless it was PCA-projected (then one ``"content"`` block, since a
+    projection mixes the modalities).
     """
+    if hasattr(features, "matrix") and hasattr(features, "columns"):
+        if feature_blocks is None and getattr(features, "components", None) is None:
+            feature_blocks = dict(features.columns)
+        features = features.matrix
     arr = np.asarray(features)
     if arr.ndim != 2 or arr.shape[0] != n_items or arr.shape[1] < 1:
         raise ValueError(f"features must have shape (n_items={n_items}, C>=1), got {arr.shape}")
@@ -41,7 +48,8 @@ def check_features(features, n_items: int, feature_blocks) -> tuple[np.ndarray, 
     if feature_blocks is None:
         blocks = [ScoreBlock("content", 0, arr.shape[1])]
     elif isinstance(feature_blocks, dict):
-        blocks = [ScoreBlock(str(name), int(lo), int(hi)) for name, (lo, hi) in feature_blocks.items()]
+        blocks = [ScoreBlock(str(name), int(cols.start), int(cols.stop)) if isinstance(cols, slice)
+                  else ScoreBlock(str(name), int(cols[0]), int(cols[1])) for name, cols in feature_blocks.items()]
     else:
         blocks = [b if isinstance(b, ScoreBlock) else ScoreBlock(*b) for b in feature_blocks]
     blocks = sorted(blocks, key=lambda b: b.start)

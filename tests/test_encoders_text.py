@@ -142,3 +142,17 @@ def test_bag_of_words_baseline():
     assert fitted.settings() != enc.settings()
     with pytest.raises(ValueError, match="stop_words"):
         BagOfWordsEncoder(stop_words="german")
+
+
+def test_threads_restored_progress_bar_and_device(tiny_dir, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    enc = TextEncoder(tiny_dir, num_threads=1, progress=True)
+    enc.encode(["red wool sweater"] * 3 + ["blue jeans"])
+    assert torch.get_num_threads() == before                  # the setting does not leak
+    assert "tiny_bert" in capsys.readouterr().err             # tqdm bar named after the model
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            TextEncoder(tiny_dir, device="cuda")
+    assert TextEncoder(tiny_dir, device="auto").device == ("cuda" if torch.cuda.is_available() else "cpu")

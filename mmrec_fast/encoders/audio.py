@@ -27,6 +27,7 @@ valid frames is the embedding.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -114,7 +115,9 @@ class AudioEncoder(Encoder):
                 compute_type = "float16" if dev == "cuda" else "float32"
             self.compute_type = compute_type
             self.whisper = WhisperModel(str(path), device=dev, device_index=int(index or 0),
-                                        compute_type=compute_type, cpu_threads=self.num_threads or 0,
+                                        compute_type=compute_type,
+                                        # CTranslate2's own default is 4 threads: too many on a 2-core machine.
+                                        cpu_threads=self.num_threads or min(4, os.cpu_count() or 1),
                                         local_files_only=True)
             sr = self.whisper.feature_extractor.sampling_rate
             # One window of silence gives the hidden size (the CTranslate2 config has none) and the

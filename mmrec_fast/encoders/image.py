@@ -17,6 +17,7 @@ every model goes through the same decoder.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -156,6 +157,8 @@ class ImageEncoder(Encoder):
 
         import torch  # noqa: F401
 
+        if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
+            raise ValueError(f"model_dir: expected a local path, got {type(model_dir).__name__}")
         if model_dir is None or Path(model_dir).suffix in (".pth", ".pt"):
             if model_dir is not None and not Path(model_dir).is_file():
                 raise FileNotFoundError(f"model_dir: weights file {str(model_dir)!r} does not exist "

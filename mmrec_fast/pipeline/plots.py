@@ -44,7 +44,9 @@ def plot_training(histories: dict[str, list[dict]], path) -> Path:
         val = [(e["epoch"], e["val_ndcg@10"]) for e in history if "val_ndcg@10" in e]
         if val:
             val_ax.plot(*zip(*val), marker=".", label=model)
-    loss_ax.set_title("training loss (epoch search)")
+    # BPR losses (~0.1-0.7) and softmax losses (~log(n_items)) differ by an order of magnitude.
+    loss_ax.set_yscale("log")
+    loss_ax.set_title("training loss (epoch search, log scale)")
     val_ax.set_title("validation NDCG@10")
     for ax in (loss_ax, val_ax):
         ax.set_xlabel("epoch")

@@ -34,8 +34,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ._common import model_fingerprint
-from ._offline import force_offline, package_model_dir, resolve_model_dir
-from .base import Encoder, check_on_error, check_positive_int, map_with_policy, resolve_device, torch_threads
+from ._offline import package_model_dir, resolve_model_dir
+from .base import Encoder, check_positive_int, map_with_policy, torch_threads
 from .cache import EmbeddingCache
 from ..preprocess.audio import AudioPreprocessor, audio_content_bytes
 
@@ -85,15 +85,9 @@ class AudioEncoder(Encoder):
     def __init__(self, model_dir=None, *, device="cpu", batch_size: int = 8, num_threads: int | None = None,
                  compute_type: str | None = None, cache_dir=None, progress: bool | None = None,
                  preprocessor: AudioPreprocessor | None = None, normalize: bool = True, on_error: str = "raise"):
-        force_offline()
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.num_threads = check_positive_int(num_threads, "num_threads", allow_none=True)
-        self.on_error = check_on_error(on_error)
-        self.progress = progress
-        self.normalize = bool(normalize)
-        self.device = resolve_device(device)
-        if preprocessor is not None and not isinstance(preprocessor, AudioPreprocessor):
-            raise ValueError(f"preprocessor: expected an AudioPreprocessor, got {type(preprocessor).__name__}")
+        self._set_options(batch_size=batch_size, num_threads=num_threads, on_error=on_error, progress=progress,
+                          normalize=normalize, device=device, preprocessor=preprocessor,
+                          preprocessor_type=AudioPreprocessor)
 
         if model_dir is None:
             path, self.name = default_audio_model_dir(), "whisper-tiny.en"

@@ -246,6 +246,22 @@ class Encoder(ABC):
     on_error: str = "raise"
     cache = None
 
+    def _set_options(self, *, batch_size, num_threads, on_error, progress, normalize, device,
+                     preprocessor, preprocessor_type) -> None:
+        """Check and store the options every encoder takes (the offline switches are set first)."""
+        from ._offline import force_offline
+
+        force_offline()
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.num_threads = check_positive_int(num_threads, "num_threads", allow_none=True)
+        self.on_error = check_on_error(on_error)
+        self.progress = progress
+        self.normalize = bool(normalize)
+        self.device = resolve_device(device)
+        if preprocessor is not None and not isinstance(preprocessor, preprocessor_type):
+            raise ValueError(f"preprocessor: expected a {preprocessor_type.__name__} or None, "
+                             f"got {type(preprocessor).__name__}")
+
     @property
     @abstractmethod
     def dim(self) -> int:

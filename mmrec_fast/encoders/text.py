@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ._common import model_fingerprint
-from ._offline import force_offline, package_model_dir, resolve_model_dir
-from .base import Encoder, check_on_error, check_positive_int, resolve_device
+from ._offline import package_model_dir, resolve_model_dir
+from .base import Encoder
 from .cache import EmbeddingCache
 from ..preprocess.text import TextPreprocessor
 
@@ -85,22 +85,16 @@ class TextEncoder(Encoder):
                  num_threads: int | None = None, cache_dir=None, progress: bool | None = None,
                  preprocessor: TextPreprocessor | None = TextPreprocessor(), pooling: str | None = None,
                  normalize: bool = True, on_error: str = "raise"):
-        force_offline()
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.num_threads = check_positive_int(num_threads, "num_threads", allow_none=True)
-        self.on_error = check_on_error(on_error)
-        self.progress = progress
-        if preprocessor is not None and not isinstance(preprocessor, TextPreprocessor):
-            raise ValueError(f"preprocessor: expected a TextPreprocessor or None, got {type(preprocessor).__name__}")
+        self._set_options(batch_size=batch_size, num_threads=num_threads, on_error=on_error, progress=progress,
+                          normalize=normalize, device=device, preprocessor=preprocessor,
+                          preprocessor_type=TextPreprocessor)
         self.preprocessor = preprocessor
-        self.normalize = bool(normalize)
         if model_dir is None:
             path, self.name = default_text_model_dir(), "sentence-transformers/all-MiniLM-L6-v2"
         else:
             path = resolve_model_dir(model_dir, required=("config.json",))
             self.name = path.name
         self.model_dir = path
-        self.device = resolve_device(device)
 
         st_pooling = _read_json(path / "1_Pooling" / "config.json")
         if pooling is None:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._source import file_bytes
+
 __all__ = ["AudioPreprocessor", "load_audio", "to_mono", "resample", "denoise", "trim_silence",
            "audio_content_bytes"]
 
@@ -86,18 +88,9 @@ def audio_content_bytes(source) -> bytes:
     if isinstance(source, tuple) and len(source) == 2:
         arr = np.ascontiguousarray(np.asarray(source[0]))
         return f"array:{source[1]}:{arr.dtype}:{arr.shape}:".encode() + arr.tobytes()
-    if isinstance(source, (str, os.PathLike)):
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"no such audio file: {os.fspath(source)!r}")
-        with open(source, "rb") as fh:
-            return b"file:" + fh.read()
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return b"file:" + bytes(source)
-    if hasattr(source, "read") and hasattr(source, "seek"):  # file object: hash, then rewind for decoding
-        pos = source.tell()
-        data = source.read()
-        source.seek(pos)
-        return b"file:" + data
+    data = file_bytes(source, "audio")
+    if data is not None:
+        return data
     raise TypeError(f"expected a path, bytes or (array, sample_rate), got {type(source).__name__}")
 
 

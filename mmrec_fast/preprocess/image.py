@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._source import file_bytes
+
 __all__ = ["ImagePreprocessor", "load_image", "image_content_bytes"]
 
 _RESAMPLE = ("nearest", "bilinear", "bicubic", "lanczos")
@@ -76,18 +78,9 @@ def image_content_bytes(source) -> bytes:
     """Bytes identifying an image's content, for the embedding cache (a file is read, not decoded)."""
     from PIL import Image
 
-    if isinstance(source, (str, os.PathLike)):
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"no such image file: {os.fspath(source)!r}")
-        with open(source, "rb") as fh:
-            return b"file:" + fh.read()
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return b"file:" + bytes(source)
-    if hasattr(source, "read") and hasattr(source, "seek"):  # file object: hash, then rewind for decoding
-        pos = source.tell()
-        data = source.read()
-        source.seek(pos)
-        return b"file:" + data
+    data = file_bytes(source, "image")
+    if data is not None:
+        return data
     if isinstance(source, np.ndarray):
         return f"array:{source.dtype}:{source.shape}:".encode() + np.ascontiguousarray(source).tobytes()
     if isinstance(source, Image.Image):

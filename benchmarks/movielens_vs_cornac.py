@@ -35,15 +35,14 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from mmrec_fast.data import load_movielens_100k  # noqa: E402
 from mmrec_fast.evaluation import evaluate_model  # noqa: E402
-from mmrec_fast.models import BPRMF, ContentProfile, HybridMF, Recommender, ScoreBlock, TrainConfig  # noqa: E402
-from mmrec_fast.pipeline import fit_with_early_stopping, item_texts, make_eval_split, text_features  # noqa: E402
+from mmrec_fast.models import Recommender, ScoreBlock, TrainConfig  # noqa: E402
+from mmrec_fast.pipeline import item_texts, make_eval_split, text_features, train_model  # noqa: E402
 
 COLUMNS = ("auc", "map", "ndcg@10", "precision@10", "recall@10")
 #: The issue's numbers for Cornac 3.0.1 BPR on this protocol (reproduced below when Cornac is installed).
@@ -163,13 +162,9 @@ def train_ours(data, split, features, seed: int, names) -> dict:
     for name in names:
         _, family, loss = VARIANTS[name]
         started = time.perf_counter()
-        if family == "content":
-            model = ContentProfile(features, feature_blocks=blocks).fit(split.train_matrix)
-        else:
-            config = TrainConfig(seed=seed, progress=False, loss=loss)
-            make = (lambda c: BPRMF(data.n_users, data.n_items, c)) if family == "mf" else (
-                lambda c: HybridMF(data.n_users, data.n_items, features, c, feature_blocks=blocks))
-            model = fit_with_early_stopping(make, split.train_matrix, config)
+        config = None if family == "content" else TrainConfig(seed=seed, progress=False, loss=loss)
+        model = train_model("bpr" if family == "mf" else family, data.n_users, data.n_items, split.train_matrix,
+                            config, features=features, feature_blocks=blocks)
         train_seconds = time.perf_counter() - started
         evaluate_model(model, split.positives, exclude=split.exclude, ks=(5, 10, 20))  # warm-up
         started = time.perf_counter()

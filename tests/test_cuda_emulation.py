@@ -2,7 +2,8 @@
 
 The kernel (csrc/cuda/topk_kernel.cu) cannot run without a GPU, but its algorithm can: this module
 replays it step by step for one user at a time -- item shards, tiles, the forward-only exclusion cursor,
-the per-tile float32 (max, sum-exp) folded in float64, the strict key threshold, the buffer prune by an
+the per-lane online normaliser (float32 max, float64 sum rescaled only when the max rises,
+lanes combined by log-add-exp per shard), the strict key threshold, the buffer prune by an
 8-bit radix select written exactly like the warp version (lane l owns bins 255-8l .. 248-8l, a warp
 scan, the first lane whose inclusive sum reaches the rank), and the shard merge (log-add-exp, block
 radix select, sort). Small tiles and the tightest legal buffer (k + one tile) make it prune constantly,
@@ -77,7 +78,10 @@ def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, s
             s_begin, s_end = s * shard_len, min(s * shard_len + shard_len, n_items)
             row = indices[indptr[u]:indptr[u + 1]]
             cursor = indptr[u] + int(np.searchsorted(row, s_begin))
-            thr, buf, run_max, run_sum = 0, np.zeros(0, dtype=U64), -np.inf, 0.0
+            thr, buf = 0, np.zeros(0, dtype=U64)
+            # Per-lane online normaliser: lane l of the warp folds tile positions p with p % 32 == l.
+            lane_max = np.full(32, -np.inf, dtype=np.float32)
+            lane_sum = np.zeros(32)
             for j0 in range(s_begin, s_end, tile):
                 j1 = min(j0 + tile, s_end)
                 sc = np.full(tile, -np.inf, dtype=np.float32)
@@ -88,12 +92,16 @@ def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, s
                 live = ~np.isneginf(sc)
                 if not live.any():
                     continue
-                scaled = sc[live] * inv_t
-                m = scaled.max()
-                e = np.exp(scaled - m).sum(dtype=np.float32)
-                new_max = max(run_max, float(m))
-                run_sum = run_sum * np.exp(run_max - new_max) + float(e) * np.exp(float(m) - new_max)
-                run_max = new_max
+                scaled = sc * inv_t  # float32; -inf stays -inf
+                lanes = np.arange(tile) % 32
+                m = np.full(32, -np.inf, dtype=np.float32)
+                np.maximum.at(m, lanes, scaled)
+                rise = m > lane_max  # the rescale (a float32 exp) runs only when a lane's max rises
+                lane_sum[rise] *= np.exp(lane_max[rise] - m[rise]).astype(np.float64)
+                lane_max[rise] = m[rise]
+                e = np.zeros(32, dtype=np.float32)
+                np.add.at(e, lanes[live], np.exp(scaled[live] - lane_max[lanes[live]]))
+                lane_sum += e
                 keys = make_keys(sc, j0)
                 if int((keys > U64(thr)).sum()) + buf.size > capacity:
                     assert buf.size > k  # guaranteed by capacity >= k + tile
@@ -102,6 +110,11 @@ def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, s
                     assert buf.size == k
                 buf = np.concatenate([buf, keys[keys > U64(thr)]])
                 assert buf.size <= capacity
+            # log-add-exp of the 32 lanes' pairs at the end of the shard.
+            run_max, run_sum = float(lane_max.max()), 0.0
+            if np.isfinite(run_max):
+                f = np.isfinite(lane_max)
+                run_sum = float(np.sum(lane_sum[f] * np.exp(lane_max[f].astype(np.float64) - run_max)))
             parts.append((buf, run_max, run_sum))
         # Merge kernel.
         maxes = np.array([p[1] for p in parts])

@@ -7,8 +7,8 @@
 // -- and then each warp, for each of its 8 users:
 //   1. marks the user's excluded items of this tile -inf, walking the user's sorted CSR row with a
 //      cursor that only moves forward (O(nnz) over the whole catalogue);
-//   2. folds the tile into the user's running (max, sum-exp) exactly as the contract says: float32
-//      block max and float32 sum of exp(x - max) per tile, the running pair rescaled in float64;
+//   2. folds the tile into the user's online (max, sum-exp): float32 running max, the tile's float32
+//      sum of exp(x - running max) added to a float64 running sum, rescaled only when the max rises;
 //      a tile with no eligible item is skipped, so (-inf) - (-inf) is never computed;
 //   3. appends the items whose (score, index) key beats the user's running threshold to the user's
 //      candidate buffer in device memory; when the buffer would overflow, a warp radix select finds the
@@ -50,7 +50,7 @@ constexpr int kMaxK = 16384;
 // Error codes of our own, below every cudaError_t value.
 constexpr int kErrK = -1001;        // k out of the supported range
 constexpr int kErrArgs = -1002;     // inconsistent sizes / null pointers
-constexpr int kErrSmem = -1003;     // the device cannot give the merge kernel enough shared memory
+constexpr int kErrSmem = -1003;     // the device cannot give a kernel enough shared memory
 
 static_assert(kBU * kBI == kThreads * 32, "each thread owns a 4 x 8 micro-tile");
 static_assert(kBU % kWarps == 0, "users split evenly over warps");
@@ -80,7 +80,7 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // Butterfly sum: every lane ends with the bitwise same value (each step adds the same two operands).
-__device__ __forceinline__ float warp_sum(float v) {
+__device__ __forceinline__ double warp_sum(double v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off);
   return v;
 }
@@ -203,24 +203,37 @@ __device__ __forceinline__ void score_tile(ScoreSmem& smem, const float* __restr
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[r][j] = 0.0f;
 
+  // The next stage's operands are loaded into registers while the current stage is multiplied, so
+  // the global-memory latency of every stage but the first hides behind 16 x 32 FMAs.
+  constexpr int kLoadsU = (kBU * kDK) / kThreads;  // 4
+  constexpr int kLoadsI = (kBI * kDK) / kThreads;  // 8
+  constexpr int kRowStep = kThreads / kDK;          // 16 rows apart between a thread's loads
+  // Thread tid loads dimension tid % 16 of rows tid / 16 + 16 i: one base pointer and row count each.
+  const int lk = tid % kDK;
+  const int lrow = tid / kDK;
+  const float* pu = users + (u0 + lrow) * dim + lk;
+  const float* pi = items + (j0 + lrow) * dim + lk;
+  const long long rows_u = n_users - (u0 + lrow);  // loads i with 16 i < rows_u are inside the matrix
+  const long long rows_i = s_end - (j0 + lrow);
+  const long long step = static_cast<long long>(kRowStep) * dim;
+  float ru[kLoadsU], ri[kLoadsI];
+  auto load_stage = [&](int k0) {
+    const bool in_dim = k0 + lk < dim;
+#pragma unroll
+    for (int i = 0; i < kLoadsU; ++i)
+      ru[i] = (in_dim && kRowStep * i < rows_u) ? __ldg(pu + i * step + k0) : 0.0f;
+#pragma unroll
+    for (int i = 0; i < kLoadsI; ++i)
+      ri[i] = (in_dim && kRowStep * i < rows_i) ? __ldg(pi + i * step + k0) : 0.0f;
+  };
+  load_stage(0);
   for (int k0 = 0; k0 < dim; k0 += kDK) {
 #pragma unroll
-    for (int i = 0; i < (kBU * kDK) / kThreads; ++i) {
-      const int e = tid + i * kThreads;
-      const int u = e / kDK, kk = e % kDK;
-      const long long gu = u0 + u;
-      const int gk = k0 + kk;
-      smem.stage.users[kk][u] = (gu < n_users && gk < dim) ? users[gu * dim + gk] : 0.0f;
-    }
+    for (int i = 0; i < kLoadsU; ++i) smem.stage.users[lk][lrow + kRowStep * i] = ru[i];
 #pragma unroll
-    for (int i = 0; i < (kBI * kDK) / kThreads; ++i) {
-      const int e = tid + i * kThreads;
-      const int it = e / kDK, kk = e % kDK;
-      const long long gi = j0 + it;
-      const int gk = k0 + kk;
-      smem.stage.items[kk][it] = (gi < s_end && gk < dim) ? items[gi * dim + gk] : 0.0f;
-    }
+    for (int i = 0; i < kLoadsI; ++i) smem.stage.items[lk][lrow + kRowStep * i] = ri[i];
     __syncthreads();
+    if (k0 + kDK < dim) load_stage(k0 + kDK);
 #pragma unroll
     for (int kk = 0; kk < kDK; ++kk) {
       const float4 av = *reinterpret_cast<const float4*>(&smem.stage.users[kk][ty * 4]);
@@ -315,6 +328,13 @@ __device__ __forceinline__ void score_tile(ScoreSmem& smem, const T* __restrict_
   }
 }
 
+// Per-lane normaliser state of one block (dynamic shared memory, see shard_topk_kernel).
+struct NormSmem {
+  double lane_sum[kBU][32];
+  float lane_max[kBU][32];
+};
+extern __shared__ __align__(16) unsigned char shard_dynamic_smem[];
+
 // Two blocks per SM (<= 128 registers a thread): the float32 path needs ~127 anyway, and without the
 // cap the 16-bit paths take 255 registers (one block per SM) for loads the compiler hoists.
 template <typename T>
@@ -327,9 +347,8 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
   __shared__ ScoreSmem smem;
   __shared__ unsigned hist[kWarps][256];
   __shared__ unsigned long long s_thr[kBU];
-  __shared__ double s_max[kBU];
-  __shared__ double s_sum[kBU];
   __shared__ long long s_cursor[kBU];
+  __shared__ long long s_cend[kBU];
   __shared__ int s_cnt[kBU];
 
   const int tid = threadIdx.x;
@@ -347,12 +366,11 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
     if (lane == 0) {
       s_thr[ul] = 0ull;
       s_cnt[ul] = 0;
-      s_max[ul] = -INFINITY;
-      s_sum[ul] = 0.0;
       long long lo = 0, hi = 0;
       if (gu < n_users) {
         lo = excl_indptr[gu];
         hi = excl_indptr[gu + 1];
+        s_cend[ul] = hi;  // before the search moves hi
         while (lo < hi) {
           long long mid = lo + (hi - lo) / 2;
           if (excl_indices[mid] < s_begin) lo = mid + 1; else hi = mid;
@@ -360,6 +378,18 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
       }
       s_cursor[ul] = lo;
     }
+  }
+
+  // Online normaliser, per lane: lane l folds the items l, l + 32, l + 64, l + 96 of every tile of its
+  // warp's users into its own (float32 max, float64 sum of exp(x - max)), so a tile costs no warp
+  // reduction; the rescale (one expf) runs only when the lane's max rises, a few times per user. The
+  // 32 pairs are combined by log-add-exp once, after the shard. The pairs live in dynamic shared
+  // memory (24 KiB: static shared memory stops at 48 KiB; registers would spill on the 16-bit paths).
+  NormSmem& norm = *reinterpret_cast<NormSmem*>(shard_dynamic_smem);
+  for (int r = 0; r < kUsersPerWarp; ++r) {
+    const int ul = warp * kUsersPerWarp + r;
+    norm.lane_max[ul][lane] = -INFINITY;
+    norm.lane_sum[ul][lane] = 0.0;
   }
 
   for (long long j0 = s_begin; j0 < s_end; j0 += kBI) {
@@ -375,7 +405,7 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
 
       // 1. Exclusion: this tile's ids form a prefix of the rest of the user's sorted CSR row.
       long long c = s_cursor[ul];
-      const long long c_end = excl_indptr[gu + 1];
+      const long long c_end = s_cend[ul];
       for (;;) {
         const long long t = c + lane;
         const long long id = t < c_end ? excl_indices[t] : LLONG_MAX;
@@ -388,7 +418,7 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
       if (lane == 0) s_cursor[ul] = c;
       __syncwarp();
 
-      // 2. Online normaliser over the eligible items of the tile.
+      // 2. Online normaliser (per lane, see above) over the eligible items of the tile.
       float sc[4];
       float m = -INFINITY;
 #pragma unroll
@@ -396,21 +426,20 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
         sc[q] = row[lane + 32 * q];
         if (sc[q] != -INFINITY) m = fmaxf(m, sc[q] * inv_t);
       }
-      m = warp_max(m);
-      if (m == -INFINITY) continue;  // nothing eligible here: no candidates either
+      float lane_max = norm.lane_max[ul][lane];
+      double lane_sum = norm.lane_sum[ul][lane];
+      if (m > lane_max) {
+        // From -inf: expf(-inf) = 0 and the sum is 0 anyway. A factor that underflows float32 drops
+        // terms below 1e-38 of the item that set the new max, which itself adds 1.
+        lane_sum *= static_cast<double>(expf(lane_max - m));
+        lane_max = m;
+        norm.lane_max[ul][lane] = m;
+      }
       float e = 0.0f;
 #pragma unroll
       for (int q = 0; q < 4; ++q)
-        if (sc[q] != -INFINITY) e += expf(sc[q] * inv_t - m);
-      e = warp_sum(e);
-      if (lane == 0) {
-        const double run_max = s_max[ul];
-        const double bm = static_cast<double>(m);
-        const double new_max = run_max > bm ? run_max : bm;
-        // run_max may be -inf (first eligible tile): exp(-inf) = 0 and the running sum is 0 anyway.
-        s_sum[ul] = s_sum[ul] * exp(run_max - new_max) + static_cast<double>(e) * exp(bm - new_max);
-        s_max[ul] = new_max;
-      }
+        if (sc[q] != -INFINITY) e += expf(sc[q] * inv_t - lane_max);
+      norm.lane_sum[ul][lane] = lane_sum + static_cast<double>(e);
 
       // 3. Threshold filter into the candidate buffer.
       unsigned long long thr = s_thr[ul];
@@ -425,7 +454,7 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
         bal[q] = __ballot_sync(kFull, key[q] > thr);
         n_new += __popc(bal[q]);
       }
-      if (n_new == 0) continue;
+      if (n_new == 0) continue;  // also when nothing in the tile is eligible (keys 0, never > thr)
       unsigned long long* buf = work_keys + (static_cast<size_t>(gu) * n_shards + shard) * capacity;
       if (cnt + n_new > capacity) {
         // capacity >= k + kBI, so cnt > k here: prune to the best k and raise the threshold.
@@ -456,11 +485,17 @@ shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __res
   for (int r = 0; r < kUsersPerWarp; ++r) {
     const int ul = warp * kUsersPerWarp + r;
     const long long gu = u0 + ul;
+    // log-add-exp of the 32 lanes' pairs; lanes that saw no eligible item (max -inf) add nothing.
+    const float lane_max = norm.lane_max[ul][lane];
+    const float big = warp_max(lane_max);
+    const double term = lane_max == -INFINITY ? 0.0
+                        : norm.lane_sum[ul][lane] * exp(static_cast<double>(lane_max) - static_cast<double>(big));
+    const double total = warp_sum(term);
     if (lane == 0 && gu < n_users) {
       const size_t slot = static_cast<size_t>(gu) * n_shards + shard;
       work_counts[slot] = s_cnt[ul];
-      work_max[slot] = s_max[ul];
-      work_sum[slot] = s_sum[ul];
+      work_max[slot] = static_cast<double>(big);
+      work_sum[slot] = total;
     }
   }
 }
@@ -599,7 +634,7 @@ const char* mmrec_cuda_topk_error_string(int code) {
   switch (code) {
     case kErrK: return "k out of range for the CUDA kernel (1 <= k <= min(I, 16384))";
     case kErrArgs: return "inconsistent arguments to the CUDA top-k launcher";
-    case kErrSmem: return "the device's shared memory per block is too small for this k";
+    case kErrSmem: return "the device's shared memory per block is too small (for this k, or for the shard kernel's 68 KiB)";
     default: return cudaGetErrorString(static_cast<cudaError_t>(code));
   }
 }
@@ -690,20 +725,35 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
     if ((err = work_alloc(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) != cudaSuccess) break;
     if ((err = work_alloc(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) != cudaSuccess) break;
 
+    // The shard kernel's per-lane normaliser state is dynamic shared memory on top of its static part.
+    const void* shard_fn = dtype == 0 ? reinterpret_cast<const void*>(shard_topk_kernel<float>)
+                           : dtype == 1 ? reinterpret_cast<const void*>(shard_topk_kernel<__half>)
+                                        : reinterpret_cast<const void*>(shard_topk_kernel<__nv_bfloat16>);
+    cudaFuncAttributes shard_attr;
+    if ((err = cudaFuncGetAttributes(&shard_attr, shard_fn)) != cudaSuccess) break;
+    const size_t norm_smem = sizeof(NormSmem);
+    if (shard_attr.sharedSizeBytes + norm_smem > static_cast<size_t>(smem_optin)) {
+      code = kErrSmem;
+      break;
+    }
+    if ((err = cudaFuncSetAttribute(shard_fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(norm_smem))) != cudaSuccess)
+      break;
+
     for (long long b0 = 0; b0 < n_users; b0 += batch) {
       const long long nb = n_users - b0 < batch ? n_users - b0 : batch;
       const dim3 grid(static_cast<unsigned>((nb + kBU - 1) / kBU), static_cast<unsigned>(n_shards));
       // indptr + b0 keeps absolute offsets into excl_indices, so the indices pointer is shared.
       if (dtype == 0) {
-        shard_topk_kernel<float><<<grid, kThreads, 0, stream>>>(
+        shard_topk_kernel<float><<<grid, kThreads, norm_smem, stream>>>(
             static_cast<const float*>(users) + b0 * dim, nb, static_cast<const float*>(items), n_items, dim, k,
             inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts, maxs, sums);
       } else if (dtype == 1) {
-        shard_topk_kernel<__half><<<grid, kThreads, 0, stream>>>(
+        shard_topk_kernel<__half><<<grid, kThreads, norm_smem, stream>>>(
             static_cast<const __half*>(users) + b0 * dim, nb, static_cast<const __half*>(items), n_items, dim, k,
             inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts, maxs, sums);
       } else {
-        shard_topk_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+        shard_topk_kernel<__nv_bfloat16><<<grid, kThreads, norm_smem, stream>>>(
             static_cast<const __nv_bfloat16*>(users) + b0 * dim, nb, static_cast<const __nv_bfloat16*>(items),
             n_items, dim, k, inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts,
             maxs, sums);

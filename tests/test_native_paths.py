@@ -157,3 +157,33 @@ def test_exclusion_with_item_split_matches_reference(rng):
         single = _run(users, BACKEND.prepare_items(items, BlockConfig()), k, exclude=exclude, item_block=16,
                       num_threads=1, inv_t=1 / 0.3)
         _assert_same((result.indices, result.scores, result.log_normalizer), single)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+@pytest.mark.parametrize("data", ["gaussian", "ascending", "integer-ties", "one-value"])
+def test_streaming_prune_keeps_exact_results(rng, factor, data):
+    """The in-stream prune keeps a histogram bucket's worth above k (or falls back to the exact select):
+    every buffer size from k + 16 up, on data that prunes constantly, ties everywhere, or one value."""
+    n_users, n_items, dim, k = 6, 20_000, 8, 300
+    if data == "integer-ties":
+        users = rng.integers(-2, 3, size=(n_users, dim)).astype(np.float32)
+        items = rng.integers(-2, 3, size=(n_items, dim)).astype(np.float32)
+    elif data == "one-value":
+        users = np.ones((n_users, dim), np.float32)
+        items = np.ones((n_items, dim), np.float32)
+    else:
+        users, items = random_problem(rng, n_users, n_items, dim)
+        if data == "ascending":  # every block raises the threshold: a prune every few blocks
+            items[:, 0] += np.linspace(0, 4, n_items, dtype=np.float32)
+            users[:, 0] = np.abs(users[:, 0]) + 1
+    exclude = random_exclusion(rng, n_users, n_items, 0.02)
+    prepared = BACKEND.prepare_items(items, BlockConfig(), persistent=True)
+    config = BlockConfig(item_block=64, candidate_factor=factor)
+    assert config.buffer_capacity(k) == max(factor * k, k + 16)
+    from mmrec_fast import validation
+
+    indptr, indices = validation.as_exclusion(exclude, n_users, n_items)
+    out = (np.empty((n_users, k), np.int64), np.empty((n_users, k), np.float32), np.empty(n_users))
+    BACKEND.topk_into(users, prepared, k, 1.0, indptr, indices, config, *out)
+    result = mf.TopK(*out, 1.0)
+    assert_topk_matches(result, users, items, k, exclude=exclude, exact_ids=data in ("integer-ties", "one-value"))

@@ -44,7 +44,8 @@ struct KernelOps {
                         int64_t n_panels, int64_t d, float* c, int64_t ldc);
     // Epilogue over one tile row of n entries (n a multiple of 16; padding entries hold -inf):
     // the block max and exp-sum of s * inv_t, and the positions j (ascending) with s[j] > threshold.
-    // When the max is -inf nothing else is computed (sum = 0, count = 0).
+    // When the max is -inf nothing else is computed (sum = 0, count = 0). `pos` must hold n + 16
+    // entries: a path may store whole 16-lane vectors past the last position it reports.
     RowStats (*row_epilogue)(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos);
     // Packs items[0 .. n_items) (row-major, row stride d) into ceil(n_items / 16) panels [d][16] at
     // dst (zero padded): the layout above, for one block. A plain copy, so identical on every path.

@@ -205,7 +205,7 @@ struct Workspace {
     AlignedArray<uint64_t> sort_keys;  // 2 x cap
     AlignedArray<float> pack;          // one packed item block (streaming mode only)
     Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap, int64_t pack_floats)
-        : tile(size_t(ub * ldt)), pos(size_t(ib)), cand(size_t(ub * cap)), state(size_t(ub)),
+        : tile(size_t(ub * ldt)), pos(size_t(ib + kPanel)), cand(size_t(ub * cap)), state(size_t(ub)),
           select_keys(size_t(cap)), select_ties(size_t(cap)), sort_keys(size_t(2 * cap)),
           pack(size_t(pack_floats)) {}
 };
@@ -323,6 +323,53 @@ float prune(Candidate* c, int64_t count, int64_t k, const SelectScratch& scratch
                          [](const Candidate& a, const Candidate& b) { return a.index < b.index; });
     for (int64_t q = 0; q < need; ++q) c[w + q] = scratch.ties[q];
     return key_score(kth);
+}
+
+// Streaming prune of a full buffer: keeps every candidate whose key lies in or above the histogram
+// bucket holding the k-th best, which is at least k and usually k plus a few; returns the lowest
+// key of that bucket as the new threshold. That is all the stream needs: at least k kept candidates
+// score >= the threshold and come earlier, so an item that does not beat it can never be in the top
+// k. One histogram of the 10 bits below the highest bit in which the buffer's keys differ replaces
+// the exact select's four rounds (the top byte of nearby float scores is nearly always shared).
+// Falls back to the exact prune when the bucket is so full that little would be freed.
+float prune_streaming(Candidate* c, int64_t& count, int64_t k, int64_t cap, const SelectScratch& scratch) {
+    uint32_t* keys = scratch.keys;
+    uint32_t lo = 0xFFFFFFFFu, hi = 0;
+    for (int64_t q = 0; q < count; ++q) {
+        const uint32_t key = order_key(c[q].score);
+        keys[q] = key;
+        lo = std::min(lo, key);
+        hi = std::max(hi, key);
+    }
+    if (lo != hi) {
+        const int top = 31 - __builtin_clz(lo ^ hi);  // highest bit in which the keys differ
+        const int shift = std::max(0, top - 9);       // at most 1024 buckets above lo's
+        const uint32_t base = lo >> shift;
+        int32_t hist[1024];
+        const uint32_t n_bins = ((hi >> shift) - base) + 1;
+        std::memset(hist, 0, std::min<uint32_t>(n_bins, 1024) * sizeof(int32_t));
+        for (int64_t q = 0; q < count; ++q) ++hist[(keys[q] >> shift) - base];
+        int64_t kept = 0;
+        uint32_t b = n_bins - 1;
+        for (;; --b) {
+            kept += hist[b];
+            if (kept >= k || b == 0) break;
+        }
+        if (b > 0 && kept <= k + (cap - k) / 4) {
+            const uint32_t floor_key = (base + b) << shift;
+            int64_t w = 0;
+            for (int64_t q = 0; q < count; ++q) {  // branch-free, in place, order kept
+                const Candidate cand = c[q];
+                c[w] = cand;
+                w += keys[q] >= floor_key;
+            }
+            count = w;  // == kept
+            return key_score(floor_key);
+        }
+    }
+    const float threshold = prune(c, count, k, scratch);
+    count = k;
+    return threshold;
 }
 
 // Writes user u's outputs from its sorted best `take` candidates and its (max, sum) pair.
@@ -443,8 +490,7 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
                 if (!(v > s.threshold)) continue;  // the threshold rose within this block
                 if (s.count == cap) {
                     if (cap <= k) continue;  // unreachable: cap > k whenever cap < n_items
-                    s.threshold = prune(c, s.count, k, scratch);
-                    s.count = k;
+                    s.threshold = prune_streaming(c, s.count, k, cap, scratch);
                     if (!(v > s.threshold)) continue;
                 }
                 c[s.count++] = Candidate{v, static_cast<int32_t>(i0 + j)};

@@ -3,8 +3,8 @@
 For every shape, in one process run: build the problem, check that every method agrees with the
 float64 reference on a slice of users (same ids up to float32 ties), then time each method (warm-up,
 repetitions, median) and record seconds, speed relative to ``faiss.knn``, GFLOP/s (2*U*I*d per
-second), percent of this machine's square-sgemm rate measured right before and right after that
-method's runs (the larger of the two), and peak extra memory (resident-set high-water mark above the
+second), percent of this machine's square-sgemm rate (the median of measurements taken before that
+method's runs and after each of them), and peak extra memory (resident-set high-water mark above the
 pre-call level, reset before each run via /proc/self/clear_refs).
 
 Methods (what each computes):
@@ -28,6 +28,7 @@ Usage::
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # must happen before NumPy loads OpenBLAS
@@ -93,7 +94,17 @@ def sgemm_peak(n: int = 2048, repeats: int = 5) -> float:
         start = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - start)
+    del a, b
+    _release_free_memory()  # so the next method's "peak extra MB" is not served from these freed pages
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _release_free_memory() -> None:
+    """Hand glibc's free heap pages back to the OS (its dynamic mmap threshold keeps freed 16 MB arrays)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _status_kb(field: str) -> int:
@@ -265,7 +276,9 @@ def agreement(ids: np.ndarray, ref_ids: np.ndarray, ref_scores: np.ndarray, scor
     return ok / max(total, 1)
 
 
-def time_method(fn, problem: Problem, repeats: int, slow_seconds: float) -> tuple[list[float], float]:
+def time_method(fn, problem: Problem, repeats: int, slow_seconds: float,
+                between=lambda: None) -> tuple[list[float], float]:
+    """Median-ready run times and the peak extra resident memory; ``between()`` runs after each run."""
     times, peak_mb = [], 0.0
     for _ in range(repeats):
         can_reset = _reset_peak()
@@ -275,6 +288,7 @@ def time_method(fn, problem: Problem, repeats: int, slow_seconds: float) -> tupl
         times.append(time.perf_counter() - start)
         if can_reset:
             peak_mb = max(peak_mb, (_status_kb("VmHWM:") - before) / 1024)
+        between()
         if times[-1] > slow_seconds:  # one run of a slow anchor is enough; recorded as n=1
             break
     return times, peak_mb
@@ -294,13 +308,14 @@ def run_shape(label: str, methods: dict, repeats: int, slow_seconds: float) -> l
     outputs_mb = problem.users.shape[0] * problem.k * (8 + 4 + 4) / 2**20
     rows = []
     for name, fn in methods.items():
+        # The machine's sgemm rate before this method's runs and after each of them: their median is the
+        # row's peak, so the "% of sgemm" compares against the machine as it was during those runs.
+        peaks = [sgemm_peak(repeats=3)]
         ids, _ = fn(head)  # warm-up (JIT, thread pools) and the agreement check
         agree = agreement(np.asarray(ids), ref_ids, ref_scores, scores_of)
-        # The machine's sgemm rate right before and right after this method's runs; the larger of the
-        # two is the row's peak, so a busy neighbour cannot inflate a row's "% of sgemm".
-        peak_before = sgemm_peak(repeats=3)
-        times, peak_mb = time_method(fn, problem, repeats, slow_seconds)
-        row_peak = max(peak_before, sgemm_peak(repeats=3))
+        times, peak_mb = time_method(fn, problem, repeats, slow_seconds,
+                                     between=lambda: peaks.append(sgemm_peak(repeats=3)))
+        row_peak = statistics.median(peaks)
         seconds = statistics.median(times)
         row = dict(shape=label, method=name, seconds=seconds, runs=len(times), gflops=problem.flops / seconds / 1e9,
                    pct_sgemm=100 * problem.flops / seconds / 1e9 / row_peak, sgemm_gflops=row_peak,

@@ -1,7 +1,8 @@
 // The blocked CPU engine: user blocks in parallel (OpenMP, dynamic schedule), item blocks streamed in
 // ascending order, a score tile per (user block, item block) from the SIMD micro-kernel, then per tile
 // row: exclusions -> block max / exp-sum (folded into a float64 running pair) -> threshold filter ->
-// candidate buffer (pruned to the best k when full). See mmrec_fast/backends/base.py for the contract.
+// candidate buffer (pruned to the k-th best's histogram bucket when full; cut to the exact best k at the
+// end). See mmrec_fast/backends/base.py for the contract.
 //
 // Every user's result is computed by the same sequence of float operations whatever the thread count,
 // the user block size and the SIMD level (see kernels.h), so outputs are bitwise reproducible across

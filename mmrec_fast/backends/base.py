@@ -35,8 +35,10 @@ Semantics, identical on every backend:
 * Algorithm: item blocks in ascending order; per block, scores for a block of users; each user keeps a
   running threshold (its k-th best so far, -inf until k candidates were seen) and appends only items
   with ``score > threshold`` (strict: a later item with an equal score loses the tie) to a candidate
-  buffer of a few k; when the buffer is full it is pruned to the best k and the threshold raised; the
-  final buffer is sorted. Working memory is O(threads x (user_block x item_block + user_block x
+  buffer of a few k; when the buffer is full it is pruned and the threshold raised to a score that at
+  least k kept, earlier candidates reach (the exact k-th best, or -- native engine -- the floor of the
+  histogram bucket holding it, which keeps a few more than k for a cheaper prune); the final buffer is
+  cut to the exact best k and sorted. Working memory is O(threads x (user_block x item_block + user_block x
   buffer)), independent of U x I.
 * The result must not depend on the number of threads.
 

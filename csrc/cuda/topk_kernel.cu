@@ -7,8 +7,9 @@
 // -- and then each warp, for each of its 8 users:
 //   1. marks the user's excluded items of this tile -inf, walking the user's sorted CSR row with a
 //      cursor that only moves forward (O(nnz) over the whole catalogue);
-//   2. folds the tile into the user's online (max, sum-exp): float32 running max, the tile's float32
-//      sum of exp(x - running max) added to a float64 running sum, rescaled only when the max rises;
+//   2. folds the tile into the online (max, sum-exp) kept per lane (each lane owns 4 of the tile's
+//      items): float32 running max, float64 running sum of exp(x - max) rescaled only when that max
+//      rises; the 32 lanes' pairs are combined by log-add-exp once, at the end of the shard;
 //      a tile with no eligible item is skipped, so (-inf) - (-inf) is never computed;
 //   3. appends the items whose (score, index) key beats the user's running threshold to the user's
 //      candidate buffer in device memory; when the buffer would overflow, a warp radix select finds the

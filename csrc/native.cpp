@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <new>
 #include <stdexcept>
@@ -90,7 +91,13 @@ void topk(const py::array& users, const py::array& packed, int64_t n_items, int6
     a.n_items = n_items;
     a.d = d;
     a.k = k;
-    a.inv_temperature = static_cast<float>(inv_temperature);
+    // One rounding from the double 1 / temperature (the Python layer keeps it within float32 range).
+    a.inv_temperature = inv_temperature;
+    const double scale2 = 1.4426950408889634 * inv_temperature;
+    a.log2e_over_temperature = static_cast<float>(scale2);
+    a.log2e_over_temperature_lo = scale2 - double(a.log2e_over_temperature);
+    if (!std::isfinite(a.log2e_over_temperature) || !(a.log2e_over_temperature > 0.0f))
+        throw std::invalid_argument("inv_temperature: log2(e) / temperature must be a positive float32");
     a.excl_indptr = indptr;
     a.excl_indices = static_cast<const int64_t*>(excl_indices.data());
     a.user_block = user_block;

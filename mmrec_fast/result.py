@@ -13,14 +13,15 @@ def probabilities(scores: np.ndarray, log_normalizer: np.ndarray, temperature: f
     """``exp(score / temperature - log_normalizer)`` in float64, 0 wherever the score is -inf.
 
     Padding slots (score -inf) and users with no eligible item (normaliser -inf) must not compute
-    (-inf) - (-inf); they get probability 0 explicitly.
+    (-inf) - (-inf); they get probability 0 explicitly. A log-probability a rounding above 0 (the
+    normaliser computed ~1e-7 too small for a dominant item) is read as 0: a probability is at most 1.
     """
     scores = np.asarray(scores, dtype=np.float64)
     lse = np.asarray(log_normalizer, dtype=np.float64)
     lse = lse.reshape(lse.shape + (1,) * (scores.ndim - lse.ndim))
     present = np.isfinite(scores) & np.isfinite(lse)
     with np.errstate(invalid="ignore", over="ignore"):
-        logp = np.where(present, scores / temperature - lse, -np.inf)
+        logp = np.where(present, np.minimum(scores / temperature - lse, 0.0), -np.inf)
     return np.exp(logp)
 
 

@@ -25,6 +25,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Scores, and scores / temperature, must stay this far below float32's largest value so that the
 # block maxima and exp-shifts can never overflow.
 _SCORE_LIMIT = FLOAT32_MAX / 4
+_LOG2E = 1.4426950408889634
 
 
 def to_numpy(x, name: str) -> np.ndarray:
@@ -155,12 +156,15 @@ def check_k(k) -> int:
 
 
 def check_temperature(temperature) -> float:
-    """temperature must be a finite real number > 0."""
+    """temperature must be a finite real number > 0 (and >= ~4.2e-39, so log2(e) / temperature is a float32)."""
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
     temperature = float(temperature)
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature: must be finite and > 0, got {temperature}")
+    # The kernels scale scores by log2(e) / temperature in float32: that factor must be finite.
+    if _LOG2E / temperature > FLOAT32_MAX:
+        raise ValueError(f"temperature: {temperature:g} is too small (log2(e) / temperature overflows float32)")
     return temperature
 
 

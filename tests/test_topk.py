@@ -150,6 +150,34 @@ def test_adversarial_magnitudes(backend, magnitude, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("temperature", [1.0, 3.0, 0.7])
+def test_huge_scaled_scores_keep_a_real_softmax(backend, temperature, rng):
+    # Scores / T beyond 1.2e7, where float32 has no fraction bits left, but spaced 12 / T apart: the
+    # softmax over the top few is not one-hot, and every backend must still get it right (a float
+    # reference exponent there is too coarse: its rounding alone used to overflow the exp-sum).
+    # d = 1, user 1.0 and multiples of 4 near 3.6e7 keep every score exact, so the reference is tight.
+    n_items = 300
+    items = rng.standard_normal((n_items, 1)).astype(np.float32)       # ordinary scores ...
+    near = rng.choice(n_items, 6, replace=False)                        # ... and six huge ones,
+    items[near, 0] = (3.6e7 + 12.0 * np.arange(6)).astype(np.float32)   # spread over the blocks
+    users = np.array([[1.0], [-1.0], [0.0]], dtype=np.float32)  # huge, tiny, all equal
+    for item_block in (None, 16):
+        result = mf.topk(users, items, 8, temperature=temperature, backend=backend, item_block=item_block)
+        assert_topk_matches(result, users, items, 8, temperature=temperature)
+        np.testing.assert_array_equal(np.asarray(result.indices)[0, :6], near[np.argsort(-items[near, 0])])
+        if backend != "native":
+            continue  # float32 s / T itself rounds to a multiple of 4 here: the contract's tolerance only
+        # The native engine subtracts the top score before scaling (exact near the top), so it keeps
+        # the normaliser and the probabilities to float precision even here.
+        scores = users.astype(np.float64) @ items.T.astype(np.float64) / temperature
+        top = scores.max(axis=1)
+        lse = top + np.log(np.exp(scores - top[:, None]).sum(axis=1))
+        np.testing.assert_allclose(np.asarray(result.log_normalizer) - top, lse - top, rtol=0, atol=1e-5)
+        probs = np.exp(np.take_along_axis(scores, np.asarray(result.indices), axis=1) - lse[:, None])
+        np.testing.assert_allclose(np.asarray(result.probs, dtype=np.float64), probs, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_no_users_and_no_items(backend, rng):
     users, items = random_problem(rng, 0, 50, 4)
     result = mf.topk(users, items, 3, backend=backend)

@@ -60,11 +60,10 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
     }
 }
 
-// One 8-lane step of the block exp-sum (see kernels.h): exp(s * inv_t - m), 0 where fx < -126.
-__attribute__((always_inline)) inline __m256 exp_term(__m256 v, __m256 tv, __m256 neg_m) {
+// One 8-lane step of the block exp-sum (see kernels.h): 2^(s * scale2 - m), 0 where fx < -126.
+__attribute__((always_inline)) inline __m256 exp2_term(__m256 v, __m256 scale2, __m256 neg_m) {
     using namespace expc;
-    const __m256 y = _mm256_fmadd_ps(v, tv, neg_m);
-    const __m256 fx = _mm256_mul_ps(y, _mm256_set1_ps(kLog2e));
+    const __m256 fx = _mm256_fmadd_ps(v, scale2, neg_m);
     const __m256 keep = _mm256_cmp_ps(fx, _mm256_set1_ps(kMinExponent), _CMP_GE_OQ);
     const __m256 n = _mm256_round_ps(fx, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 f = _mm256_sub_ps(fx, n);
@@ -85,9 +84,9 @@ __attribute__((always_inline)) inline float hmax(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos) {
+RowStats row_epilogue(const float* s, int64_t n, float scale2, float ref2, float threshold, int32_t* pos) {
     const float neg_inf = -__builtin_inff();
-    // Block max of the raw scores (4 independent chains); max(s * inv_t) = max(s) * inv_t.
+    // Block max of the raw scores (4 independent chains); max(s * scale2) = max(s) * scale2.
     __m256 mx0 = _mm256_set1_ps(neg_inf), mx1 = mx0, mx2 = mx0, mx3 = mx0;
     int64_t j = 0;
     for (; j + 2 * kPanel <= n; j += 2 * kPanel) {
@@ -102,8 +101,10 @@ RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, i
     }
     const float smax = hmax(_mm256_max_ps(_mm256_max_ps(mx0, mx1), _mm256_max_ps(mx2, mx3)));
     if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
-    const float m = smax * inv_t;
-    const __m256 tv = _mm256_set1_ps(inv_t);
+    const float block = smax * scale2;
+    if (!(__builtin_fabsf(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
+    const float m = block > ref2 ? block : ref2;
+    const __m256 tv = _mm256_set1_ps(scale2);
     const __m256 neg_m = _mm256_set1_ps(-m);
     const __m256 thr = _mm256_set1_ps(threshold);
     // acc0 holds lanes 0..7, acc1 lanes 8..15 of the 16-lane sum.
@@ -112,8 +113,8 @@ RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, i
     for (j = 0; j < n; j += kPanel) {
         const __m256 v0 = _mm256_loadu_ps(s + j);
         const __m256 v1 = _mm256_loadu_ps(s + j + 8);
-        acc0 = _mm256_add_ps(acc0, exp_term(v0, tv, neg_m));
-        acc1 = _mm256_add_ps(acc1, exp_term(v1, tv, neg_m));
+        acc0 = _mm256_add_ps(acc0, exp2_term(v0, tv, neg_m));
+        acc1 = _mm256_add_ps(acc1, exp2_term(v1, tv, neg_m));
         unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v0, thr, _CMP_GT_OQ))) |
                         (static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v1, thr, _CMP_GT_OQ))) << 8);
         while (mask) {

@@ -1,5 +1,5 @@
-// AVX-512F kernels: 8 users x 32 items (two 16-item panels) of zmm accumulators, broadcast-FMA over d.
-// Compiled for the avx512f target inside this file only; called only when the CPU (and OS) support it.
+// AVX-512 (F + DQ) kernels: 8 users x 32 items (two 16-item panels) of zmm accumulators, broadcast-FMA over d.
+// Compiled for the avx512f,avx512dq target inside this file only; called only when the CPU (and OS) support it.
 // No std:: templates here (see kernels.h).
 #include "cpu/kernels.h"
 
@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,avx512f")
+#pragma GCC target("avx2,fma,avx512f,avx512dq")
 
 namespace mmrec {
 namespace {
@@ -72,14 +72,15 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
     if (p < n_panels) column_strip<1>(a, lda, n_rows, bp, pstride, d, cp, ldc);
 }
 
-// One 16-lane step of the block exp-sum (see kernels.h): exp(s * inv_t - m), 0 where fx < -126.
-__attribute__((always_inline)) inline __m512 exp_term(__m512 v, __m512 tv, __m512 neg_m) {
+// One 16-lane step of the block exp-sum (see kernels.h): 2^(s * scale2 - m), 0 where fx < -126.
+// vreduceps gives f = fx - rint(fx) in one instruction (exact: |f| <= 1/2), and fx - f is rint(fx)
+// exactly, the exponent vscalefps applies (it floors its argument; an integer is its own floor).
+__attribute__((always_inline)) inline __m512 exp2_term(__m512 v, __m512 scale2, __m512 neg_m) {
     using namespace expc;
-    const __m512 y = _mm512_fmadd_ps(v, tv, neg_m);
-    const __m512 fx = _mm512_mul_ps(y, _mm512_set1_ps(kLog2e));
+    const __m512 fx = _mm512_fmadd_ps(v, scale2, neg_m);
     const __mmask16 keep = _mm512_cmp_ps_mask(fx, _mm512_set1_ps(kMinExponent), _CMP_GE_OQ);
-    const __m512 n = _mm512_roundscale_ps(fx, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(fx, n);
+    const __m512 f = _mm512_reduce_ps(fx, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 n = _mm512_sub_ps(fx, f);
     __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(kQ5), f, _mm512_set1_ps(kQ4));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kQ3));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kQ2));
@@ -100,9 +101,9 @@ __attribute__((always_inline)) inline float reduce16(__m512 v) {
     return _mm_cvtss_f32(s1);
 }
 
-RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos) {
+RowStats row_epilogue(const float* s, int64_t n, float scale2, float ref2, float threshold, int32_t* pos) {
     const float neg_inf = -__builtin_inff();
-    // Block max of the raw scores (4 independent chains); max(s * inv_t) = max(s) * inv_t.
+    // Block max of the raw scores (4 independent chains); max(s * scale2) = max(s) * scale2.
     __m512 mx0 = _mm512_set1_ps(neg_inf), mx1 = mx0, mx2 = mx0, mx3 = mx0;
     int64_t j = 0;
     for (; j + 4 * kPanel <= n; j += 4 * kPanel) {
@@ -114,20 +115,27 @@ RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, i
     for (; j < n; j += kPanel) mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + j));
     const float smax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(mx0, mx1), _mm512_max_ps(mx2, mx3)));
     if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
-    const float m = smax * inv_t;
-    const __m512 tv = _mm512_set1_ps(inv_t);
+    const float block = smax * scale2;
+    if (!(__builtin_fabsf(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
+    const float m = block > ref2 ? block : ref2;
+    const __m512 cv = _mm512_set1_ps(scale2);
     const __m512 neg_m = _mm512_set1_ps(-m);
-    const __m512 thr = _mm512_set1_ps(threshold);
     __m512 acc = _mm512_setzero_ps();
-    int64_t count = 0;
+    if (!(smax > threshold)) {
+        // No entry beats the threshold (most rows once it has risen): the exp-sum alone.
+        for (j = 0; j < n; j += kPanel) acc = _mm512_add_ps(acc, exp2_term(_mm512_loadu_ps(s + j), cv, neg_m));
+        return RowStats{m, reduce16(acc), 0};
+    }
+    const __m512 thr = _mm512_set1_ps(threshold);
     // Survivor positions by an in-register compress and a full 16-lane store (pos has kPanel slots of
-    // slack): no branch per survivor, which mispredicts once survivors are frequent (large k), and
-    // no compress-to-memory form, which is microcoded and slow on some cores.
+    // slack): no branch per survivor or per vector, which mispredict once survivors are frequent
+    // (large k, early blocks), and no compress-to-memory form (microcoded on some cores).
     __m512i lane_pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i step = _mm512_set1_epi32(kPanel);
+    int64_t count = 0;
     for (j = 0; j < n; j += kPanel) {
         const __m512 v = _mm512_loadu_ps(s + j);
-        acc = _mm512_add_ps(acc, exp_term(v, tv, neg_m));
+        acc = _mm512_add_ps(acc, exp2_term(v, cv, neg_m));
         const __mmask16 mask = _mm512_cmp_ps_mask(v, thr, _CMP_GT_OQ);
         _mm512_storeu_si512(pos + count, _mm512_maskz_compress_epi32(mask, lane_pos));
         count += __builtin_popcount(static_cast<unsigned>(mask));

@@ -12,14 +12,12 @@ namespace {
 
 constexpr int kLanes = 16;
 
-// One term of the block exp-sum (see kernels.h): exp(s * inv_t - m).
-inline float exp_term(float v, float inv_t, float m) {
+// 2^fx as the block exp-sum computes it (see kernels.h); 0 where fx < -126, -inf or NaN.
+inline float exp2_of(float fx) {
     using namespace expc;
-    const float y = std::fma(v, inv_t, -m);
-    const float fx = y * kLog2e;
-    if (!(fx >= kMinExponent)) return 0.0f;  // also -inf (excluded / padding) and NaN
-    const float n = std::nearbyint(fx);      // ties to even, like the SIMD round instructions
-    const float f = fx - n;
+    if (!(fx >= kMinExponent)) return 0.0f;
+    const float n = std::nearbyint(fx);  // ties to even, like the SIMD paths
+    const float f = fx - n;              // exact: |f| <= 1/2
     float p = std::fma(kQ5, f, kQ4);
     p = std::fma(p, f, kQ3);
     p = std::fma(p, f, kQ2);
@@ -60,18 +58,20 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
     }
 }
 
-RowStats row_epilogue(const float* s, int64_t n, float inv_t, float threshold, int32_t* pos) {
+RowStats row_epilogue(const float* s, int64_t n, float scale2, float ref2, float threshold, int32_t* pos) {
     const float neg_inf = -std::numeric_limits<float>::infinity();
     float smax = neg_inf;
     for (int64_t j = 0; j < n; ++j) smax = s[j] > smax ? s[j] : smax;
     if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
-    const float m = smax * inv_t;  // == max_j (s_j * inv_t): rounding is monotone
+    const float block = smax * scale2;  // == max_j (s_j * scale2): rounding is monotone
+    if (!(std::fabs(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
+    const float m = block > ref2 ? block : ref2;
     float acc[kLanes] = {};
     int64_t count = 0;
     for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
         for (int l = 0; l < kLanes; ++l) {
             const float v = s[j0 + l];
-            acc[l] = acc[l] + exp_term(v, inv_t, m);
+            acc[l] = acc[l] + exp2_of(std::fma(v, scale2, -m));
             if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
         }
     }
@@ -94,6 +94,20 @@ void pack_panels_portable(const float* items, int64_t n_items, int64_t d, float*
         for (int64_t l = valid; l < kPanel; ++l)
             for (int64_t k = 0; k < d; ++k) out[k * kPanel + l] = 0.0f;
     }
+}
+
+RowStats row_epilogue_large(const float* s, int64_t n, float smax, float scale2, float threshold, int32_t* pos) {
+    float acc[kLanes] = {};
+    int64_t count = 0;
+    for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+            const float v = s[j0 + l];
+            // v - smax first: exact near the max, so the max's term is exactly 1 at any magnitude.
+            acc[l] = acc[l] + exp2_of((v - smax) * scale2);
+            if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
+        }
+    }
+    return RowStats{double(smax) * double(scale2), reduce16(acc), count};
 }
 
 const KernelOps& kernels_scalar() { return kOps; }

@@ -32,7 +32,8 @@ SimdLevel best_simd_level() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     // libgcc's checks include the OS's XSAVE support for the ymm / zmm state.
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
         return SimdLevel::Avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdLevel::Avx2;
 #endif
@@ -174,6 +175,8 @@ struct Better {
 };
 
 struct UserState {
+    // The normaliser so far in base 2: sum over seen items of 2^(s * scale2) = run_sum * 2^run_max.
+    // run_max is the kernels' reference exponent (a float, except after huge-score blocks).
     double run_max;
     double run_sum;
     float threshold;
@@ -386,9 +389,20 @@ void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, d
         oi[q] = -1;
         os[q] = kNegInf;
     }
-    a.out_lse[u] = run_max == -std::numeric_limits<double>::infinity()
-                       ? -std::numeric_limits<double>::infinity()
-                       : run_max + std::log(run_sum);
+    // Base 2 to natural log: log(sum_j e^(s_j / T)) = log2(sum_j 2^(s_j * C)) * ln(2), C = log2(e) / T.
+    // The kernels scaled by the float c = fl(C); every term is off by the factor 2^(s_j * (C - c)),
+    // which is 2^(M * (C - c)) for the top score M up to (s_j - M) * (C - c), a relative 6e-8 of the
+    // term's distance below the top: negligible. The common factor is put back here (without it the
+    // normaliser is off by a relative 6e-8 of M / T, which breaks p <= 1 once M / T reaches ~1e6).
+    if (run_max == -std::numeric_limits<double>::infinity()) {
+        a.out_lse[u] = -std::numeric_limits<double>::infinity();
+    } else {
+        const double top = take > 0 ? double(c[0].score) : 0.0;  // take > 0 whenever run_max is finite
+        const double lse = (run_max + std::log2(run_sum) + top * a.log2e_over_temperature_lo) * 0.6931471805599453;
+        // The normaliser is at least its largest term: rounding (~1e-7 relative in the top term's exp)
+        // must not push the top probability above 1.
+        a.out_lse[u] = std::max(lse, top * a.inv_temperature);
+    }
 }
 
 // Below this many candidates std::sort is cheap; above, an LSD radix sort avoids its mispredicted
@@ -434,7 +448,7 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
                   int64_t shard, Workspace& ws, const ShardResults& sh) {
     const int64_t d = a.d, k = a.k, cap = plan.cap;
     const int64_t lo = shard * plan.shard_len, hi = std::min(a.n_items, lo + plan.shard_len);
-    const float inv_t = a.inv_temperature;
+    const float scale2 = a.log2e_over_temperature;
     UserState* st = ws.state.ptr;
     const SelectScratch scratch{ws.select_keys.ptr, ws.select_ties.ptr};
     for (int64_t r = 0; r < nu; ++r) {
@@ -473,15 +487,18 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
                 if (j >= 0) row[j] = kNegInf;
                 ++s.cursor;
             }
-            const RowStats rs = ops.row_epilogue(row, n_pad, inv_t, s.threshold, ws.pos.ptr);
-            if (rs.max == kNegInf) continue;
-            // Fold the block's (max, sum) into the running pair in float64.
-            const double bm = rs.max, bs = rs.sum;
-            if (bm > s.run_max) {
-                s.run_sum = s.run_sum * std::exp(s.run_max - bm) + bs;
-                s.run_max = bm;
-            } else {
-                s.run_sum += bs * std::exp(bm - s.run_max);
+            // The running reference goes in: a block below it is summed against it directly, so the
+            // float64 rescale (an exp2) happens only when a block raises the maximum.
+            const RowStats rs =
+                ops.row_epilogue(row, n_pad, scale2, static_cast<float>(s.run_max), s.threshold, ws.pos.ptr);
+            if (rs.max == -std::numeric_limits<double>::infinity()) continue;
+            if (rs.max > s.run_max) {
+                s.run_sum = s.run_sum * std::exp2(s.run_max - rs.max) + rs.sum;
+                s.run_max = rs.max;
+            } else if (rs.max == s.run_max) {  // the usual case: summed against the running reference
+                s.run_sum += rs.sum;
+            } else {  // a row_epilogue_large block, or a reference that was not a float
+                s.run_sum += rs.sum * std::exp2(rs.max - s.run_max);
             }
             // Survivors of the threshold, in ascending item order.
             Candidate* c = ws.cand.ptr + r * cap;
@@ -618,11 +635,11 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
                     n += sh.count[slot];
                     const double bm = sh.run_max[slot], bs = sh.run_sum[slot];
                     if (bm == -std::numeric_limits<double>::infinity()) continue;
-                    if (bm > run_max) {
-                        run_sum = run_sum * std::exp(run_max - bm) + bs;
+                    if (bm > run_max) {  // base 2, like the shards' own (max, sum)
+                        run_sum = run_sum * std::exp2(run_max - bm) + bs;
                         run_max = bm;
                     } else {
-                        run_sum += bs * std::exp(bm - run_max);
+                        run_sum += bs * std::exp2(bm - run_max);
                     }
                 }
                 const int64_t take = std::min(n, a.k);

@@ -40,7 +40,9 @@ struct TopkArgs {
     int64_t n_items = 0;
     int64_t d = 0;
     int64_t k = 1;
-    float inv_temperature = 1.0f;
+    float log2e_over_temperature = 1.44269504f;  // fl(log2(e) / temperature): see kernels.h
+    double log2e_over_temperature_lo = 0.0;      // log2(e) / temperature - that float, in double
+    double inv_temperature = 1.0;
     const int64_t* excl_indptr = nullptr;   // (n_users + 1)
     const int64_t* excl_indices = nullptr;  // (nnz)
     int64_t user_block = 128;

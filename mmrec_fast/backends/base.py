@@ -16,7 +16,7 @@ Inputs (all validated and converted by the caller):
                    raw array) should avoid a full copy of the catalogue if the backend can, so a single
                    query runs in the memory of its inputs and outputs.
 ``k``              int >= 1 (may exceed I).
-``inv_temperature`` float > 0; the normaliser uses ``score * inv_temperature`` (float32 product).
+``inv_temperature`` float > 0 (1 / temperature, with log2(e) / temperature finite in float32).
 ``excl_indptr``    int64, shape (U + 1,), CSR row pointers of excluded items (0 .. nnz, monotone).
 ``excl_indices``   int64, shape (nnz,); within each row sorted ascending, unique, in [0, I).
 ``config``         :class:`BlockConfig` (``None`` fields mean "the backend's own default").
@@ -27,8 +27,12 @@ Semantics, identical on every backend:
 * ``s_ij`` is the float32 dot product of user i and item j, accumulated in float32.
 * Item j is *eligible* for user i unless j appears in row i of the exclusion CSR.
 * ``out_lse[i] = log(sum over eligible j of exp(s_ij * inv_temperature))``, computed online while the
-  item blocks stream by: per block the float32 maximum and float32 sum of ``exp(x - block_max)``, then
-  the running (max, sum) rescaled and accumulated in float64 so catalogues of 10^7 items do not drift.
+  item blocks stream by: per block a float32 reference (the block maximum of the scaled scores) and
+  the float32 sum of ``exp(x - reference)``, then the running (reference, sum) rescaled and accumulated
+  in float64 so catalogues of 10^7 items do not drift. (The native engine works in base 2 --
+  ``2^(s * fl(log2(e) * inv_temperature) - reference)``, one fma per exponent, against the running
+  reference so most blocks need no rescale -- and switches to subtracting the top score first where
+  scaled scores pass 2^24 and a float reference is too coarse; see ``csrc/cpu/kernels.h``.)
   A user with no eligible item gets ``-inf`` (never ``-inf - -inf``).
 * Top-k: eligible items ordered by (score descending, item index ascending) -- ties go to the lower
   index -- first k of them. Slots beyond the number of eligible items hold index -1 and score -inf.

@@ -38,6 +38,7 @@ CASES = [  # (kwargs overriding a valid call, expected message fragment)
     (dict(temperature=np.inf), r"temperature: must be finite and > 0"),
     (dict(temperature="hot"), r"temperature: expected a positive number"),
     (dict(temperature=1e-38), r"temperature: .* too small"),
+    (dict(temperature=3e-39), r"temperature: .* too small \(log2\(e\) / temperature overflows float32\)"),
     (dict(users=U * 1e19, items=V * 1e19), r"users, items: scores could overflow float32"),
     (dict(exclude=sp.csr_matrix((4, 11))), r"exclude: sparse matrix has shape \(4, 11\)"),
     (dict(exclude=(np.array([0, 1, 1, 1, 1]), np.array([10]))), r"exclude: id 10 out of range \[0, 10\)"),

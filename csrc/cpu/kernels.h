@@ -32,8 +32,8 @@ enum class SimdLevel : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 // Result of the per-row epilogue. The exp-sum is kept in base 2: sum = sum_j 2^(s_j * scale2 - max)
 // with scale2 = fl(log2(e) / temperature), so that one fma gives each exponent (see the exp-sum below).
 struct RowStats {
-    double max;     // the reference exponent the terms are relative to, exactly (see row_epilogue);
-                    // -inf when the row is all -inf
+    double max;     // the reference exponent the terms are relative to, exactly (see row_epilogue:
+                    // an integer, or a double product on the large path); -inf when the row is all -inf
     float sum;      // sum over the row of 2^(s * scale2 - max) (float32, 16-lane order); 0 if max=-inf
     int64_t count;  // number of positions written to `pos` (entries with s > threshold)
 };
@@ -46,14 +46,13 @@ struct KernelOps {
                         int64_t n_panels, int64_t d, float* c, int64_t ldc);
     // Epilogue over one tile row of n entries (n a multiple of 16; padding entries hold -inf): the
     // base-2 exp-sum of the row, and the positions j (ascending) with s[j] > threshold. The terms are
-    // relative to the float max(fl(row max * scale2), ref2), where ref2 is the caller's running
-    // reference (-inf at first), so that a block below it needs no rescaling afterwards -- unless
+    // relative to the integer m = ceil(fl(row max * scale2)): it depends on this row only (so item
+    // shards sum exactly what one pass sums), and blocks combine by exact powers of two -- unless
     // |fl(row max * scale2)| >= kFastExponentLimit, where floats are too coarse to be exponents and
     // row_epilogue_large takes over. When the row max is -inf nothing else is computed (max = -inf,
     // sum = 0, count = 0). `pos` must hold n + 16 entries: a path may store whole 16-lane vectors past
     // the last position it reports.
-    RowStats (*row_epilogue)(const float* s, int64_t n, float scale2, float ref2, float threshold,
-                             int32_t* pos);
+    RowStats (*row_epilogue)(const float* s, int64_t n, float scale2, float threshold, int32_t* pos);
     // Packs items[0 .. n_items) (row-major, row stride d) into ceil(n_items / 16) panels [d][16] at
     // dst (zero padded): the layout above, for one block. A plain copy, so identical on every path.
     void (*pack_panels)(const float* items, int64_t n_items, int64_t d, float* dst);
@@ -71,14 +70,14 @@ const KernelOps& kernels_avx2();
 const KernelOps& kernels_avx512();
 
 // The block exp-sum, term by term, identical on every path (scale2 = fl(log2(e) / temperature), computed
-// once in double; m = the float reference exponent above, known exactly to the caller):
+// once in double; m = the integer reference exponent above, known exactly to the caller):
 //   fx   = fma(s, scale2, -m)         s * scale2 - m with one rounding
 //   n    = nearest integer to fx (ties to even);  f = fx - n  (exact, |f| <= 1/2)
 //   p    = 1 + f*(q1 + f*(q2 + f*(q3 + f*(q4 + f*q5))))   (Horner, fma; 2^f to ~1.4 ulp)
 //   term = p * 2^n when fx >= -126 (n >= -126: 2^n is a normal float), else exactly 0
-// One fma gives the exponent, with no separate multiply by log2(e). m is the rounded row max itself,
-// so its rounding cancels, and the row max's term is 2^(its rounding residual), ~1: that needs
-// |m| < 2^24 (a residual <= 1/2), hence kFastExponentLimit. The only other new error is scale2's
+// One fma gives the exponent, with no separate multiply by log2(e). m is known exactly, so its
+// rounding cancels, and the row max's term is 2^(ceil residual + rounding residual), in (1/2, 1.5]:
+// that needs |fl(row max * scale2)| < 2^24 (a rounding residual <= 1/2), hence kFastExponentLimit. The only other new error is scale2's
 // rounding: every term is off by 2^(s * (C - scale2)), C = log2(e) / T, which the caller puts back
 // for the top score (see write_row in topk.cpp), leaving a relative 6e-8 of each term's distance below
 // the top. Relative error per term ~2e-7 + |fx| * 6e-8, far inside the contract's 1e-5 on the

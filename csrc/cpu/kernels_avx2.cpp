@@ -84,7 +84,7 @@ __attribute__((always_inline)) inline float hmax(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-RowStats row_epilogue(const float* s, int64_t n, float scale2, float ref2, float threshold, int32_t* pos) {
+RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, int32_t* pos) {
     const float neg_inf = -__builtin_inff();
     // Block max of the raw scores (4 independent chains); max(s * scale2) = max(s) * scale2.
     __m256 mx0 = _mm256_set1_ps(neg_inf), mx1 = mx0, mx2 = mx0, mx3 = mx0;
@@ -103,7 +103,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float ref2, float
     if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
     const float block = smax * scale2;
     if (!(__builtin_fabsf(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
-    const float m = block > ref2 ? block : ref2;
+    const float m = __builtin_ceilf(block);
     const __m256 tv = _mm256_set1_ps(scale2);
     const __m256 neg_m = _mm256_set1_ps(-m);
     const __m256 thr = _mm256_set1_ps(threshold);

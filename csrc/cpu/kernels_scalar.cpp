@@ -58,14 +58,14 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
     }
 }
 
-RowStats row_epilogue(const float* s, int64_t n, float scale2, float ref2, float threshold, int32_t* pos) {
+RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, int32_t* pos) {
     const float neg_inf = -std::numeric_limits<float>::infinity();
     float smax = neg_inf;
     for (int64_t j = 0; j < n; ++j) smax = s[j] > smax ? s[j] : smax;
     if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
     const float block = smax * scale2;  // == max_j (s_j * scale2): rounding is monotone
     if (!(std::fabs(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
-    const float m = block > ref2 ? block : ref2;
+    const float m = std::ceil(block);
     float acc[kLanes] = {};
     int64_t count = 0;
     for (int64_t j0 = 0; j0 < n; j0 += kLanes) {

@@ -176,7 +176,8 @@ struct Better {
 
 struct UserState {
     // The normaliser so far in base 2: sum over seen items of 2^(s * scale2) = run_sum * 2^run_max.
-    // run_max is the kernels' reference exponent (a float, except after huge-score blocks).
+    // run_max is the largest of the kernels' reference exponents so far (integers, except after
+    // huge-score blocks), so rescaling is by exact powers of two.
     double run_max;
     double run_sum;
     float threshold;
@@ -376,6 +377,32 @@ float prune_streaming(Candidate* c, int64_t& count, int64_t k, int64_t cap, cons
     return threshold;
 }
 
+// v * 2^e in double: exact (a power of two) when e is an integer, as the kernels' references are.
+inline double times_pow2(double v, double e) {
+    if (e == std::floor(e)) {
+        if (e < -1074.0) return 0.0;  // also e = -inf
+        if (e <= 1023.0 && e >= -1022.0) {
+            const uint64_t bits = uint64_t(int64_t(e) + 1023) << 52;
+            double p;
+            std::memcpy(&p, &bits, sizeof p);
+            return v * p;
+        }
+        return std::ldexp(v, int(e));
+    }
+    return v * std::exp2(e);
+}
+
+// Folds a block's base-2 (reference, sum) into a running pair in float64 (sum * 2^reference each).
+inline void add_block_sum(double& run_max, double& run_sum, double block_max, double block_sum) {
+    if (block_max == -std::numeric_limits<double>::infinity()) return;
+    if (block_max > run_max) {
+        run_sum = times_pow2(run_sum, run_max - block_max) + block_sum;
+        run_max = block_max;
+    } else {
+        run_sum += times_pow2(block_sum, block_max - run_max);
+    }
+}
+
 // Writes user u's outputs from its sorted best `take` candidates and its (max, sum) pair.
 void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, double run_max, double run_sum) {
     const int64_t k = a.k;
@@ -487,19 +514,8 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
                 if (j >= 0) row[j] = kNegInf;
                 ++s.cursor;
             }
-            // The running reference goes in: a block below it is summed against it directly, so the
-            // float64 rescale (an exp2) happens only when a block raises the maximum.
-            const RowStats rs =
-                ops.row_epilogue(row, n_pad, scale2, static_cast<float>(s.run_max), s.threshold, ws.pos.ptr);
-            if (rs.max == -std::numeric_limits<double>::infinity()) continue;
-            if (rs.max > s.run_max) {
-                s.run_sum = s.run_sum * std::exp2(s.run_max - rs.max) + rs.sum;
-                s.run_max = rs.max;
-            } else if (rs.max == s.run_max) {  // the usual case: summed against the running reference
-                s.run_sum += rs.sum;
-            } else {  // a row_epilogue_large block, or a reference that was not a float
-                s.run_sum += rs.sum * std::exp2(rs.max - s.run_max);
-            }
+            const RowStats rs = ops.row_epilogue(row, n_pad, scale2, s.threshold, ws.pos.ptr);
+            add_block_sum(s.run_max, s.run_sum, rs.max, rs.sum);
             // Survivors of the threshold, in ascending item order.
             Candidate* c = ws.cand.ptr + r * cap;
             for (int64_t q = 0; q < rs.count; ++q) {
@@ -633,14 +649,7 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
                     const int64_t slot = s * a.n_users + u;
                     std::memcpy(buf + n, sh.cand + slot * a.k, size_t(sh.count[slot]) * sizeof(Candidate));
                     n += sh.count[slot];
-                    const double bm = sh.run_max[slot], bs = sh.run_sum[slot];
-                    if (bm == -std::numeric_limits<double>::infinity()) continue;
-                    if (bm > run_max) {  // base 2, like the shards' own (max, sum)
-                        run_sum = run_sum * std::exp2(run_max - bm) + bs;
-                        run_max = bm;
-                    } else {
-                        run_sum += bs * std::exp2(bm - run_max);
-                    }
+                    add_block_sum(run_max, run_sum, sh.run_max[slot], sh.run_sum[slot]);
                 }
                 const int64_t take = std::min(n, a.k);
                 if (n > take) prune(buf, n, a.k, SelectScratch{merge_keys[t].ptr, merge_ties[t].ptr});

@@ -35,6 +35,7 @@ struct RowStats {
     double max;     // the reference exponent the terms are relative to, exactly (see row_epilogue:
                     // an integer, or a double product on the large path); -inf when the row is all -inf
     float sum;      // sum over the row of 2^(s * scale2 - max) (float32, 16-lane order); 0 if max=-inf
+    float top;      // the row's largest raw score (-inf when the row is all -inf)
     int64_t count;  // number of positions written to `pos` (entries with s > threshold)
 };
 
@@ -79,8 +80,8 @@ const KernelOps& kernels_avx512();
 // rounding cancels, and the row max's term is 2^(ceil residual + rounding residual), in (1/2, 1.5]:
 // that needs |fl(row max * scale2)| < 2^24 (a rounding residual <= 1/2), hence kFastExponentLimit. The only other new error is scale2's
 // rounding: every term is off by 2^(s * (C - scale2)), C = log2(e) / T, which the caller puts back
-// for the top score (see write_row in topk.cpp), leaving a relative 6e-8 of each term's distance below
-// the top. Relative error per term ~2e-7 + |fx| * 6e-8, far inside the contract's 1e-5 on the
+// for the row's top score (corrected_block_sum in topk.cpp), leaving a relative 6e-8 of each term's
+// distance below that top. Relative error per term ~2e-7 + |fx| * 6e-8, far inside the contract's 1e-5 on the
 // log-sum-exp.
 //
 // row_epilogue_large (|fl(row max * scale2)| >= 2^24, scores / T beyond ~1e7, where the softmax is

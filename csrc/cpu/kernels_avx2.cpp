@@ -100,7 +100,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
         mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(s + j + 8));
     }
     const float smax = hmax(_mm256_max_ps(_mm256_max_ps(mx0, mx1), _mm256_max_ps(mx2, mx3)));
-    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, neg_inf, 0};
     const float block = smax * scale2;
     if (!(__builtin_fabsf(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
     const float m = __builtin_ceilf(block);
@@ -126,7 +126,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
     const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-    return RowStats{m, _mm_cvtss_f32(s1), count};
+    return RowStats{m, _mm_cvtss_f32(s1), smax, count};
 }
 
 }  // namespace

@@ -114,7 +114,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     }
     for (; j < n; j += kPanel) mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + j));
     const float smax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(mx0, mx1), _mm512_max_ps(mx2, mx3)));
-    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, neg_inf, 0};
     const float block = smax * scale2;
     if (!(__builtin_fabsf(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
     const float m = __builtin_ceilf(block);
@@ -124,7 +124,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     if (!(smax > threshold)) {
         // No entry beats the threshold (most rows once it has risen): the exp-sum alone.
         for (j = 0; j < n; j += kPanel) acc = _mm512_add_ps(acc, exp2_term(_mm512_loadu_ps(s + j), cv, neg_m));
-        return RowStats{m, reduce16(acc), 0};
+        return RowStats{m, reduce16(acc), smax, 0};
     }
     const __m512 thr = _mm512_set1_ps(threshold);
     // Survivor positions by an in-register compress and a full 16-lane store (pos has kPanel slots of
@@ -141,7 +141,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
         count += __builtin_popcount(static_cast<unsigned>(mask));
         lane_pos = _mm512_add_epi32(lane_pos, step);
     }
-    return RowStats{m, reduce16(acc), count};
+    return RowStats{m, reduce16(acc), smax, count};
 }
 
 // 16 items x 16 dims: rows r[i] (item i, dims k0 .. k0+15) -> out[c] (dim k0+c, items 0 .. 15).

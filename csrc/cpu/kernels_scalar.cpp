@@ -62,7 +62,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     const float neg_inf = -std::numeric_limits<float>::infinity();
     float smax = neg_inf;
     for (int64_t j = 0; j < n; ++j) smax = s[j] > smax ? s[j] : smax;
-    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, 0};
+    if (smax == neg_inf) return RowStats{neg_inf, 0.0f, neg_inf, 0};
     const float block = smax * scale2;  // == max_j (s_j * scale2): rounding is monotone
     if (!(std::fabs(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
     const float m = std::ceil(block);
@@ -75,7 +75,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
             if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
         }
     }
-    return RowStats{m, reduce16(acc), count};
+    return RowStats{m, reduce16(acc), smax, count};
 }
 
 const KernelOps kOps{SimdLevel::Scalar, "scalar", &tile_scores, &row_epilogue, &pack_panels_portable};
@@ -107,7 +107,7 @@ RowStats row_epilogue_large(const float* s, int64_t n, float smax, float scale2,
             if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
         }
     }
-    return RowStats{double(smax) * double(scale2), reduce16(acc), count};
+    return RowStats{double(smax) * double(scale2), reduce16(acc), smax, count};
 }
 
 const KernelOps& kernels_scalar() { return kOps; }

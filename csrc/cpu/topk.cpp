@@ -403,6 +403,33 @@ inline void add_block_sum(double& run_max, double& run_sum, double block_max, do
     }
 }
 
+// 2^x for the small x of the scale correction below (|x| < 2^-12: a cubic, relative error < 1e-15),
+// std::exp2 otherwise.
+inline double exp2_small(double x) {
+    if (std::fabs(x) < 0.000244140625) {
+        const double y = x * 0.6931471805599453;
+        return 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0)));
+    }
+    return std::exp2(x);
+}
+
+// The kernels scale by the float c = fl(C), C = log2(e) / T, so each term of a block is off by the
+// factor 2^(s_j * (C - c)): 2^(block top * (C - c)) up to (s_j - top) * (C - c), a relative 6e-8 of
+// the term's distance below the block's top -- negligible. The common factor is put back per block
+// (without it the normaliser is off by a relative 6e-8 of the top score / T, which breaks p <= 1
+// once that reaches ~1e6). Per block, not per user, so a block's contribution does not depend on
+// which other blocks share its pass: item shards sum exactly what one pass sums.
+// On the fast path |top * (C - c)| < 1 and the factor multiplies the block's sum; on the large path
+// (row_epilogue_large) it can be huge and goes into the block's reference exponent instead.
+inline void add_row_stats(double& run_max, double& run_sum, const RowStats& rs, double scale_lo) {
+    if (rs.max == -std::numeric_limits<double>::infinity()) return;
+    const double x = double(rs.top) * scale_lo;
+    if (std::fabs(x) < 1.0)
+        add_block_sum(run_max, run_sum, rs.max, double(rs.sum) * exp2_small(x));
+    else
+        add_block_sum(run_max, run_sum, rs.max + x, rs.sum);
+}
+
 // Writes user u's outputs from its sorted best `take` candidates and its (max, sum) pair.
 void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, double run_max, double run_sum) {
     const int64_t k = a.k;
@@ -417,15 +444,11 @@ void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, d
         os[q] = kNegInf;
     }
     // Base 2 to natural log: log(sum_j e^(s_j / T)) = log2(sum_j 2^(s_j * C)) * ln(2), C = log2(e) / T.
-    // The kernels scaled by the float c = fl(C); every term is off by the factor 2^(s_j * (C - c)),
-    // which is 2^(M * (C - c)) for the top score M up to (s_j - M) * (C - c), a relative 6e-8 of the
-    // term's distance below the top: negligible. The common factor is put back here (without it the
-    // normaliser is off by a relative 6e-8 of M / T, which breaks p <= 1 once M / T reaches ~1e6).
     if (run_max == -std::numeric_limits<double>::infinity()) {
         a.out_lse[u] = -std::numeric_limits<double>::infinity();
     } else {
         const double top = take > 0 ? double(c[0].score) : 0.0;  // take > 0 whenever run_max is finite
-        const double lse = (run_max + std::log2(run_sum) + top * a.log2e_over_temperature_lo) * 0.6931471805599453;
+        const double lse = (run_max + std::log2(run_sum)) * 0.6931471805599453;
         // The normaliser is at least its largest term: rounding (~1e-7 relative in the top term's exp)
         // must not push the top probability above 1.
         a.out_lse[u] = std::max(lse, top * a.inv_temperature);
@@ -515,7 +538,7 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
                 ++s.cursor;
             }
             const RowStats rs = ops.row_epilogue(row, n_pad, scale2, s.threshold, ws.pos.ptr);
-            add_block_sum(s.run_max, s.run_sum, rs.max, rs.sum);
+            add_row_stats(s.run_max, s.run_sum, rs, a.log2e_over_temperature_lo);
             // Survivors of the threshold, in ascending item order.
             Candidate* c = ws.cand.ptr + r * cap;
             for (int64_t q = 0; q < rs.count; ++q) {

@@ -78,15 +78,16 @@ const KernelOps& kernels_avx512();
 //   term = p * 2^n when fx >= -126 (n >= -126: 2^n is a normal float), else exactly 0
 // One fma gives the exponent, with no separate multiply by log2(e). m is known exactly, so its
 // rounding cancels, and the row max's term is 2^(ceil residual + rounding residual), in (1/2, 1.5]:
-// that needs |fl(row max * scale2)| < 2^24 (a rounding residual <= 1/2), hence kFastExponentLimit. The only other new error is scale2's
-// rounding: every term is off by 2^(s * (C - scale2)), C = log2(e) / T, which the caller puts back
-// for the row's top score (corrected_block_sum in topk.cpp), leaving a relative 6e-8 of each term's
-// distance below that top. Relative error per term ~2e-7 + |fx| * 6e-8, far inside the contract's 1e-5 on the
-// log-sum-exp.
+// that needs |fl(row max * scale2)| < 2^24 (a rounding residual <= 1/2), hence kFastExponentLimit.
+// The only other new error is scale2's rounding: every term is off by 2^(s * (C - scale2)),
+// C = log2(e) / T, which the caller puts back for the row's top score (add_row_stats in topk.cpp),
+// leaving a relative 6e-8 of each term's distance below that top. Relative error per term
+// ~2e-7 + |fx| * 6e-8, far inside the contract's 1e-5 on the log-sum-exp.
 //
-// row_epilogue_large (|fl(row max * scale2)| >= 2^24, scores / T beyond ~1e7, where the softmax is
-// one-hot to float precision): the terms are 2^(fl(fl(s - smax) * scale2)) with the same n, f, p and
-// cut as above, relative to the double smax * scale2 (exact); portable code shared by every path.
+// row_epilogue_large (|fl(row max * scale2)| >= 2^24, i.e. scores / T beyond ~1.2e7): the terms are
+// 2^(fl(fl(s - smax) * scale2)) with the same n, f, p and cut as above, relative to the double
+// smax * scale2 (exact). s - smax is exact near the top, so the softmax among the top scores stays
+// right at any magnitude; portable code shared by every path.
 namespace expc {
 constexpr float kMinExponent = -126.0f;
 constexpr float kFastExponentLimit = 16777216.0f;  // 2^24

@@ -30,8 +30,9 @@ Semantics, identical on every backend:
   item blocks stream by: per block a float32 reference (the block maximum of the scaled scores) and
   the float32 sum of ``exp(x - reference)``, then the running (reference, sum) rescaled and accumulated
   in float64 so catalogues of 10^7 items do not drift. (The native engine works in base 2 --
-  ``2^(s * fl(log2(e) * inv_temperature) - reference)``, one fma per exponent, against the running
-  reference so most blocks need no rescale -- and switches to subtracting the top score first where
+  ``2^(s * fl(log2(e) * inv_temperature) - reference)``, one fma per exponent, each block against its
+  own integer reference ``ceil(block max * scale)`` so blocks combine by exact powers of two, with the
+  scale's float rounding put back per block -- and switches to subtracting the top score first where
   scaled scores pass 2^24 and a float reference is too coarse; see ``csrc/cpu/kernels.h``.)
   A user with no eligible item gets ``-inf`` (never ``-inf - -inf``).
 * Top-k: eligible items ordered by (score descending, item index ascending) -- ties go to the lower

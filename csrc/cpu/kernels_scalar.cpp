@@ -58,6 +58,22 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
     }
 }
 
+// The 16-lane exp-sum and the survivor positions of one row; `exponent(v)` gives each term's fx.
+template <class Exponent>
+RowStats sum_row(const float* s, int64_t n, float threshold, int32_t* pos, double reference, float smax,
+                 Exponent exponent) {
+    float acc[kLanes] = {};
+    int64_t count = 0;
+    for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+            const float v = s[j0 + l];
+            acc[l] = acc[l] + exp2_of(exponent(v));
+            if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
+        }
+    }
+    return RowStats{reference, reduce16(acc), smax, count};
+}
+
 RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, int32_t* pos) {
     const float neg_inf = -std::numeric_limits<float>::infinity();
     float smax = neg_inf;
@@ -66,16 +82,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     const float block = smax * scale2;  // == max_j (s_j * scale2): rounding is monotone
     if (!(std::fabs(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
     const float m = std::ceil(block);
-    float acc[kLanes] = {};
-    int64_t count = 0;
-    for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-            const float v = s[j0 + l];
-            acc[l] = acc[l] + exp2_of(std::fma(v, scale2, -m));
-            if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
-        }
-    }
-    return RowStats{m, reduce16(acc), smax, count};
+    return sum_row(s, n, threshold, pos, m, smax, [&](float v) { return std::fma(v, scale2, -m); });
 }
 
 const KernelOps kOps{SimdLevel::Scalar, "scalar", &tile_scores, &row_epilogue, &pack_panels_portable};
@@ -97,17 +104,9 @@ void pack_panels_portable(const float* items, int64_t n_items, int64_t d, float*
 }
 
 RowStats row_epilogue_large(const float* s, int64_t n, float smax, float scale2, float threshold, int32_t* pos) {
-    float acc[kLanes] = {};
-    int64_t count = 0;
-    for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-            const float v = s[j0 + l];
-            // v - smax first: exact near the max, so the max's term is exactly 1 at any magnitude.
-            acc[l] = acc[l] + exp2_of((v - smax) * scale2);
-            if (v > threshold) pos[count++] = static_cast<int32_t>(j0 + l);
-        }
-    }
-    return RowStats{double(smax) * double(scale2), reduce16(acc), smax, count};
+    // v - smax first: exact near the max, so the max's term is exactly 1 at any magnitude.
+    return sum_row(s, n, threshold, pos, double(smax) * double(scale2), smax,
+                   [&](float v) { return (v - smax) * scale2; });
 }
 
 const KernelOps& kernels_scalar() { return kOps; }

@@ -134,6 +134,10 @@ PYBIND11_MODULE(_native, m) {
           }, py::arg("n_users"), py::arg("n_items"), py::arg("k"), py::arg("item_block"),
           "How many item shards topk() splits the catalogue into for these sizes (1: none). Depends only\n"
           "on the arguments, never on the thread count.");
+    m.def("threshold_guess_rank", &mmrec::threshold_guess_rank, py::arg("n_users"), py::arg("n_items"), py::arg("k"),
+          py::arg("item_block"),
+          "Rank in the strided item sample whose score starts each user's threshold for these sizes (0: no\n"
+          "guess). Results never depend on it.");
     m.def("pack_items", &pack_items, py::arg("items"), py::arg("num_threads") = 0,
           "Pack a float32 C-contiguous (I, d) matrix into 16-item panels [panel][d][16] (zero padded);\n"
           "returns a 1-D 64-byte aligned float32 array of packed_size(I, d) elements.");

@@ -2,7 +2,8 @@
 // ascending order, a score tile per (user block, item block) from the SIMD micro-kernel, then per tile
 // row: exclusions -> block max / exp-sum (folded into a float64 running pair) -> threshold filter ->
 // candidate buffer (pruned to the k-th best's histogram bucket when full; cut to the exact best k at the
-// end). See mmrec_fast/backends/base.py for the contract.
+// end). With a large k each user's threshold starts at a guess from a strided item sample (see
+// "Threshold guess"; users it fails are scored again). See mmrec_fast/backends/base.py for the contract.
 //
 // Every user's result is computed by the same sequence of float operations whatever the thread count,
 // the user block size and the SIMD level (see kernels.h), so outputs are bitwise reproducible across
@@ -174,6 +175,13 @@ struct Better {
     }
 };
 
+// Copies one candidate as a single 8-byte word (a struct copy compiles to two 4-byte moves).
+inline void move_candidate(Candidate* dst, const Candidate* src) {
+    uint64_t word;
+    std::memcpy(&word, src, sizeof word);
+    std::memcpy(dst, &word, sizeof word);
+}
+
 struct UserState {
     // The normaliser so far in base 2: sum over seen items of 2^(s * scale2) = run_sum * 2^run_max.
     // run_max is the largest of the kernels' reference exponents so far (integers, except after
@@ -181,6 +189,7 @@ struct UserState {
     double run_max;
     double run_sum;
     float threshold;
+    float guess;  // the threshold guess (-inf: none); the threshold never drops below it
     int64_t count;
     int64_t cursor;
     int64_t end;
@@ -209,11 +218,61 @@ struct Workspace {
     AlignedArray<Candidate> select_ties;
     AlignedArray<uint64_t> sort_keys;  // 2 x cap
     AlignedArray<float> pack;          // one packed item block (streaming mode only)
-    Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap, int64_t pack_floats)
+    AlignedArray<float> guess;         // ub x guess capacity: the sample's best scores per user
+    std::vector<int64_t> failed;       // users whose guess was too high (rerun without one)
+    Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap, int64_t pack_floats, int64_t guess_cap)
         : tile(size_t(ub * ldt)), pos(size_t(ib + kPanel)), cand(size_t(ub * cap)), state(size_t(ub)),
           select_keys(size_t(cap)), select_ties(size_t(cap)), sort_keys(size_t(2 * cap)),
-          pack(size_t(pack_floats)) {}
+          pack(size_t(pack_floats)), guess(size_t(ub * guess_cap)) {}
 };
+
+// Threshold guess. With a large k the stream's threshold trails the true k-th best for a long time:
+// k = 1000 over 1M random scores appends ~11k candidates per user (k * (1 + ln(I / k)) with an exact
+// threshold), with ~9 buffer prunes, and ~78% of the tile rows hold a survivor. Scoring a strided
+// sample first (every kGuessStride-th panel: 1/64 of the items, ~1.6% more multiply-adds) gives each
+// user a guess t: the sample's j-th best, with j chosen so that about 1.25 k + 4 sqrt(k) items of the
+// catalogue are expected to beat it (ratios of order statistics: relative spread ~1/sqrt(j)). The
+// stream then starts at threshold t: ~2k appends and one prune at k = 1000.
+// A guess never changes a result: every buffered candidate beats t, so if k or more are buffered at
+// the end, every item at or below t is outside the top k and the result is exact; a user with fewer
+// (a guess too high: odd item orders, ties, exclusions, few items) is scored again without one.
+// The exp-sum does not depend on the threshold, so the outputs are bitwise those of a run without guess.
+constexpr int64_t kGuessStride = 64;    // one sampled panel in this many
+constexpr int64_t kGuessMinExpected = 4;  // k * sample fraction below this: no guess
+
+struct GuessPlan {
+    int64_t n_panels = 0;  // sampled panels (0: no guess)
+    int64_t rank = 0;      // the guess is the sample's rank-th best
+    int64_t cap = 0;       // per-user slots for the sample's best scores
+};
+
+GuessPlan plan_guess(const TopkArgs& a, int64_t n_shards) {
+    GuessPlan g;
+    // Item shards hold a fraction of the catalogue each: a catalogue-wide guess would fail there.
+    if (!a.guess_threshold || n_shards != 1) return g;
+    const int64_t full_panels = a.n_items / kPanel;  // the ragged last panel is never sampled
+    const int64_t n_sampled = full_panels / kGuessStride;
+    const double expected = double(a.k) * double(n_sampled * kPanel) / double(std::max<int64_t>(a.n_items, 1));
+    if (n_sampled == 0 || expected < double(kGuessMinExpected)) return g;
+    const int64_t rank = int64_t(std::ceil(1.25 * expected + 4.0 * std::sqrt(expected))) + 1;
+    if (2 * rank > n_sampled * kPanel) return g;
+    g.n_panels = n_sampled;
+    g.rank = rank;
+    g.cap = 4 * rank;
+    return g;
+}
+
+// Panel i of the sample is panel kGuessStride / 2 + i * kGuessStride of the catalogue.
+void pack_guess_sample(const TopkArgs& a, const KernelOps& ops, const GuessPlan& g, float* dst) {
+    const int64_t panel_floats = a.d * kPanel;
+    for (int64_t i = 0; i < g.n_panels; ++i) {
+        const int64_t p = kGuessStride / 2 + i * kGuessStride;
+        if (a.packed != nullptr)
+            std::memcpy(dst + i * panel_floats, a.packed + p * panel_floats, size_t(panel_floats) * sizeof(float));
+        else
+            ops.pack_panels(a.items + p * kPanel * a.d, kPanel, a.d, dst + i * panel_floats);
+    }
+}
 
 struct Plan {
     int64_t ub;         // users per block
@@ -364,8 +423,7 @@ float prune_streaming(Candidate* c, int64_t& count, int64_t k, int64_t cap, cons
             const uint32_t floor_key = (base + b) << shift;
             int64_t w = 0;
             for (int64_t q = 0; q < count; ++q) {  // branch-free, in place, order kept
-                const Candidate cand = c[q];
-                c[w] = cand;
+                move_candidate(c + w, c + q);
                 w += keys[q] >= floor_key;
             }
             count = w;  // == kept
@@ -460,30 +518,39 @@ void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, d
 constexpr int64_t kRadixSortMin = 256;
 
 // Sort c[0..n) by (score descending, index ascending). a and b: scratch for n uint64 each.
+// Words (~order_key(score)) << 32 | index ascend in the result order. A stable LSD radix sort on the
+// four score bytes alone (bytes that every word shares are skipped), then a pass that puts runs of
+// equal scores (rare) in index order: half the passes of sorting the whole word.
 void sort_best(Candidate* c, int64_t n, uint64_t* a, uint64_t* b) {
     if (n < kRadixSortMin) {
         std::sort(c, c + n, Better{});
         return;
     }
-    // Ascending order of ((~order_key(score)) << 32 | index) is the result order; indices are unique.
-    int64_t hist[8][256];
+    int64_t hist[4][256];
     std::memset(hist, 0, sizeof hist);
     for (int64_t q = 0; q < n; ++q) {
-        const uint64_t key = (uint64_t(~order_key(c[q].score)) << 32) | uint32_t(c[q].index);
-        a[q] = key;
-        for (int byte = 0; byte < 8; ++byte) ++hist[byte][(key >> (8 * byte)) & 255u];
+        const uint32_t high = ~order_key(c[q].score);
+        a[q] = (uint64_t(high) << 32) | uint32_t(c[q].index);
+        for (int byte = 0; byte < 4; ++byte) ++hist[byte][(high >> (8 * byte)) & 255u];
     }
-    for (int byte = 0; byte < 8; ++byte) {
+    for (int byte = 0; byte < 4; ++byte) {
+        const int shift = 32 + 8 * byte;
         int64_t* h = hist[byte];
-        if (h[(a[0] >> (8 * byte)) & 255u] == n) continue;  // every key has this digit: nothing to do
+        if (h[(a[0] >> shift) & 255u] == n) continue;  // every word has this digit: nothing to do
         int64_t offset = 0;
         for (int digit = 0; digit < 256; ++digit) {
             const int64_t count = h[digit];
             h[digit] = offset;
             offset += count;
         }
-        for (int64_t q = 0; q < n; ++q) b[h[(a[q] >> (8 * byte)) & 255u]++] = a[q];
+        for (int64_t q = 0; q < n; ++q) b[h[(a[q] >> shift) & 255u]++] = a[q];
         std::swap(a, b);
+    }
+    for (int64_t q = 0; q + 1 < n;) {  // equal scores: index order
+        int64_t e = q + 1;
+        while (e < n && (a[e] >> 32) == (a[q] >> 32)) ++e;
+        if (e - q > 1) std::sort(a + q, a + e);
+        q = e;
     }
     for (int64_t q = 0; q < n; ++q) {
         c[q].score = key_score(~uint32_t(a[q] >> 32));
@@ -494,8 +561,45 @@ void sort_best(Candidate* c, int64_t n, uint64_t* a, uint64_t* b) {
 // One work unit: users [u0, u0 + nu) against the items of shard `shard`, item blocks in ascending
 // order. With one shard the sorted best k go straight to the outputs; otherwise the shard's best k
 // and its (max, sum) go to `sh` for the merge.
+// Each user's guess (see "Threshold guess"): the sample scored in item-block chunks, the best scores
+// kept in a small buffer cut back to the best `rank` whenever it fills. -inf when no guess.
+void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan, const GuessPlan& g,
+                      const float* sample, int64_t u0, int64_t nu, Workspace& ws) {
+    UserState* st = ws.state.ptr;
+    std::vector<int64_t> count(size_t(nu), 0);
+    std::vector<float> cut(size_t(nu), kNegInf);
+    const int64_t chunk = plan.ib / kPanel;
+    const auto desc = [](float x, float y) { return x > y; };
+    for (int64_t p0 = 0; p0 < g.n_panels; p0 += chunk) {
+        const int64_t np = std::min(chunk, g.n_panels - p0);
+        ops.tile_scores(a.users + u0 * a.d, a.d, nu, sample + p0 * a.d * kPanel, np, a.d, ws.tile.ptr, plan.ldt);
+        for (int64_t r = 0; r < nu; ++r) {
+            const float* row = ws.tile.ptr + r * plan.ldt;
+            float* best = ws.guess.ptr + r * g.cap;
+            for (int64_t j = 0; j < np * kPanel; ++j) {
+                const float v = row[j];
+                if (!(v > cut[size_t(r)])) continue;  // also drops NaN
+                if (count[size_t(r)] == g.cap) {
+                    std::nth_element(best, best + (g.rank - 1), best + g.cap, desc);
+                    count[size_t(r)] = g.rank;
+                    cut[size_t(r)] = best[g.rank - 1];
+                    if (!(v > cut[size_t(r)])) continue;
+                }
+                best[count[size_t(r)]++] = v;
+            }
+        }
+    }
+    for (int64_t r = 0; r < nu; ++r) {
+        float* best = ws.guess.ptr + r * g.cap;
+        if (count[size_t(r)] < g.rank) continue;  // too few finite sample scores: no guess
+        std::nth_element(best, best + (g.rank - 1), best + count[size_t(r)], desc);
+        st[r].threshold = st[r].guess = best[g.rank - 1];
+    }
+}
+
 void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int64_t u0, int64_t nu,
-                  int64_t shard, Workspace& ws, const ShardResults& sh) {
+                  int64_t shard, Workspace& ws, const ShardResults& sh, const GuessPlan& g,
+                  const float* sample) {
     const int64_t d = a.d, k = a.k, cap = plan.cap;
     const int64_t lo = shard * plan.shard_len, hi = std::min(a.n_items, lo + plan.shard_len);
     const float scale2 = a.log2e_over_temperature;
@@ -505,6 +609,7 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
         st[r].run_max = -std::numeric_limits<double>::infinity();
         st[r].run_sum = 0.0;
         st[r].threshold = kNegInf;
+        st[r].guess = kNegInf;
         st[r].count = 0;
         const int64_t* e0 = a.excl_indices + a.excl_indptr[u0 + r];
         const int64_t* e1 = a.excl_indices + a.excl_indptr[u0 + r + 1];
@@ -512,6 +617,7 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
         st[r].cursor = lo == 0 ? (e0 - a.excl_indices) : (std::lower_bound(e0, e1, lo) - a.excl_indices);
         st[r].end = e1 - a.excl_indices;
     }
+    if (g.n_panels > 0) guess_thresholds(a, ops, plan, g, sample, u0, nu, ws);
     const float* users = a.users + u0 * d;
     for (int64_t i0 = lo; i0 < hi; i0 += plan.ib) {
         const int64_t n_valid = std::min(plan.ib, hi - i0);
@@ -547,7 +653,7 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
                 if (!(v > s.threshold)) continue;  // the threshold rose within this block
                 if (s.count == cap) {
                     if (cap <= k) continue;  // unreachable: cap > k whenever cap < n_items
-                    s.threshold = prune_streaming(c, s.count, k, cap, scratch);
+                    s.threshold = std::max(prune_streaming(c, s.count, k, cap, scratch), s.guess);
                     if (!(v > s.threshold)) continue;
                 }
                 c[s.count++] = Candidate{v, static_cast<int32_t>(i0 + j)};
@@ -558,6 +664,10 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
         const UserState& s = st[r];
         const int64_t u = u0 + r;
         Candidate* c = ws.cand.ptr + r * cap;
+        if (s.count < k && s.guess != kNegInf) {  // the guess was too high: rerun (see "Threshold guess")
+            ws.failed.push_back(u);
+            continue;
+        }
         const int64_t take = std::min(s.count, k);
         if (s.count > take) prune(c, s.count, k, scratch);  // take == k
         if (plan.n_shards > 1) {
@@ -570,6 +680,51 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
         }
         sort_best(c, take, ws.sort_keys.ptr, ws.sort_keys.ptr + cap);
         write_row(a, u, c, take, s.run_max, s.run_sum);
+    }
+}
+
+// Users whose threshold guess was too high, scored again without one (same plan, one item shard, so
+// the same float operations as a run without guess): gathered into a contiguous problem of their own.
+void rerun_failed_guesses(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int nt,
+                          std::vector<Workspace>& ws, const ShardResults& sh) {
+    std::vector<int64_t> failed;
+    for (const Workspace& w : ws) failed.insert(failed.end(), w.failed.begin(), w.failed.end());
+    if (failed.empty()) return;
+    std::sort(failed.begin(), failed.end());
+    const int64_t nf = int64_t(failed.size()), d = a.d, k = a.k;
+    std::vector<float> users(size_t(nf * d));
+    std::vector<int64_t> indptr(size_t(nf + 1), 0), indices;
+    for (int64_t f = 0; f < nf; ++f) {
+        const int64_t u = failed[size_t(f)];
+        std::memcpy(users.data() + f * d, a.users + u * d, size_t(d) * sizeof(float));
+        indices.insert(indices.end(), a.excl_indices + a.excl_indptr[u], a.excl_indices + a.excl_indptr[u + 1]);
+        indptr[size_t(f + 1)] = int64_t(indices.size());
+    }
+    std::vector<int64_t> out_indices(size_t(nf * k));
+    std::vector<float> out_scores(size_t(nf * k));
+    std::vector<double> out_lse(static_cast<size_t>(nf));
+    TopkArgs sub = a;
+    sub.users = users.data();
+    sub.n_users = nf;
+    sub.excl_indptr = indptr.data();
+    sub.excl_indices = indices.data();
+    sub.out_indices = out_indices.data();
+    sub.out_scores = out_scores.data();
+    sub.out_lse = out_lse.data();
+    sub.guess_threshold = false;
+    const int64_t n_blocks = (nf + plan.ub - 1) / plan.ub;
+    const GuessPlan none;
+#if defined(MMREC_FAST_OPENMP)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#endif
+    for (int64_t b = 0; b < n_blocks; ++b)
+        process_unit(sub, ops, plan, b * plan.ub, std::min(plan.ub, nf - b * plan.ub), 0, ws[size_t(thread_id())], sh,
+                     none, nullptr);
+    for (int64_t f = 0; f < nf; ++f) {
+        const int64_t u = failed[size_t(f)];
+        std::memcpy(a.out_indices + u * k, out_indices.data() + f * k, size_t(k) * sizeof(int64_t));
+        std::memcpy(a.out_scores + u * k, out_scores.data() + f * k, size_t(k) * sizeof(float));
+        a.out_lse[u] = out_lse[size_t(f)];
     }
 }
 
@@ -590,6 +745,14 @@ int64_t item_shards(int64_t n_users, int64_t n_items, int64_t k, int64_t item_bl
     const int64_t len = (n_iblocks + shards - 1) / shards * ib;
     if (shard_len != nullptr) *shard_len = len;
     return std::max<int64_t>(1, (n_items + len - 1) / len);
+}
+
+int64_t threshold_guess_rank(int64_t n_users, int64_t n_items, int64_t k, int64_t item_block) {
+    TopkArgs a;
+    a.n_users = n_users;
+    a.n_items = n_items;
+    a.k = k;
+    return plan_guess(a, item_shards(n_users, n_items, k, item_block, nullptr)).rank;
 }
 
 void topk(const TopkArgs& a, const KernelOps& ops) {
@@ -626,7 +789,10 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
     std::vector<Workspace> ws;
     ws.reserve(size_t(nt));
     const int64_t pack_floats = a.packed == nullptr ? plan.ib * a.d : 0;
-    for (int t = 0; t < nt; ++t) ws.emplace_back(plan.ub, plan.ldt, plan.ib, plan.cap, pack_floats);
+    const GuessPlan guess = plan_guess(a, plan.n_shards);
+    AlignedArray<float> sample{size_t(guess.n_panels * a.d * kPanel)};
+    if (guess.n_panels > 0) pack_guess_sample(a, ops, guess, sample.ptr);
+    for (int t = 0; t < nt; ++t) ws.emplace_back(plan.ub, plan.ldt, plan.ib, plan.cap, pack_floats, guess.cap);
 
     const int64_t n_slots = plan.n_shards > 1 ? plan.n_shards * a.n_users : 0;
     AlignedArray<Candidate> sh_cand{size_t(n_slots * a.k)};
@@ -657,7 +823,8 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
         for (int64_t unit = 0; unit < n_units; ++unit) {
             const int64_t b = unit / plan.n_shards, shard = unit % plan.n_shards;
             const int64_t u0 = b * ub;
-            process_unit(a, ops, plan, u0, std::min(ub, a.n_users - u0), shard, ws[size_t(thread_id())], sh);
+            process_unit(a, ops, plan, u0, std::min(ub, a.n_users - u0), shard, ws[size_t(thread_id())], sh, guess,
+                         sample.ptr);
         }
         if (merge_n > 0) {
 #if defined(MMREC_FAST_OPENMP)
@@ -681,6 +848,7 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
             }
         }
     }
+    rerun_failed_guesses(a, ops, plan, nt, ws, sh);
 }
 
 }  // namespace mmrec

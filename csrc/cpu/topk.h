@@ -49,6 +49,9 @@ struct TopkArgs {
     int64_t item_block = 512;   // rounded up to a multiple of kPanel
     int64_t capacity = 0;       // candidate buffer slots per user, > k
     int num_threads = 0;        // 0: OpenMP default
+    // Start each user's threshold at a guess from a strided item sample when k is large (see topk.cpp,
+    // "Threshold guess"); the results do not depend on it, bit for bit.
+    bool guess_threshold = true;
     int64_t* out_indices = nullptr;  // (n_users, k)
     float* out_scores = nullptr;     // (n_users, k)
     double* out_lse = nullptr;       // (n_users)
@@ -56,6 +59,9 @@ struct TopkArgs {
 
 // Number of item shards topk() uses (1: no item split); *shard_len (if given) receives their length.
 int64_t item_shards(int64_t n_users, int64_t n_items, int64_t k, int64_t item_block, int64_t* shard_len);
+
+// The sample rank of the threshold guess topk() uses for these sizes (0: none).
+int64_t threshold_guess_rank(int64_t n_users, int64_t n_items, int64_t k, int64_t item_block);
 
 // Fills the outputs. Throws std::invalid_argument for inconsistent sizes (before any work starts).
 void topk(const TopkArgs& args, const KernelOps& ops);

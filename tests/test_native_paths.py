@@ -189,26 +189,35 @@ def test_streaming_prune_keeps_exact_results(rng, factor, data):
     assert_topk_matches(result, users, items, k, exclude=exclude, exact_ids=data in ("integer-ties", "one-value"))
 
 
-def test_threshold_guess_too_high_is_rerun_exactly(rng):
-    """Large k: each user's threshold starts at a guess from a strided item sample. Users whose sampled
-    items are planted far above the rest get a guess no k items beat and are scored again; every user's
-    result equals the reference, and outputs are bitwise those of a run without guess (small k: no
-    guess; the log-normaliser and the best scores do not depend on k)."""
+@pytest.mark.parametrize("data", ["planted", "heavy-exclusion", "integer-ties"])
+def test_threshold_guess_keeps_exact_results(rng, data):
+    """Large k: each user's threshold starts at a guess from a strided item sample. "planted": the
+    sampled items of half the users score far above the rest, so no k items beat their guess and they
+    are scored again; "heavy-exclusion": 80% of the items excluded (the guess skips them);
+    "integer-ties": few distinct scores. Every user's result equals the reference, and the outputs are
+    bitwise those of a run without guess (small k: no guess; the log-normaliser and the best scores
+    do not depend on k)."""
     n_items, dim, k, small_k = 16 * 64 * 20, 8, 256, 8
     n_users = 200  # enough users for one item shard
     assert native.threshold_guess_rank(n_users, n_items, k, 512) > 0
     assert native.threshold_guess_rank(n_users, n_items, small_k, 512) == 0
     users, items = random_problem(rng, n_users, n_items, dim)
-    sampled = (np.arange(20)[:, None] * 64 + 32) * 16 + np.arange(16)[None, :]  # the guess's sample
-    items[sampled.ravel(), 0] += 6.0
-    users[: n_users // 2, 0] = np.abs(users[: n_users // 2, 0]) + 2.0  # these users' guesses fail
     exclude = random_exclusion(rng, n_users, n_items, 0.02, full_rows=[150])
+    if data == "planted":
+        sampled = (np.arange(20)[:, None] * 64 + 32) * 16 + np.arange(16)[None, :]  # the guess's sample
+        items[sampled.ravel(), 0] += 6.0
+        users[: n_users // 2, 0] = np.abs(users[: n_users // 2, 0]) + 2.0
+    elif data == "heavy-exclusion":
+        exclude = random_exclusion(rng, n_users, n_items, 0.8, full_rows=[150])
+    else:
+        users = rng.integers(-1, 2, size=(n_users, dim)).astype(np.float32)
+        items = rng.integers(-1, 2, size=(n_items, dim)).astype(np.float32)
     for persistent in (False, True):
         prepared = BACKEND.prepare_items(items, BlockConfig(), persistent=persistent)
         for threads in (1, 2):
             big = _run(users, prepared, k, exclude=exclude, num_threads=threads)
             result = mf.TopK(*big, 1.0)
-            assert_topk_matches(result, users, items, k, exclude=exclude)
+            assert_topk_matches(result, users, items, k, exclude=exclude, exact_ids=data == "integer-ties")
             small = _run(users, prepared, small_k, exclude=exclude, num_threads=threads)
             np.testing.assert_array_equal(big[2], small[2])  # bitwise: the same exp-sum
             np.testing.assert_array_equal(big[0][:, :small_k], small[0])

@@ -568,14 +568,27 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
     UserState* st = ws.state.ptr;
     std::vector<int64_t> count(size_t(nu), 0);
     std::vector<float> cut(size_t(nu), kNegInf);
+    std::vector<int64_t> cursor(static_cast<size_t>(nu));
+    for (int64_t r = 0; r < nu; ++r) cursor[size_t(r)] = a.excl_indptr[u0 + r];
     const int64_t chunk = plan.ib / kPanel;
     const auto desc = [](float x, float y) { return x > y; };
     for (int64_t p0 = 0; p0 < g.n_panels; p0 += chunk) {
         const int64_t np = std::min(chunk, g.n_panels - p0);
         ops.tile_scores(a.users + u0 * a.d, a.d, nu, sample + p0 * a.d * kPanel, np, a.d, ws.tile.ptr, plan.ldt);
+        // Items past the chunk's last sampled panel wait for the next chunk.
+        const int64_t item_end = ((p0 + np - 1) * kGuessStride + kGuessStride / 2 + 1) * kPanel;
         for (int64_t r = 0; r < nu; ++r) {
-            const float* row = ws.tile.ptr + r * plan.ldt;
+            float* row = ws.tile.ptr + r * plan.ldt;
             float* best = ws.guess.ptr + r * g.cap;
+            // Excluded items do not count in the guess: with many of them (a category filter written
+            // as exclusions, say) a guess from all items would fail for most users.
+            const int64_t excl_end = a.excl_indptr[u0 + r + 1];
+            for (int64_t& q = cursor[size_t(r)]; q < excl_end && a.excl_indices[q] < item_end; ++q) {
+                const int64_t item = a.excl_indices[q];
+                const int64_t panel = item / kPanel - kGuessStride / 2;
+                if (item < 0 || panel < 0 || panel % kGuessStride != 0 || panel / kGuessStride < p0) continue;
+                row[(panel / kGuessStride - p0) * kPanel + item % kPanel] = kNegInf;
+            }
             for (int64_t j = 0; j < np * kPanel; ++j) {
                 const float v = row[j];
                 if (!(v > cut[size_t(r)])) continue;  // also drops NaN
@@ -593,7 +606,9 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
         float* best = ws.guess.ptr + r * g.cap;
         if (count[size_t(r)] < g.rank) continue;  // too few finite sample scores: no guess
         std::nth_element(best, best + (g.rank - 1), best + count[size_t(r)], desc);
-        st[r].threshold = st[r].guess = best[g.rank - 1];
+        // Just below the rank-th best score, so that items tied with it are kept (many ties would
+        // otherwise leave fewer than k above the guess).
+        st[r].threshold = st[r].guess = std::nextafter(best[g.rank - 1], kNegInf);
     }
 }
 

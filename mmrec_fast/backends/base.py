@@ -43,7 +43,10 @@ Semantics, identical on every backend:
   buffer of a few k; when the buffer is full it is pruned and the threshold raised to a score that at
   least k kept, earlier candidates reach (the exact k-th best, or -- native engine -- the floor of the
   histogram bucket holding it, which keeps a few more than k for a cheaper prune); the final buffer is
-  cut to the exact best k and sorted. Working memory is O(threads x (user_block x item_block + user_block x
+  cut to the exact best k and sorted. (The native engine, for large k with one item shard, starts each
+  user's threshold just below a guess -- a rank of the user's scores over a strided 1/64 item sample,
+  exclusions skipped -- instead of -inf; a user with fewer than k buffered candidates at the end is
+  scored again without one, so results are the same bit for bit.) Working memory is O(threads x (user_block x item_block + user_block x
   buffer)), independent of U x I.
 * The result must not depend on the number of threads.
 

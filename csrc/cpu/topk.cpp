@@ -217,7 +217,7 @@ struct Workspace {
     AlignedArray<uint32_t> select_keys;
     AlignedArray<Candidate> select_ties;
     AlignedArray<uint64_t> sort_keys;  // 2 x cap
-    AlignedArray<float> pack;          // one packed item block (streaming mode only)
+    AlignedArray<float> pack;          // one packed item block (streaming mode, guess sample)
     AlignedArray<float> guess;         // ub x guess capacity: the sample's best scores per user
     std::vector<int64_t> failed;       // users whose guess was too high (rerun without one)
     Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap, int64_t pack_floats, int64_t guess_cap)
@@ -262,11 +262,13 @@ GuessPlan plan_guess(const TopkArgs& a, int64_t n_shards) {
     return g;
 }
 
-// Panel i of the sample is panel kGuessStride / 2 + i * kGuessStride of the catalogue.
-void pack_guess_sample(const TopkArgs& a, const KernelOps& ops, const GuessPlan& g, float* dst) {
+// Gathers sample panels [first, first + count) into dst, contiguous: sample panel i is panel
+// kGuessStride / 2 + i * kGuessStride of the catalogue. Per chunk into the thread's packing buffer, so
+// the sample never needs an array of its own.
+void gather_guess_panels(const TopkArgs& a, const KernelOps& ops, int64_t first, int64_t count, float* dst) {
     const int64_t panel_floats = a.d * kPanel;
-    for (int64_t i = 0; i < g.n_panels; ++i) {
-        const int64_t p = kGuessStride / 2 + i * kGuessStride;
+    for (int64_t i = 0; i < count; ++i) {
+        const int64_t p = kGuessStride / 2 + (first + i) * kGuessStride;
         if (a.packed != nullptr)
             std::memcpy(dst + i * panel_floats, a.packed + p * panel_floats, size_t(panel_floats) * sizeof(float));
         else
@@ -564,7 +566,7 @@ void sort_best(Candidate* c, int64_t n, uint64_t* a, uint64_t* b) {
 // Each user's guess (see "Threshold guess"): the sample scored in item-block chunks, the best scores
 // kept in a small buffer cut back to the best `rank` whenever it fills. -inf when no guess.
 void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan, const GuessPlan& g,
-                      const float* sample, int64_t u0, int64_t nu, Workspace& ws) {
+                      int64_t u0, int64_t nu, Workspace& ws) {
     UserState* st = ws.state.ptr;
     std::vector<int64_t> count(size_t(nu), 0);
     std::vector<float> cut(size_t(nu), kNegInf);
@@ -574,7 +576,8 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
     const auto desc = [](float x, float y) { return x > y; };
     for (int64_t p0 = 0; p0 < g.n_panels; p0 += chunk) {
         const int64_t np = std::min(chunk, g.n_panels - p0);
-        ops.tile_scores(a.users + u0 * a.d, a.d, nu, sample + p0 * a.d * kPanel, np, a.d, ws.tile.ptr, plan.ldt);
+        gather_guess_panels(a, ops, p0, np, ws.pack.ptr);
+        ops.tile_scores(a.users + u0 * a.d, a.d, nu, ws.pack.ptr, np, a.d, ws.tile.ptr, plan.ldt);
         // Items past the chunk's last sampled panel wait for the next chunk.
         const int64_t item_end = ((p0 + np - 1) * kGuessStride + kGuessStride / 2 + 1) * kPanel;
         for (int64_t r = 0; r < nu; ++r) {
@@ -613,8 +616,7 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
 }
 
 void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int64_t u0, int64_t nu,
-                  int64_t shard, Workspace& ws, const ShardResults& sh, const GuessPlan& g,
-                  const float* sample) {
+                  int64_t shard, Workspace& ws, const ShardResults& sh, const GuessPlan& g) {
     const int64_t d = a.d, k = a.k, cap = plan.cap;
     const int64_t lo = shard * plan.shard_len, hi = std::min(a.n_items, lo + plan.shard_len);
     const float scale2 = a.log2e_over_temperature;
@@ -632,7 +634,7 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
         st[r].cursor = lo == 0 ? (e0 - a.excl_indices) : (std::lower_bound(e0, e1, lo) - a.excl_indices);
         st[r].end = e1 - a.excl_indices;
     }
-    if (g.n_panels > 0) guess_thresholds(a, ops, plan, g, sample, u0, nu, ws);
+    if (g.n_panels > 0) guess_thresholds(a, ops, plan, g, u0, nu, ws);
     const float* users = a.users + u0 * d;
     for (int64_t i0 = lo; i0 < hi; i0 += plan.ib) {
         const int64_t n_valid = std::min(plan.ib, hi - i0);
@@ -734,7 +736,7 @@ void rerun_failed_guesses(const TopkArgs& a, const KernelOps& ops, const Plan& p
 #endif
     for (int64_t b = 0; b < n_blocks; ++b)
         process_unit(sub, ops, plan, b * plan.ub, std::min(plan.ub, nf - b * plan.ub), 0, ws[size_t(thread_id())], sh,
-                     none, nullptr);
+                     none);
     for (int64_t f = 0; f < nf; ++f) {
         const int64_t u = failed[size_t(f)];
         std::memcpy(a.out_indices + u * k, out_indices.data() + f * k, size_t(k) * sizeof(int64_t));
@@ -803,10 +805,9 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
 
     std::vector<Workspace> ws;
     ws.reserve(size_t(nt));
-    const int64_t pack_floats = a.packed == nullptr ? plan.ib * a.d : 0;
     const GuessPlan guess = plan_guess(a, plan.n_shards);
-    AlignedArray<float> sample{size_t(guess.n_panels * a.d * kPanel)};
-    if (guess.n_panels > 0) pack_guess_sample(a, ops, guess, sample.ptr);
+    // One packed item block: streaming items, or the guess's sample panels (gathered chunk by chunk).
+    const int64_t pack_floats = a.packed == nullptr || guess.n_panels > 0 ? plan.ib * a.d : 0;
     for (int t = 0; t < nt; ++t) ws.emplace_back(plan.ub, plan.ldt, plan.ib, plan.cap, pack_floats, guess.cap);
 
     const int64_t n_slots = plan.n_shards > 1 ? plan.n_shards * a.n_users : 0;
@@ -838,8 +839,7 @@ void topk(const TopkArgs& a, const KernelOps& ops) {
         for (int64_t unit = 0; unit < n_units; ++unit) {
             const int64_t b = unit / plan.n_shards, shard = unit % plan.n_shards;
             const int64_t u0 = b * ub;
-            process_unit(a, ops, plan, u0, std::min(ub, a.n_users - u0), shard, ws[size_t(thread_id())], sh, guess,
-                         sample.ptr);
+            process_unit(a, ops, plan, u0, std::min(ub, a.n_users - u0), shard, ws[size_t(thread_id())], sh, guess);
         }
         if (merge_n > 0) {
 #if defined(MMREC_FAST_OPENMP)

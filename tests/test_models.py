@@ -134,7 +134,7 @@ def test_save_load_round_trip_is_bit_identical(tmp_path, rng, kind):
     assert loaded.metadata == {"note": "x"}
     assert [b.name for b in loaded.model.blocks()] == [b.name for b in model.blocks()]
     # Saving again over the same directory replaces it as a whole.
-    save_model(model, path)
+    save_model(model, path, overwrite=True)
     assert load_model(path).user_map is None
     assert json.loads((path / "model.json").read_text())["kind"] == kind
 

@@ -1,14 +1,21 @@
-"""The synthetic seed example (``mmrec-fast demo --synthetic``).
+"""The two demos: the synthetic seed example and the MovieLens-100K run with its output folder.
 
-1,000 users x 10,000 items x 10 dimensions, random and seeded; interest probabilities
+``mmrec-fast demo --synthetic``: 1,000 users x 10,000 items x 10 dimensions, random and seeded; interest probabilities
 p_ij = softmax_j(u_i . v_j); the top-10 list of the first users with their probabilities; the naive
 ``exp(s) / sum(exp(s))`` next to the engine once the scores are large; each backend's time and
 agreement with the float64 reference.
+
+``mmrec-fast demo``: the pipeline of :func:`mmrec_fast.pipeline.run_experiment` on MovieLens-100K,
+written to an output folder that is replaced atomically and only when it is an earlier demo's output.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -17,7 +24,7 @@ from .engine import topk
 from .reference import topk_reference
 from .result import probabilities
 
-__all__ = ["run_synthetic_demo"]
+__all__ = ["run_synthetic_demo", "run_movielens_demo", "demo_output_files", "DEMO_MANIFEST"]
 
 
 def _naive_softmax(scores: np.ndarray) -> np.ndarray:
@@ -109,4 +116,88 @@ def run_synthetic_demo(n_users: int = 1000, n_items: int = 10000, dim: int = 10,
     _print_lists(topk(users, items, k), show)
     _overflow_table(users, items, k)
     _backend_table(users, items, k)
+    return 0
+
+
+# -- the MovieLens demo's output folder -------------------------------------------------------------
+
+#: Lists every file the MovieLens demo wrote, so a later run can recognise (and, with --overwrite,
+#: replace) its own output and nothing else.
+DEMO_MANIFEST = ".mmrec_fast_demo.json"
+
+
+def demo_output_files(directory) -> frozenset[str] | None:
+    """The files of an earlier demo's output in ``directory`` (from its manifest), or None if it is not one."""
+    try:
+        manifest = json.loads((Path(directory) / DEMO_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(manifest, dict) and manifest.get("library") == "mmrec_fast"
+            and isinstance(manifest.get("files"), list) and all(isinstance(f, str) for f in manifest["files"])):
+        return None
+    return frozenset(manifest["files"]) | {DEMO_MANIFEST}
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard link (free, same disk) or else copy: reusing the earlier run's embedding cache."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run_movielens_demo(out, *, device: str = "cpu", progress: bool = True, overwrite: bool = False,
+                       log=print) -> int:
+    """MovieLens-100K end to end, written to ``out`` as one atomic replacement; returns 0.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        Output directory: absent, empty, or -- with ``overwrite`` -- the output of an earlier demo
+        holding nothing else (recognised by its manifest ``.mmrec_fast_demo.json``). Everything is
+        built in a hidden sibling and renamed into place at the end, so an interrupted run leaves
+        the earlier output untouched. The earlier run's text-embedding cache is reused.
+    device : str
+        Torch device for the text encoder and training.
+    progress : bool
+        Progress bars.
+    overwrite : bool
+        Replace the output of an earlier demo.
+    log : callable
+        Where messages go.
+
+    Raises
+    ------
+    ValueError
+        ``out`` is a file, a symbolic link, a directory holding anything else, or an earlier demo
+        output without ``overwrite`` (the message starts with ``--out``).
+    """
+    from ._outputs import check_output_dir, list_files, make_staging_dir, replace_dir
+    from .data import load_movielens_100k
+    from .models import TrainConfig
+    from .pipeline import run_experiment
+
+    target = check_output_dir(out, argument="--out", overwrite=overwrite, recognise=demo_output_files,
+                              what="demo output", overwrite_hint="--overwrite")
+    started = time.perf_counter()
+    data = load_movielens_100k()
+    log(f"MovieLens-100K: {data}")
+    staging = make_staging_dir(target)
+    try:
+        if (target / "cache").is_dir():
+            shutil.copytree(target / "cache", staging / "cache", copy_function=_link_or_copy)
+        config = TrainConfig(device=device, progress=progress)
+
+        def relay(message) -> None:
+            # The experiment writes into the staging folder; tell the user where the files will be.
+            log(str(message).replace(str(staging), str(target)))
+
+        run_experiment(data, config=config, out_dir=staging, device=device, progress=progress, log=relay)
+        manifest = {"library": "mmrec_fast", "output": "demo", "files": list_files(staging)}
+        (staging / DEMO_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        replace_dir(staging, target, demo_output_files)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0

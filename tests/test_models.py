@@ -33,10 +33,16 @@ def holdout(matrix, rng, fraction=0.2):
     return make(~held), make(held)
 
 
-def test_bpr_learns_planted_structure(rng):
+#: Per trainer: plain SGD steps once per triple and needs more epochs than Adam over mini-batches.
+LEARN = {"torch": dict(epochs=10, batch_size=128, reg=0.05),
+         "native": dict(epochs=40, lr=0.05, reg=0.01)}
+
+
+@pytest.mark.parametrize("trainer", ["native", "torch"])
+def test_bpr_learns_planted_structure(rng, trainer):
     data, _, item_group = planted(rng, n_users=200, n_items=120, density=0.3)
     train, test = holdout(data, rng)
-    config = TrainConfig(**{**FAST, "epochs": 10, "batch_size": 128, "reg": 0.05})
+    config = TrainConfig(**{**FAST, **LEARN[trainer], "trainer": trainer})
     learned = evaluate_model(BPRMF(*data.shape, config).fit(train), test, exclude=train, ks=(5,))
     untrained = evaluate_model(BPRMF(*data.shape, config), test, exclude=train, ks=(5,))
     # Near-oracle: profiles over the true item groups (one-hot), which BPR has to discover.

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "TRAINERS", "TRAINER_DEFAULTS"]
 
 _LOSSES = ("bpr", "softmax")
+
+#: ``"native"``: Hogwild SGD in Numba (BPR-MF with the BPR loss on the CPU); ``"torch"``: Adam over
+#: mini-batches (any model, loss and device); ``"auto"``: native where it applies, else torch.
+TRAINERS = ("auto", "native", "torch")
+
+#: What ``lr=None`` / ``reg=None`` mean for each trainer: an SGD step and an Adam step are different
+#: quantities, so one number cannot serve both. The native values reach Cornac's tuned BPR on
+#: MovieLens-100K (see docs/benchmarks/train_speed.txt for the measurement).
+TRAINER_DEFAULTS = {"torch": {"lr": 5e-3, "reg": 1e-3}, "native": {"lr": 0.05, "reg": 0.01}}
 
 
 @dataclass(frozen=True)
@@ -26,13 +37,16 @@ class TrainConfig:
     n_negatives : int
         Negatives per batch for the softmax loss.
     epochs : int
-        Upper bound on passes over the training interactions.
+        Upper bound on passes over the training interactions (the native trainer draws as many
+        (user, positive, negative) triples per epoch as there are positives).
     batch_size : int
-        Positive interactions per optimiser step.
-    lr : float
-        Adam learning rate.
-    reg : float
-        L2 penalty on the user and item vectors of each batch (per example).
+        Positive interactions per optimiser step (torch trainer only; the native trainer steps per triple).
+    lr : float or None
+        Adam learning rate (torch) or SGD step (native); None: the trainer's default in
+        :data:`TRAINER_DEFAULTS`.
+    reg : float or None
+        L2 penalty on the vectors (and, natively, the item biases) each step touches; None: the
+        trainer's default in :data:`TRAINER_DEFAULTS`.
     init_std : float
         Standard deviation of the normal initialisation of embeddings.
     patience : int
@@ -41,9 +55,16 @@ class TrainConfig:
     eval_every : int
         Evaluate on the validation split every this many epochs.
     seed : int
-        Seeds initialisation, shuffling and negative sampling (CPU training is then deterministic).
+        Seeds initialisation, shuffling and negative sampling. CPU training is then deterministic,
+        except the native trainer with ``threads != 1`` (Hogwild: threads race on shared rows).
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA when available).
+    trainer : {"auto", "native", "torch"}
+        See :data:`TRAINERS`. ``"native"`` where it does not apply (softmax loss, content, CUDA) is an error.
+    threads : int
+        Threads of the native trainer; 0: Numba's current thread count. The default 1 keeps seeded
+        training deterministic (the documented CPU contract); more threads run Hogwild (lock-free
+        updates racing on shared rows), faster on large logs but not reproducible bit for bit.
     progress : bool
         Show a tqdm progress bar over epochs.
     """
@@ -54,28 +75,53 @@ class TrainConfig:
     n_negatives: int = 4096
     epochs: int = 60
     batch_size: int = 2048
-    lr: float = 5e-3
-    reg: float = 1e-3
+    lr: float | None = None
+    reg: float | None = None
     init_std: float = 0.1
     patience: int = 4
     eval_every: int = 1
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    trainer: str = "auto"
+    threads: int = 1
 
     def __post_init__(self):
         positive_ints = ("dim", "content_dim", "n_negatives", "epochs", "batch_size", "patience", "eval_every")
         for name in positive_ints:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # NumPy scalars from a search -> plain JSON
         if self.loss not in _LOSSES:
             raise ValueError(f"TrainConfig.loss must be one of {_LOSSES}, got {self.loss!r}")
-        for name in ("lr", "init_std"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if not float(self.reg) >= 0:
-            raise ValueError(f"TrainConfig.reg must be >= 0, got {self.reg!r}")
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"TrainConfig.trainer must be one of {TRAINERS}, got {self.trainer!r}")
+        if not isinstance(self.threads, numbers.Integral) or isinstance(self.threads, bool) or self.threads < 0:
+            raise ValueError(f"TrainConfig.threads must be an integer >= 0, got {self.threads!r}")
+        object.__setattr__(self, "threads", int(self.threads))
+        for name, optional, strict in (("lr", True, True), ("init_std", False, True), ("reg", True, False)):
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"TrainConfig.{name} must be a finite number, got {value!r}")
+            if value < 0 or (strict and value == 0):
+                raise ValueError(f"TrainConfig.{name} must be {'> 0' if strict else '>= 0'}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    def for_trainer(self, trainer: str) -> "TrainConfig":
+        """This config with ``lr``/``reg`` left as None replaced by ``trainer``'s defaults.
+
+        Parameters
+        ----------
+        trainer : {"native", "torch"}
+            The trainer that will run (already resolved from ``"auto"``).
+        """
+        if trainer not in TRAINER_DEFAULTS:
+            raise ValueError(f"trainer must be one of {tuple(TRAINER_DEFAULTS)}, got {trainer!r}")
+        defaults = TRAINER_DEFAULTS[trainer]
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def to_dict(self) -> dict:
         """Plain-JSON form (saved with a model)."""

@@ -1,7 +1,15 @@
-"""The training loop shared by BPR-MF and the hybrid: sampled losses, Adam, early stopping."""
+"""The training loop shared by BPR-MF and the hybrid: one epoch runner per trainer, early stopping.
+
+Two trainers run an epoch (see :data:`mmrec_fast.models.config.TRAINERS`): the native one (Hogwild SGD
+in Numba, :mod:`._bpr_kernels`) for BPR-MF with the BPR loss on the CPU, and torch (sampled BPR or
+softmax losses, Adam, CPU or GPU) for everything else. Both update the same :class:`FactorNet`
+parameters (the native kernel writes into the CPU tensors' memory), so saving, early stopping and the
+vectors handed to the engine do not depend on which trainer ran.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 import warnings
@@ -14,7 +22,7 @@ from tqdm.auto import tqdm
 from ._net import FactorNet
 from .config import TrainConfig
 
-__all__ = ["train_factor_net", "resolve_device", "validation_ndcg"]
+__all__ = ["train_factor_net", "resolve_device", "resolve_trainer", "validation_ndcg"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -55,6 +63,111 @@ class _NegativeSampler:
                 break
             items[bad] = self.rng.integers(0, self.n_items, size=int(bad.sum()))
         return items
+
+
+def _native_obstacle(net: FactorNet, config: TrainConfig) -> str | None:
+    """Why the native trainer cannot train ``net`` with ``config`` (None when it can)."""
+    if config.loss != "bpr":
+        return f"loss={config.loss!r} (the native trainer implements the BPR loss)"
+    if net.features is not None:
+        return "the model has content features (the native trainer trains ID embeddings only)"
+    if net.item_id.weight.device.type != "cpu":
+        return f"device={config.device!r} (the native trainer runs on the CPU)"
+    return None
+
+
+def resolve_trainer(net: FactorNet, config: TrainConfig) -> str:
+    """``"native"`` or ``"torch"``: what ``config.trainer`` means for ``net``.
+
+    ``"auto"`` picks native where it applies (BPR loss, no content, CPU) and torch otherwise;
+    an explicit ``"native"`` that does not apply is a ``ValueError`` saying why.
+    """
+    obstacle = _native_obstacle(net, config)
+    if config.trainer == "native" and obstacle is not None:
+        raise ValueError(f"TrainConfig.trainer='native' cannot train this model: {obstacle}; use 'torch' or 'auto'")
+    if config.trainer == "torch" or obstacle is not None:
+        return "torch"
+    return "native"
+
+
+@contextlib.contextmanager
+def _numba_threads(threads: int):
+    """Run the enclosed Numba calls on ``threads`` threads (0: leave as is), restoring the count after."""
+    import numba
+
+    before = numba.get_num_threads()
+    if threads:
+        try:
+            numba.set_num_threads(threads)
+        except ValueError as err:
+            raise ValueError(f"TrainConfig.threads={threads} exceeds Numba's pool "
+                             f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})") from err
+    try:
+        yield numba.get_num_threads()
+    finally:
+        numba.set_num_threads(before)
+
+
+class _NativeBPREpochs:
+    """Hogwild SGD epochs of BPR, run by the Numba kernel directly on the net's CPU parameter memory."""
+
+    def __init__(self, net: FactorNet, train: sp.csr_matrix, config: TrainConfig):
+        from . import _bpr_kernels
+
+        self.kernels = _bpr_kernels
+        # Views of the parameters (no copy): the kernel's writes are the model's weights.
+        self.users = net.user_id.weight.detach().numpy()
+        self.items = net.item_id.weight.detach().numpy()
+        self.bias = net.item_bias.weight.detach().numpy().reshape(-1)
+        for name, array in (("user", self.users), ("item", self.items), ("bias", self.bias)):
+            if array.dtype != np.float32 or not array.flags.c_contiguous:
+                raise TypeError(f"native trainer: the {name} table must be contiguous float32, got {array.dtype}")
+        if max(train.nnz, train.shape[1]) >= 2 ** 31:
+            raise ValueError("train: the native trainer handles fewer than 2**31 positives and items")
+        self.indptr = train.indptr.astype(np.int64)
+        self.indices = train.indices.astype(np.int32)
+        self.user_of = np.repeat(np.arange(train.shape[0], dtype=np.int32), np.diff(self.indptr))
+        self.config = config
+
+    def run(self, epoch: int) -> dict:
+        config = self.config
+        with _numba_threads(config.threads) as threads:
+            seeds = self.kernels.epoch_seeds(config.seed, epoch, threads)
+            loss, steps, skipped = self.kernels.bpr_epoch(
+                self.users, self.items, self.bias, self.indptr, self.indices, self.user_of, len(self.indices),
+                config.lr, config.reg, seeds, self.kernels.MAX_TRIES)
+        done = int(steps.sum())
+        return {"loss": float(loss.sum()) / max(done, 1), "skipped": int(skipped.sum())}
+
+
+class _TorchEpochs:
+    """Mini-batch epochs with Adam over the sampled BPR or softmax loss (any model, CPU or GPU)."""
+
+    def __init__(self, net: FactorNet, train: sp.csr_matrix, config: TrainConfig):
+        self.net, self.config = net, config
+        self.device = next(net.parameters()).device
+        self.generator = torch.Generator().manual_seed(config.seed)
+        coo = train.tocoo()
+        self.all_users = torch.from_numpy(coo.row.astype(np.int64))
+        self.all_items = torch.from_numpy(coo.col.astype(np.int64))
+        self.sampler = _NegativeSampler(train, np.random.default_rng(config.seed))
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+
+    def run(self, epoch: int) -> dict:
+        n = len(self.all_users)
+        self.net.train()
+        order = torch.randperm(n, generator=self.generator)
+        total = 0.0
+        for start in range(0, n, self.config.batch_size):
+            batch = order[start:start + self.config.batch_size]
+            loss = _batch_loss(self.net, self.all_users[batch].to(self.device), self.all_items[batch].to(self.device),
+                               self.config, self.sampler, self.generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        self.net.eval()
+        return {"loss": total / n}
 
 
 def validation_ndcg(net: FactorNet, train: sp.csr_matrix, validation: sp.csr_matrix, k: int = 10) -> float:
@@ -98,8 +211,9 @@ def _batch_loss(net: FactorNet, users: torch.Tensor, positives: torch.Tensor, co
 
 def train_factor_net(net: FactorNet, train: sp.csr_matrix, config: TrainConfig, *,
                      validation: sp.csr_matrix | None = None, desc: str = "train") -> list[dict]:
-    """Fit ``net`` on the positive pairs of ``train`` with Adam; return the per-epoch history.
+    """Fit ``net`` on the positive pairs of ``train``; return the per-epoch history.
 
+    The trainer is :func:`resolve_trainer`'s choice; ``lr``/``reg`` left as None take its defaults.
     With ``validation`` (held-out positives, same shape), NDCG@10 is measured every ``eval_every``
     epochs with the engine (training items excluded); training stops after ``patience`` evaluations
     without improvement and the best epoch's weights are restored. Ctrl-C stops training cleanly
@@ -108,39 +222,25 @@ def train_factor_net(net: FactorNet, train: sp.csr_matrix, config: TrainConfig, 
     Returns
     -------
     list of dict
-        One entry per epoch: ``epoch``, ``loss`` (mean batch loss), ``seconds``, and
-        ``val_ndcg@10`` when evaluated; the entry of the restored epoch has ``best=True``.
+        One entry per epoch: ``epoch``, ``trainer``, ``loss`` (torch: mean batch loss with its penalty;
+        native: mean ``-ln sigmoid(x_uij)`` before each step, penalty excluded), ``seconds``, natively
+        ``skipped`` (triples whose negative draws all hit positives), and ``val_ndcg@10`` when
+        evaluated; the entry of the restored epoch has ``best=True``.
     """
-    device = next(net.parameters()).device
-    rng = np.random.default_rng(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    coo = train.tocoo()
-    all_users = torch.from_numpy(coo.row.astype(np.int64))
-    all_items = torch.from_numpy(coo.col.astype(np.int64))
-    n = len(all_users)
-    if n == 0:
+    if train.nnz == 0:
         raise ValueError("train has no interactions to learn from")
-    sampler = _NegativeSampler(train, rng)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    trainer = resolve_trainer(net, config)
+    config = config.for_trainer(trainer)
+    runner = _NativeBPREpochs(net, train, config) if trainer == "native" else _TorchEpochs(net, train, config)
     history: list[dict] = []
     best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not config.progress, leave=False)
     try:
         for epoch in bar:
             started = time.perf_counter()
-            net.train()
-            order = torch.randperm(n, generator=generator)
-            total = 0.0
-            for start in range(0, n, config.batch_size):
-                batch = order[start:start + config.batch_size]
-                loss = _batch_loss(net, all_users[batch].to(device), all_items[batch].to(device), config,
-                                   sampler, generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
+            stats = runner.run(epoch)
             net.eval()
-            entry = {"epoch": epoch, "loss": total / n, "seconds": time.perf_counter() - started}
+            entry = {"epoch": epoch, "trainer": trainer, **stats, "seconds": time.perf_counter() - started}
             history.append(entry)
             if validation is not None and epoch % config.eval_every == 0:
                 score = validation_ndcg(net, train, validation)
@@ -161,6 +261,7 @@ def train_factor_net(net: FactorNet, train: sp.csr_matrix, config: TrainConfig, 
     finally:
         bar.close()
     if best_state is not None:
+        # load_state_dict copies into the existing tensors: the native views stay valid.
         net.load_state_dict(best_state)
         for entry in history:
             if entry["epoch"] == best_epoch:

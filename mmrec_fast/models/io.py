@@ -246,13 +246,16 @@ def save_model(model: Recommender, directory, *, user_map=None, item_map=None, m
 
 # -- loading ----------------------------------------------------------------------------------------
 
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "an object"}
+
+
 def _require(meta: dict, key: str, types, where: Path, *, what: str = ""):
     if key not in meta:
         raise ValueError(f"{where}: missing key {key!r}")
     value = meta[key]
     # bool is an int in Python, but `"n_users": true` is not a count.
     if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
-        expected = what or types.__name__
+        expected = what or _TYPE_NAMES.get(types, types.__name__)
         raise ValueError(f"{where}: {key!r} must be {expected}, got {type(value).__name__} {value!r:.60}")
     return value
 
@@ -291,7 +294,7 @@ def _read_meta(path: Path) -> dict:
         _require(meta, "arrays", dict, meta_path, what="an object of array entries")
     for key, types in (("history", list), ("metadata", dict)):
         if key in meta and not isinstance(meta[key], types):
-            raise ValueError(f"{meta_path}: {key!r} must be a {types.__name__}, got {type(meta[key]).__name__}")
+            raise ValueError(f"{meta_path}: {key!r} must be {_TYPE_NAMES[types]}, got {type(meta[key]).__name__}")
     return meta
 
 
@@ -359,7 +362,10 @@ def _build(path: Path, meta: dict, arrays: dict[str, np.ndarray], device: str | 
     kind = meta["kind"]
     if kind in ("bpr", "hybrid"):
         config_values = _require(meta, "config", dict, meta_path, what="an object")
-        config = TrainConfig.from_dict({**config_values, **({"device": device} if device else {})})
+        try:
+            config = TrainConfig.from_dict({**config_values, **({"device": device} if device else {})})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{meta_path}: 'config': {exc}") from None
         blocks = _blocks(meta.get("feature_blocks", []), "feature_blocks", meta_path)
         if kind == "bpr":
             model = BPRMF(meta["n_users"], meta["n_items"], config)
@@ -370,8 +376,9 @@ def _build(path: Path, meta: dict, arrays: dict[str, np.ndarray], device: str | 
         try:
             model.load_state_tensors({name: torch.from_numpy(a.copy()) for name, a in arrays.items()})
         except RuntimeError as exc:  # torch's state-dict mismatch: names or shapes
+            detail = " ".join(str(exc).split())
             raise ValueError(f"{path / _WEIGHTS}: does not fit a {kind!r} model of {meta_path}: "
-                             f"{str(exc).splitlines()[0]}") from None
+                             f"{detail[:400]}") from None
         return model
     if kind == "content":
         _need(arrays, ["features", "users"], kind, path)

@@ -151,6 +151,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-k", type=_positive_int, default=100)
     bench.add_argument("--seed", type=_non_negative_int, default=0)
 
+    from .tune_command import add_tune_parser
+
+    add_tune_parser(sub, _add_data_flags, _positive_int, _positive_float, _add_overwrite_flag)
     sub.add_parser("backends", help="list the engines available here (and why others are not)")
     return parser
 
@@ -182,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
+        if args.command == "tune":
+            from .tune_command import cmd_tune
+
+            return cmd_tune(args)
         from . import commands
 
         handler = {"demo": commands.cmd_demo, "train": commands.cmd_train, "evaluate": commands.cmd_evaluate,

@@ -3,6 +3,10 @@
 - :class:`BPRMF` -- BPR matrix factorisation (torch, CPU or GPU).
 - :class:`HybridMF` -- ID embeddings + a learned projection of each content modality (VBPR-style).
 - :class:`ContentProfile` -- a user is the weighted mean of their items' content vectors.
+- :class:`EASE` -- closed-form item-item model (Steck 2019), catalogues up to 20,000 items.
+- :class:`IALS` -- implicit ALS (numba, multi-threaded) with fold-in of new users;
+  :class:`ContentIALS` adds a content -> factor map so new items are scorable from content alone.
+- :class:`MostPop` -- popularity, the floor of every table.
 
 All expose ``user_vectors()``, ``item_vectors()`` and ``blocks()`` (how a score splits into ID,
 per-modality and bias parts); :func:`save_model` / :func:`load_model` round-trip them exactly.
@@ -11,8 +15,12 @@ per-modality and bias parts); :func:`save_model` / :func:`load_model` round-trip
 from .base import Recommender, ScoreBlock
 from .config import TrainConfig
 from .content import ContentProfile
+from .ease import EASE
 from .factor import BPRMF, FactorModel, HybridMF
+from .ials import IALS, ContentIALS
 from .io import SavedModel, load_model, save_model
+from .popularity import MostPop
 
 __all__ = ["Recommender", "ScoreBlock", "TrainConfig", "BPRMF", "HybridMF", "FactorModel", "ContentProfile",
+           "EASE", "IALS", "ContentIALS", "MostPop",
            "save_model", "load_model", "SavedModel"]

@@ -1,7 +1,8 @@
 """Backend registry: the one place that knows which engines exist and which of them work here.
 
 Each backend module is imported lazily, once; an import failure is recorded with its reason and never
-raised from ``import mmrec_fast``. ``backend="auto"`` resolves, unless the environment variable
+raised from ``import mmrec_fast``. An *interrupted* import (Ctrl-C while torch or numba loads) is not a
+failure: it is re-raised, nothing is remembered, and the next call tries again from a clean slate. ``backend="auto"`` resolves, unless the environment variable
 ``MMREC_FAST_BACKEND`` names a backend:
 
 * inputs already on a GPU (CUDA torch tensors, CuPy arrays): the fused ``cuda`` kernel, else ``cupy``
@@ -14,7 +15,9 @@ raised from ``import mmrec_fast``. ``backend="auto"`` resolves, unless the envir
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -46,7 +49,9 @@ _MISSING_PACKAGE = {
     "numba": "numba not installed (pip install numba)",
 }
 _loaded: dict[str, object] = {}
-_failures: dict[str, str] = {}
+_failures: dict[str, str] = {}  # memoised: a real absence, never retried
+_interrupted_once: set[str] = set()  # backends whose import was interrupted (Ctrl-C) at least once
+_last_error: dict[str, str] = {}  # failures after an interruption: reported, not memoised
 _warned = False
 
 
@@ -62,22 +67,59 @@ class BackendStatus:
         return f"{self.name:7s} {'yes' if self.available else 'no '}  {self.detail}"
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether an import failure is really a Ctrl-C (some libraries re-raise it as ImportError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _load(name: str):
     if name in _loaded:
         return _loaded[name]
     if name in _failures:
         return None
+    before = set(sys.modules)
     try:
         module = importlib.import_module(_MODULES[name])
         _loaded[name] = module
+        _last_error.pop(name, None)
         return module
-    except ModuleNotFoundError as exc:
-        top = (exc.name or "").split(".")[0]
-        _failures[name] = _MISSING_PACKAGE.get(top, f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:
+        if not isinstance(exc, Exception) or _interrupted(exc):
+            # Ctrl-C (or SystemExit) during a first `import torch` says nothing about whether torch
+            # works: remember nothing, and drop the Python modules this attempt added (they may hold
+            # the half-built package) so the next call imports them afresh. Extension modules stay:
+            # CPython cannot initialise most of them twice.
+            _interrupted_once.add(name)
+            for mod in set(sys.modules) - before:
+                loader = getattr(getattr(sys.modules.get(mod), "__spec__", None), "loader", None)
+                if not isinstance(loader, importlib.machinery.ExtensionFileLoader):
+                    sys.modules.pop(mod, None)
+            if isinstance(exc, Exception):
+                raise KeyboardInterrupt from exc
+            raise
+        if isinstance(exc, ModuleNotFoundError):
+            top = (exc.name or "").split(".")[0]
+            reason = _MISSING_PACKAGE.get(top, f"{type(exc).__name__}: {exc}")
+        else:  # ImportError, a broken .so, no CUDA device, a numba/llvmlite mismatch...
+            reason = f"{type(exc).__name__}: {exc}"
+        if name in _interrupted_once:
+            # The failure may be the interruption's debris, not a real absence: report it but do
+            # not memoise it (each call tries again).
+            _last_error[name] = (f"{reason} (after an interrupted import earlier in this process; "
+                                 f"restart Python if it persists)")
+            return None
+        _failures[name] = reason
         return None
-    except Exception as exc:  # ImportError, a broken .so, no CUDA device, a numba/llvmlite mismatch...
-        _failures[name] = f"{type(exc).__name__}: {exc}"
-        return None
+
+
+def _reason(name: str) -> str:
+    return _failures.get(name) or _last_error.get(name, "not loaded")
 
 
 def available_backends() -> dict[str, BackendStatus]:
@@ -100,7 +142,7 @@ def available_backends() -> dict[str, BackendStatus]:
     for name in BACKEND_NAMES:
         module = _load(name)
         if module is None:
-            result[name] = BackendStatus(name, False, _failures[name])
+            result[name] = BackendStatus(name, False, _reason(name))
         else:
             try:
                 detail = module.describe()
@@ -158,16 +200,16 @@ def _require(name: str, source: str) -> Backend:
                          + ", ".join(repr(n) for n in BACKEND_NAMES))
     module = _load(name)
     if module is None:
-        raise ValueError(f"{source}: backend {name!r} is not available here ({_failures[name]})")
+        raise ValueError(f"{source}: backend {name!r} is not available here ({_reason(name)})")
     return module.BACKEND
 
 
 def _warn_fallback(chosen: str) -> None:
     """One clear warning, once per process, when "auto" could not use the preferred engine."""
     global _warned
-    skipped = [n for n in CPU_BACKENDS[:CPU_BACKENDS.index(chosen)] if n in _failures]
+    skipped = [n for n in CPU_BACKENDS[:CPU_BACKENDS.index(chosen)] if n in _failures or n in _last_error]
     if skipped and not _warned:
         _warned = True
-        reasons = "; ".join(f"{n}: {_failures[n]}" for n in skipped)
+        reasons = "; ".join(f"{n}: {_reason(n)}" for n in skipped)
         warnings.warn(f"mmrec_fast: using the {chosen!r} backend because {reasons}. "
                       "Run mmrec_fast.available_backends() for details.", RuntimeWarning, stacklevel=4)

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._ids import id_values
+from ._textio import COMPRESSION, header_fields, read_table, sniff
 from .idmap import IdMap
 from .interactions import Interactions
 
 __all__ = ["load_movielens_100k", "load_grouplens", "load_interactions", "recbole_ml100k_dir"]
 
 _DUPLICATE_POLICIES = ("error", "first", "last", "keep")
-_INT_TOKEN = re.compile(r"^(0|-?[1-9][0-9]*)$")
 
 #: GroupLens' genre order of the 19 flag columns of ``u.item`` (used when ``u.genre`` is absent).
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -38,28 +39,6 @@ ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "C
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _id_values(col: pd.Series, source: str, name: str) -> np.ndarray:
-    """Raw ids of a column as int64 when every value is an integer, else as str; missing ids raise."""
-    if col.isna().any():
-        rows = np.flatnonzero(col.isna().to_numpy())
-        raise ValueError(f"{source}: column {name!r} has {len(rows)} missing id(s) "
-                         f"(first at data row {rows[0]})")
-    values = col.to_numpy()
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    if values.dtype.kind == "f":
-        if (values != np.round(values)).any():
-            raise ValueError(f"{source}: column {name!r} holds non-integer numbers; ids must be "
-                             f"integers or strings")
-        return values.astype(np.int64)
-    text = col.astype(str).str.strip()
-    # Integer-looking tokens become integers so they sort numerically; tokens with a leading zero
-    # ("007") stay strings, or "007" and "7" would merge into one id.
-    if text.str.match(_INT_TOKEN).all():
-        return text.astype(np.int64).to_numpy()
-    return text.to_numpy(dtype=object)
-
-
 def _time_values(col: pd.Series, source: str, name: str) -> np.ndarray:
     """Timestamps as int64: numbers are taken as they are (floored), date strings become epoch seconds."""
     if col.isna().any():
@@ -118,22 +97,28 @@ def _build(frame_ids, *, ratings, timestamps, source, duplicates, user_col="user
         ratings = None if ratings is None else ratings[keep]
         timestamps = None if timestamps is None else timestamps[keep]
 
-    def union(raw, feats):
+    def union(raw, feats, what):
         if feats is None or len(feats) == 0:
             return raw
         fidx = np.asarray(feats.index.to_numpy())
         if (fidx.dtype.kind in "iu") != (np.asarray(raw).dtype.kind in "iu") and len(raw):
-            return raw  # incompatible id kinds: the side file cannot describe these ids
+            # Integer ids in one file and text ids in the other ("7" vs "007", or an id beyond
+            # int64): which ids are the same is ambiguous, and dropping the side file would be silent.
+            kinds = {True: "integer", False: "text"}
+            raise ValueError(f"{feats.attrs.get('source', what + ' file')}: {what} ids are "
+                             f"{kinds[fidx.dtype.kind in 'iu']} but {source} has "
+                             f"{kinds[np.asarray(raw).dtype.kind in 'iu']} {what} ids")
         return np.concatenate([np.asarray(raw, dtype=fidx.dtype if fidx.dtype.kind in "iu" else object), fidx])
 
-    user_map = IdMap(union(users_raw, user_features), name="user")
-    item_map = IdMap(union(items_raw, item_features), name="item")
+    user_map = IdMap(union(users_raw, user_features, "user"), name="user")
+    item_map = IdMap(union(items_raw, item_features, "item"), name="item")
 
     def recode(feats, idmap):
         if feats is None:
             return None
         feats = feats[~feats.index.duplicated(keep="first")]
         feats = feats.copy()
+        feats.attrs.pop("source", None)
         feats.index = pd.Index(idmap.encode(feats.index.to_numpy()), name="code")
         return feats.sort_index()
 
@@ -145,19 +130,14 @@ def _build(frame_ids, *, ratings, timestamps, source, duplicates, user_col="user
 
 def _read_table(path: Path, *, sep, header="infer", names=None, encoding="utf-8", dtype=None,
                 quote_none: bool = False) -> pd.DataFrame:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: the file is empty")
-    try:
-        return pd.read_csv(path, sep=sep, header=header, names=names, encoding=encoding,
-                           dtype=dtype, engine="c" if sep and len(sep) == 1 else "python",
-                           # MovieLens titles hold bare quote characters: read them literally.
-                           quoting=csv.QUOTE_NONE if quote_none else csv.QUOTE_MINIMAL)
-    except pd.errors.EmptyDataError as exc:
-        raise ValueError(f"{path}: the file is empty") from exc
-    except pd.errors.ParserError as exc:
-        raise ValueError(f"{path}: cannot parse ({exc})") from exc
+    """A whole delimited file; every failure (encoding, parse, ragged rows) names ``path``."""
+    sniff(path, encoding)
+    return read_table(path, sep=sep, header=header, names=names, encoding=encoding, dtype=dtype,
+                      engine="c" if sep and len(sep) == 1 else "python",
+                      # A row with more fields than the header is an error, never an index column.
+                      index_col=False,
+                      # MovieLens titles hold bare quote characters: read them literally.
+                      quoting=csv.QUOTE_NONE if quote_none else csv.QUOTE_MINIMAL)
 
 
 def _split_tokens(s) -> list:
@@ -231,8 +211,8 @@ def load_movielens_100k(path=None, *, duplicates: str = "error") -> Interactions
     if len(inter) == 0:
         raise ValueError(f"{inter_path}: no interaction rows")
     src = str(inter_path)
-    users = _id_values(inter["user_id"], src, "user_id")
-    items = _id_values(inter["item_id"], src, "item_id")
+    users = id_values(inter["user_id"], src, "user_id")
+    items = id_values(inter["item_id"], src, "item_id")
 
     item_feats = None
     item_path = folder / "ml-100k.item"
@@ -245,7 +225,8 @@ def load_movielens_100k(path=None, *, duplicates: str = "error") -> Interactions
             "year": pd.to_numeric(it.get("release_year", pd.Series([None] * len(it))),
                                   errors="coerce").astype("Int64").array,
             "genres": [_split_tokens(g) for g in it.get("class", pd.Series([""] * len(it)))],
-        }, index=pd.Index(_id_values(it["item_id"], str(item_path), "item_id"), name="item_id"))
+        }, index=pd.Index(id_values(it["item_id"], str(item_path), "item_id"), name="item_id"))
+        item_feats.attrs["source"] = str(item_path)
 
     user_feats = None
     user_path = folder / "ml-100k.user"
@@ -256,13 +237,26 @@ def load_movielens_100k(path=None, *, duplicates: str = "error") -> Interactions
         cols = {c: us[c].to_numpy() for c in ("gender", "occupation", "zip_code") if c in us.columns}
         if "age" in us.columns:
             cols = {"age": pd.to_numeric(us["age"], errors="coerce").astype("Int64").array, **cols}
-        user_feats = pd.DataFrame(cols, index=pd.Index(_id_values(us["user_id"], str(user_path), "user_id"),
+        user_feats = pd.DataFrame(cols, index=pd.Index(id_values(us["user_id"], str(user_path), "user_id"),
                                                        name="user_id"))
+        user_feats.attrs["source"] = str(user_path)
 
     return _build((users, items), ratings=_rating_values(inter["rating"], src, "rating"),
                   timestamps=_time_values(inter["timestamp"], src, "timestamp"), source=src,
                   duplicates=duplicates, user_col="user_id", item_col="item_id",
                   item_features=item_feats, user_features=user_feats)
+
+
+def _read_genres(path: Path) -> list:
+    """``u.genre``: ``name|index`` lines; the indices must be exactly 0..n-1 (they name flag columns)."""
+    g = _read_table(path, sep="|", header=None, dtype=str, quote_none=True).dropna(how="all")
+    if g.shape[1] < 2 or g[[0, 1]].isna().any().any():
+        raise ValueError(f"{path}: expected 'name|index' lines")
+    index = pd.to_numeric(g[1].str.strip(), errors="coerce")
+    if index.isna().any() or sorted(index.tolist()) != list(range(len(g))):
+        raise ValueError(f"{path}: genre indices must be the integers 0..{len(g) - 1}, each once; "
+                         f"got {g[1].tolist()[:25]}")
+    return [name for name, _ in sorted(zip(g[0].str.strip(), index.astype(int)), key=lambda t: t[1])]
 
 
 _TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
@@ -294,8 +288,8 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
         raise ValueError(f"{data_path}: expected 4 tab-separated columns (user item rating timestamp), "
                          f"found {df.shape[1]}")
     src = str(data_path)
-    users = _id_values(df[0], src, "user (column 1)")
-    items = _id_values(df[1], src, "item (column 2)")
+    users = id_values(df[0], src, "user (column 1)")
+    items = id_values(df[1], src, "item (column 2)")
     ratings = _rating_values(df[2], src, "rating (column 3)")
     times = _time_values(df[3], src, "timestamp (column 4)")
 
@@ -309,9 +303,19 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
         genre_names = list(ML100K_GENRES)
         genre_path = folder / "u.genre"
         if genre_path.is_file() and genre_path.stat().st_size:
-            g = _read_table(genre_path, sep="|", header=None, dtype=str).dropna()
-            genre_names = [name for name, _ in sorted(zip(g[0], g[1].astype(int)), key=lambda t: t[1])]
-        flags = it.iloc[:, 5:5 + len(genre_names)].fillna("0").to_numpy() == "1"
+            genre_names = _read_genres(genre_path)
+        n_flags = it.shape[1] - 5
+        if n_flags and n_flags != len(genre_names):
+            raise ValueError(f"{item_path}: {n_flags} genre flag columns, but "
+                             f"{genre_path if genre_path.is_file() else 'the ML-100K genre list'} "
+                             f"names {len(genre_names)} genres")
+        raw_flags = it.iloc[:, 5:].fillna("0").to_numpy()
+        bad = ~np.isin(raw_flags, ["0", "1"])
+        if bad.any():
+            row, col = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(f"{item_path}: genre flags must be 0 or 1, got {raw_flags[row, col]!r} "
+                             f"(line {row + 1}, column {col + 6})")
+        flags = raw_flags == "1"
         titles, years = [], []
         for title, date in zip(it[1].fillna(""), it[2].fillna("")):
             m = _TITLE_YEAR.match(title)
@@ -322,7 +326,8 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
             "title": titles,
             "year": pd.array(years, dtype="Int64"),
             "genres": [[genre_names[j] for j in np.flatnonzero(row)] for row in flags],
-        }, index=pd.Index(_id_values(it[0], str(item_path), "item id (column 1)"), name="item_id"))
+        }, index=pd.Index(id_values(it[0], str(item_path), "item id (column 1)"), name="item_id"))
+        item_feats.attrs["source"] = str(item_path)
 
     user_feats = None
     user_path = folder / "u.user"
@@ -333,7 +338,8 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
         user_feats = pd.DataFrame({
             "age": pd.to_numeric(us[1], errors="coerce").astype("Int64").array,
             "gender": us[2].to_numpy(), "occupation": us[3].to_numpy(), "zip_code": us[4].to_numpy(),
-        }, index=pd.Index(_id_values(us[0], str(user_path), "user id (column 1)"), name="user_id"))
+        }, index=pd.Index(id_values(us[0], str(user_path), "user id (column 1)"), name="user_id"))
+        user_feats.attrs["source"] = str(user_path)
 
     return _build((users, items), ratings=ratings, timestamps=times, source=src, duplicates=duplicates,
                   user_col="user", item_col="item", item_features=item_feats, user_features=user_feats)
@@ -343,12 +349,11 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
 # generic logs
 # ---------------------------------------------------------------------------------------------
 _EXT_SEP = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
-_COMPRESSION = (".gz", ".bz2", ".zip", ".xz", ".zst")
 
 
 def load_interactions(path, *, user_col: str, item_col: str, rating_col: str | None = None,
                       time_col: str | None = None, sep: str | None = None,
-                      duplicates: str = "error") -> Interactions:
+                      duplicates: str = "error", encoding: str = "utf-8") -> Interactions:
     """A generic interaction log with a header row (CSV / TSV) or a Parquet file.
 
     Parameters
@@ -358,8 +363,13 @@ def load_interactions(path, *, user_col: str, item_col: str, rating_col: str | N
         ``.tsv`` / ``.tab`` -> tab; other extensions (``.txt``, ``.dat``) need ``sep``.
         A compression suffix (``.csv.gz`` ...) is allowed for text files.
     user_col, item_col : str
-        Columns with the raw user and item ids (integers or strings; all-integer columns sort
-        numerically).
+        Columns with the raw user and item ids. Ids are exact: a column of integers that fit int64
+        gives int64 ids (sorted numerically); integers beyond int64 (``18446744073709551615``,
+        Parquet ``uint64`` hashes) keep their decimal digits as text ids; float-written integers
+        (``1.0``, ``1e3``) are integers; any other text (``007``, ``u1``) is a text id compared
+        exactly after trimming surrounding whitespace. Missing ids, non-integer numbers (``1.5``)
+        and columns of booleans, dates, lists or structs are a ``ValueError`` naming the file and
+        the column.
     rating_col : str, optional
         Column with numeric ratings (explicit feedback). ``None``: implicit log, ``ratings`` is None.
     time_col : str, optional
@@ -372,6 +382,10 @@ def load_interactions(path, *, user_col: str, item_col: str, rating_col: str | N
         -- sum play counts? keep the latest rating?), keep the ``"first"`` or ``"last"`` in file
         order, or ``"keep"`` them all (then :meth:`Interactions.to_csr` decides how to combine
         ratings). Note that Cornac's ``Dataset.build`` keeps the first and warns.
+    encoding : str
+        Text encoding of CSV / TSV files (a UTF-8 byte-order mark is skipped). Bytes that are not
+        valid in it, NUL bytes (UTF-16 or binary data) and damaged compressed files are a
+        ``ValueError`` naming the file.
 
     Returns
     -------
@@ -384,44 +398,91 @@ def load_interactions(path, *, user_col: str, item_col: str, rating_col: str | N
     for name, val in (("user_col", user_col), ("item_col", item_col)):
         if not isinstance(val, str) or not val:
             raise ValueError(f"{name}: expected a column name, got {val!r}")
+    for name, val in (("rating_col", rating_col), ("time_col", time_col)):
+        if val is not None and (not isinstance(val, str) or not val):
+            raise ValueError(f"{name}: expected a column name or None, got {val!r}")
+    if user_col == item_col:
+        raise ValueError(f"item_col: the same column as user_col ({user_col!r})")
     suffixes = [s.lower() for s in p.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSION:
+    if suffixes and suffixes[-1] in COMPRESSION:
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
-    wanted = [c for c in (user_col, item_col, rating_col, time_col) if c is not None]
+    wanted = list(dict.fromkeys(c for c in (user_col, item_col, rating_col, time_col) if c is not None))
     if ext in (".parquet", ".pq"):
-        if p.stat().st_size == 0:
-            raise ValueError(f"{p}: the file is empty")
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:  # pragma: no cover - pyarrow ships with the test extra
-            raise ValueError(f"{p}: reading Parquet needs pyarrow (`pip install pyarrow`)") from exc
-        try:
-            names = pq.read_schema(p).names
-        except Exception as exc:
-            raise ValueError(f"{p}: not a readable Parquet file ({exc})") from exc
-        missing = [c for c in wanted if c not in names]
-        if missing:
-            raise ValueError(f"{p}: missing column(s) {missing} (found {names})")
-        df = pd.read_parquet(p, columns=list(dict.fromkeys(wanted)))
+        df = _read_parquet_columns(p, wanted)
     else:
         if sep is None:
             if ext not in _EXT_SEP:
                 raise ValueError(f"sep: cannot tell the separator of {p} from its extension "
                                  f"{ext or '(none)'!r}; pass sep= (or use .csv/.tsv/.parquet)")
             sep = _EXT_SEP[ext]
-        df = _read_table(p, sep=sep, dtype=None)
-        df.columns = [str(c).strip() for c in df.columns]
-        missing = [c for c in wanted if c not in df.columns]
-        if missing:
-            raise ValueError(f"{p}: missing column(s) {missing} (found {list(df.columns)}; "
-                             f"separator {sep!r})")
+        if not isinstance(sep, str) or not sep:
+            raise ValueError(f"sep: expected a non-empty string, got {sep!r}")
+        df = _read_log_text(p, wanted, id_cols=(user_col, item_col), sep=sep, encoding=encoding)
     if len(df) == 0:
         raise ValueError(f"{p}: no interaction rows (only a header)")
     src = str(p)
-    users = _id_values(df[user_col], src, user_col)
-    items = _id_values(df[item_col], src, item_col)
+    users = id_values(df[user_col], src, user_col)
+    items = id_values(df[item_col], src, item_col)
     ratings = None if rating_col is None else _rating_values(df[rating_col], src, rating_col)
     times = None if time_col is None else _time_values(df[time_col], src, time_col)
     return _build((users, items), ratings=ratings, timestamps=times, source=src, duplicates=duplicates,
                   user_col=user_col, item_col=item_col)
+
+
+def _read_log_text(p: Path, wanted: list, *, id_cols, sep: str, encoding: str) -> pd.DataFrame:
+    """The wanted columns of a delimited log; id columns as text, so no id is rounded or re-spelled.
+
+    pandas' own type guess would read ``18446744073709551615`` as uint64 beside ``-1`` as text,
+    ``1e20`` as a float and ``007`` as 7 (merging it with ``7``): ids go to :func:`id_values` as
+    the characters of the file instead.
+    """
+    sniff(p, encoding)
+    raw = header_fields(p, sep=sep, encoding=encoding)
+    fields = [f.strip() for f in raw]
+    for col in wanted:
+        count = fields.count(col)
+        if count > 1:
+            raise ValueError(f"{p}: column {col!r} appears {count} times in the header; which one "
+                             f"holds the data is ambiguous")
+    missing = [c for c in wanted if c not in fields]
+    if missing:
+        raise ValueError(f"{p}: missing column(s) {missing} (found {fields}; separator {sep!r})")
+    positions = [fields.index(c) for c in wanted]
+    single = len(sep) == 1
+    names = [raw[j] for j in positions]  # as pandas names them (wanted names are unique)
+    df = read_table(p, sep=sep, header=0, encoding=encoding, usecols=names,
+                    dtype={raw[fields.index(c)]: str for c in id_cols},
+                    # The Arrow parser reads text columns several times faster than the C parser
+                    # (and refuses ragged rows); multi-character separators need the Python one.
+                    engine="pyarrow" if single else "python",
+                    **({} if single else {"index_col": False}))
+    df = df[names]
+    df.columns = wanted
+    return df
+
+
+def _read_parquet_columns(p: Path, wanted: list) -> pd.DataFrame:
+    """The wanted columns of a Parquet file (ids keep their Arrow type: uint64 stays uint64)."""
+    if p.stat().st_size == 0:
+        raise ValueError(f"{p}: the file is empty")
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(p).names
+    except Exception as exc:
+        raise ValueError(f"{p}: not a readable Parquet file ({exc})") from exc
+    for col in wanted:
+        if names.count(col) > 1:
+            raise ValueError(f"{p}: column {col!r} appears {names.count(col)} times; which one holds "
+                             f"the data is ambiguous")
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise ValueError(f"{p}: missing column(s) {missing} (found {names})")
+    try:
+        table = pq.read_table(p, columns=wanted)
+    except Exception as exc:
+        raise ValueError(f"{p}: not a readable Parquet file ({exc})") from exc
+    # Arrow -> pandas without the nullable-int -> float64 detour: a uint64 column with a null would
+    # otherwise round its ids through float64 (the null is reported as a missing id anyway).
+    return pd.DataFrame({name: table.column(name).to_pandas() for name in wanted})

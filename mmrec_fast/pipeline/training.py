@@ -45,14 +45,14 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "ease": {"reg": 500.0},
     "ials": {"dim": 128, "alpha0": 0.1, "reg": 0.01, "nu": 1.0, "epochs": 16},
     "ials-content": {"dim": 128, "alpha0": 0.1, "reg": 0.01, "nu": 1.0, "epochs": 16},
-    "mostpop": {},
+    "mostpop": {"scale": "log"},
 }
 
 #: The grids :func:`mmrec_fast.pipeline.tune` samples from by default.
 SEARCH_SPACES: dict[str, dict] = {
     "bpr": {"dim": [32, 64, 128, 200], "lr": [0.01, 0.02, 0.05, 0.1], "reg": [0.001, 0.003, 0.01, 0.03]},
     "hybrid": {"dim": [32, 64, 128], "lr": [2e-3, 5e-3, 1e-2], "reg": [1e-4, 1e-3, 1e-2]},
-    "content": {"use_values": [False]},
+    "content": {},
     "ease": {"reg": [50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0]},
     "ials": {"dim": [64, 128, 256], "alpha0": [0.01, 0.03, 0.1, 0.3, 1.0], "reg": [0.001, 0.003, 0.01, 0.03],
              "epochs": [8, 16, 24]},

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -94,10 +95,13 @@ void topk(const py::array& users, const py::array& packed, int64_t n_items, int6
     // One rounding from the double 1 / temperature (the Python layer keeps it within float32 range).
     a.inv_temperature = inv_temperature;
     const double scale2 = 1.4426950408889634 * inv_temperature;
-    a.log2e_over_temperature = static_cast<float>(scale2);
+    if (!(inv_temperature > 0.0) || !std::isfinite(inv_temperature) ||
+        !std::isfinite(static_cast<float>(scale2)))
+        throw std::invalid_argument("temperature: log2(e) / temperature must be a positive, finite float32");
+    // At temperatures past ~1e38 the float32 scale would round to 0 (and -inf * 0 to NaN): keep it at
+    // the smallest normal float32; the double remainder below puts the difference back.
+    a.log2e_over_temperature = std::max(static_cast<float>(scale2), std::numeric_limits<float>::min());
     a.log2e_over_temperature_lo = scale2 - double(a.log2e_over_temperature);
-    if (!std::isfinite(a.log2e_over_temperature) || !(a.log2e_over_temperature > 0.0f))
-        throw std::invalid_argument("inv_temperature: log2(e) / temperature must be a positive float32");
     a.excl_indptr = indptr;
     a.excl_indices = static_cast<const int64_t*>(excl_indices.data());
     a.user_block = user_block;

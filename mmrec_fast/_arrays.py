@@ -151,7 +151,8 @@ def probabilities(scores, log_normalizer, temperature: float):
         s = scores.double()
         lse = log_normalizer.double().reshape(-1, *([1] * (s.dim() - 1)))
         present = torch.isfinite(s) & torch.isfinite(lse)
-        logp = torch.where(present, s / temperature - torch.where(present, lse, 0.0), float("-inf"))
+        logp = torch.where(present, torch.clamp(s * (1.0 / temperature) - torch.where(present, lse, 0.0), max=0.0),
+                           float("-inf"))
         return torch.exp(logp).float()
     if fam == "cupy":
         import cupy
@@ -159,6 +160,6 @@ def probabilities(scores, log_normalizer, temperature: float):
         s = scores.astype(cupy.float64)
         lse = log_normalizer.astype(cupy.float64).reshape((-1,) + (1,) * (s.ndim - 1))
         present = cupy.isfinite(s) & cupy.isfinite(lse)
-        logp = cupy.where(present, s / temperature - cupy.where(present, lse, 0.0), -cupy.inf)
+        logp = cupy.where(present, cupy.minimum(s * (1.0 / temperature) - cupy.where(present, lse, 0.0), 0.0), -cupy.inf)
         return cupy.exp(logp).astype(cupy.float32)
     raise TypeError(f"probabilities: unsupported array family {fam!r}")

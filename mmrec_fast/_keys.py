@@ -23,7 +23,8 @@ def encode(scores: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
     A score of -inf (an excluded item) gets :data:`EMPTY_KEY`: it is never a result.
     """
-    bits = np.ascontiguousarray(scores, dtype=np.float32).view(np.uint32)
+    # + 0.0 turns -0.0 into +0.0: scores compare as real numbers, so the zeros tie (lower id first).
+    bits = np.ascontiguousarray(np.asarray(scores, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
     # IEEE-754 floats order like sign-magnitude integers: flip every bit of negatives, set the sign bit
     # of positives, and the unsigned order matches the float order (-inf lowest, +inf highest).
     ordered = np.where(bits & _SIGN, ~bits, bits | _SIGN).astype(np.uint64)

@@ -50,8 +50,9 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
     k : int
         List length (>= 1). May exceed the number of eligible items: trailing slots are padded with
         index -1, score -inf and probability 0.
-    exclude : scipy.sparse matrix (U, I) or tuple (indptr, indices), optional
-        Items removed per user (e.g. already seen): neither listed nor counted in the normaliser.
+    exclude : scipy.sparse matrix (U, I), tuple (indptr, indices), or list of U id sequences, optional
+        Items removed per user (e.g. already seen): neither listed nor counted in the normaliser. Only a
+        tuple is read as CSR ``(indptr, indices)``; a list holds one sequence of item ids per user.
     temperature : float
         Softmax temperature (> 0): probabilities are ``exp(score / T) / sum(exp(score / T))``.
     backend : str
@@ -98,6 +99,7 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
         return _topk_arrays(users, index, k, exclude, temperature, user_block, num_threads, progress)
     users = validation.as_float_matrix(users, "users", dim=index.dim, dim_from="items")
     n_users, n_items = users.shape[0], index.n_items
+    validation.check_k(k, n_users)
     excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
     validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
     config = BlockConfig(user_block=user_block, item_block=index.item_block, num_threads=num_threads)
@@ -143,6 +145,7 @@ def _topk_arrays(users, index: ItemIndex, k: int, exclude, temperature: float, u
     users = validation.as_float_matrix_any(users, "users", dim=index.dim, dim_from="items",
                                            keep_half=getattr(backend, "half_inputs", False))
     n_users, n_items = int(users.shape[0]), index.n_items
+    validation.check_k(k, n_users)
     excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
     validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
     config = BlockConfig(user_block=user_block, item_block=index.item_block, num_threads=num_threads)

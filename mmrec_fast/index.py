@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import validation
 from .backends import BlockConfig, get_backend
 
@@ -45,6 +47,10 @@ class ItemIndex:
                                                         keep_half=getattr(self.backend, "half_inputs", False))
         else:
             self.items = validation.as_float_matrix(items, "items")
+        if _persistent:
+            # The index owns what it validated: a caller mutating their array later must not bypass
+            # the finiteness check (a NaN ranked first) or desynchronise packed and raw items.
+            self.items = _owned_copy(self.items, items)
         self.item_block = item_block
         self._config = BlockConfig(item_block=item_block)
         # A temporary index (one topk call on a raw array) lets the backend skip a full packed copy.
@@ -75,6 +81,27 @@ class ItemIndex:
 
     def __repr__(self) -> str:
         return f"ItemIndex(n_items={self.n_items}, dim={self.dim}, backend={self.backend_name!r})"
+
+
+def _owned_copy(validated, original):
+    """``validated`` itself if it is already a private copy of ``original``, else a read-only copy."""
+    from . import _arrays
+
+    fam = _arrays.family(validated)
+    if fam == "torch":
+        shared = _arrays.family(original) == "torch" and validated.data_ptr() == original.data_ptr()
+        return validated.clone() if shared else validated
+    if fam == "cupy":
+        import cupy
+
+        return validated.copy() if cupy.shares_memory(validated, original) else validated
+    try:
+        shared = np.shares_memory(validated, validation.to_numpy(original, "items"))
+    except Exception:  # an exotic container: copy to be safe
+        shared = True
+    out = validated.copy() if shared else validated
+    out.flags.writeable = False
+    return out
 
 
 def _macs(users, items) -> int | None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _keys
+from . import _keys, validation
 from .result import TopK
 
 __all__ = ["merge_topk"]
@@ -43,8 +43,15 @@ def merge_topk(parts: Sequence[TopK], k: int | None = None) -> TopK:
     >>> bool((merged.indices == mf.topk(u, v, 5).indices).all())
     True
     """
+    if isinstance(parts, TopK) or not isinstance(parts, Sequence):
+        raise TypeError(f"parts: expected a sequence of TopK results, got {type(parts).__name__}")
     if not parts:
         raise ValueError("parts: need at least one partial result")
+    for i, part in enumerate(parts):
+        if not isinstance(part, TopK):
+            raise TypeError(f"parts[{i}]: expected a TopK result, got {type(part).__name__}")
+    if k is not None:
+        k = validation.check_k(k, len(parts[0]))
     n_users = len(parts[0])
     temperature = parts[0].temperature
     for i, part in enumerate(parts):
@@ -54,7 +61,21 @@ def merge_topk(parts: Sequence[TopK], k: int | None = None) -> TopK:
             raise ValueError(f"parts[{i}]: temperature {part.temperature} differs from {temperature}")
     if k is None:
         k = max(part.k for part in parts)
+    all_ids = np.concatenate([np.asarray(p.indices) for p in parts], axis=1)
+    _check_disjoint(all_ids)
     keys = np.concatenate([_keys.encode(p.scores, p.indices) for p in parts], axis=1)
     scores, indices = _keys.decode(_keys.top_keys(keys, k))
     lse = np.logaddexp.reduce(np.stack([p.log_normalizer for p in parts]), axis=0)
     return TopK(indices, scores, lse, temperature)
+
+
+def _check_disjoint(ids: np.ndarray) -> None:
+    """Shards must be disjoint: an item id listed twice for one user would be merged as two items."""
+    if ids.shape[1] < 2:
+        return
+    ordered = np.sort(ids, axis=1)
+    dup = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if dup.any():
+        row, col = np.argwhere(dup)[0]
+        raise ValueError(f"parts: item {int(ordered[row, col])} appears in more than one part for user {int(row)}; "
+                         "the shards must be disjoint")

@@ -21,7 +21,8 @@ def probabilities(scores: np.ndarray, log_normalizer: np.ndarray, temperature: f
     lse = lse.reshape(lse.shape + (1,) * (scores.ndim - lse.ndim))
     present = np.isfinite(scores) & np.isfinite(lse)
     with np.errstate(invalid="ignore", over="ignore"):
-        logp = np.where(present, np.minimum(scores / temperature - lse, 0.0), -np.inf)
+        # score * (1 / T): the same float64 product the backends take as the normaliser's reference.
+        logp = np.where(present, np.minimum(scores * (1.0 / temperature) - lse, 0.0), -np.inf)
     return np.exp(logp)
 
 

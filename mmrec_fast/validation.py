@@ -7,6 +7,7 @@ input raises a ``ValueError`` that names the offending argument and nothing is h
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -15,6 +16,7 @@ __all__ = [
     "as_float_matrix",
     "as_float_matrix_any",
     "check_k",
+    "check_positive_int",
     "check_temperature",
     "check_score_range",
     "as_exclusion",
@@ -29,7 +31,16 @@ _LOG2E = 1.4426950408889634
 
 
 def to_numpy(x, name: str) -> np.ndarray:
-    """Host NumPy view (or copy) of a NumPy array, torch tensor, CuPy array or DLPack/array-like object."""
+    """Host NumPy view (or copy) of a NumPy array, torch tensor, CuPy array or DLPack/array-like object.
+
+    A masked array is refused unless nothing is masked: its data under the mask (a NaN, a stale id) is
+    what a kernel would read, so passing it through would give silently wrong answers.
+    """
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.getmask(x) is not np.ma.nomask and np.ma.getmaskarray(x).any():
+            raise ValueError(f"{name}: masked arrays with masked entries are not supported; fill them "
+                             f"(x.filled(value)) or drop them first")
+        return np.asarray(x.data)
     if isinstance(x, np.ndarray):
         return x
     module = type(x).__module__.split(".")[0]
@@ -72,7 +83,8 @@ def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "")
                          f"(shapes must be (U, d) and (I, d))")
     # min/max propagate NaN and expose inf: one pass each and no temporary as large as the input
     # (np.isfinite(arr).all() would allocate a U x d / I x d boolean array).
-    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr.min() + arr.max()):
+    # (Two checks, not one of min + max: that sum overflows for huge finite values.)
+    if arr.dtype.kind == "f" and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
         raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); "
@@ -146,13 +158,35 @@ def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str =
     return cupy.ascontiguousarray(x, dtype=cupy.float32)
 
 
-def check_k(k) -> int:
-    """k must be an integer >= 1."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"k: expected an integer >= 1, got {k!r}")
-    if k < 1:
-        raise ValueError(f"k: must be >= 1, got {k}")
-    return int(k)
+def check_positive_int(value, name: str) -> int:
+    """``value`` must be an integer >= 1 (bools refused); returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: must be >= 1, got {value}")
+    return int(value)
+
+
+#: Bytes per result slot: int64 index + float32 score + float32 probability.
+_SLOT_BYTES = 16
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return 1 << 40
+
+
+def check_k(k, n_users: int = 1) -> int:
+    """k must be an integer >= 1 whose (U, k) outputs fit in this machine's memory."""
+    k = check_positive_int(k, "k")
+    need = k * max(1, int(n_users)) * _SLOT_BYTES
+    if need > _physical_memory():
+        raise ValueError(f"k: {k:,} slots for {n_users:,} users need {need / 2**30:,.1f} GiB of output, more "
+                         f"than this machine's memory ({_physical_memory() / 2**30:,.1f} GiB); lists longer "
+                         "than the catalogue are padded, so k beyond the number of items only adds padding")
+    return k
 
 
 def check_temperature(temperature) -> float:
@@ -243,9 +277,10 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
 
     Parameters
     ----------
-    exclude : scipy.sparse matrix/array of shape (U, I), tuple (indptr, indices), or None
+    exclude : scipy.sparse matrix/array of shape (U, I), tuple (indptr, indices), list, or None
         Items removed from each user's catalogue (neither ranked nor counted in the normaliser).
-        Explicitly stored entries count as excluded whatever their value.
+        Explicitly stored entries count as excluded whatever their value. A list holds one sequence of
+        item ids per user (``len == U``); only a tuple is read as ``(indptr, indices)``.
     n_users, n_items : int
         U and I of the call.
 
@@ -262,11 +297,24 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
                              f"expected (U, I) = ({n_users}, {n_items})")
         csr = exclude.tocsr()
         indptr, indices = csr.indptr, csr.indices
-    elif isinstance(exclude, (tuple, list)) and len(exclude) == 2:
+    elif isinstance(exclude, tuple) and len(exclude) == 2:
         indptr, indices = exclude
+    elif isinstance(exclude, list):
+        # A list is one id sequence per user -- never guessed to be (indptr, indices).
+        if len(exclude) != n_users:
+            raise ValueError(f"exclude: a list must hold one id sequence per user (U = {n_users}), "
+                             f"got {len(exclude)} entries; pass (indptr, indices) as a tuple")
+        rows = [to_numpy(row, f"exclude[{u}]") for u, row in enumerate(exclude)]
+        for u, row in enumerate(rows):
+            if row.ndim != 1:
+                raise ValueError(f"exclude[{u}]: expected a 1-D sequence of item ids, got shape {row.shape}")
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum([row.shape[0] for row in rows], out=indptr[1:])
+        indices = (np.concatenate([row if row.size else row.astype(np.int64) for row in rows])
+                   if rows else np.zeros(0, dtype=np.int64))
     else:
-        raise ValueError("exclude: expected a scipy.sparse matrix of shape (U, I) or a tuple "
-                         f"(indptr, indices), got {type(exclude).__name__}")
+        raise ValueError("exclude: expected a scipy.sparse matrix of shape (U, I), a tuple (indptr, indices) "
+                         f"or a list of one id sequence per user, got {type(exclude).__name__}")
     indptr = to_numpy(indptr, "exclude indptr")
     indices = to_numpy(indices, "exclude indices")
     if indptr.ndim != 1 or indptr.shape[0] != n_users + 1 or indptr.dtype.kind not in "iu":

@@ -232,9 +232,15 @@ def test_merge_of_item_shards_is_exact(backend, rng):
         parts.append(mf.TopK(np.where(part.indices >= 0, part.indices + lo, -1), part.scores,
                              part.log_normalizer))
     merged = mf.merge_topk(parts)
-    np.testing.assert_array_equal(merged.indices, whole.indices)
-    np.testing.assert_array_equal(merged.scores, whole.scores)
-    np.testing.assert_allclose(merged.log_normalizer, whole.log_normalizer, atol=1e-6)
+    if backend in ("native", "numba"):
+        # Their dot products do not depend on the block a score was computed in: bitwise equal.
+        np.testing.assert_array_equal(merged.indices, whole.indices)
+        np.testing.assert_array_equal(merged.scores, whole.scores)
+        np.testing.assert_allclose(merged.log_normalizer, whole.log_normalizer, atol=1e-6)
+    else:
+        # BLAS tiles round differently for different shard shapes (OpenBLAS kernels by shape and
+        # CPU): the merge is exact on what the parts hold, so compare with the reference instead.
+        assert_topk_matches(merged, users, items, 15)
 
 
 def test_torch_tensor_inputs(rng):

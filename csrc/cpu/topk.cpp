@@ -509,9 +509,13 @@ void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, d
     } else {
         const double top = take > 0 ? double(c[0].score) : 0.0;  // take > 0 whenever run_max is finite
         const double lse = (run_max + std::log2(run_sum)) * 0.6931471805599453;
-        // The normaliser is at least its largest term: rounding (~1e-7 relative in the top term's exp)
-        // must not push the top probability above 1.
-        a.out_lse[u] = std::max(lse, top * a.inv_temperature);
+        // top * inv_temperature is the product result.probabilities computes for the top score. The
+        // normaliser is at least that term (rounding must not push the top probability above 1), and an
+        // excess within a few float64 steps of it is the base-2 path's rounding, not a resolvable sum:
+        // at |score / T| ~ 1e15+ one step is >= 0.5 and would zero the top probability.
+        const double top_term = top * a.inv_temperature;
+        const double step = std::fabs(std::nextafter(top_term, std::numeric_limits<double>::infinity()) - top_term);
+        a.out_lse[u] = lse - top_term <= 4.0 * step ? top_term : lse;
     }
 }
 

@@ -27,13 +27,13 @@ Semantics, identical on every backend:
 * ``s_ij`` is the float32 dot product of user i and item j, accumulated in float32.
 * Item j is *eligible* for user i unless j appears in row i of the exclusion CSR.
 * ``out_lse[i] = log(sum over eligible j of exp(s_ij * inv_temperature))``, computed online while the
-  item blocks stream by: per block a float32 reference (the block maximum of the scaled scores) and
-  the float32 sum of ``exp(x - reference)``, then the running (reference, sum) rescaled and accumulated
-  in float64 so catalogues of 10^7 items do not drift. (The native engine works in base 2 --
-  ``2^(s * fl(log2(e) * inv_temperature) - reference)``, one fma per exponent, each block against its
-  own integer reference ``ceil(block max * scale)`` so blocks combine by exact powers of two, with the
-  scale's float rounding put back per block -- and switches to subtracting the top score first where
-  scaled scores pass 2^24 and a float reference is too coarse; see ``csrc/cpu/kernels.h``.)
+  item blocks stream by: per block the raw float32 maximum ``m`` and the float32 sum of
+  ``exp((s - m) * inv_t32)`` (difference first, so the exponent keeps its precision at any temperature;
+  ``inv_t32`` from :func:`scale_factor32`), the running (``m * inv_temperature`` in float64, sum)
+  rescaled and accumulated in float64 so catalogues of 10^7 items do not drift. The float64 reference
+  ``m * inv_temperature`` is the very product :func:`mmrec_fast.result.probabilities` computes for
+  the top score, so the normaliser and the probabilities come from the same scaled scores. (The native
+  engine works in base 2 with integer block references; see ``csrc/cpu/kernels.h``.)
   A user with no eligible item gets ``-inf`` (never ``-inf - -inf``).
 * Top-k: eligible items ordered by (score descending, item index ascending) -- ties go to the lower
   index -- first k of them. Slots beyond the number of eligible items hold index -1 and score -inf.
@@ -74,6 +74,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+_FLOAT32_TINY = np.float32(np.finfo(np.float32).tiny)
+
+
+def scale_factor32(inv_temperature: float) -> np.float32:
+    """``1 / temperature`` as the float32 factor of the exponent differences.
+
+    Never below the smallest normal float32: at temperatures past ~1e38 the float32 quotient would be 0
+    and an excluded item's ``-inf * 0`` a NaN; scores are then all but equal anyway (``|s| / T`` is tiny).
+    """
+    return max(np.float32(inv_temperature), _FLOAT32_TINY)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ class NumbaBackend:
         if n_items >= MAX_ITEMS:
             raise ValueError(f"the numba backend supports fewer than 2**32 items, got {n_items}")
         item_block = config.item_block if config.item_block is not None else default_item_block(n_items, dim)
+        item_block = max(1, min(int(item_block), n_items))
         packed = pack_items(items)
         # The kernels never write to it, but it stays flagged writeable: Numba types read-only arrays
         # differently and would compile (and cache) a second specialisation of every kernel.
@@ -123,6 +124,8 @@ class NumbaBackend:
             raise TypeError(f"expected NumbaPreparedItems from prepare_items, got {type(prepared).__name__}")
         # The packing does not depend on the block size: any item_block works on the same panels.
         item_block = int(config.item_block) if config.item_block is not None else prepared.item_block
+        # A block larger than the catalogue is the catalogue (and keeps the int64 tile arithmetic small).
+        item_block = max(1, min(item_block, prepared.n_items))
         # Read-only inputs would make Numba compile (and cache) a second specialisation of every
         # kernel; these copies are O(U d + nnz), negligible next to the O(U I d) scan.
         if not users.flags.writeable:
@@ -148,12 +151,12 @@ class NumbaBackend:
         if config.num_threads is not None:
             n_threads = max(1, min(int(config.num_threads), numba.config.NUMBA_NUM_THREADS))
         n_shards = item_shards(n_users, n_items, item_block, k)
-        user_block = (int(config.user_block) if config.user_block is not None
+        user_block = (min(int(config.user_block), n_users) if config.user_block is not None
                       else default_user_block(n_users, n_threads, capacity, n_shards))
         try:
             if n_threads != previous:
                 numba.set_num_threads(n_threads)
-            topk_blocked(users, prepared.packed, n_items, item_block, k, np.float32(inv_temperature),
+            topk_blocked(users, prepared.packed, n_items, item_block, k, float(inv_temperature),
                          excl_indptr, excl_indices, user_block, capacity, n_shards,
                          out_indices, out_scores, out_lse)
         finally:

@@ -20,11 +20,10 @@ thread count; it is 1 unless there are few users). Per task, item blocks in asce
    stays in L1 while the block's users (a zero-padded local copy) stream past it; the
    (user_block x item_block) tile stays in L2.
 2. Per user row (while the tile is in L2): ``_exclude`` (a per-user cursor walks the user's sorted CSR
-   segment and sets excluded items to -inf), ``_row_max`` / ``_row_expsum``: float32 block maximum of
-   ``x = s * inv_temperature`` (computed as ``max(s) * inv_temperature``; rounding is monotone so this is
-   the same value) and float32 sum of ``exp(x - block_max)`` (a vectorised polynomial float32 ``exp``,
-   ~1 ulp, exp(-inf) = 0 exactly; arguments below -87 flush to 0), folded into the user's running float64
-   (max, sum). A block where everything is excluded is skipped.
+   segment and sets excluded items to -inf), ``_row_max`` / ``_row_expsum``: float32 block maximum ``m`` of the
+   raw scores and float32 sum of ``exp((s - m) * inv_t32)`` (difference first; a vectorised polynomial
+   float32 ``exp``, ~1 ulp, exp(-inf) = 0 exactly; arguments below -87 flush to 0), folded into the
+   user's running float64 (``m * inv_temperature``, sum). A block where everything is excluded is skipped.
 3. ``_scan_row``: 16 scores at a time are compared with the running threshold (one vector compare ->
    bit mask); only set bits are visited, in index order, and appended to the candidate buffer as uint64
    sort keys ``(descending-order bits of the float32 score) << 32 | index`` -- ascending key order is
@@ -66,6 +65,7 @@ MAX_ITEMS = 1 << 32
 _F32_ZERO = np.float32(0.0)
 _F32_ONE = np.float32(1.0)
 _F32_NEG_INF = np.float32(-np.inf)
+_F32_TINY = np.float32(np.finfo(np.float32).tiny)
 _U32_SIGN = np.uint32(0x80000000)
 _U64_SHIFT = np.uint64(32)
 _U64_LOW = np.uint64(0xFFFFFFFF)
@@ -510,13 +510,13 @@ def _row_max(row, n):
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _row_expsum(row, n, inv_temperature, block_max):
-    # reassoc lets the float32 sum vectorise; no "contract" here, so x = s * inv_temperature is a
-    # rounded float32 product (not fused into the subtraction), as the contract specifies.
+def _row_expsum(row, n, inv_t32, raw_max):
+    # reassoc lets the float32 sum vectorise. The difference comes first: (s - max) * inv_t keeps the
+    # exponent's precision at small temperatures, where s * inv_t - max * inv_t would lose it.
     _zmm()
     total = _F32_ZERO
     for j in range(n):
-        total += _exp_nonpos(row[j] * inv_temperature - block_max)
+        total += _exp_nonpos((row[j] - raw_max) * inv_t32)
     return total
 
 
@@ -586,6 +586,7 @@ def _task(bu, shard, n_shards, users, packed, n_items, item_block, k, inv_temper
           part_max, part_sum):
     """Users [bu * user_block, +user_block) x item blocks of shard ``shard`` (of ``n_shards``)."""
     _zmm()
+    inv_t32 = max(np.float32(inv_temperature), _F32_TINY)  # see backends.base.scale_factor32
     n_users, dim = users.shape
     n_blocks = (n_items + item_block - 1) // item_block
     b_lo = shard * n_blocks // n_shards
@@ -634,9 +635,9 @@ def _task(bu, shard, n_shards, users, packed, n_items, item_block, k, inv_temper
             raw_max = _row_max(row, nv)
             if raw_max == _F32_NEG_INF:
                 continue  # every item of this block is excluded for this user
-            block_max = raw_max * inv_temperature
-            block_sum = _row_expsum(row, nv, inv_temperature, block_max)
-            bm = np.float64(block_max)
+            block_sum = _row_expsum(row, nv, inv_t32, raw_max)
+            # The float64 reference is the product result.probabilities computes for the top score.
+            bm = np.float64(raw_max) * inv_temperature
             if bm > run_max[u]:
                 run_sum[u] = run_sum[u] * np.exp(run_max[u] - bm) + np.float64(block_sum)
                 run_max[u] = bm
@@ -699,7 +700,7 @@ def topk_blocked(users, packed, n_items, item_block, k, inv_temperature, excl_in
                  user_block, capacity, n_shards, out_indices, out_scores, out_lse):
     """Fill out_indices (U, k) int64, out_scores (U, k) float32, out_lse (U,) float64.
 
-    ``packed`` comes from :func:`pack_items`; ``inv_temperature`` is a float32; ``capacity >= k + 1``;
+    ``packed`` comes from :func:`pack_items`; ``inv_temperature`` is a float64 (1 / T); ``capacity >= k + 1``;
     ``n_shards`` (>= 1, at most the number of item blocks) splits the item blocks into contiguous
     shards scanned as separate tasks and merged exactly afterwards.
     """

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _keys
-from .base import BlockConfig
+from .base import BlockConfig, scale_factor32
 
 DEFAULT_USER_BLOCK = 256
 DEFAULT_ITEM_BLOCK = 4096  # 256 x 4096 float32 tile = 4 MB: BLAS-efficient, temporaries stay ~40 MB
@@ -31,7 +31,7 @@ class NumpyBackend:
         n_users, n_items = users.shape[0], items.shape[0]
         user_block = config.user_block or DEFAULT_USER_BLOCK
         item_block = config.item_block or DEFAULT_ITEM_BLOCK
-        inv_t = np.float32(inv_temperature)
+        inv_t = scale_factor32(inv_temperature)
         for u0 in range(0, n_users, user_block):
             u1 = min(u0 + user_block, n_users)
             rows = u1 - u0
@@ -49,7 +49,7 @@ class NumpyBackend:
                     end = cursor[r] + np.searchsorted(excl_indices[cursor[r]:stops[r]], j1)
                     tile[r, excl_indices[cursor[r]:end] - j0] = -np.inf
                     cursor[r] = end
-                self._update_normaliser(tile * inv_t, run_max, run_sum)
+                self._update_normaliser(tile, inv_t, inv_temperature, run_max, run_sum)
                 keys = _keys.encode(tile, np.arange(j0, j1, dtype=np.int64)[None, :])
                 hot = np.flatnonzero((keys > threshold[:, None]).any(axis=1))
                 if hot.size:
@@ -63,16 +63,25 @@ class NumpyBackend:
                 out_lse[u0:u1] = np.where(np.isfinite(run_max), run_max + np.log(run_sum), -np.inf)
 
     @staticmethod
-    def _update_normaliser(scaled: np.ndarray, run_max: np.ndarray, run_sum: np.ndarray) -> None:
-        """Fold one tile into the running (max, sum-exp), rows that are all -inf left untouched."""
-        block_max = scaled.max(axis=1)
+    def _update_normaliser(tile: np.ndarray, inv_t32: np.float32, inv_t: float, run_max: np.ndarray,
+                           run_sum: np.ndarray) -> None:
+        """Fold one tile of raw scores into the running (max, sum-exp), all -inf rows left untouched.
+
+        Exponents are ``(s - block max) * inv_t`` (difference first), and the running maximum is the
+        float64 ``block max * inv_t`` that :func:`mmrec_fast.result.probabilities` also computes, so the
+        normaliser and the probabilities come from the same scaled scores at any temperature.
+        """
+        block_max = tile.max(axis=1)
         live = np.isfinite(block_max)
         if not live.any():
             return
         bm = block_max[live]
-        block_sum = np.exp(scaled[live] - bm[:, None]).sum(axis=1, dtype=np.float32).astype(np.float64)
-        new_max = np.maximum(run_max[live], bm.astype(np.float64))
-        run_sum[live] = run_sum[live] * np.exp(run_max[live] - new_max) + block_sum * np.exp(bm - new_max)
+        with np.errstate(invalid="ignore"):
+            block_sum = np.exp((tile[live] - bm[:, None]) * inv_t32).sum(axis=1, dtype=np.float32)
+        block_sum = block_sum.astype(np.float64)
+        scaled_max = bm.astype(np.float64) * inv_t
+        new_max = np.maximum(run_max[live], scaled_max)
+        run_sum[live] = run_sum[live] * np.exp(run_max[live] - new_max) + block_sum * np.exp(scaled_max - new_max)
         run_max[live] = new_max
 
 

@@ -12,8 +12,8 @@ the high 32 bits and the complemented item index in the low 32 bits (the signed-
 :mod:`mmrec_fast._keys`). Keys are unique, so ``topk`` over keys is exactly "score descending, ties to
 the lower index", at the k-th boundary too.
 
-Normaliser: per tile the float32 row max and float32 sum of ``exp(x - max)``, folded into a float64
-running (max, sum) -- the contract's formula -- with rows that are all -inf left untouched.
+Normaliser: per tile the float32 row max and float32 sum of ``exp((s - max) * inv_t)``, folded into a
+float64 running (max * inv_t, sum) -- the contract's formula -- with rows that are all -inf left untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import _arrays
-from .base import BlockConfig
+from .base import BlockConfig, scale_factor32
 
 __all__ = ["BACKEND", "TorchBackend", "describe", "encode_keys", "decode_keys"]
 
@@ -140,6 +140,7 @@ class TorchBackend:
         ex_cols_t = torch.from_numpy(ex_cols).to(device)
         ex_rows_t = torch.from_numpy(ex_rows).to(device)
 
+        inv_t32 = float(scale_factor32(inv_t))
         best = torch.full((rows, k), EMPTY_KEY, dtype=torch.int64, device=device)
         run_max = torch.full((rows,), float("-inf"), dtype=torch.float64, device=device)
         run_sum = torch.zeros(rows, dtype=torch.float64, device=device)
@@ -149,14 +150,14 @@ class TorchBackend:
             a, b = np.searchsorted(ex_cols, [j0, j1])
             if b > a:
                 tile[ex_rows_t[a:b], ex_cols_t[a:b] - j0] = float("-inf")
-            scaled = tile * inv_t
-            block_max = scaled.amax(dim=1)
+            # Difference first, then the scale: the exponent keeps its precision at small temperatures;
+            # the float64 reference block_max * inv_t is what result.probabilities computes for the top.
+            block_max = tile.amax(dim=1)
             live = torch.isfinite(block_max)
             # Rows with nothing eligible shift by 0: exp(-inf - 0) = 0, never (-inf) - (-inf).
             shift = torch.where(live, block_max, 0.0)
-            block_sum = torch.exp(scaled - shift[:, None]).sum(dim=1).double()
-            del scaled
-            bm = block_max.double()
+            block_sum = torch.exp((tile - shift[:, None]) * inv_t32).sum(dim=1).double()
+            bm = torch.where(live, block_max.double() * inv_t, float("-inf"))
             new_max = torch.maximum(run_max, bm)
             safe = torch.where(live, new_max, 0.0)
             run_sum = torch.where(live, run_sum * torch.exp(run_max - safe) + block_sum * torch.exp(bm - safe),

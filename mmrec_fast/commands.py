@@ -166,8 +166,10 @@ def _train_config(args, config: dict, section: str = "train"):
     values.setdefault("progress", not getattr(args, "no_progress", False))
     try:
         return TrainConfig.from_dict(values)
-    except TypeError as exc:  # e.g. lr = [1] in the file: float() of a list
-        raise ValueError(f"--config: [{section}]: {exc}") from None
+    except (TypeError, ValueError) as exc:  # TypeError: e.g. lr = [1] in the file reaching float()
+        sections = "[train]" + (f"/[{section}]" if section != "train" else "")
+        origin = f"--config {sections} or flags" if getattr(args, "config", None) else "flags"
+        raise ValueError(f"training settings ({origin}): {exc}") from None
 
 
 def _data_and_split(args, config: dict):

@@ -152,6 +152,9 @@ def test_absent_path_with_missing_parents_and_empty_directory(tmp_path):
     reference = tmp_path / "reference"
     reference.mkdir()
     assert (deep.stat().st_mode & 0o777) == (reference.stat().st_mode & 0o777)
+    (tmp_path / "reference.txt").touch()
+    file_mode = (tmp_path / "reference.txt").stat().st_mode & 0o777
+    assert {p.name: p.stat().st_mode & 0o777 for p in deep.iterdir()} == {p.name: file_mode for p in deep.iterdir()}
 
 
 @pytest.mark.parametrize("case", ["file", "csv_input", "foreign_dir", "foreign_model_json", "symlink_to_model",

@@ -137,6 +137,16 @@ def _storable(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
+def _default_file_mode(directory: Path) -> int:
+    """The permission bits a new file gets here (the process umask applied), found by making one."""
+    probe = directory / ".mode-probe"
+    probe.touch()
+    try:
+        return probe.stat().st_mode & 0o777
+    finally:
+        probe.unlink()
+
+
 def _check_extra_files(extra_files) -> dict[str, Callable[[Path], object]]:
     if extra_files is None:
         return {}
@@ -223,6 +233,8 @@ def save_model(model: Recommender, directory, *, user_map=None, item_map=None, m
     staging = make_staging_dir(target)
     try:
         save_file(arrays, str(staging / _WEIGHTS))
+        # safetensors creates its file with mode 0600; give it the mode every other file here gets.
+        os.chmod(staging / _WEIGHTS, _default_file_mode(staging))
         if user_map is not None:
             user_map.save(staging / _USERS)
         if item_map is not None:

@@ -264,3 +264,46 @@ def test_config_checks_name_the_field():
     # NumPy scalars from a search are accepted and stored as plain Python numbers (JSON-safe).
     config = TrainConfig(dim=np.int64(4), lr=np.float32(0.5), reg=np.float64(0.0))
     assert type(config.dim) is int and type(config.lr) is float and config.reg == 0.0
+
+
+def _train_speed_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+    spec = importlib.util.spec_from_file_location("train_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_speed_synthetic_log_has_exactly_the_asked_positives():
+    module = _train_speed_module()
+    log = module.synthetic_log(50, 70, 1200, seed=3)
+    assert log.shape == (50, 70) and log.nnz == 1200 and log.has_sorted_indices
+    assert np.all(log.data == 1.0)  # distinct pairs: no summed duplicates
+    assert (module.synthetic_log(50, 70, 1200, seed=3) != log).nnz == 0  # seeded
+
+
+def test_train_speed_script_runs(tmp_path):
+    pytest.importorskip("implicit", reason="the benchmark compares against implicit (pip install implicit)")
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, "benchmarks/train_speed.py", "--sizes", "tiny", "--repeats", "1",
+                           "--dim", "8", "--no-memory", "--json", str(out)], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())["results"]["tiny"]
+    assert result["bpr"]["ours_samples_per_s"] > 0 and result["bpr"]["implicit_samples_per_s"] > 0
+    # The memory probe, in this process (the script runs it in fresh ones).
+    module = _train_speed_module()
+    log = module.synthetic_log(60, 80, 900)
+    saved = tmp_path / "log.npz"
+    np.savez(saved, data=log.data, indices=log.indices, indptr=log.indptr, shape=np.array(log.shape))
+    memory = module.peak_fit_memory("ours", "bpr", str(saved), 8)
+    assert memory["peak_mb"] >= memory["before_mb"] > 0

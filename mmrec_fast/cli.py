@@ -108,7 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
                            description="Train on the split's training part (or --all-data) and save the "
                                        "model, id maps, training matrix and item labels to --out; prints "
                                        "test metrics unless --all-data.")
-    train.add_argument("--model", choices=("bpr", "hybrid", "content"), default="bpr", help="model (default bpr)")
+    # Not argparse choices: the kinds live in mmrec_fast.pipeline (heavy to import just to parse flags).
+    train.add_argument("--model", default="bpr", help="model kind: bpr (default), hybrid, content, or any "
+                                                      "other kind of mmrec_fast.pipeline.MODEL_KINDS "
+                                                      "(ease, ials, ials-content, mostpop)")
     train.add_argument("--out", required=True, help="model directory to write (new or empty; parents are created)")
     _add_overwrite_flag(train, "a saved model in --out")
     train.add_argument("--all-data", dest="all_data", action="store_true",

@@ -215,9 +215,11 @@ def cmd_train(args) -> int:
     from .evaluation import evaluate_model
     from .models import save_model
     from .models.io import saved_model_files
-    from .pipeline import item_texts, item_titles, text_features, train_model
+    from .pipeline import CONTENT_KINDS, MODEL_KINDS, item_texts, item_titles, text_features, train_model
 
     # Every check that can fail runs before minutes of training, not after.
+    if args.model not in MODEL_KINDS:
+        raise ValueError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {args.model!r}")
     out_dir = check_output_dir(args.out, argument="--out", overwrite=args.overwrite, recognise=saved_model_files,
                                what="saved model", overwrite_hint=_OVERWRITE_HINT)
     check_device(args.device)
@@ -229,7 +231,7 @@ def cmd_train(args) -> int:
         train = data.to_csr("ones", duplicates="sum")
         train.data[:] = 1.0
     features = blocks = None
-    if args.model in ("hybrid", "content"):
+    if args.model in CONTENT_KINDS:
         if data.item_features is None:
             raise ValueError(f"--model {args.model}: the data has no item side information to embed")
         features = text_features(item_texts(data), cache_dir=out_dir.parent / ".mmrec_cache",
@@ -240,7 +242,8 @@ def cmd_train(args) -> int:
     labels = json.dumps(item_titles(data))
     # The training matrix and labels go into the same atomic, checksummed save as the model.
     out = save_model(model, out_dir, user_map=data.user_map, item_map=data.item_map, overwrite=args.overwrite,
-                     metadata={"data": data_options, "split": split_cfg, "all_data": bool(args.all_data)},
+                     metadata={"data": data_options, "split": split_cfg, "all_data": bool(args.all_data),
+                               "tuning": getattr(model, "tuning", None)},
                      extra_files={"train_matrix.npz": lambda path: sp.save_npz(path, train),
                                   "item_labels.json": lambda path: path.write_text(labels, encoding="utf-8")})
     print(f"saved {args.model} model to {out}")

@@ -206,6 +206,7 @@ CASES = {
     "config_wrong_suffix": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.ini", "[train]\n"))),
                             ["--config", "c.ini"]),
     # flags (point 10)
+    "model_kind_unknown": (lambda t, d: train_argv(t, d, "--model", "svd"), ["--model", "svd"]),
     "device_bogus": (lambda t, d: train_argv(t, d, "--device", "bogus"), ["--device", "bogus"]),
     "device_bogus_evaluate": (lambda t, d: ["evaluate", "--model", str(t[1]), "--device", "bogus"], ["--device"]),
     "device_bogus_demo": (lambda t, d: ["demo", "--device", "nope", "--out", str(d / "demo")], ["--device"]),
@@ -353,3 +354,16 @@ def test_demo_output_is_replaced_atomically_and_only_when_its_own(tmp_path, monk
     assert cli.main(["demo", "--out", str(out), "--overwrite"]) == 130
     assert json.loads((out / "metrics.json").read_text()) == {"run": 2}, "an interrupted demo changed the output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+
+
+@pytest.mark.parametrize("kind", ["ease", "mostpop"])
+def test_other_model_kinds_train_save_and_serve(trained, tmp_path, capsys, kind):
+    model = tmp_path / kind
+    assert cli.main(["train", "--data", str(trained[0]), *TRAIN_FLAGS, "--model", kind, "--out", str(model)]) == 0
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["kind"] == kind and "train_matrix.npz" in meta["files"]
+    out = tmp_path / "r.jsonl"
+    assert cli.main(["recommend", "--model", str(model), "--users", str(users_file(tmp_path)), "--out", str(out),
+                     "-k", "3"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["user"] for r in records] == ["u03"] * 3 + ["u04"] * 3

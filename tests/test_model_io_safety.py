@@ -521,3 +521,34 @@ def test_warning_free_load_of_a_current_model(saved):
         warnings.simplefilter("error")
         assert same_vectors(load_model(path).model, model)
     assert os.path.isfile(path / "model.json")
+
+
+def _pipeline_models():
+    """The other kinds of the library, tiny, built directly (each saves through state()/from_state())."""
+    import mmrec_fast.models as models
+
+    features = np.random.default_rng(4).standard_normal((N_ITEMS, 5)).astype(np.float32)
+    return {
+        "ease": lambda: models.EASE(N_USERS, N_ITEMS),
+        "ials": lambda: models.IALS(N_USERS, N_ITEMS, dim=3, epochs=2),
+        "ials-content": lambda: models.ContentIALS(N_USERS, N_ITEMS, features, dim=3, epochs=2),
+        "mostpop": lambda: models.MostPop(N_USERS, N_ITEMS),
+    }
+
+
+@pytest.mark.parametrize("kind", ["ease", "ials", "ials-content", "mostpop"])
+def test_library_kinds_round_trip_through_the_protocol(tmp_path, kind):
+    if kind not in models_base.registered_kinds():
+        pytest.skip(f"model kind {kind!r} is not in this build")
+    train = sp.random(N_USERS, N_ITEMS, density=0.4, format="csr", random_state=3)
+    train.data[:] = 1.0
+    model = _pipeline_models()[kind]().fit(train)
+    assert model.kind == kind
+    path = save_model(model, tmp_path / kind, user_map=id_maps()[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_model(path)
+    assert type(loaded.model) is type(model) and same_vectors(loaded.model, model)
+    assert loaded.model.blocks() == model.blocks() and loaded.user_map == id_maps()[0]
+    meta = json.loads((path / "model.json").read_text())
+    assert "params" in meta and set(meta["arrays"]) == set(model.state()[0])

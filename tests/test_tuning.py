@@ -266,3 +266,27 @@ def test_train_model_rejects_bad_input(rng, call, error, word):
 
 def test_content_kinds_need_features():
     assert set(CONTENT_KINDS) <= set(MODEL_KINDS)
+
+
+# ------------------------------------------------------------------------------------------ quality benchmark
+def test_quality_benchmark_quick_mode_runs(tmp_path):
+    """benchmarks/quality.py --quick on a tiny synthetic log: every table and target is produced."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    spec = importlib.util.spec_from_file_location("quality_benchmark", path)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    models = ["ease", "ials-content", "content", "mostpop"]
+    assert quality.main(["--quick", "--seeds", "0", "1", "--models", *models, "--no-cornac",
+                         "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "quality.json").read_text())
+    assert set(report["warm"]) == set(models) and all(len(r) == 2 for r in report["warm"].values())
+    for kind in ("ials-content", "content"):  # the kinds with a content path score cold items
+        assert all("among_cold" in r for r in report["cold_items"][kind])
+    assert all("skipped" in r for r in report["cold_items"]["ease"])
+    # A content profile's fold-in is its retrain (the profile of a user depends on their row only).
+    assert all(r["ratio_ndcg@10"] == pytest.approx(1.0) for r in report["cold_users"]["content"])
+    text = (tmp_path / "quality.md").read_text()
+    assert "## Warm" in text and "## Cold items" in text and "## Cold users" in text and "## Targets" in text

@@ -10,6 +10,7 @@ nothing here slows ``import mmrec_fast`` or requires either package.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 
@@ -83,7 +84,11 @@ def to_family(x, fam: str, *, like=None):
         elif src == "cupy":
             t = torch.from_dlpack(x)
         else:
-            t = torch.from_numpy(np.ascontiguousarray(x))
+            x = np.ascontiguousarray(x)
+            with warnings.catch_warnings():
+                # A read-only array (an ItemIndex's own frozen copy) is only ever read by the engine.
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                t = torch.from_numpy(x)
         if like is not None and t.device != like.device:
             t = t.to(like.device)
         return t

@@ -58,10 +58,12 @@ def topk_reference(users, items, k, *, excl_indptr=None, excl_indices=None, temp
         eligible = np.isfinite(top)
         indices[start:stop, :take] = np.where(eligible, order, -1)
         scores[start:stop, :take] = top
-        scaled = block / temperature
-        row_max = scaled.max(axis=1, initial=-np.inf)
-        has_any = np.isfinite(row_max)
+        row_top = block.max(axis=1, initial=-np.inf)
+        has_any = np.isfinite(row_top)
+        # The pivot is top * (1 / T), the product result.probabilities computes for the top score, and
+        # the exponents are differences first: exact float64 at any temperature and magnitude.
+        row_max = row_top * (1.0 / temperature)
         # Rows with no eligible item must not compute (-inf) - (-inf).
-        shifted = np.exp(scaled[has_any] - row_max[has_any, None])
+        shifted = np.exp((block[has_any] - row_top[has_any, None]) / temperature)
         lse[start:stop][has_any] = row_max[has_any] + np.log(shifted.sum(axis=1))
     return indices, scores, lse

@@ -233,7 +233,8 @@ def test_ials_rejects_bad_inputs():
 
 
 # ---------------------------------------------------------------------------------- content-aware iALS
-def test_content_ials_warm_items_are_the_id_model_and_map_is_weighted_ridge():
+@pytest.mark.parametrize("weighting", ["none", "count"])
+def test_content_ials_warm_items_are_the_id_model_and_map_is_weighted_ridge(weighting):
     x, user_c, item_c = clustered(n_users=50, n_items=30, seed=2)
     x = x.tolil()
     cold = np.array([1, 4, 9])
@@ -244,13 +245,13 @@ def test_content_ials_warm_items_are_the_id_model_and_map_is_weighted_ridge():
     features = np.eye(2)[item_c] + 0.1 * rng.normal(size=(30, 2))
     params = dict(dim=3, epochs=5, seed=3, alpha0=0.1, reg=0.01)
     plain = IALS(50, 30, **params).fit(x)
-    model = ContentIALS(50, 30, features, map_alphas=(0.5,), **params).fit(x)
+    model = ContentIALS(50, 30, features, map_alphas=(0.5,), map_weighting=weighting, **params).fit(x)
     warm = np.setdiff1d(np.arange(30), cold)
     np.testing.assert_array_equal(model.item_vectors()[warm], plain.item_vectors()[warm])
     np.testing.assert_array_equal(model.user_vectors(), plain.user_vectors())
     np.testing.assert_array_equal(model.cold_items, cold)
-    # Reference: weighted ridge with intercept (weights = item counts), centred closed form.
-    counts = np.asarray(x.sum(axis=0)).ravel()[warm]
+    # Reference: weighted ridge with intercept (weights: 1 or item counts), centred closed form.
+    counts = np.asarray(x.sum(axis=0)).ravel()[warm] if weighting == "count" else np.ones(warm.size)
     f, y = features[warm], plain.item_vectors()[warm].astype(np.float64)
     mean_f, mean_y = counts @ f / counts.sum(), counts @ y / counts.sum()
     fc, yc = f - mean_f, y - mean_y

@@ -343,10 +343,9 @@ class ContentIALS(IALS):
     """iALS plus a ridge map from item content to item factors, so items without interactions get vectors.
 
     After the iALS fit, ``W`` (``C x d``) and an intercept are fitted by ridge regression from the
-    content of the items that have training interactions to their trained factors (weighted by the
-    items' interaction counts, whose factors are the better determined), the ridge strength chosen by
-    efficient leave-one-out (:class:`sklearn.linear_model.RidgeCV`) -- no interaction data is held
-    out for it. Items with interactions keep their trained factors (warm quality is exactly the
+    content of the items that have training interactions to their trained factors, the ridge
+    strength chosen by efficient leave-one-out (:class:`sklearn.linear_model.RidgeCV`) -- no
+    interaction data is held out for it. Items with interactions keep their trained factors (warm quality is exactly the
     ID-only model's); items without any (new items in the catalogue) get ``features @ W + b``, as does
     :meth:`item_vectors_from` for items added later.
 
@@ -360,6 +359,10 @@ class ContentIALS(IALS):
         Modality blocks of ``features`` (only validated here: the score is one ``"id"`` block).
     map_alphas : sequence of float
         Ridge strengths searched by leave-one-out for the content map.
+    map_weighting : {"none", "log1p", "count"}
+        Weight of each warm item in the map's fit: equal (default), ``log(1 + n_i)`` or ``n_i``
+        (its interaction count). Equal weights ranked cold ML-100K items best among cold items
+        (NDCG@10 0.336 vs 0.333 log1p, 0.270 count; items held out of the training part only).
     **kwargs
         :class:`IALS` arguments.
     """
@@ -367,20 +370,25 @@ class ContentIALS(IALS):
     kind = "ials-content"
 
     def __init__(self, n_users: int, n_items: int, features, *, feature_blocks=None,
-                 map_alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0), **kwargs):
+                 map_alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0), map_weighting: str = "none",
+                 **kwargs):
         super().__init__(n_users, n_items, **kwargs)
         self.features, _ = check_features(features, self._n_items, feature_blocks)
         alphas = np.asarray(map_alphas, dtype=np.float64).ravel()
         if alphas.size == 0 or not np.isfinite(alphas).all() or (alphas <= 0).any():
             raise ValueError(f"map_alphas must be a non-empty sequence of positive numbers, got {map_alphas!r}")
         self.map_alphas = tuple(float(a) for a in alphas)
+        if map_weighting not in ("none", "log1p", "count"):
+            raise ValueError(f"map_weighting must be 'none', 'log1p' or 'count', got {map_weighting!r}")
+        self.map_weighting = map_weighting
         self.map_alpha: float | None = None
         self._coef: np.ndarray | None = None
         self._intercept: np.ndarray | None = None
         self.cold_items: np.ndarray | None = None  # items whose vectors came from content at fit time
 
     def params(self) -> dict:
-        return {**super().params(), "map_alphas": list(self.map_alphas), "map_alpha": self.map_alpha}
+        return {**super().params(), "map_alphas": list(self.map_alphas), "map_weighting": self.map_weighting,
+                "map_alpha": self.map_alpha}
 
     def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> "ContentIALS":
         """Fit iALS on ``train`` (see :meth:`IALS.fit`), then the content map; cold items get mapped vectors."""
@@ -391,9 +399,11 @@ class ContentIALS(IALS):
         warm = counts > 0
         if warm.sum() < 2:
             raise ValueError("train must have interactions on at least 2 items to fit the content map")
+        weights = {"none": None, "log1p": np.log1p(counts[warm]), "count": counts[warm].astype(np.float64)}[
+            self.map_weighting]
         ridge = RidgeCV(alphas=np.array(self.map_alphas), fit_intercept=True)
         ridge.fit(self.features[warm].astype(np.float64), self._items[warm].astype(np.float64),
-                  sample_weight=counts[warm].astype(np.float64))
+                  sample_weight=weights)
         self.map_alpha = float(ridge.alpha_)
         self._coef = np.ascontiguousarray(ridge.coef_.T, dtype=np.float32)            # (C, d)
         self._intercept = np.asarray(ridge.intercept_, dtype=np.float32).reshape(self.dim)

@@ -46,7 +46,8 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from mmrec_fast.evaluation import evaluate_model  # noqa: E402
-from mmrec_fast.models import Recommender, ScoreBlock  # noqa: E402
+from mmrec_fast.models import (BPRMF, EASE, IALS, ContentIALS, ContentProfile, HybridMF, MostPop,  # noqa: E402
+                               Recommender, ScoreBlock)
 from mmrec_fast.pipeline import (DEFAULT_PARAMS, MODEL_KINDS, VectorOverride, cold_item_landing,  # noqa: E402
                                  cold_item_split, cold_item_vectors, cold_user_split, fold_in_users, random_ndcg,
                                  train_model, tune, validation_split)
@@ -63,6 +64,21 @@ CORNAC_SPACES = {
 }
 CORNAC_DEFAULTS = {"cornac-ease": {"lamb": 1000.0, "posB": True},
                    "cornac-bpr": {"k": 100, "learning_rate": 0.01, "lambda_reg": 0.01, "max_iter": 200}}
+
+
+KIND_CLASSES = {"bpr": BPRMF, "hybrid": HybridMF, "content": ContentProfile, "ease": EASE, "ials": IALS,
+                "ials-content": ContentIALS, "mostpop": MostPop}
+
+
+def has_content_path(kind: str) -> bool:
+    """Can the kind score an item from its content alone (checked before minutes of training)?"""
+    cls = KIND_CLASSES[kind]
+    return hasattr(cls, "item_vectors_from") or issubclass(cls, ContentProfile)
+
+
+def has_fold_in(kind: str) -> bool:
+    cls = KIND_CLASSES[kind]
+    return hasattr(cls, "fold_in") or issubclass(cls, ContentProfile)
 
 
 class FixedVectors(Recommender):
@@ -209,12 +225,11 @@ def run_cold_items(kinds, ratings, features, seeds) -> dict:
                                                                    ratings.shape[1])}})
         warm = ratings.multiply(s.train).tocsr()
         for kind in kinds:
-            model = fit(kind, warm, features, seed)
-            try:
-                vectors = cold_item_vectors(model, features, s.cold_items)
-            except TypeError as exc:
-                out.setdefault(kind, []).append({"skipped": str(exc)})
+            if not has_content_path(kind):
+                out.setdefault(kind, []).append({"skipped": f"{KIND_CLASSES[kind].__name__} has no content path"})
                 continue
+            model = fit(kind, warm, features, seed)
+            vectors = cold_item_vectors(model, features, s.cold_items)
             scored = VectorOverride(model, item_rows=s.cold_items, item_vectors=vectors)
             entry = {"among_cold": pick(evaluate_model(scored, s.positives, exclude=s.exclude_among_cold, ks=(10,))),
                      "catalogue": pick(evaluate_model(scored, s.positives, exclude=s.exclude_catalogue, ks=(10,))),
@@ -233,12 +248,11 @@ def run_cold_users(kinds, ratings, features, seeds) -> dict:
         warm = ratings.multiply(s.train).tocsr()
         full = ratings.multiply(s.retrain).tocsr()
         for kind in kinds:
-            model = fit(kind, warm, features, seed)
-            try:
-                vectors = fold_in_users(model, s.history, s.cold_users)
-            except TypeError as exc:
-                out.setdefault(kind, []).append({"skipped": str(exc)})
+            if not has_fold_in(kind):
+                out.setdefault(kind, []).append({"skipped": f"{KIND_CLASSES[kind].__name__} has no fold-in"})
                 continue
+            model = fit(kind, warm, features, seed)
+            vectors = fold_in_users(model, s.history, s.cold_users)
             folded = VectorOverride(model, user_rows=s.cold_users, user_vectors=vectors)
             fold_metrics = pick(evaluate_model(folded, s.positives, exclude=s.exclude, ks=(10,)))
             retrained = fit(kind, full, features, seed)

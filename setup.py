@@ -97,7 +97,7 @@ class BuildExt(build_ext):
         gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
         for source in sorted((CSRC / "cuda").glob("*.cu")):
             obj = build_tmp / (source.stem + ".o")
-            cmd = [nvcc, "-c", str(source), "-o", str(obj), "-O3", "-std=c++17",
+            cmd = [nvcc, "-c", str(source), "-o", str(obj), "-O3", "-std=c++17", f"-I{CSRC}",
                    "-Xcompiler", "-fPIC", "-Werror", "all-warnings", *gencode]
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
@@ -143,7 +143,7 @@ def _cuda_extension() -> list[Pybind11Extension]:
             # The static runtime keeps `import mmrec_fast._cuda` working on machines without libcudart;
             # calls then report "no CUDA driver/device" as Python exceptions.
             libraries=["cudart_static", "dl", "rt", "pthread"],
-            depends=[str(p.relative_to(ROOT)) for p in sorted((CSRC / "cuda").glob("*.h*"))],
+            depends=[str(p.relative_to(ROOT)) for p in sorted(CSRC.glob("**/*.h"))],
             cxx_std=17,
             extra_compile_args=["-O3"],
         )

@@ -18,18 +18,14 @@ from mmrec_fast import validation
 from testing import assert_topk_matches, random_exclusion, random_problem
 
 import mmrec_fast as mf
+from mmrec_fast import _keys
 
 U64 = np.uint64
 
 
 def make_keys(scores: np.ndarray, first_index: int) -> np.ndarray:
-    """The kernel's make_key: -0.0 folded into +0.0, order-preserving bits high, ~index low; -inf -> 0."""
-    bits = (scores.astype(np.float32) + np.float32(0.0)).view(np.uint32)
-    ordered = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000)).astype(U64)
-    index = np.arange(first_index, first_index + scores.shape[0], dtype=np.uint64)
-    keys = (ordered << U64(32)) | (U64(0xFFFFFFFF) - index)
-    keys[np.isneginf(scores)] = U64(0)
-    return keys
+    """The kernel's make_key (common/order_key.h) is the package's one Python key: _keys.encode."""
+    return _keys.encode(scores, np.arange(first_index, first_index + scores.shape[0], dtype=np.int64))
 
 
 def decode_key(key: int) -> tuple[float, int]:

@@ -10,6 +10,8 @@
 // those; only the item block size changes the rounding of the log-sum-exp (by a few ulps).
 #include "cpu/topk.h"
 
+#include "common/order_key.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -293,21 +295,6 @@ struct ShardResults {
     double* run_max = nullptr;
     double* run_sum = nullptr;
 };
-
-// Order-preserving map of a (non-NaN) float score to uint32: larger score <=> larger key; -0 == +0.
-inline uint32_t order_key(float score) {
-    score += 0.0f;  // -0 -> +0 (scores from the fma chain are never -0; this just makes it a rule)
-    uint32_t bits;
-    std::memcpy(&bits, &score, sizeof bits);
-    return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-}
-
-inline float key_score(uint32_t key) {
-    const uint32_t bits = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
-    float score;
-    std::memcpy(&score, &bits, sizeof score);
-    return score;
-}
 
 // Per-thread scratch of the radix select (sized for one user's buffer).
 struct SelectScratch {

@@ -9,6 +9,8 @@
 
 #include <cstddef>
 
+#include "cuda/cuda_abi.h"
+
 extern "C" {
 
 // Number of visible devices; returns a cudaError_t code (0 on success). With no driver or no device the

@@ -12,26 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-extern "C" {
-int mmrec_cuda_device_count(int* count);
-int mmrec_cuda_device_info(int device, char* name, std::size_t name_len, int* major, int* minor);
-const char* mmrec_cuda_error_string(int code);
-int mmrec_cuda_runtime_version(int* version);
-
-int mmrec_cuda_max_k();
-const char* mmrec_cuda_topk_error_string(int code);
-int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capacity, int sm_count,
-                         long long workspace_bytes, int* n_shards, long long* shard_len, long long* batch_users);
-int mmrec_cuda_topk(const void* users, long long n_users, const void* items, long long n_items, int dim,
-                    int dtype, int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
-                        int capacity, long long workspace_bytes, long long* out_idx, float* out_scores,
-                        double* out_lse, int device, void* stream);
-int mmrec_cuda_malloc(void** ptr, std::size_t nbytes, int device);
-int mmrec_cuda_free(void* ptr);
-int mmrec_cuda_memcpy_htod(void* dst, const void* src, std::size_t nbytes);
-int mmrec_cuda_memcpy_dtoh(void* dst, const void* src, std::size_t nbytes);
-int mmrec_cuda_stream_synchronize(void* stream);
-}
+#include "cuda/cuda_abi.h"
 
 namespace py = pybind11;
 

@@ -1,4 +1,4 @@
-// Fused GPU top-k + softmax normaliser (DESIGN.md section 2): float32 SIMT path, and float16 /
+// Fused GPU top-k + softmax normaliser (the engine contract: mmrec_fast/backends/base.py, docs/engine.md): float32 SIMT path, and float16 /
 // bfloat16 inputs on tensor cores (WMMA) with float32 accumulation.
 //
 // One thread block owns a tile of kBU users and one shard of the item range. It streams the shard's
@@ -33,6 +33,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/order_key.h"
+#include "cuda/cuda_abi.h"
+
 namespace {
 
 constexpr int kBU = 64;        // users per block
@@ -58,21 +61,16 @@ static_assert(kBU % kWarps == 0, "users split evenly over warps");
 static_assert(kBI == 4 * 32, "the epilogue reads 4 scores per lane");
 static_assert(kBU == 16 * 4 && kBI == 2 * 16 * 4, "SIMT micro-tiles: 16 x 16 threads, 4 users x (4 + 4) items");
 
-// Order-preserving image of a float32 score in the high word, complemented item index in the low word:
-// unsigned order == (score descending, index ascending). -0.0 is folded into +0.0 first (x + 0.0f),
-// so equal scores of either sign tie on the index as in the float64 reference. Key 0 means "nothing".
+// The result key (common/order_key.h, shared with the CPU engine): unsigned order == (score
+// descending, index ascending), -0.0 tied with +0.0, key 0 means "nothing".
 __device__ __forceinline__ unsigned long long make_key(float score, long long index) {
-  unsigned bits = __float_as_uint(score + 0.0f);
-  unsigned ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-  return (static_cast<unsigned long long>(ordered) << 32) |
-         static_cast<unsigned long long>(0xFFFFFFFFu - static_cast<unsigned>(index));
+  return static_cast<unsigned long long>(mmrec::result_key(score, static_cast<int64_t>(index)));
 }
 
 __device__ __forceinline__ void decode_key(unsigned long long key, float* score, long long* index) {
-  unsigned ordered = static_cast<unsigned>(key >> 32);
-  unsigned bits = (ordered & 0x80000000u) ? (ordered & 0x7FFFFFFFu) : ~ordered;
-  *score = __uint_as_float(bits);
-  *index = static_cast<long long>(0xFFFFFFFFu - static_cast<unsigned>(key & 0xFFFFFFFFull));
+  int64_t i;
+  mmrec::decode_result_key(static_cast<uint64_t>(key), score, &i);
+  *index = static_cast<long long>(i);
 }
 
 __device__ __forceinline__ float warp_max(float v) {

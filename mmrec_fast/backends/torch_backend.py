@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import _arrays
+from .. import _arrays, _keys
 from .base import BlockConfig, scale_factor32
 
 __all__ = ["BACKEND", "TorchBackend", "describe", "encode_keys", "decode_keys"]
@@ -39,34 +39,9 @@ CUDA_ITEM_BLOCK = 1 << 20
 # Users per engine call on a GPU: one call per ~2e13 multiply-adds (a few seconds on an H100).
 CUDA_CHUNK_MACS = 20_000_000_000_000
 
-EMPTY_KEY = -(2**63)  # below every real key: "no item"
-_LOW32 = 0xFFFFFFFF
-
-
-def encode_keys(scores: torch.Tensor, first_index: int) -> torch.Tensor:
-    """int64 keys of a (rows, n) float32 tile whose column c is item ``first_index + c``.
-
-    Signed order of the keys = (score descending, index ascending); -inf scores (excluded or padding)
-    get :data:`EMPTY_KEY`. -0.0 is folded into +0.0 so that equal scores tie on the index.
-    """
-    bits = (scores + 0.0).view(torch.int32).to(torch.int64)
-    # Negative floats: flip the 31 magnitude bits so larger magnitude = smaller integer.
-    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
-    index = torch.arange(first_index, first_index + scores.shape[1], device=scores.device, dtype=torch.int64)
-    keys = (ordered << 32) | (_LOW32 - index)
-    return keys.masked_fill_(torch.isneginf(scores), EMPTY_KEY)
-
-
-def decode_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inverse of :func:`encode_keys`: float32 scores and int64 indices (-inf / -1 for empty keys)."""
-    ordered = keys >> 32  # arithmetic shift keeps the sign
-    bits = torch.where(ordered >= 0, ordered, ordered ^ 0x7FFFFFFF).to(torch.int32)
-    scores = bits.view(torch.float32).clone()
-    indices = _LOW32 - (keys & _LOW32)
-    empty = keys == EMPTY_KEY
-    scores.masked_fill_(empty, float("-inf"))
-    indices.masked_fill_(empty, -1)
-    return scores, indices
+EMPTY_KEY = _keys.TORCH_EMPTY_KEY
+encode_keys = _keys.encode_torch
+decode_keys = _keys.decode_torch
 
 
 class TorchBackend:

@@ -1,4 +1,9 @@
-"""Trained factor models: BPR matrix factorisation and the content-aware hybrid (VBPR-style)."""
+"""Trained factor models: BPR matrix factorisation and the content-aware hybrid (VBPR-style).
+
+Both keep their weights in a :class:`FactorNet` (torch tensors: the save format); BPR-MF on the CPU is
+trained by the native Numba kernel writing into those tensors, everything else by torch (see
+:func:`mmrec_fast.models.training.resolve_trainer`).
+"""
 
 from __future__ import annotations
 
@@ -119,6 +124,11 @@ class FactorModel(Recommender):
 
 class BPRMF(FactorModel):
     """Bayesian personalised ranking matrix factorisation: ``score = p_u . q_i + b_i``.
+
+    On the CPU with the BPR loss it trains with the native Hogwild SGD kernel
+    (:mod:`mmrec_fast.models._bpr_kernels`; ``TrainConfig.threads`` threads, deterministic with one);
+    with ``loss="softmax"``, on CUDA, or with ``trainer="torch"`` it trains with torch and Adam.
+    Either way the weights live in the same tensors, so saving and loading do not depend on the trainer.
 
     Examples
     --------

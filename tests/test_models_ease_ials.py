@@ -88,6 +88,17 @@ def test_ease_fold_in_and_errors():
         EASE(12, 8).item_vectors()
 
 
+def test_ease_dense_user_vectors_have_a_size_guard(monkeypatch):
+    import mmrec_fast.models.ease as ease_module
+
+    x = random_interactions(12, 8, 0.4, seed=2)
+    model = EASE(12, 8, reg=5.0).fit(x)
+    monkeypatch.setattr(ease_module, "DENSE_USER_BYTES", 12 * 8 * 4 - 1)
+    with pytest.raises(ValueError, match="fold_in"):
+        model.user_vectors()
+    assert model.fold_in(x[:2]).shape == (2, 8)
+
+
 # ---------------------------------------------------------------------------------------------- iALS
 def weighted_lstsq_row(observed, confidences, fixed, alpha0, reg):
     """The row's minimiser as an ordinary least-squares problem (not the normal equations):
@@ -143,18 +154,20 @@ def objective_reference(model: IALS, x: sp.csr_matrix) -> float:
     """Rendle's iALS loss from dense matrices (float64)."""
     w, h = model.user_vectors().astype(np.float64), model.item_vectors().astype(np.float64)
     s = w @ h.T
-    dense = x.toarray()
-    observed = dense > 0
-    reg_u = model.reg * (dense.sum(axis=1) + model.alpha0 * x.shape[1]) ** model.nu
-    reg_i = model.reg * (dense.sum(axis=0) + model.alpha0 * x.shape[0]) ** model.nu
-    return float(((s - 1) ** 2)[observed].sum() + model.alpha0 * (s ** 2).sum()
+    dense = x.toarray().astype(np.float64)
+    conf = dense if model.use_values else (dense > 0).astype(np.float64)
+    reg_u = model.reg * (conf.sum(axis=1) + model.alpha0 * x.shape[1]) ** model.nu
+    reg_i = model.reg * (conf.sum(axis=0) + model.alpha0 * x.shape[0]) ** model.nu
+    return float((conf * (s - 1) ** 2).sum() + model.alpha0 * (s ** 2).sum()
                  + reg_u @ (w ** 2).sum(axis=1) + reg_i @ (h ** 2).sum(axis=1))
 
 
-@pytest.mark.parametrize("solver", ["cholesky", "cg"])
-def test_ials_objective_decreases_and_matches_reference(solver):
+@pytest.mark.parametrize("solver,use_values", [("cholesky", False), ("cg", False), ("cholesky", True)])
+def test_ials_objective_decreases_and_matches_reference(solver, use_values):
     x = random_interactions(40, 30, 0.15, seed=7, empty_users=(3,), empty_items=(5,))
-    model = IALS(40, 30, dim=4, alpha0=0.2, reg=0.05, nu=1.0, epochs=6, solver=solver, seed=1).fit(x)
+    x.data = np.random.default_rng(0).integers(1, 6, size=x.nnz).astype(np.float32)   # ratings
+    model = IALS(40, 30, dim=4, alpha0=0.2, reg=0.05, nu=1.0, epochs=6, solver=solver, seed=1,
+                 use_values=use_values).fit(x)
     losses = [h["loss"] for h in model.history]
     assert np.isclose(losses[-1], objective_reference(model, x), rtol=1e-6)
     assert np.isclose(model.loss(x), losses[-1], rtol=1e-12)
@@ -175,6 +188,18 @@ def test_ials_fold_in_equals_training_solve():
     cg = IALS(35, 20, dim=5, epochs=15, solver="cg", cg_steps=3, seed=2).fit(x)
     # CG training stops a few steps short of the exact solve; after convergence it is close to it.
     np.testing.assert_allclose(cg.fold_in(x), cg.user_vectors(), atol=2e-2)
+
+
+def test_ials_validation_history_never_changes_training():
+    x, _, _ = clustered(seed=6)
+    rng = np.random.default_rng(0)
+    held = sp.csr_matrix((rng.random(x.shape) < 0.05).astype(np.float32) * (x.toarray() == 0))
+    plain = IALS(*x.shape, dim=3, epochs=3, seed=0).fit(x)
+    watched = IALS(*x.shape, dim=3, epochs=3, seed=0).fit(x, validation=held)
+    np.testing.assert_array_equal(plain.user_vectors(), watched.user_vectors())
+    scores = [h["val_ndcg@10"] for h in watched.history]
+    assert len(scores) == 3 and all(0 <= v <= 1 for v in scores)
+    assert "val_ndcg@10" not in plain.history[0]
 
 
 def test_ials_deterministic_across_runs_and_threads():

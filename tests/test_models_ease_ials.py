@@ -346,3 +346,16 @@ def test_state_round_trip_is_bit_exact_and_registered():
         np.testing.assert_array_equal(loaded.fold_in(x[:3]), model.fold_in(x[:3]))
         with pytest.raises(ValueError, match="arrays"):
             type(model).from_state({}, params)
+
+
+def test_save_model_load_model_round_trip(tmp_path):
+    from mmrec_fast.models import load_model, save_model
+
+    x, models = fitted_models()
+    for model in models:
+        path = tmp_path / model.kind
+        save_model(model, path)
+        loaded = load_model(path).model
+        assert type(loaded) is type(model)
+        np.testing.assert_array_equal(loaded.user_vectors(), model.user_vectors())
+        np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())

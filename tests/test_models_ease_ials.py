@@ -301,6 +301,10 @@ def test_content_ials_ranks_cold_items_by_content():
     with pytest.raises(ValueError, match="features"):
         model.item_vectors_from(np.ones((2, 3)))
     with pytest.raises(ValueError, match="features"):
+        model.item_vectors_from(np.ones(2))
+    with pytest.raises(ValueError, match="features"):
+        model.item_vectors_from(np.full((1, 2), np.nan))
+    with pytest.raises(ValueError, match="features"):
         ContentIALS(80, 40, features[:-1])
     with pytest.raises(ValueError, match="map_alphas"):
         ContentIALS(80, 40, features, map_alphas=(0.0,))

@@ -434,8 +434,10 @@ class ContentIALS(IALS):
         """
         if self._coef is None:
             raise RuntimeError("ContentIALS is not fitted; call fit(train) first")
-        arr, _ = check_features(features, np.asarray(features).shape[0] if not hasattr(features, "matrix")
-                                else features.matrix.shape[0], None)
+        matrix = np.asarray(features.matrix if hasattr(features, "matrix") else features)
+        if matrix.ndim != 2:
+            raise ValueError(f"features must be a 2-D (n, C) array, got shape {matrix.shape}")
+        arr, _ = check_features(matrix, matrix.shape[0], None)
         if arr.shape[1] != self._coef.shape[0]:
             raise ValueError(f"features must have {self._coef.shape[0]} columns like the training features, "
                              f"got {arr.shape[1]}")

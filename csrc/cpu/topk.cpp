@@ -11,6 +11,10 @@
 #include "cpu/topk.h"
 
 #include "common/order_key.h"
+#include "cpu/normaliser.h"
+#include "cpu/select.h"
+#include "cpu/threads.h"
+#include "cpu/threshold_guess.h"
 
 #include <algorithm>
 #include <cmath>
@@ -27,122 +31,6 @@
 #endif
 
 namespace mmrec {
-
-// ---------------------------------------------------------------------------------------------------
-// SIMD level
-
-SimdLevel best_simd_level() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    // libgcc's checks include the OS's XSAVE support for the ymm / zmm state.
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        return SimdLevel::Avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SimdLevel::Avx2;
-#endif
-    return SimdLevel::Scalar;
-}
-
-SimdLevel active_simd_level() {
-    static const SimdLevel best = best_simd_level();
-    const char* env = std::getenv("MMREC_FAST_SIMD");
-    if (env == nullptr || env[0] == '\0') return best;
-    const std::string want(env);
-    SimdLevel requested;
-    if (want == "auto") return best;
-    if (want == "avx512") requested = SimdLevel::Avx512;
-    else if (want == "avx2") requested = SimdLevel::Avx2;
-    else if (want == "scalar") requested = SimdLevel::Scalar;
-    else
-        throw std::invalid_argument("MMREC_FAST_SIMD=" + want +
-                                    ": expected one of 'auto', 'avx512', 'avx2', 'scalar'");
-    return static_cast<int>(requested) < static_cast<int>(best) ? requested : best;
-}
-
-const char* simd_level_name(SimdLevel level) { return kernel_ops(level).name; }
-
-std::vector<std::string> supported_simd_levels() {
-    std::vector<std::string> out;
-    for (int l = static_cast<int>(best_simd_level()); l >= 0; --l)
-        out.emplace_back(simd_level_name(static_cast<SimdLevel>(l)));
-    return out;
-}
-
-const KernelOps& kernel_ops(SimdLevel level) {
-    switch (level) {
-        case SimdLevel::Avx512: return kernels_avx512();
-        case SimdLevel::Avx2: return kernels_avx2();
-        default: return kernels_scalar();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// threads
-
-bool openmp_enabled() {
-#if defined(MMREC_FAST_OPENMP)
-    return true;
-#else
-    return false;
-#endif
-}
-
-int max_threads() {
-#if defined(MMREC_FAST_OPENMP)
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-namespace {
-
-int resolve_threads(int requested) {
-#if defined(MMREC_FAST_OPENMP)
-    return requested > 0 ? requested : omp_get_max_threads();
-#else
-    (void)requested;
-    return 1;
-#endif
-}
-
-int thread_id() {
-#if defined(MMREC_FAST_OPENMP)
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------------
-// packing
-
-int64_t packed_size(int64_t n_items, int64_t d) { return round_up(n_items, kPanel) * d; }
-
-void pack_items(const float* items, int64_t n_items, int64_t d, float* packed, int num_threads) {
-    const int64_t n_panels = round_up(n_items, kPanel) / kPanel;
-    const int nt = resolve_threads(num_threads);
-    (void)nt;
-#if defined(MMREC_FAST_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
-    for (int64_t p = 0; p < n_panels; ++p) {
-        float* dst = packed + p * d * kPanel;
-        for (int64_t l = 0; l < kPanel; ++l) {
-            const int64_t item = p * kPanel + l;
-            if (item < n_items) {
-                const float* src = items + item * d;
-                for (int64_t k = 0; k < d; ++k) dst[k * kPanel + l] = src[k];
-            } else {
-                for (int64_t k = 0; k < d; ++k) dst[k * kPanel + l] = 0.0f;
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // top-k
@@ -163,26 +51,6 @@ constexpr int64_t kMaxShards = 16;
 constexpr int64_t kMinShardBlocks = 8;
 constexpr int64_t kMinShardItemsPerK = 256;
 constexpr int64_t kShardBytes = int64_t(64) << 20;
-
-struct Candidate {
-    float score;
-    int32_t index;
-};
-
-// (score descending, index ascending). Scores in the buffer are never NaN (NaN fails `> threshold`),
-// so this is a strict weak order.
-struct Better {
-    bool operator()(const Candidate& a, const Candidate& b) const {
-        return a.score > b.score || (a.score == b.score && a.index < b.index);
-    }
-};
-
-// Copies one candidate as a single 8-byte word (a struct copy compiles to two 4-byte moves).
-inline void move_candidate(Candidate* dst, const Candidate* src) {
-    uint64_t word;
-    std::memcpy(&word, src, sizeof word);
-    std::memcpy(dst, &word, sizeof word);
-}
 
 struct UserState {
     // The normaliser so far in base 2: sum over seen items of 2^(s * scale2) = run_sum * 2^run_max.
@@ -228,56 +96,6 @@ struct Workspace {
           pack(size_t(pack_floats)), guess(size_t(ub * guess_cap)) {}
 };
 
-// Threshold guess. With a large k the stream's threshold trails the true k-th best for a long time:
-// k = 1000 over 1M random scores appends ~11k candidates per user (k * (1 + ln(I / k)) with an exact
-// threshold), with ~9 buffer prunes, and ~78% of the tile rows hold a survivor. Scoring a strided
-// sample first (every kGuessStride-th panel: 1/64 of the items, ~1.6% more multiply-adds) gives each
-// user a guess t: the sample's j-th best, with j chosen so that about 1.25 k + 4 sqrt(k) items of the
-// catalogue are expected to beat it (ratios of order statistics: relative spread ~1/sqrt(j)). The
-// stream then starts at threshold t: ~2k appends and one prune at k = 1000.
-// A guess never changes a result: every buffered candidate beats t, so if k or more are buffered at
-// the end, every item at or below t is outside the top k and the result is exact; a user with fewer
-// (a guess too high: odd item orders, ties, exclusions, few items) is scored again without one.
-// The exp-sum does not depend on the threshold, so the outputs are bitwise those of a run without guess.
-constexpr int64_t kGuessStride = 64;    // one sampled panel in this many
-constexpr int64_t kGuessMinExpected = 4;  // k * sample fraction below this: no guess
-
-struct GuessPlan {
-    int64_t n_panels = 0;  // sampled panels (0: no guess)
-    int64_t rank = 0;      // the guess is the sample's rank-th best
-    int64_t cap = 0;       // per-user slots for the sample's best scores
-};
-
-GuessPlan plan_guess(const TopkArgs& a, int64_t n_shards) {
-    GuessPlan g;
-    // Item shards hold a fraction of the catalogue each: a catalogue-wide guess would fail there.
-    if (!a.guess_threshold || n_shards != 1) return g;
-    const int64_t full_panels = a.n_items / kPanel;  // the ragged last panel is never sampled
-    const int64_t n_sampled = full_panels / kGuessStride;
-    const double expected = double(a.k) * double(n_sampled * kPanel) / double(std::max<int64_t>(a.n_items, 1));
-    if (n_sampled == 0 || expected < double(kGuessMinExpected)) return g;
-    const int64_t rank = int64_t(std::ceil(1.25 * expected + 4.0 * std::sqrt(expected))) + 1;
-    if (2 * rank > n_sampled * kPanel) return g;
-    g.n_panels = n_sampled;
-    g.rank = rank;
-    g.cap = 4 * rank;
-    return g;
-}
-
-// Gathers sample panels [first, first + count) into dst, contiguous: sample panel i is panel
-// kGuessStride / 2 + i * kGuessStride of the catalogue. Per chunk into the thread's packing buffer, so
-// the sample never needs an array of its own.
-void gather_guess_panels(const TopkArgs& a, const KernelOps& ops, int64_t first, int64_t count, float* dst) {
-    const int64_t panel_floats = a.d * kPanel;
-    for (int64_t i = 0; i < count; ++i) {
-        const int64_t p = kGuessStride / 2 + (first + i) * kGuessStride;
-        if (a.packed != nullptr)
-            std::memcpy(dst + i * panel_floats, a.packed + p * panel_floats, size_t(panel_floats) * sizeof(float));
-        else
-            ops.pack_panels(a.items + p * kPanel * a.d, kPanel, a.d, dst + i * panel_floats);
-    }
-}
-
 struct Plan {
     int64_t ub;         // users per block
     int64_t ib;         // items per block (multiple of kPanel)
@@ -295,187 +113,6 @@ struct ShardResults {
     double* run_max = nullptr;
     double* run_sum = nullptr;
 };
-
-// Per-thread scratch of the radix select (sized for one user's buffer).
-struct SelectScratch {
-    uint32_t* keys;
-    Candidate* ties;
-};
-
-// Below this many candidates std::nth_element is cheap enough; above, its data-dependent branches
-// (~15 ns per element on these buffers) make the branch-light radix select several times faster.
-constexpr int64_t kRadixSelectMin = 128;
-
-// The k-th best score of c[0..count) by an MSB-first radix select over order_key (4 rounds of 8
-// bits, branch-free histogram and compaction); *need receives how many candidates with exactly that
-// score belong to the best k (>= 1).
-uint32_t radix_kth_key(const Candidate* c, int64_t count, int64_t k, uint32_t* keys, int64_t* need) {
-    // Four interleaved histograms: consecutive keys often share a bucket, and one histogram would
-    // serialise on the store-to-load dependency of its counter.
-    int32_t hist[4][256];
-    const bool wide = count >= 2048;  // four interleaved histograms only pay off on large inputs
-    int64_t left = k;  // how many of the best are still to be located inside the current bucket
-    uint32_t prefix = 0;
-    int64_t n = count;
-    for (int q = 0; q < count; ++q) keys[q] = order_key(c[q].score);
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        std::memset(hist, 0, wide ? sizeof hist : sizeof hist[0]);
-        int64_t q = 0;
-        for (; wide && q + 4 <= n; q += 4) {
-            ++hist[0][(keys[q] >> shift) & 255u];
-            ++hist[1][(keys[q + 1] >> shift) & 255u];
-            ++hist[2][(keys[q + 2] >> shift) & 255u];
-            ++hist[3][(keys[q + 3] >> shift) & 255u];
-        }
-        for (; q < n; ++q) ++hist[0][(keys[q] >> shift) & 255u];
-        int64_t above = 0;
-        uint32_t bucket = 255;
-        for (;; --bucket) {
-            const int64_t h = wide ? int64_t(hist[0][bucket]) + hist[1][bucket] + hist[2][bucket] + hist[3][bucket]
-                                   : int64_t(hist[0][bucket]);
-            if (above + h >= left || bucket == 0) break;
-            above += h;
-        }
-        left -= above;
-        prefix |= bucket << shift;
-        if (shift > 0) {  // keep only the keys of the chosen bucket (branch-free compaction)
-            int64_t m = 0;
-            for (q = 0; q < n; ++q) {
-                const uint32_t key = keys[q];
-                keys[m] = key;
-                m += ((key >> shift) & 255u) == bucket;
-            }
-            n = m;
-        }
-    }
-    *need = left;
-    return prefix;
-}
-
-// Keep the best k of c[0..count) (count > k) in c[0..k); returns the new threshold (the k-th best
-// score). Ties at the threshold keep the lowest item indices.
-float prune(Candidate* c, int64_t count, int64_t k, const SelectScratch& scratch) {
-    if (count < kRadixSelectMin) {
-        std::nth_element(c, c + (k - 1), c + count, Better{});
-        return c[k - 1].score;
-    }
-    int64_t need = 0;
-    const uint32_t kth = radix_kth_key(c, count, k, scratch.keys, &need);
-    int64_t w = 0, t = 0;
-    for (int64_t q = 0; q < count; ++q) {  // branch-free: above the threshold in place, ties aside
-        const Candidate cand = c[q];
-        const uint32_t key = order_key(cand.score);
-        c[w] = cand;
-        w += key > kth;
-        scratch.ties[t] = cand;
-        t += key == kth;
-    }
-    // w == k - need; the `need` lowest-index ties complete the best k.
-    if (t > need)
-        std::nth_element(scratch.ties, scratch.ties + need, scratch.ties + t,
-                         [](const Candidate& a, const Candidate& b) { return a.index < b.index; });
-    for (int64_t q = 0; q < need; ++q) c[w + q] = scratch.ties[q];
-    return key_score(kth);
-}
-
-// Streaming prune of a full buffer: keeps every candidate whose key lies in or above the histogram
-// bucket holding the k-th best, which is at least k and usually k plus a few; returns the lowest
-// key of that bucket as the new threshold. That is all the stream needs: at least k kept candidates
-// score >= the threshold and come earlier, so an item that does not beat it can never be in the top
-// k. One histogram of the 10 bits below the highest bit in which the buffer's keys differ replaces
-// the exact select's four rounds (the top byte of nearby float scores is nearly always shared).
-// Falls back to the exact prune when the bucket is so full that little would be freed.
-float prune_streaming(Candidate* c, int64_t& count, int64_t k, int64_t cap, const SelectScratch& scratch) {
-    uint32_t* keys = scratch.keys;
-    uint32_t lo = 0xFFFFFFFFu, hi = 0;
-    for (int64_t q = 0; q < count; ++q) {
-        const uint32_t key = order_key(c[q].score);
-        keys[q] = key;
-        lo = std::min(lo, key);
-        hi = std::max(hi, key);
-    }
-    if (lo != hi) {
-        const int top = 31 - __builtin_clz(lo ^ hi);  // highest bit in which the keys differ
-        const int shift = std::max(0, top - 9);       // at most 1024 buckets above lo's
-        const uint32_t base = lo >> shift;
-        int32_t hist[1024];
-        const uint32_t n_bins = ((hi >> shift) - base) + 1;
-        std::memset(hist, 0, std::min<uint32_t>(n_bins, 1024) * sizeof(int32_t));
-        for (int64_t q = 0; q < count; ++q) ++hist[(keys[q] >> shift) - base];
-        int64_t kept = 0;
-        uint32_t b = n_bins - 1;
-        for (;; --b) {
-            kept += hist[b];
-            if (kept >= k || b == 0) break;
-        }
-        if (b > 0 && kept <= k + (cap - k) / 4) {
-            const uint32_t floor_key = (base + b) << shift;
-            int64_t w = 0;
-            for (int64_t q = 0; q < count; ++q) {  // branch-free, in place, order kept
-                move_candidate(c + w, c + q);
-                w += keys[q] >= floor_key;
-            }
-            count = w;  // == kept
-            return key_score(floor_key);
-        }
-    }
-    const float threshold = prune(c, count, k, scratch);
-    count = k;
-    return threshold;
-}
-
-// v * 2^e in double: exact (a power of two) when e is an integer, as the kernels' references are.
-inline double times_pow2(double v, double e) {
-    if (e == std::floor(e)) {
-        if (e < -1074.0) return 0.0;  // also e = -inf
-        if (e <= 1023.0 && e >= -1022.0) {
-            const uint64_t bits = uint64_t(int64_t(e) + 1023) << 52;
-            double p;
-            std::memcpy(&p, &bits, sizeof p);
-            return v * p;
-        }
-        return std::ldexp(v, int(e));
-    }
-    return v * std::exp2(e);
-}
-
-// Folds a block's base-2 (reference, sum) into a running pair in float64 (sum * 2^reference each).
-inline void add_block_sum(double& run_max, double& run_sum, double block_max, double block_sum) {
-    if (block_max == -std::numeric_limits<double>::infinity()) return;
-    if (block_max > run_max) {
-        run_sum = times_pow2(run_sum, run_max - block_max) + block_sum;
-        run_max = block_max;
-    } else {
-        run_sum += times_pow2(block_sum, block_max - run_max);
-    }
-}
-
-// 2^x for the small x of the scale correction below (|x| < 2^-12: a cubic, relative error < 1e-15),
-// std::exp2 otherwise.
-inline double exp2_small(double x) {
-    if (std::fabs(x) < 0.000244140625) {
-        const double y = x * 0.6931471805599453;
-        return 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0)));
-    }
-    return std::exp2(x);
-}
-
-// The kernels scale by the float c = fl(C), C = log2(e) / T, so each term of a block is off by the
-// factor 2^(s_j * (C - c)): 2^(block top * (C - c)) up to (s_j - top) * (C - c), a relative 6e-8 of
-// the term's distance below the block's top -- negligible. The common factor is put back per block
-// (without it the normaliser is off by a relative 6e-8 of the top score / T, which breaks p <= 1
-// once that reaches ~1e6). Per block, not per user, so a block's contribution does not depend on
-// which other blocks share its pass: item shards sum exactly what one pass sums.
-// On the fast path |top * (C - c)| < 1 and the factor multiplies the block's sum; on the large path
-// (row_epilogue_large) it can be huge and goes into the block's reference exponent instead.
-inline void add_row_stats(double& run_max, double& run_sum, const RowStats& rs, double scale_lo) {
-    if (rs.max == -std::numeric_limits<double>::infinity()) return;
-    const double x = double(rs.top) * scale_lo;
-    if (std::fabs(x) < 1.0)
-        add_block_sum(run_max, run_sum, rs.max, double(rs.sum) * exp2_small(x));
-    else
-        add_block_sum(run_max, run_sum, rs.max + x, rs.sum);
-}
 
 // Writes user u's outputs from its sorted best `take` candidates and its (max, sum) pair.
 void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, double run_max, double run_sum) {
@@ -503,51 +140,6 @@ void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, d
         const double top_term = top * a.inv_temperature;
         const double step = std::fabs(std::nextafter(top_term, std::numeric_limits<double>::infinity()) - top_term);
         a.out_lse[u] = lse - top_term <= 4.0 * step ? top_term : lse;
-    }
-}
-
-// Below this many candidates std::sort is cheap; above, an LSD radix sort avoids its mispredicted
-// comparisons (~10x faster at k = 4096).
-constexpr int64_t kRadixSortMin = 256;
-
-// Sort c[0..n) by (score descending, index ascending). a and b: scratch for n uint64 each.
-// Words (~order_key(score)) << 32 | index ascend in the result order. A stable LSD radix sort on the
-// four score bytes alone (bytes that every word shares are skipped), then a pass that puts runs of
-// equal scores (rare) in index order: half the passes of sorting the whole word.
-void sort_best(Candidate* c, int64_t n, uint64_t* a, uint64_t* b) {
-    if (n < kRadixSortMin) {
-        std::sort(c, c + n, Better{});
-        return;
-    }
-    int64_t hist[4][256];
-    std::memset(hist, 0, sizeof hist);
-    for (int64_t q = 0; q < n; ++q) {
-        const uint32_t high = ~order_key(c[q].score);
-        a[q] = (uint64_t(high) << 32) | uint32_t(c[q].index);
-        for (int byte = 0; byte < 4; ++byte) ++hist[byte][(high >> (8 * byte)) & 255u];
-    }
-    for (int byte = 0; byte < 4; ++byte) {
-        const int shift = 32 + 8 * byte;
-        int64_t* h = hist[byte];
-        if (h[(a[0] >> shift) & 255u] == n) continue;  // every word has this digit: nothing to do
-        int64_t offset = 0;
-        for (int digit = 0; digit < 256; ++digit) {
-            const int64_t count = h[digit];
-            h[digit] = offset;
-            offset += count;
-        }
-        for (int64_t q = 0; q < n; ++q) b[h[(a[q] >> shift) & 255u]++] = a[q];
-        std::swap(a, b);
-    }
-    for (int64_t q = 0; q + 1 < n;) {  // equal scores: index order
-        int64_t e = q + 1;
-        while (e < n && (a[e] >> 32) == (a[q] >> 32)) ++e;
-        if (e - q > 1) std::sort(a + q, a + e);
-        q = e;
-    }
-    for (int64_t q = 0; q < n; ++q) {
-        c[q].score = key_score(~uint32_t(a[q] >> 32));
-        c[q].index = static_cast<int32_t>(uint32_t(a[q]));
     }
 }
 

@@ -171,8 +171,8 @@ def cornac_fit(kind: str, ratings: sp.csr_matrix, params: dict, seed: int) -> Re
 
 def cornac_tune(kind: str, ratings: sp.csr_matrix, trials: int, seed: int = 0) -> tuple[dict, list]:
     """Cornac's settings chosen exactly like ours: same validation split, same evaluator, defaults first."""
-    fit, val, exclude = validation_split(ratings, 0.1, seed, relevance=RELEVANCE)
-    fit_ratings = ratings.multiply(fit).tocsr()  # Cornac EASE learns from the rating values, as in Cornac
+    # The fit part keeps the rating values: Cornac's EASE learns from them, as in Cornac.
+    fit_ratings, val, exclude = validation_split(ratings, 0.1, seed, relevance=RELEVANCE)
     log = []
     for params in search_points(CORNAC_SPACES[kind], CORNAC_DEFAULTS[kind], trials, seed):
         started = time.perf_counter()
@@ -252,7 +252,8 @@ def run_cold_users(kinds, ratings, features, seeds) -> dict:
                 out.setdefault(kind, []).append({"skipped": f"{KIND_CLASSES[kind].__name__} has no fold-in"})
                 continue
             model = fit(kind, warm, features, seed)
-            vectors = fold_in_users(model, s.history, s.cold_users)
+            # The history with its ratings: models that learn from values fold in from them too.
+            vectors = fold_in_users(model, ratings.multiply(s.history).tocsr(), s.cold_users)
             folded = VectorOverride(model, user_rows=s.cold_users, user_vectors=vectors)
             fold_metrics = pick(evaluate_model(folded, s.positives, exclude=s.exclude, ks=(10,)))
             retrained = fit(kind, full, features, seed)
@@ -316,6 +317,8 @@ def markdown(report: dict) -> str:
     lines += ["", "## Targets (issue 16)", ""]
     for name, value in report["targets"].items():
         lines.append(f"- {name}: {value}")
+    for merged in report.get("merged", []):
+        lines.append(f"- rows merged from `{merged['file']}` (`{merged['command']}`)")
     if report.get("search"):
         lines += ["", "## Validation search (`--search`)", "",
                   "| model | best setting | val NDCG@10 | trials |", "|---|---|---:|---:|"]
@@ -371,11 +374,19 @@ def main(argv=None) -> int:
     parser.add_argument("--no-cornac", action="store_true", help="skip Cornac's EASE/BPR anchors")
     parser.add_argument("--quick", action="store_true", help="tiny synthetic log (a smoke test)")
     parser.add_argument("--out", default="benchmarks/results", help="directory for quality.json / quality.md")
+    parser.add_argument("--from-json", dest="from_json", help="re-render this quality.json instead of running")
+    parser.add_argument("--merge", nargs="+", default=[],
+                        help="quality.json files of other runs (e.g. the slow hybrid alone) whose rows are added "
+                             "for kinds this run did not measure")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models) - set(MODEL_KINDS))
     if unknown:
         parser.error(f"--models: unknown kind(s) {unknown}; known: {MODEL_KINDS}")
 
+    if args.from_json:
+        # Re-render a finished run (optionally with --merge'd rows) without training anything.
+        report = json.loads(Path(args.from_json).read_text())
+        return finish(report, args.merge, Path(args.out), time.perf_counter())
     started = time.perf_counter()
     ratings, split, features, name = load(args.quick)
     print(f"{name}: {ratings.nnz} ratings, {ratings.shape[0]} users x {ratings.shape[1]} items; "
@@ -410,14 +421,25 @@ def main(argv=None) -> int:
         if "cold-items" in args.protocols else {}
     report["cold_users"] = run_cold_users(args.models, ratings, features, args.seeds) \
         if "cold-users" in args.protocols else {}
-    report["targets"] = targets(report) if report["warm"] else {}
-    report["seconds"] = time.perf_counter() - started
-    out = Path(args.out)
+    return finish(report, args.merge, Path(args.out), started)
+
+
+def finish(report: dict, merge, out: Path, started: float) -> int:
+    """Merge other runs' rows, check the targets, write quality.json / quality.md."""
+    for path in merge:
+        other = json.loads(Path(path).read_text())
+        report.setdefault("merged", []).append({"file": str(path), "command": other.get("command"),
+                                                "seconds": other.get("seconds")})
+        for section in ("warm", "cold_items", "cold_users"):
+            for kind, runs in other.get(section, {}).items():
+                report.setdefault(section, {}).setdefault(kind, runs)
+    report["targets"] = targets(report) if report.get("warm") else {}
+    report.setdefault("seconds", time.perf_counter() - started)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "quality.md").write_text(markdown(report))
     print(markdown(report))
-    print(f"wrote {out / 'quality.json'} and {out / 'quality.md'} in {report['seconds']:.0f} s")
+    print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}")
     return 0
 
 

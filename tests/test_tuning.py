@@ -17,7 +17,7 @@ from mmrec_fast.pipeline import (CONTENT_KINDS, DEFAULT_PARAMS, MODEL_KINDS, Bud
 from mmrec_fast.pipeline.tuning import search_points
 
 #: Small settings per kind so every kind trains in well under a second on the toy data.
-TINY = {"bpr": {"dim": 8, "epochs": 4, "eval_every": 1}, "hybrid": {"dim": 8, "content_dim": 4, "epochs": 2,
+TINY = {"bpr": {"dim": 8, "epochs": 4, "eval_every": 1, "patience": 4}, "hybrid": {"dim": 8, "content_dim": 4, "epochs": 2,
                                                                       "n_negatives": 16},
         "ials": {"dim": 8, "epochs": 3}, "ials-content": {"dim": 8, "epochs": 3}}
 
@@ -90,7 +90,8 @@ def test_validation_split_is_carved_from_train_only(rng, relevance):
     assert entries(val) == want
     unseen = set(range(r.shape[1])) - seen
     assert entries(exclude) == entries(fit) | {(u, i) for u in range(r.shape[0]) for i in unseen}
-    assert np.all(fit.data == 1) and np.all(val.data == 1)
+    assert np.all(val.data == 1)
+    np.testing.assert_array_equal(fit.toarray()[fit.toarray() != 0], r.toarray()[fit.toarray() != 0])
 
 
 def test_validation_split_rejects_too_little_data():
@@ -243,7 +244,7 @@ def test_train_model_builds_every_kind(rng, kind):
 def test_train_model_tuned_refit_is_fit_kind_on_all_of_train(rng):
     r = toy_ratings(rng)
     model = train_model("ials", *r.shape, r, params=TINY["ials"], tune=True, budget=3, seed=2)
-    direct, _ = fit_kind("ials", *r.shape, (r != 0).astype(np.float32), model.tuning["params"], seed=2)
+    direct, _ = fit_kind("ials", *r.shape, r, model.tuning["params"], seed=2)
     np.testing.assert_array_equal(model.user_vectors(), direct.user_vectors())
     scores = [t["score"] for t in model.tuning["trials"]]
     assert scores[0] <= max(scores)  # the defaults were tried first; the best is at least as good
@@ -290,3 +291,11 @@ def test_quality_benchmark_quick_mode_runs(tmp_path):
     assert all(r["ratio_ndcg@10"] == pytest.approx(1.0) for r in report["cold_users"]["content"])
     text = (tmp_path / "quality.md").read_text()
     assert "## Warm" in text and "## Cold items" in text and "## Cold users" in text and "## Targets" in text
+    # Re-rendering with another run's rows merged in (how the slow hybrid's separate run is added).
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"command": "other run", "warm": {"ease-copy": report["warm"]["ease"]}}))
+    assert quality.main(["--from-json", str(tmp_path / "quality.json"), "--merge", str(other),
+                         "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "quality.json").read_text())
+    assert merged["warm"]["ease-copy"] == report["warm"]["ease"] and merged["warm"]["ease"] == report["warm"]["ease"]
+    assert "| ease-copy |" in (tmp_path / "merged" / "quality.md").read_text()

@@ -33,34 +33,36 @@ CONTENT_KINDS = ("hybrid", "content", "ials-content")
 #: Kinds trained by :class:`~mmrec_fast.models.TrainConfig`-driven loops (early stopping on validation).
 _CONFIG_KINDS = ("bpr", "hybrid")
 
-#: The settings :func:`train_model` uses when given none: the best of a validation search on
-#: MovieLens-100K (``benchmarks/quality.py --search``; 10% of the Cornac-protocol *training* entries held
-#: out, held-out ratings >= 4 relevant; the test split never read). The trials are in
-#: ``docs/benchmarks/quality_search.txt``. ``ials-content`` shares iALS's (its warm factors are iALS's).
-#: For the TrainConfig kinds ``epochs`` is an upper bound: early stopping on validation picks the count.
-#: The hybrid's search was cut after its first trial (209 s per trial on a 2-core machine): its
-#: defaults are the previous pipeline default, not a search result.
+#: The settings :func:`train_model` uses when given none, chosen on validation splits carved from
+#: MovieLens-100K's Cornac-protocol *training* part (held-out ratings >= 4 relevant; the test split never
+#: read): EASE and iALS with the ratings as values/confidences (``use_values``; binary input loses ~0.03
+#: NDCG@10) from ``docs/models_ease_ials.md``, native BPR from ``docs/bpr_native.md`` (its epoch bound,
+#: evaluation cadence and patience are the native trainer's defaults), each re-scored against the earlier
+#: binary defaults by ``benchmarks/quality.py --search`` (``docs/benchmarks/quality_search.txt``).
+#: ``ials-content`` shares iALS's (its warm factors are iALS's). The hybrid's search was cut after one
+#: trial (209 s per trial on a 2-core machine): its defaults are the earlier pipeline default.
+#: With a binary ``train`` (no ratings), ``use_values`` changes nothing.
 DEFAULT_PARAMS: dict[str, dict] = {
-    "bpr": {"dim": 200, "lr": 0.05, "reg": 0.01, "epochs": 200, "patience": 5, "eval_every": 2},
+    "bpr": {"dim": 64, "lr": 0.02, "reg": 0.02},
     "hybrid": {"dim": 64, "content_dim": 32, "loss": "softmax", "lr": 5e-3, "reg": 1e-3, "epochs": 60,
                "patience": 4},
     "content": {},
-    "ease": {"reg": 200.0},
-    "ials": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16},
-    "ials-content": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16},
+    "ease": {"reg": 5000.0, "use_values": True},
+    "ials": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
+    "ials-content": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
     "mostpop": {"scale": "log"},
 }
 
-#: The grids :func:`mmrec_fast.pipeline.tune` samples from by default.
+#: The grids :func:`mmrec_fast.pipeline.tune` samples from by default (around the defaults).
 SEARCH_SPACES: dict[str, dict] = {
-    "bpr": {"dim": [32, 64, 128, 200], "lr": [0.01, 0.02, 0.05, 0.1], "reg": [0.001, 0.003, 0.01, 0.03]},
+    "bpr": {"dim": [32, 64, 128, 200], "lr": [0.01, 0.02, 0.05], "reg": [0.005, 0.01, 0.02, 0.04]},
     "hybrid": {"dim": [32, 64, 128], "lr": [2e-3, 5e-3, 1e-2], "reg": [1e-4, 1e-3, 1e-2]},
     "content": {},
-    "ease": {"reg": [50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0]},
-    "ials": {"dim": [64, 128, 256], "alpha0": [0.03, 0.1, 0.3, 1.0], "reg": [0.003, 0.01, 0.03, 0.1],
-             "epochs": [8, 16]},
-    "ials-content": {"dim": [64, 128, 256], "alpha0": [0.03, 0.1, 0.3, 1.0], "reg": [0.003, 0.01, 0.03, 0.1],
-                     "epochs": [8, 16]},
+    "ease": {"reg": [200.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0, 8000.0], "use_values": [True, False]},
+    "ials": {"dim": [64, 128, 256], "alpha0": [0.1, 0.3, 0.55, 1.0], "reg": [0.1, 0.3, 0.67, 1.0],
+             "nu": [0.5, 1.0], "epochs": [10, 20]},
+    "ials-content": {"dim": [64, 128, 256], "alpha0": [0.1, 0.3, 0.55, 1.0], "reg": [0.1, 0.3, 0.67, 1.0],
+                     "nu": [0.5, 1.0], "epochs": [10, 20]},
     "mostpop": {"scale": ["log", "count"]},
 }
 
@@ -83,7 +85,7 @@ def holdout_entries(matrix: sp.spmatrix, fraction: float, seed: int) -> tuple[sp
 def validation_split(train: sp.spmatrix, fraction: float = 0.1, seed: int = 0, *, relevance: float | None = None):
     """Carve validation data out of ``train``: ``(fit_part, val_positives, val_exclude)``, seeded.
 
-    ``fit_part`` (ones) is what a model learns from. ``val_positives`` (ones) are the held-out
+    ``fit_part`` (with ``train``'s values) is what a model learns from. ``val_positives`` (ones) are the held-out
     entries valued at least ``relevance`` (all of them when None) on items the fit part has seen;
     held-out entries below the threshold stay candidates, as test rows rated below it do.
     ``val_exclude`` mirrors the test protocol on the fit part: each user's own fit-part items plus
@@ -92,7 +94,7 @@ def validation_split(train: sp.spmatrix, fraction: float = 0.1, seed: int = 0, *
     if not sp.issparse(train):
         raise TypeError(f"train must be a scipy sparse users x items matrix, got {type(train).__name__}")
     fit_part, held = holdout_entries(train, fraction, seed)
-    fit_part.data[:] = 1.0
+    fit_part.eliminate_zeros()
     coo = held.tocoo()
     seen = np.diff(fit_part.tocsc().indptr) > 0
     keep = seen[coo.col] & (coo.data != 0)
@@ -264,10 +266,11 @@ def train_model(kind: str, n_users: int, n_items: int, train: sp.csr_matrix, con
         seed = config.seed if config is not None else 0
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an integer, got {seed!r}")
-    ratings = train
+    # The values go through: models with use_values learn from them (ratings as confidences), the
+    # others treat every stored entry as a positive.
     train = sp.csr_matrix(train, dtype=np.float32, copy=True)
     train.eliminate_zeros()
-    train.data[:] = 1.0
+    ratings = train
     if kind in _CONFIG_KINDS and config is not None:
         if params or tune:
             raise ValueError("config: pass either a full TrainConfig or params/tune, not both")

@@ -124,8 +124,9 @@ class _NativeBPREpochs:
                 raise TypeError(f"native trainer: the {name} table must be contiguous float32, got {array.dtype}")
         if max(train.nnz, train.shape[1]) >= 2 ** 31:
             raise ValueError("train: the native trainer handles fewer than 2**31 positives and items")
-        self.indptr = train.indptr.astype(np.int64)
-        self.indices = train.indices.astype(np.int32)
+        # No copies when the CSR already has these dtypes (10M positives: 40 MB saved per array).
+        self.indptr = train.indptr.astype(np.int64, copy=False)
+        self.indices = train.indices.astype(np.int32, copy=False)
         self.user_of = np.repeat(np.arange(train.shape[0], dtype=np.int32), np.diff(self.indptr))
         self.config = config
 

@@ -268,9 +268,16 @@ def cmd_evaluate(args) -> int:
     config = load_config(args.config) if args.config else {}
     if args.data is None and "source" not in config.get("data", {}):
         # Same data and split as training, unless the user says otherwise.
-        saved_data = dict(saved.metadata.get("data", {"source": "ml-100k"}))
+        saved_data = saved.metadata.get("data", {"source": "ml-100k"})
+        if not isinstance(saved_data, dict):
+            # Models saved by run_experiment (the demo) record only a description of their data.
+            raise ValueError(f"--data: the model in {args.model!r} does not record how its data was loaded "
+                             f"(it was not saved by `mmrec-fast train`); pass --data (the demo's models: "
+                             f"--data ml-100k)")
         config["data"] = {k: v for k, v in saved_data.items() if v is not None}
     split_saved = saved.metadata.get("split", {})
+    if not isinstance(split_saved, dict):
+        split_saved = {}
     config.setdefault("split", {}).update({k: v for k, v in split_saved.items() if k not in config["split"]})
     data, split, _, _ = _data_and_split(args, config)
     if saved.item_map is not None and saved.item_map != data.item_map:

@@ -178,6 +178,8 @@ CASES = {
     "user_map_of_3_ids": (lambda t, d: evaluate_damaged(t, d, _short_user_map), ["user_map.json", "3 user ids"]),
     "train_matrix_damaged": (lambda t, d: evaluate_damaged(t, d, lambda m: _flip(m / "train_matrix.npz", 40)),
                              ["train_matrix.npz"]),
+    "model_without_data_record": (lambda t, d: evaluate_damaged(t, d, lambda m: edit_meta(
+        m, lambda x: x["metadata"].update(data="/somewhere/ml-100k.inter"))), ["--data", "pass --data"]),
     "model_dir_missing": (lambda t, d: ["evaluate", "--model", str(d / "nope")], ["nope", "not a saved model"]),
     # config files (point 10)
     "config_unknown_data_key": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", '[data]\nsorce = "x"\n'))),

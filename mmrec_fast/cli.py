@@ -69,7 +69,7 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rating-col", dest="rating_col", help="rating column (optional)")
     g.add_argument("--time-col", dest="time_col", help="timestamp column (optional)")
     g.add_argument("--test-size", dest="test_size", type=float, help="held-out share of rows (default 0.2)")
-    g.add_argument("--split-seed", dest="seed_split", type=int, help="split seed (default 123, Cornac's protocol)")
+    g.add_argument("--split-seed", dest="seed_split", type=_non_negative_int, help="split seed (default 123, Cornac's protocol)")
     g.add_argument("--relevance", type=float, help="test ratings >= this are relevant (default 4.0)")
     p.add_argument("--config", help="TOML or YAML file with [data], [split], [train], [hybrid] sections; "
                                     "flags override it")

@@ -192,7 +192,13 @@ def _data_and_split(args, config: dict):
         value = getattr(args, key, None)
         if value is not None:
             split_cfg["seed" if key == "seed_split" else key] = value
-    return data, make_eval_split(data, **split_cfg), split_cfg, data_options
+    if not isinstance(split_cfg["seed"], int) or isinstance(split_cfg["seed"], bool) or split_cfg["seed"] < 0:
+        raise ValueError(f"split seed ([split] seed / --split-seed) must be an integer >= 0, got {split_cfg['seed']!r}")
+    try:
+        split = make_eval_split(data, **split_cfg)
+    except ValueError as exc:
+        raise ValueError(f"split settings ([split] / --test-size, --split-seed, --relevance): {exc}") from None
+    return data, split, split_cfg, data_options
 
 
 def cmd_demo(args) -> int:

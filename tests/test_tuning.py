@@ -299,3 +299,15 @@ def test_quality_benchmark_quick_mode_runs(tmp_path):
     merged = json.loads((tmp_path / "merged" / "quality.json").read_text())
     assert merged["warm"]["ease-copy"] == report["warm"]["ease"] and merged["warm"]["ease"] == report["warm"]["ease"]
     assert "| ease-copy |" in (tmp_path / "merged" / "quality.md").read_text()
+
+
+def test_defaults_follow_the_kind_of_feedback(rng):
+    from mmrec_fast.pipeline import BINARY_DEFAULTS, defaults_for
+
+    ratings = toy_ratings(rng)
+    binary = (ratings != 0).astype(np.float32)
+    assert defaults_for("ease", ratings) == DEFAULT_PARAMS["ease"]
+    assert defaults_for("ease", binary) == BINARY_DEFAULTS["ease"]
+    assert defaults_for("bpr", binary) == DEFAULT_PARAMS["bpr"]  # no separate binary setting
+    assert train_model("ease", *binary.shape, binary).tuning["params"] == BINARY_DEFAULTS["ease"]
+    assert train_model("ease", *ratings.shape, ratings).tuning["params"] == DEFAULT_PARAMS["ease"]

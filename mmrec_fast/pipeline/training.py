@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..models import (BPRMF, EASE, IALS, ContentIALS, ContentProfile, FactorModel, HybridMF, MostPop, Recommender,
                       TrainConfig)
 
-__all__ = ["holdout_entries", "validation_split", "fit_with_early_stopping", "train_model", "fit_kind", "MODEL_KINDS",
+__all__ = ["holdout_entries", "validation_split", "defaults_for", "BINARY_DEFAULTS", "fit_with_early_stopping", "train_model", "fit_kind", "MODEL_KINDS",
            "CONTENT_KINDS", "DEFAULT_PARAMS", "SEARCH_SPACES"]
 
 #: What :func:`train_model` builds: BPR-MF, the VBPR-style hybrid, content profiles, EASE, iALS, the
@@ -52,6 +52,26 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "ials-content": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
     "mostpop": {"scale": "log"},
 }
+
+#: The defaults for implicit data (every stored value equal: nothing to use as ratings), where the rating
+#: settings above do not carry over (EASE's ridge of 5000 suits a rating-valued Gram matrix): the best
+#: binary settings of the same validation search (``docs/benchmarks/quality_search.txt``: EASE reg 200,
+#: val NDCG@10 0.1792; iALS d 256, alpha0 1, reg 0.01, 16 epochs, 0.1771).
+BINARY_DEFAULTS: dict[str, dict] = {
+    "ease": {"reg": 200.0, "use_values": False},
+    "ials": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
+    "ials-content": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
+}
+
+
+def defaults_for(kind: str, train: sp.spmatrix) -> dict:
+    """The default setting of ``kind`` for this ``train``: :data:`BINARY_DEFAULTS` when its stored values
+    are all equal (implicit feedback), else :data:`DEFAULT_PARAMS` (ratings)."""
+    data = sp.csr_matrix(train).data
+    data = data[data != 0]
+    implicit = data.size == 0 or bool(np.all(data == data[0]))
+    return dict(BINARY_DEFAULTS[kind] if implicit and kind in BINARY_DEFAULTS else DEFAULT_PARAMS[kind])
+
 
 #: The grids :func:`mmrec_fast.pipeline.tune` samples from by default (around the defaults).
 SEARCH_SPACES: dict[str, dict] = {
@@ -231,7 +251,8 @@ def train_model(kind: str, n_users: int, n_items: int, train: sp.csr_matrix, con
     features, feature_blocks
         Item content (array or ``encoders.fuse`` output) for :data:`CONTENT_KINDS`.
     params : dict, optional
-        Overrides of :data:`DEFAULT_PARAMS` ``[kind]``.
+        Overrides of the kind's defaults (:func:`defaults_for`: :data:`DEFAULT_PARAMS` for rating-valued
+        ``train``, :data:`BINARY_DEFAULTS` for implicit data).
     tune : bool
         Search settings first (:func:`mmrec_fast.pipeline.tune` on a validation share of ``train``,
         starting from the defaults and ``params``), then refit the best on all of ``train``.
@@ -284,7 +305,7 @@ def train_model(kind: str, n_users: int, n_items: int, train: sp.csr_matrix, con
                 val_fraction=val_fraction)
         model.tuning = {"source": "config", "params": model.config.to_dict(), "seed": int(seed)}
         return model
-    chosen = {**DEFAULT_PARAMS[kind], **(params or {})}
+    chosen = {**defaults_for(kind, train), **(params or {})}
     record: dict = {"source": "defaults", "seed": int(seed), "val_fraction": val_fraction, "relevance": relevance}
     if tune:
         from .tuning import Budget, tune as run_search

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..evaluation import evaluate_model
-from .training import DEFAULT_PARAMS, MODEL_KINDS, SEARCH_SPACES, fit_kind, validation_split
+from .training import DEFAULT_PARAMS, MODEL_KINDS, SEARCH_SPACES, defaults_for, fit_kind, validation_split
 
 __all__ = ["Budget", "Trial", "tune", "validation_split", "search_points"]
 
@@ -166,7 +166,8 @@ def tune(kind: str, train: sp.spmatrix, space: dict | None = None, *, budget=Non
     features, feature_blocks
         Item content for content-aware kinds (as for :func:`train_model`).
     defaults : dict, optional
-        The first setting tried (default :data:`DEFAULT_PARAMS` ``[kind]``).
+        The first setting tried (default :func:`~mmrec_fast.pipeline.training.defaults_for`: the kind's
+        defaults for rating-valued or implicit ``train``).
     val_fraction : float
         Share of the training entries held out for validation.
     relevance : float, optional
@@ -192,7 +193,7 @@ def tune(kind: str, train: sp.spmatrix, space: dict | None = None, *, budget=Non
         raise TypeError(f"seed must be an integer, got {seed!r}")
     budget = Budget.coerce(budget)
     space = SEARCH_SPACES.get(kind, {}) if space is None else space
-    base = dict(DEFAULT_PARAMS.get(kind, {}) if defaults is None else defaults)
+    base = defaults_for(kind, train) if defaults is None else dict(defaults)
     unknown = sorted(set(space) - set(DEFAULT_PARAMS.get(kind, {})) - set(base))
     if unknown:
         raise ValueError(f"space: unknown parameter(s) {unknown} for kind {kind!r}; "

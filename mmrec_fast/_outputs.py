@@ -110,15 +110,15 @@ def check_output_dir(path, *, argument: str, overwrite: bool, recognise: Recogni
     if not target.is_dir():
         raise ValueError(f"{argument}: {str(path)!r} is an existing file, not a directory; refusing to "
                          f"replace it (a {what} is a directory: choose a new path)")
-    entries = list_files(target)
-    if not entries and not any(target.iterdir()):
+    top = [p.name for p in target.iterdir()]
+    if not top:
         return target
     owned = recognise(target)
     if owned is None:
+        # Refused without walking the tree: --out ~ must not read the whole home directory first.
         raise ValueError(f"{argument}: {str(path)!r} is a non-empty directory that is not a {what} "
-                         f"(it holds {_show(entries or [p.name for p in target.iterdir()])}); refusing to "
-                         f"replace it: choose a new or empty directory")
-    foreign = set(entries) - set(owned)
+                         f"(it holds {_show(top)}); refusing to replace it: choose a new or empty directory")
+    foreign = set(list_files(target)) - set(owned)
     if foreign:
         raise ValueError(f"{argument}: {str(path)!r} is a {what} but also holds files this library did not "
                          f"write ({_show(foreign)}); refusing to replace it, even with {overwrite_hint}: "

@@ -552,3 +552,16 @@ def test_library_kinds_round_trip_through_the_protocol(tmp_path, kind):
     assert loaded.model.blocks() == model.blocks() and loaded.user_map == id_maps()[0]
     meta = json.loads((path / "model.json").read_text())
     assert "params" in meta and set(meta["arrays"]) == set(model.state()[0])
+
+
+def test_a_foreign_directory_is_refused_without_walking_it(tmp_path, monkeypatch):
+    """`--out ~` must fail at once, not after reading every file under the home directory."""
+    (tmp_path / "home" / "deep" / "tree").mkdir(parents=True)
+    (tmp_path / "home" / "deep" / "tree" / "file").write_text("x")
+
+    def no_walk(directory):
+        raise AssertionError("walked a directory that is not a saved model")
+
+    monkeypatch.setattr(_outputs, "list_files", no_walk)
+    with pytest.raises(ValueError, match="not a saved model.*'deep'"):
+        save_model(bpr_model(), tmp_path / "home")

@@ -12,6 +12,7 @@ from mmrec_fast.data import load_grouplens
 from mmrec_fast.evaluation import evaluate_model
 from mmrec_fast.metrics import candidate_counts, evaluate
 from mmrec_fast.models import BPRMF, ContentProfile, TrainConfig
+from mmrec_fast.pipeline.experiment import MODELS
 from mmrec_fast.pipeline import (cornac_ratio_split, fit_with_early_stopping, holdout_entries, item_texts,
                                  make_eval_split, run_experiment)
 from mmrec_fast.reference import topk_reference
@@ -146,7 +147,7 @@ def test_run_experiment_end_to_end(tmp_path, grouplens_dir):
     lines = []
     result = run_experiment(data, config=config, out_dir=tmp_path / "out", ks=(3, 5), progress=False,
                             log=lines.append, show_users=2)
-    assert set(result.metrics) == {"bpr", "hybrid", "content"}
+    assert set(result.metrics) == set(MODELS)
     for metrics in result.metrics.values():
         assert 0 <= metrics["ndcg@5"] <= 1 and 0 <= metrics["auc"] <= 1
     out = tmp_path / "out"

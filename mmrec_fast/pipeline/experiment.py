@@ -1,4 +1,4 @@
-"""The whole pipeline on one data set: split -> text features -> BPR-MF, hybrid, content -> metrics -> lists."""
+"""The whole pipeline on one data set: split -> text features -> models (EASE, iALS, BPR-MF, hybrid, content) -> metrics -> lists."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from ..models import Recommender, TrainConfig, save_model
 from ..recommend import recommend
 from .movielens import item_texts, item_titles, text_features
 from .protocol import EvalSplit, make_eval_split
-from .training import MODEL_KINDS, train_model
+from .training import CONTENT_KINDS, train_model
 
 __all__ = ["ExperimentResult", "run_experiment", "format_table", "default_hybrid_config"]
 
-MODELS = MODEL_KINDS
+#: What the demo trains by default: the strongest models, the BPR baseline and the text-aware ones
+#: (``pipeline.MODEL_KINDS`` lists every kind; ``models=`` picks any of them).
+MODELS = ("ease", "ials", "bpr", "hybrid", "content")
 
 
 def default_hybrid_config(config: TrainConfig) -> TrainConfig:
@@ -65,8 +67,8 @@ def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | N
     ----------
     data : Interactions
         Interaction log with item side information (titles/genres) for the text features.
-    models : sequence of {"bpr", "hybrid", "content"}
-        Which models to train.
+    models : sequence of str
+        Kinds of :data:`mmrec_fast.pipeline.MODEL_KINDS` to train (default :data:`MODELS`).
     config, hybrid_config : TrainConfig, optional
         Training settings of BPR-MF (default ``TrainConfig()``, BPR loss) and of the hybrid (default
         :func:`default_hybrid_config` of ``config``: the same with the softmax loss).
@@ -98,7 +100,7 @@ def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | N
     log(f"split: {len(split.train)} train / {len(split.test)} test rows, "
         f"{int((np.diff(split.positives.indptr) > 0).sum())} users with relevant test items")
     features = None
-    if {"hybrid", "content"} & set(models):
+    if set(CONTENT_KINDS) & set(models):
         started = time.perf_counter()
         features = text_features(item_texts(data), cache_dir=None if out is None else out / "cache",
                                  device=device, progress=progress)

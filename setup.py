@@ -24,8 +24,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import warnings
 from pathlib import Path
@@ -71,7 +69,7 @@ class BuildExt(build_ext):
                 ext.extra_link_args.append("-fopenmp")
                 ext.define_macros.append(("MMREC_FAST_OPENMP", "1"))
         if not use_openmp:
-            warnings.warn("mmrec_fast: building the native extension without OpenMP (single-threaded)")
+            warnings.warn("mmrec_fast: building the native extension without OpenMP (single-threaded)", stacklevel=2)
         super().build_extensions()
 
     def build_extension(self, ext):
@@ -82,7 +80,7 @@ class BuildExt(build_ext):
             except Exception as exc:  # CUDA is optional: never fail the whole install for it
                 if os.environ.get("MMREC_FAST_BUILD_CUDA") == "1":
                     raise
-                warnings.warn(f"mmrec_fast: CUDA extension not built ({exc}); GPU backends unavailable")
+                warnings.warn(f"mmrec_fast: CUDA extension not built ({exc}); GPU backends unavailable", stacklevel=2)
             return
         super().build_extension(ext)
 
@@ -130,7 +128,7 @@ def _cuda_extension() -> list[Pybind11Extension]:
     cuda_home = _cuda_home(nvcc)
     if cuda_home is None:
         warnings.warn(f"mmrec_fast: nvcc found at {nvcc} but no CUDA toolkit headers (set CUDA_HOME); "
-                      "CUDA extension not built")
+                      "CUDA extension not built", stacklevel=2)
         return []
     lib_dirs = [d for d in (cuda_home / "lib64", cuda_home / "lib", cuda_home / "targets/x86_64-linux/lib")
                 if d.is_dir()]

@@ -75,9 +75,10 @@ def blas_info() -> str:
 
 def cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
@@ -138,7 +139,7 @@ class Problem:
     def flops(self) -> float:
         return 2.0 * self.users.shape[0] * self.items.shape[0] * self.users.shape[1]
 
-    def head(self, n: int) -> "Problem":
+    def head(self, n: int) -> Problem:
         excl = None if self.exclude is None else self.exclude[:n]
         return Problem(self.label, self.users[:n], self.items, self.k, excl)
 

@@ -37,11 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-WORDS = ("wool cotton linen denim leather silk red blue green black white navy grey warm light soft "
-         "classic slim relaxed fit jacket sweater shirt dress scarf boots sneakers bag belt hat gloves coat "
-         "for men women kids winter summer autumn spring running hiking office party travel rain snow "
-         "waterproof breathable handmade organic recycled vintage modern pocket zip button collar sleeve "
-         "machine washable size small medium large extra comfortable durable lightweight stylish").split()
+WORDS = ["wool", "cotton", "linen", "denim", "leather", "silk", "red", "blue", "green", "black", "white", "navy", "grey", "warm", "light", "soft", "classic", "slim", "relaxed", "fit", "jacket", "sweater", "shirt", "dress", "scarf", "boots", "sneakers", "bag", "belt", "hat", "gloves", "coat", "for", "men", "women", "kids", "winter", "summer", "autumn", "spring", "running", "hiking", "office", "party", "travel", "rain", "snow", "waterproof", "breathable", "handmade", "organic", "recycled", "vintage", "modern", "pocket", "zip", "button", "collar", "sleeve", "machine", "washable", "size", "small", "medium", "large", "extra", "comfortable", "durable", "lightweight", "stylish"]
 
 
 def make_texts(n: int, seed: int = 0) -> list[str]:

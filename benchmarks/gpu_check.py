@@ -73,9 +73,8 @@ def _to_numpy_result(result, mf):
 
 
 def run_checks(mf, np, torch, cupy):
-    from testing import assert_topk_matches, random_exclusion, random_problem
-
     from mmrec_fast import _arrays
+    from testing import assert_topk_matches, random_exclusion, random_problem
 
     status = mf.available_backends()
     for s in status.values():

@@ -228,9 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    from threadpoolctl import threadpool_limits
-
     import numba
+    from threadpoolctl import threadpool_limits
 
     numba.set_num_threads(1)
     algos = [a for a in args.algos if a == "bpr" or have_ials()]

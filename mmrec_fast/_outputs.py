@@ -23,8 +23,8 @@ import os
 import secrets
 import shutil
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 __all__ = ["sha256_file", "list_files", "check_output_dir", "make_staging_dir", "replace_dir",
            "check_output_file", "write_file_atomically"]

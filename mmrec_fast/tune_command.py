@@ -43,9 +43,7 @@ def cmd_tune(args) -> int:
     from ._outputs import check_output_dir, check_output_file, write_file_atomically
     from .models import save_model
     from .models.io import saved_model_files
-    from .pipeline import CONTENT_KINDS, item_texts, item_titles, text_features, train_model
-
-    from .pipeline import MODEL_KINDS
+    from .pipeline import CONTENT_KINDS, MODEL_KINDS, item_texts, item_titles, text_features, train_model
 
     if args.model not in MODEL_KINDS:
         raise ValueError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {args.model!r}")

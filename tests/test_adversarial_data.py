@@ -14,9 +14,9 @@ import os
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest

@@ -54,8 +54,9 @@ def test_train_evaluate_recommend_round_trip(tmp_path, log_csv, capsys):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["user"] for r in records] == ["u03"] * 5 + ["u10"] * 5
     log = pd.read_csv(log_csv)
-    from mmrec_fast.models import load_model
     import scipy.sparse as sp
+
+    from mmrec_fast.models import load_model
 
     saved = load_model(model_dir)
     seen = sp.load_npz(model_dir / "train_matrix.npz")

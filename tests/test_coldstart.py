@@ -11,8 +11,15 @@ import scipy.sparse as sp
 from mmrec_fast.evaluation import evaluate_model
 from mmrec_fast.metrics import evaluate
 from mmrec_fast.models import EASE, ContentIALS, ContentProfile, MostPop
-from mmrec_fast.pipeline.coldstart import (VectorOverride, cold_item_landing, cold_item_split, cold_item_vectors,
-                                           cold_user_split, fold_in_users, random_ndcg)
+from mmrec_fast.pipeline.coldstart import (
+    VectorOverride,
+    cold_item_landing,
+    cold_item_split,
+    cold_item_vectors,
+    cold_user_split,
+    fold_in_users,
+    random_ndcg,
+)
 
 
 def ratings_matrix(rng, n_users=40, n_items=30, density=0.3):

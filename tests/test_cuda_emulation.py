@@ -14,11 +14,9 @@ the CUDA transcription.
 import numpy as np
 import pytest
 
-from mmrec_fast import validation
-from testing import assert_topk_matches, random_exclusion, random_problem
-
 import mmrec_fast as mf
-from mmrec_fast import _keys
+from mmrec_fast import _keys, validation
+from testing import assert_topk_matches, random_exclusion, random_problem
 
 U64 = np.uint64
 
@@ -141,8 +139,12 @@ def plan(n_users, n_items, k, capacity, sm_count=132, tile=128):
     user_tiles = max(1, -(-n_users // 64))
     shards = min(-(-4 * sm_count // user_tiles), max(1, n_items // (8 * tile)))
     shards = max(1, shards)
-    length = -(-(-(-n_items // shards)) // tile) * tile
+    length = _ceil_div(_ceil_div(n_items, shards), tile) * tile
     return -(-n_items // length), length
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _run(users, items, k, exclude, temperature, *, tile, shards=None):
@@ -154,7 +156,7 @@ def _run(users, items, k, exclude, temperature, *, tile, shards=None):
     if shards is None:
         n_shards, shard_len = plan(u32.shape[0], v32.shape[0], k_eff, capacity, tile=tile)
     else:
-        shard_len = -(-(-(-v32.shape[0] // shards)) // tile) * tile
+        shard_len = _ceil_div(_ceil_div(v32.shape[0], shards), tile) * tile
         n_shards = -(-v32.shape[0] // shard_len)
     idx, sc, lse = emulate_kernel(u32, v32, k_eff, 1.0 / temperature, indptr, indices, tile=tile,
                                   capacity=capacity, shards=n_shards, shard_len=shard_len)

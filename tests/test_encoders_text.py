@@ -1,6 +1,5 @@
 """TextEncoder on the real packaged MiniLM and on a tiny random BERT written to a temp folder."""
 
-import warnings
 
 import numpy as np
 import pytest

@@ -207,7 +207,6 @@ def reference_user(row, positives, ks, n_items, scores=None):
     # full ranking (meaningful when lst is complete)
     sc = list(scores[:len(lst)]) if scores is not None else [-i for i in range(len(lst))]
     rel = [x in positives for x in lst]
-    m = sum(rel)
     first = next((i for i, x in enumerate(rel) if x), None)
     out["mrr"] = 0.0 if first is None else 1 / (first + 1)
     ap = []

@@ -116,8 +116,9 @@ def test_matches_cornac_ranking_eval(seed, threshold):
 
 def test_protocol_with_the_engine():
     """The pipeline on the engine: full-catalogue topk with Cornac's exclusion, then evaluate."""
-    import mmrec_fast as mf
     from cornac.metrics import AUC, MAP, MRR, NDCG, Precision, Recall
+
+    import mmrec_fast as mf
 
     data = random_ratings(7)
     train, test = random_split(data, 0.2, seed=7)

@@ -12,9 +12,15 @@ from mmrec_fast.data import load_grouplens
 from mmrec_fast.evaluation import evaluate_model
 from mmrec_fast.metrics import candidate_counts, evaluate
 from mmrec_fast.models import BPRMF, ContentProfile, TrainConfig
+from mmrec_fast.pipeline import (
+    cornac_ratio_split,
+    fit_with_early_stopping,
+    holdout_entries,
+    item_texts,
+    make_eval_split,
+    run_experiment,
+)
 from mmrec_fast.pipeline.experiment import MODELS
-from mmrec_fast.pipeline import (cornac_ratio_split, fit_with_early_stopping, holdout_entries, item_texts,
-                                 make_eval_split, run_experiment)
 from mmrec_fast.reference import topk_reference
 
 GENRES = ["Action", "Comedy", "Drama"]

@@ -5,8 +5,7 @@ import pytest
 
 sf = pytest.importorskip("soundfile", reason="audio preprocessing needs soundfile")
 
-from mmrec_fast.preprocess.audio import (AudioPreprocessor, denoise, load_audio, resample, to_mono,  # noqa: E402
-                                         trim_silence)
+from mmrec_fast.preprocess.audio import AudioPreprocessor, denoise, load_audio, resample, to_mono, trim_silence  # noqa: E402
 
 SR = 16000
 

@@ -23,7 +23,7 @@ def test_shapes_normalisation_and_sources(photos):
     pre = ImagePreprocessor()
     x = pre(photos["flower"])
     assert x.shape == (3, 224, 224) and x.dtype == np.float32
-    assert -1.0 <= x.min() and x.max() <= 1.0         # mean = std = 0.5 maps [0, 1] to [-1, 1]
+    assert x.min() >= -1.0 and x.max() <= 1.0         # mean = std = 0.5 maps [0, 1] to [-1, 1]
     # Path, bytes, file object, PIL image and array give the same input.
     data = photos["flower"].read_bytes()
     img = Image.open(photos["flower"])

@@ -2,8 +2,14 @@
 
 import pytest
 
-from mmrec_fast.preprocess.text import (ENGLISH_STOP_WORDS, TextPreprocessor, clean_text, remove_stop_words,
-                                        tokenize, word_tokens)
+from mmrec_fast.preprocess.text import (
+    ENGLISH_STOP_WORDS,
+    TextPreprocessor,
+    clean_text,
+    remove_stop_words,
+    tokenize,
+    word_tokens,
+)
 
 
 def test_unicode_normalisation_and_whitespace():

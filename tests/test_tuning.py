@@ -12,8 +12,16 @@ import scipy.sparse as sp
 import mmrec_fast.pipeline as pipeline
 import mmrec_fast.pipeline.tuning as tuning_module
 from mmrec_fast.evaluation import evaluate_model
-from mmrec_fast.pipeline import (CONTENT_KINDS, DEFAULT_PARAMS, MODEL_KINDS, Budget, fit_kind, train_model, tune,
-                                 validation_split)
+from mmrec_fast.pipeline import (
+    CONTENT_KINDS,
+    DEFAULT_PARAMS,
+    MODEL_KINDS,
+    Budget,
+    fit_kind,
+    train_model,
+    tune,
+    validation_split,
+)
 from mmrec_fast.pipeline.tuning import search_points
 
 #: Small settings per kind so every kind trains in well under a second on the toy data.

@@ -155,7 +155,7 @@ class IdMap:
         return json.dumps({"name": self.name, "kind": kind, "ids": ids})
 
     @classmethod
-    def from_json(cls, text: str) -> "IdMap":
+    def from_json(cls, text: str) -> IdMap:
         """Inverse of :meth:`to_json`; the codes are reproduced exactly."""
         try:
             obj = json.loads(text)
@@ -183,7 +183,7 @@ class IdMap:
             fh.write(self.to_json())
 
     @classmethod
-    def load(cls, path) -> "IdMap":
+    def load(cls, path) -> IdMap:
         """Read a map written by :meth:`save`."""
         with open(os.fspath(path), encoding="utf-8") as fh:
             return cls.from_json(fh.read())

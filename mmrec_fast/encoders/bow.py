@@ -10,13 +10,13 @@ sign bit, so collisions cancel on average instead of piling up. ``fit`` learns I
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from ..preprocess.text import TextPreprocessor, remove_stop_words, word_tokens
 from .base import Encoder, check_on_error, check_positive_int
 from .cache import EmbeddingCache
-from ..preprocess.text import TextPreprocessor, remove_stop_words, word_tokens
 
 __all__ = ["BagOfWordsEncoder"]
 
@@ -75,7 +75,7 @@ class BagOfWordsEncoder(Encoder):
         h = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
         return h % self._dim, (1.0 if (h >> 63) & 1 else -1.0)
 
-    def fit(self, texts: Iterable[str]) -> "BagOfWordsEncoder":
+    def fit(self, texts: Iterable[str]) -> BagOfWordsEncoder:
         """Learn smoothed IDF weights ``log((1 + n) / (1 + df)) + 1`` from a corpus."""
         df = np.zeros(self._dim, dtype=np.float64)
         n = 0

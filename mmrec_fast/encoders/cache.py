@@ -30,8 +30,8 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

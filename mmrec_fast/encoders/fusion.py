@@ -30,8 +30,8 @@ becomes is the ``missing`` policy, never a silent NaN:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

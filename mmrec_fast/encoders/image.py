@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from ..preprocess.image import ImagePreprocessor, image_content_bytes
 from ._common import model_fingerprint
 from ._offline import package_model_dir, resolve_model_dir
 from .base import Encoder, check_positive_int, torch_threads
 from .cache import EmbeddingCache
-from ..preprocess.image import ImagePreprocessor, image_content_bytes
 
 __all__ = ["ImageEncoder", "load_efficientnet_lite0", "default_image_weights"]
 

@@ -17,8 +17,7 @@ and the item counts as missing for that modality.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

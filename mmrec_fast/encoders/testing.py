@@ -13,8 +13,7 @@ __all__ = ["make_tiny_text_model", "make_tiny_vision_model", "make_tiny_audio_mo
            "write_sample_photos",
            "speak", "write_corrupt_files"]
 
-_WORDS = ("the a an and of to in is red blue green wool sweater jeans cotton shirt song music guitar "
-          "piano movie film comedy drama cat dog flower daisy photo image sound speech hello world").split()
+_WORDS = ["the", "a", "an", "and", "of", "to", "in", "is", "red", "blue", "green", "wool", "sweater", "jeans", "cotton", "shirt", "song", "music", "guitar", "piano", "movie", "film", "comedy", "drama", "cat", "dog", "flower", "daisy", "photo", "image", "sound", "speech", "hello", "world"]
 
 
 def _seeded():

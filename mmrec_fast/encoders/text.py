@@ -11,16 +11,16 @@ little (by token count; sentence-transformers uses character count), so the outp
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from ..preprocess.text import TextPreprocessor
 from ._common import model_fingerprint
 from ._offline import package_model_dir, resolve_model_dir
 from .base import Encoder
 from .cache import EmbeddingCache
-from ..preprocess.text import TextPreprocessor
 
 __all__ = ["TextEncoder", "default_text_model_dir"]
 

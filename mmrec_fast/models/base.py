@@ -92,7 +92,7 @@ class Recommender(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not implement state(); it cannot be saved")
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> "Recommender":
+    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> Recommender:
         """Inverse of :meth:`state`: rebuild the model from its saved arrays and params.
 
         Parameters

@@ -119,7 +119,7 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be {'> 0' if strict else '>= 0'}, got {value!r}")
             object.__setattr__(self, name, float(value))
 
-    def for_trainer(self, trainer: str) -> "TrainConfig":
+    def for_trainer(self, trainer: str) -> TrainConfig:
         """This config with the fields left as None (``lr``, ``reg``, ``epochs``, ``eval_every``,
         ``patience``) replaced by ``trainer``'s defaults in :data:`TRAINER_DEFAULTS`.
 
@@ -138,7 +138,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a mapping (e.g. a TOML/YAML section); unknown keys are an error, not ignored."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -48,7 +48,7 @@ class ContentProfile(Recommender):
     def n_items(self) -> int:
         return self.features.shape[0]
 
-    def fit(self, train: sp.spmatrix, *, validation=None) -> "ContentProfile":
+    def fit(self, train: sp.spmatrix, *, validation=None) -> ContentProfile:
         """Build every user's profile from ``train`` (n_users x n_items); ``validation`` is unused."""
         if not sp.issparse(train):
             raise ValueError(f"train must be a scipy sparse users x items matrix, got {type(train).__name__}")

@@ -82,7 +82,7 @@ class EASE(Recommender):
         return {"n_users": self._n_users, "n_items": self._n_items, "reg": self.reg, "max_items": self.max_items,
                 "use_values": self.use_values, "positive_only": self.positive_only}
 
-    def fit(self, train: sp.spmatrix, *, validation=None) -> "EASE":
+    def fit(self, train: sp.spmatrix, *, validation=None) -> EASE:
         """Compute ``B`` from ``train`` (n_users x n_items, binarised unless ``use_values``); ``validation`` is unused.
 
         Returns
@@ -180,7 +180,7 @@ class EASE(Recommender):
                 "train_values": self._train.data.astype(np.float32), "weights": self._weights}, self.params()
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> "EASE":
+    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> EASE:
         """Rebuild a fitted model from :meth:`state`'s output."""
         model = cls(**params)
         for name in ("train_indptr", "train_indices", "train_values", "weights"):

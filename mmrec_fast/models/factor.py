@@ -64,7 +64,7 @@ class FactorModel(Recommender):
     def n_items(self) -> int:
         return self._n_items
 
-    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> "FactorModel":
+    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> FactorModel:
         """Train on the positive (nonzero) pairs of ``train``; early-stop on ``validation`` if given.
 
         Parameters

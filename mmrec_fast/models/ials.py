@@ -182,7 +182,7 @@ class IALS(Recommender):
             kernels.solve_rows_cg(csr.indptr, csr.indices, csr.data, fixed, gram.astype(np.float32), reg, out,
                                   self.cg_steps)
 
-    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> "IALS":
+    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> IALS:
         """Train on ``train`` (n_users x n_items; nonzero entries are the observed pairs).
 
         Parameters
@@ -330,7 +330,7 @@ class IALS(Recommender):
         return {"user_factors": self._users, "item_factors": self._items}, self.params()
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> "IALS":
+    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> IALS:
         """Rebuild a fitted model from :meth:`state`'s output."""
         model = cls(**params)
         model._load_factors(arrays)
@@ -397,7 +397,7 @@ class ContentIALS(IALS):
         return {**super().params(), "map_alphas": list(self.map_alphas), "map_weighting": self.map_weighting,
                 "map_alpha": self.map_alpha}
 
-    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> "ContentIALS":
+    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> ContentIALS:
         """Fit iALS on ``train`` (see :meth:`IALS.fit`), then the content map; cold items get mapped vectors."""
         from sklearn.linear_model import RidgeCV
 
@@ -449,7 +449,7 @@ class ContentIALS(IALS):
                 "map_intercept": self._intercept}, params
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> "ContentIALS":
+    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> ContentIALS:
         params = dict(params)
         map_alpha = params.pop("map_alpha", None)
         for name in ("features", "map_coef", "map_intercept"):

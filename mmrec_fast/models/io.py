@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import torch

@@ -52,7 +52,7 @@ class MostPop(Recommender):
         """The constructor's arguments (JSON-able), as saved with the model."""
         return {"n_users": self._n_users, "n_items": self._n_items, "scale": self.scale}
 
-    def fit(self, train: sp.spmatrix, *, validation=None) -> "MostPop":
+    def fit(self, train: sp.spmatrix, *, validation=None) -> MostPop:
         """Count each item's distinct users in ``train`` (nonzero entries); ``validation`` is unused."""
         x = check_interactions(train, "train", self._n_users, self._n_items)
         x.eliminate_zeros()
@@ -99,7 +99,7 @@ class MostPop(Recommender):
         return {"counts": self.counts}, self.params()
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> "MostPop":
+    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> MostPop:
         """Rebuild a fitted model from :meth:`state`'s output."""
         model = cls(**params)
         if "counts" not in arrays:

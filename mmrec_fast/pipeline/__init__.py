@@ -1,14 +1,33 @@
 """End-to-end recommendation pipeline: protocol split, features, training, evaluation, lists."""
 
+from .coldstart import (
+                       ColdItemSplit,
+                       ColdUserSplit,
+                       VectorOverride,
+                       cold_item_landing,
+                       cold_item_split,
+                       cold_item_vectors,
+                       cold_user_split,
+                       fold_in_users,
+                       random_ndcg,
+)
 from .experiment import ExperimentResult, default_hybrid_config, format_table, run_experiment
 from .movielens import item_texts, item_titles, text_features
 from .protocol import EvalSplit, cornac_ratio_split, make_eval_split
-from .training import (BINARY_DEFAULTS, CONTENT_KINDS, DEFAULT_PARAMS, MODEL_KINDS, SEARCH_SPACES, defaults_for, fit_kind,
+from .training import (
+                       BINARY_DEFAULTS,
+                       CONTENT_KINDS,
+                       DEFAULT_PARAMS,
+                       MODEL_KINDS,
+                       SEARCH_SPACES,
+                       defaults_for,
+                       fit_kind,
                        fit_with_early_stopping,
-                       holdout_entries, train_model, validation_split)
+                       holdout_entries,
+                       train_model,
+                       validation_split,
+)
 from .tuning import Budget, Trial, tune
-from .coldstart import (ColdItemSplit, ColdUserSplit, VectorOverride, cold_item_landing, cold_item_split,
-                        cold_item_vectors, cold_user_split, fold_in_users, random_ndcg)
 
 __all__ = ["run_experiment", "default_hybrid_config", "ExperimentResult", "format_table", "make_eval_split", "cornac_ratio_split",
            "EvalSplit", "item_texts", "item_titles", "text_features", "fit_with_early_stopping",

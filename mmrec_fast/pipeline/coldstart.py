@@ -394,8 +394,8 @@ def cold_item_landing(model: Recommender, split: ColdItemSplit, k: int = 10) -> 
     if (ranks < 0).any():
         raise ValueError("split: a target item is excluded from its user's candidates")
     percentile = 100.0 * ranks / np.maximum(n_candidates[pos.row] - 1, 1)
-    return {"cold_share@%d" % k: float(is_cold[ranked[:, :k]].mean()),
+    return {f"cold_share@{k}": float(is_cold[ranked[:, :k]].mean()),
             "cold_catalogue_share": float(len(split.cold_items) / model.n_items),
             "median_percentile": float(np.median(percentile)),
-            "in_top@%d" % k: float(np.mean(ranks < k)),
+            f"in_top@{k}": float(np.mean(ranks < k)),
             "n_users": int(len(users))}

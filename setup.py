@@ -60,9 +60,7 @@ class BuildExt(build_ext):
     """build_ext that adds OpenMP when available and compiles CUDA sources with nvcc."""
 
     def build_extensions(self):
-        use_openmp = os.environ.get("MMREC_FAST_NO_OPENMP", "0") != "1" and _compiler_accepts(
-            self.compiler, "-fopenmp"
-        )
+        use_openmp = os.environ.get("MMREC_FAST_NO_OPENMP", "0") != "1" and _compiler_accepts(self.compiler, "-fopenmp")
         for ext in self.extensions:
             if use_openmp:
                 ext.extra_compile_args.append("-fopenmp")
@@ -95,8 +93,21 @@ class BuildExt(build_ext):
         gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
         for source in sorted((CSRC / "cuda").glob("*.cu")):
             obj = build_tmp / (source.stem + ".o")
-            cmd = [nvcc, "-c", str(source), "-o", str(obj), "-O3", "-std=c++17", f"-I{CSRC}",
-                   "-Xcompiler", "-fPIC", "-Werror", "all-warnings", *gencode]
+            cmd = [
+                nvcc,
+                "-c",
+                str(source),
+                "-o",
+                str(obj),
+                "-O3",
+                "-std=c++17",
+                f"-I{CSRC}",
+                "-Xcompiler",
+                "-fPIC",
+                "-Werror",
+                "all-warnings",
+                *gencode,
+            ]
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
             ext.extra_objects.append(str(obj))
@@ -111,8 +122,12 @@ def _cuda_home(nvcc: str) -> Path | None:
     nvcc on PATH may be a wrapper script (e.g. /usr/local/bin/nvcc exec'ing the real one), so its
     location alone does not tell where the headers and libcudart_static live.
     """
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
-                  Path(nvcc).resolve().parent.parent, "/usr/local/cuda"]
+    candidates = [
+        os.environ.get("CUDA_HOME"),
+        os.environ.get("CUDA_PATH"),
+        Path(nvcc).resolve().parent.parent,
+        "/usr/local/cuda",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "include" / "cuda_runtime.h").is_file():
             return Path(candidate)
@@ -127,11 +142,14 @@ def _cuda_extension() -> list[Pybind11Extension]:
         return []
     cuda_home = _cuda_home(nvcc)
     if cuda_home is None:
-        warnings.warn(f"mmrec_fast: nvcc found at {nvcc} but no CUDA toolkit headers (set CUDA_HOME); "
-                      "CUDA extension not built", stacklevel=2)
+        warnings.warn(
+            f"mmrec_fast: nvcc found at {nvcc} but no CUDA toolkit headers (set CUDA_HOME); CUDA extension not built",
+            stacklevel=2,
+        )
         return []
-    lib_dirs = [d for d in (cuda_home / "lib64", cuda_home / "lib", cuda_home / "targets/x86_64-linux/lib")
-                if d.is_dir()]
+    lib_dirs = [
+        d for d in (cuda_home / "lib64", cuda_home / "lib", cuda_home / "targets/x86_64-linux/lib") if d.is_dir()
+    ]
     return [
         Pybind11Extension(
             "mmrec_fast._cuda",

@@ -38,8 +38,11 @@ def search(data, train, grid: dict, max_epochs: int) -> None:
         model = BPRMF(data.n_users, data.n_items, config).fit(fit_part, validation=val_part)
         best = next(e for e in model.history if e.get("best"))
         rows.append((best["val_ndcg@10"], best["epoch"], params))
-        print(f"val NDCG@10 {best['val_ndcg@10']:.4f} at epoch {best['epoch']:4d} {params} "
-              f"({time.perf_counter() - started:.1f} s)", flush=True)
+        print(
+            f"val NDCG@10 {best['val_ndcg@10']:.4f} at epoch {best['epoch']:4d} {params} "
+            f"({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
     best = max(rows, key=lambda r: r[0])
     print(f"best: val NDCG@10 {best[0]:.4f} at epoch {best[1]} with {best[2]}")
 

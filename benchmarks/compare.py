@@ -51,11 +51,26 @@ from mmrec_fast import validation  # noqa: E402
 from mmrec_fast.reference import topk_reference  # noqa: E402
 
 FULL_SHAPES = [f"10000x{i}x{d}x{k}" for d in (64, 256) for i in (100_000, 1_000_000) for k in (10, 100, 1000)] + [
-    "10000x1000000x64x100+excl100", "10000x1000000x256x100+excl100", "1x1000000x64x100", "16x1000000x64x100"]
-ACCEPTANCE_SHAPES = ["10000x1000000x64x100", "10000x1000000x64x1000", "10000x1000000x64x100+excl100",
-                     "10000x1000000x256x100", "16x1000000x64x100"]
-QUICK_SHAPES = ["2000x100000x64x10", "2000x100000x64x100", "2000x100000x64x1000", "2000x100000x64x100+excl100",
-                "1000x100000x256x100", "16x300000x64x100"]
+    "10000x1000000x64x100+excl100",
+    "10000x1000000x256x100+excl100",
+    "1x1000000x64x100",
+    "16x1000000x64x100",
+]
+ACCEPTANCE_SHAPES = [
+    "10000x1000000x64x100",
+    "10000x1000000x64x1000",
+    "10000x1000000x64x100+excl100",
+    "10000x1000000x256x100",
+    "16x1000000x64x100",
+]
+QUICK_SHAPES = [
+    "2000x100000x64x10",
+    "2000x100000x64x100",
+    "2000x100000x64x1000",
+    "2000x100000x64x100+excl100",
+    "1000x100000x256x100",
+    "16x300000x64x100",
+]
 AGREEMENT_USERS = 16
 MIN_AGREEMENT = 0.99
 
@@ -68,8 +83,11 @@ def blas_info() -> str:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "threadpoolctl not installed"
-    parts = [f"{p.get('internal_api')} {p.get('version')} kernel={p.get('architecture')} "
-             f"threads={p.get('num_threads')}" for p in threadpool_info() if p.get("user_api") == "blas"]
+    parts = [
+        f"{p.get('internal_api')} {p.get('version')} kernel={p.get('architecture')} threads={p.get('num_threads')}"
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
     return "; ".join(parts) or "no BLAS found"
 
 
@@ -166,6 +184,7 @@ def _ours(backend):
     def run(p: Problem):
         result = mf.topk(p.users, p.items, p.k, exclude=p.exclude, backend=backend)
         return result.indices, result.log_normalizer
+
     return run
 
 
@@ -175,9 +194,9 @@ def _filter_excluded(ids: np.ndarray, exclude, k: int) -> np.ndarray:
         return ids[:, :k]
     out = np.full((ids.shape[0], k), -1, dtype=np.int64)
     for row in range(ids.shape[0]):
-        seen = exclude.indices[exclude.indptr[row]:exclude.indptr[row + 1]]
+        seen = exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]
         keep = ids[row][~np.isin(ids[row], seen)][:k]
-        out[row, :keep.size] = keep
+        out[row, : keep.size] = keep
     return out
 
 
@@ -191,15 +210,15 @@ def numpy_anchor(p: Problem, chunk: int = 1024):
     out_idx = np.empty((n_users, k), dtype=np.int64)
     out_lse = np.empty(n_users)
     for start in range(0, n_users, chunk):
-        s = p.users[start:start + chunk] @ p.items.T
+        s = p.users[start : start + chunk] @ p.items.T
         if p.exclude is not None:
-            block = p.exclude[start:start + chunk].tocoo()
+            block = p.exclude[start : start + chunk].tocoo()
             s[block.row, block.col] = -np.inf
         part = np.argpartition(-s, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
-        out_idx[start:start + chunk] = np.take_along_axis(part, order, axis=1)
+        out_idx[start : start + chunk] = np.take_along_axis(part, order, axis=1)
         m = s.max(axis=1, keepdims=True)
-        out_lse[start:start + chunk] = (m + np.log(np.exp(s - m).sum(axis=1, keepdims=True)))[:, 0]
+        out_lse[start : start + chunk] = (m + np.log(np.exp(s - m).sum(axis=1, keepdims=True)))[:, 0]
     return out_idx, out_lse
 
 
@@ -211,10 +230,12 @@ def torch_anchor(p: Problem, chunk: int = 1024):
     idx, lse = [], []
     with torch.inference_mode():
         for start in range(0, u.shape[0], chunk):
-            s = u[start:start + chunk] @ v.T
+            s = u[start : start + chunk] @ v.T
             if p.exclude is not None:
-                block = p.exclude[start:start + chunk].tocoo()
-                s[torch.from_numpy(block.row.astype(np.int64)), torch.from_numpy(block.col.astype(np.int64))] = -float("inf")
+                block = p.exclude[start : start + chunk].tocoo()
+                s[torch.from_numpy(block.row.astype(np.int64)), torch.from_numpy(block.col.astype(np.int64))] = -float(
+                    "inf"
+                )
             idx.append(torch.topk(s, p.k, dim=1).indices)
             lse.append(torch.logsumexp(s, dim=1))
     return torch.cat(idx).numpy(), torch.cat(lse).numpy()
@@ -251,9 +272,12 @@ def available_methods() -> dict:
         if status.available:
             methods[f"mmrec_fast[{name}]"] = _ours(name)
     methods["numpy (matmul+argpartition)"] = numpy_anchor
-    for module, name, fn in [("torch", "torch (mm+topk)", torch_anchor), ("faiss", "faiss.knn", faiss_knn),
-                             ("faiss", "faiss IndexFlatIP", faiss_flat_ip),
-                             ("implicit", "implicit topk", implicit_topk)]:
+    for module, name, fn in [
+        ("torch", "torch (mm+topk)", torch_anchor),
+        ("faiss", "faiss.knn", faiss_knn),
+        ("faiss", "faiss IndexFlatIP", faiss_flat_ip),
+        ("implicit", "implicit topk", implicit_topk),
+    ]:
         try:
             __import__(module)
             methods[name] = fn
@@ -269,7 +293,7 @@ def agreement(ids: np.ndarray, ref_ids: np.ndarray, ref_scores: np.ndarray, scor
     total = 0
     for row in range(ids.shape[0]):
         got = ids[row][ids[row] >= 0]
-        ref = ref_scores[row][:got.size]
+        ref = ref_scores[row][: got.size]
         true = scores_of(row, got)
         tol = 1e-5 * max(1.0, float(np.abs(ref).max(initial=0.0)))
         ok += int(np.sum(np.abs(np.sort(true)[::-1] - ref) <= tol))
@@ -277,8 +301,9 @@ def agreement(ids: np.ndarray, ref_ids: np.ndarray, ref_scores: np.ndarray, scor
     return ok / max(total, 1)
 
 
-def time_method(fn, problem: Problem, repeats: int, slow_seconds: float,
-                between=lambda: None) -> tuple[list[float], float]:
+def time_method(
+    fn, problem: Problem, repeats: int, slow_seconds: float, between=lambda: None
+) -> tuple[list[float], float]:
     """Median-ready run times and the peak extra resident memory; ``between()`` runs after each run."""
     times, peak_mb = [], 0.0
     for _ in range(repeats):
@@ -314,18 +339,31 @@ def run_shape(label: str, methods: dict, repeats: int, slow_seconds: float) -> l
         peaks = [sgemm_peak(repeats=3)]
         ids, _ = fn(head)  # warm-up (JIT, thread pools) and the agreement check
         agree = agreement(np.asarray(ids), ref_ids, ref_scores, scores_of)
-        times, peak_mb = time_method(fn, problem, repeats, slow_seconds,
-                                     between=lambda: peaks.append(sgemm_peak(repeats=3)))
+        times, peak_mb = time_method(
+            fn, problem, repeats, slow_seconds, between=lambda: peaks.append(sgemm_peak(repeats=3))
+        )
         row_peak = statistics.median(peaks)
         seconds = statistics.median(times)
-        row = dict(shape=label, method=name, seconds=seconds, runs=len(times), gflops=problem.flops / seconds / 1e9,
-                   pct_sgemm=100 * problem.flops / seconds / 1e9 / row_peak, sgemm_gflops=row_peak,
-                   peak_extra_mb=peak_mb, inputs_mb=inputs_mb, outputs_mb=outputs_mb, agreement=agree)
+        row = dict(
+            shape=label,
+            method=name,
+            seconds=seconds,
+            runs=len(times),
+            gflops=problem.flops / seconds / 1e9,
+            pct_sgemm=100 * problem.flops / seconds / 1e9 / row_peak,
+            sgemm_gflops=row_peak,
+            peak_extra_mb=peak_mb,
+            inputs_mb=inputs_mb,
+            outputs_mb=outputs_mb,
+            agreement=agree,
+        )
         rows.append(row)
         flag = "" if agree >= MIN_AGREEMENT else "   <-- DISAGREES with the reference"
-        print(f"  {name:28s} {seconds:9.3f}s (n={len(times)}) {row['gflops']:7.1f} GFLOP/s "
-              f"{row['pct_sgemm']:5.1f}% of {row_peak:5.1f} sgemm  peak +{peak_mb:7.0f} MB  agree {agree:.4f}{flag}",
-              flush=True)
+        print(
+            f"  {name:28s} {seconds:9.3f}s (n={len(times)}) {row['gflops']:7.1f} GFLOP/s "
+            f"{row['pct_sgemm']:5.1f}% of {row_peak:5.1f} sgemm  peak +{peak_mb:7.0f} MB  agree {agree:.4f}{flag}",
+            flush=True,
+        )
     faiss_seconds = next((r["seconds"] for r in rows if r["method"] == "faiss.knn"), float("nan"))
     for r in rows:
         r["speed_vs_faiss_knn"] = faiss_seconds / r["seconds"]
@@ -355,12 +393,16 @@ def write_chart(rows: list[dict], path: Path) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| shape U×I×d×k | method | seconds | × faiss.knn | GFLOP/s | % sgemm | peak extra MB | agreement |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| shape U×I×d×k | method | seconds | × faiss.knn | GFLOP/s | % sgemm | peak extra MB | agreement |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['shape']} | {r['method']} | {r['seconds']:.3f} (n={r['runs']}) | "
-                     f"{r['speed_vs_faiss_knn']:.2f} | {r['gflops']:.1f} | {r['pct_sgemm']:.0f}% | "
-                     f"{r['peak_extra_mb']:.0f} | {r['agreement']:.4f} |")
+        lines.append(
+            f"| {r['shape']} | {r['method']} | {r['seconds']:.3f} (n={r['runs']}) | "
+            f"{r['speed_vs_faiss_knn']:.2f} | {r['gflops']:.1f} | {r['pct_sgemm']:.0f}% | "
+            f"{r['peak_extra_mb']:.0f} | {r['agreement']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -371,8 +413,9 @@ def main(argv=None) -> int:
     group.add_argument("--acceptance", action="store_true", help="the issue's acceptance shapes")
     group.add_argument("--shapes", nargs="+", help="UxIxDxK[+exclN] shapes")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (median)")
-    parser.add_argument("--slow-seconds", type=float, default=20.0,
-                        help="a method whose run takes longer is timed once")
+    parser.add_argument(
+        "--slow-seconds", type=float, default=20.0, help="a method whose run takes longer is timed once"
+    )
     parser.add_argument("--skip", nargs="*", default=[], help="skip methods whose name contains any of these")
     parser.add_argument("--only", nargs="*", default=[], help="run only methods whose name contains one of these")
     parser.add_argument("--out", default="benchmarks/results", help="directory for the JSON and PNG")
@@ -383,8 +426,11 @@ def main(argv=None) -> int:
     print(f"BLAS: {blas_info()}")
     for status in mf.available_backends().values():
         print(f"backend {status}")
-    methods = {n: f for n, f in available_methods().items()
-               if not any(s in n for s in args.skip) and (not args.only or any(s in n for s in args.only))}
+    methods = {
+        n: f
+        for n, f in available_methods().items()
+        if not any(s in n for s in args.skip) and (not args.only or any(s in n for s in args.only))
+    }
     peak = sgemm_peak()
     print(f"measured square sgemm (NumPy, 2048^3, median of 5): {peak:.1f} GFLOP/s")
     rows = []
@@ -396,8 +442,13 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    meta = dict(machine=cpu_name(), cpus=os.cpu_count(), blas=blas_info(), sgemm_gflops=peak,
-                command="python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    meta = dict(
+        machine=cpu_name(),
+        cpus=os.cpu_count(),
+        blas=blas_info(),
+        sgemm_gflops=peak,
+        command="python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
     (out / f"compare-{stamp}.json").write_text(json.dumps(dict(meta, rows=rows), indent=2))
     write_chart(rows, out / f"compare-{stamp}.png")
     print("\n" + markdown_table(rows))

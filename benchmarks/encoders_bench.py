@@ -37,7 +37,78 @@ from pathlib import Path
 
 import numpy as np
 
-WORDS = ["wool", "cotton", "linen", "denim", "leather", "silk", "red", "blue", "green", "black", "white", "navy", "grey", "warm", "light", "soft", "classic", "slim", "relaxed", "fit", "jacket", "sweater", "shirt", "dress", "scarf", "boots", "sneakers", "bag", "belt", "hat", "gloves", "coat", "for", "men", "women", "kids", "winter", "summer", "autumn", "spring", "running", "hiking", "office", "party", "travel", "rain", "snow", "waterproof", "breathable", "handmade", "organic", "recycled", "vintage", "modern", "pocket", "zip", "button", "collar", "sleeve", "machine", "washable", "size", "small", "medium", "large", "extra", "comfortable", "durable", "lightweight", "stylish"]
+WORDS = [
+    "wool",
+    "cotton",
+    "linen",
+    "denim",
+    "leather",
+    "silk",
+    "red",
+    "blue",
+    "green",
+    "black",
+    "white",
+    "navy",
+    "grey",
+    "warm",
+    "light",
+    "soft",
+    "classic",
+    "slim",
+    "relaxed",
+    "fit",
+    "jacket",
+    "sweater",
+    "shirt",
+    "dress",
+    "scarf",
+    "boots",
+    "sneakers",
+    "bag",
+    "belt",
+    "hat",
+    "gloves",
+    "coat",
+    "for",
+    "men",
+    "women",
+    "kids",
+    "winter",
+    "summer",
+    "autumn",
+    "spring",
+    "running",
+    "hiking",
+    "office",
+    "party",
+    "travel",
+    "rain",
+    "snow",
+    "waterproof",
+    "breathable",
+    "handmade",
+    "organic",
+    "recycled",
+    "vintage",
+    "modern",
+    "pocket",
+    "zip",
+    "button",
+    "collar",
+    "sleeve",
+    "machine",
+    "washable",
+    "size",
+    "small",
+    "medium",
+    "large",
+    "extra",
+    "comfortable",
+    "durable",
+    "lightweight",
+    "stylish",
+]
 
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
@@ -69,23 +140,30 @@ def bench_text(args, report):
     a = ours.encode(texts)
     b = st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    report["text_agreement"] = {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
-                                "max_abs_diff": float(np.abs(a - b).max())}
+    report["text_agreement"] = {
+        "min_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+        "max_abs_diff": float(np.abs(a - b).max()),
+    }
     print(f"text agreement: min cosine {cos.min():.7f}, max |diff| {np.abs(a - b).max():.2e}")
 
     # Timing: the catalogue in chunks of --chunk texts; for every chunk both encoders run back to
     # back, alternating which goes first. On a shared machine the load drifts over seconds, so
     # fine-grained interleaving exposes both to the same conditions; the ratio of summed times is
     # the headline, the median of per-chunk ratios its check.
-    chunks = [texts[i:i + args.chunk] for i in range(0, len(texts), args.chunk)]
+    chunks = [texts[i : i + args.chunk] for i in range(0, len(texts), args.chunk)]
     pairs = []
     totals = []
     for r in range(args.repeats):
         t_o = t_s = 0.0
         for c, chunk in enumerate(chunks):
             run_ours = lambda: ours.encode(chunk)  # noqa: E731
-            run_st = lambda: st.encode(chunk, batch_size=args.batch_size, convert_to_numpy=True,  # noqa: E731
-                                       show_progress_bar=False)
+            run_st = lambda: st.encode(
+                chunk,
+                batch_size=args.batch_size,
+                convert_to_numpy=True,  # noqa: E731
+                show_progress_bar=False,
+            )
             if (r + c) % 2 == 0:
                 a, _ = timed(run_ours)
                 b, _ = timed(run_st)
@@ -95,19 +173,31 @@ def bench_text(args, report):
             pairs.append((a, b))
             t_o, t_s = t_o + a, t_s + b
         totals.append((t_o, t_s))
-        print(f"  round {r + 1}: ours {len(texts) / t_o:7.1f} texts/s, sentence-transformers "
-              f"{len(texts) / t_s:7.1f} texts/s, ratio {t_s / t_o:.3f}")
+        print(
+            f"  round {r + 1}: ours {len(texts) / t_o:7.1f} texts/s, sentence-transformers "
+            f"{len(texts) / t_s:7.1f} texts/s, ratio {t_s / t_o:.3f}"
+        )
     ratios = [b / a for a, b in pairs]
     sum_ours, sum_st = sum(t[0] for t in totals), sum(t[1] for t in totals)
     best_ours, best_st = min(t[0] for t in totals), min(t[1] for t in totals)
     report["text_vs_sentence_transformers"] = {
-        "texts": len(texts), "chunk": args.chunk, "rounds": args.repeats, "batch_size": args.batch_size,
-        "threads": args.threads, "max_length": ours.max_length,
-        "ours_items_per_s": len(texts) * args.repeats / sum_ours, "st_items_per_s": len(texts) * args.repeats / sum_st,
-        "ratio_total": sum_st / sum_ours, "ratio_median_per_chunk": statistics.median(ratios),
-        "ratio_per_round": [b / a for a, b in totals], "ratio_best_round_vs_best_round": best_st / best_ours}
-    print(f"text: ours/sentence-transformers throughput ratio {sum_st / sum_ours:.3f} over all rounds "
-          f"(median per chunk {statistics.median(ratios):.3f}, best round vs best round {best_st / best_ours:.3f})")
+        "texts": len(texts),
+        "chunk": args.chunk,
+        "rounds": args.repeats,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "max_length": ours.max_length,
+        "ours_items_per_s": len(texts) * args.repeats / sum_ours,
+        "st_items_per_s": len(texts) * args.repeats / sum_st,
+        "ratio_total": sum_st / sum_ours,
+        "ratio_median_per_chunk": statistics.median(ratios),
+        "ratio_per_round": [b / a for a, b in totals],
+        "ratio_best_round_vs_best_round": best_st / best_ours,
+    }
+    print(
+        f"text: ours/sentence-transformers throughput ratio {sum_st / sum_ours:.3f} over all rounds "
+        f"(median per chunk {statistics.median(ratios):.3f}, best round vs best round {best_st / best_ours:.3f})"
+    )
 
     # Cache: first run writes, a fresh encoder (new session) reads every row back.
     cache_dir = tempfile.mkdtemp(prefix="mmrec_cache_bench_")
@@ -120,8 +210,10 @@ def bench_text(args, report):
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     report["text_cache"] = {"texts": len(texts), "first_s": t_cold, "cached_s": t_warm, "speedup": t_cold / t_warm}
-    print(f"text cache: first run {t_cold:.2f} s, unchanged catalogue again {t_warm * 1e3:.1f} ms "
-          f"(x{t_cold / t_warm:.0f})")
+    print(
+        f"text cache: first run {t_cold:.2f} s, unchanged catalogue again {t_warm * 1e3:.1f} ms "
+        f"(x{t_cold / t_warm:.0f})"
+    )
 
 
 def bench_image(args, report):
@@ -138,7 +230,7 @@ def bench_image(args, report):
             arr = photos[i % 2]
             top, left = (i * 7) % 100, (i * 11) % 200
             path = folder / f"img{i}.jpg"
-            Image.fromarray(arr[top:top + 320, left:left + 420]).save(path, quality=90)
+            Image.fromarray(arr[top : top + 320, left : left + 420]).save(path, quality=90)
             paths.append(path)
         enc = ImageEncoder(batch_size=32, num_threads=args.threads, progress=False)
         enc.encode(paths[:4])  # warm-up
@@ -147,10 +239,16 @@ def bench_image(args, report):
         t_lab, _ = timed(lambda: enc.predict_labels(paths[:32], top_k=3))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    report["image"] = {"model": enc.name, "images": len(paths), "items_per_s": len(paths) / t,
-                       "labels_items_per_s": 32 / t_lab}
-    print(f"image ({enc.name}): {len(paths) / t:.1f} images/s (decode+preprocess+forward), "
-          f"labels {32 / t_lab:.1f} images/s")
+    report["image"] = {
+        "model": enc.name,
+        "images": len(paths),
+        "items_per_s": len(paths) / t,
+        "labels_items_per_s": 32 / t_lab,
+    }
+    print(
+        f"image ({enc.name}): {len(paths) / t:.1f} images/s (decode+preprocess+forward), "
+        f"labels {32 / t_lab:.1f} images/s"
+    )
 
 
 def bench_audio(args, report):
@@ -162,11 +260,16 @@ def bench_audio(args, report):
         report["audio"] = "skipped: espeak-ng missing"
         return
     folder = Path(tempfile.mkdtemp(prefix="mmrec_audio_bench_"))
-    sentences = ["Please play some relaxing piano music tonight.", "I would like to watch a funny movie about dogs.",
-                 "Turn on the kitchen lights please.", "This jacket is warm and waterproof for winter hiking."]
+    sentences = [
+        "Please play some relaxing piano music tonight.",
+        "I would like to watch a funny movie about dogs.",
+        "Turn on the kitchen lights please.",
+        "This jacket is warm and waterproof for winter hiking.",
+    ]
     try:
-        clips = [speak(sentences[i % len(sentences)], folder / f"c{i}.wav", speed=130 + 5 * i)
-                 for i in range(args.clips)]
+        clips = [
+            speak(sentences[i % len(sentences)], folder / f"c{i}.wav", speed=130 + 5 * i) for i in range(args.clips)
+        ]
         seconds = 0.0
         import soundfile as sf
 
@@ -179,11 +282,18 @@ def bench_audio(args, report):
         t_tr, texts = timed(lambda: enc.transcribe(clips))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    report["audio"] = {"model": enc.name, "clips": len(clips), "audio_seconds": seconds,
-                       "embed_items_per_s": len(clips) / t, "transcribe_items_per_s": len(clips) / t_tr,
-                       "example_transcript": texts[0]}
-    print(f"audio ({enc.name}): embed {len(clips) / t:.2f} clips/s, transcribe {len(clips) / t_tr:.2f} clips/s "
-          f"({seconds / len(clips):.1f} s per clip); e.g. {texts[0]!r}")
+    report["audio"] = {
+        "model": enc.name,
+        "clips": len(clips),
+        "audio_seconds": seconds,
+        "embed_items_per_s": len(clips) / t,
+        "transcribe_items_per_s": len(clips) / t_tr,
+        "example_transcript": texts[0],
+    }
+    print(
+        f"audio ({enc.name}): embed {len(clips) / t:.2f} clips/s, transcribe {len(clips) / t_tr:.2f} clips/s "
+        f"({seconds / len(clips):.1f} s per clip); e.g. {texts[0]!r}"
+    )
 
 
 def main(argv=None):
@@ -201,9 +311,14 @@ def main(argv=None):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    report = {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
-              "cpu_count": os.cpu_count(), "threads": args.threads,
-              "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    report = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
     print(f"threads {args.threads}, cpu_count {os.cpu_count()}, load average {report['loadavg_start']}")
     if "text" not in args.skip:
         bench_text(args, report)

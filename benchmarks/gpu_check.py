@@ -53,10 +53,18 @@ def build() -> None:
     env = dict(os.environ, MMREC_FAST_BUILD_CUDA="1")
     env.setdefault("MMREC_FAST_CUDA_ARCHS", "80;90")
     log("building extensions: python setup.py build_ext --inplace")
-    proc = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-j", str(os.cpu_count() or 4)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "warning" in line.lower()
-                and "Deprecat" not in line]
+    proc = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace", "-j", str(os.cpu_count() or 4)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    warnings = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if "warning" in line.lower() and "Deprecat" not in line
+    ]
     if proc.returncode != 0:
         print(proc.stdout[-6000:], proc.stderr[-6000:])
         raise SystemExit("build failed")
@@ -65,11 +73,16 @@ def build() -> None:
 
 # ---------------------------------------------------------------------------------------------- checks
 
+
 def _to_numpy_result(result, mf):
     from mmrec_fast import _arrays
 
-    return mf.TopK(_arrays.asnumpy(result.indices), _arrays.asnumpy(result.scores),
-                   _arrays.asnumpy(result.log_normalizer), result.temperature)
+    return mf.TopK(
+        _arrays.asnumpy(result.indices),
+        _arrays.asnumpy(result.scores),
+        _arrays.asnumpy(result.log_normalizer),
+        result.temperature,
+    )
 
 
 def run_checks(mf, np, torch, cupy):
@@ -122,8 +135,9 @@ def run_checks(mf, np, torch, cupy):
                         assert _arrays.is_device(got.indices), "result left the device"
                     else:
                         assert isinstance(got.indices, np.ndarray), type(got.indices)
-                    assert_topk_matches(_to_numpy_result(got, mf), u, v, k, exclude=ex, temperature=temp,
-                                        exact_ids=exact)
+                    assert_topk_matches(
+                        _to_numpy_result(got, mf), u, v, k, exclude=ex, temperature=temp, exact_ids=exact
+                    )
                     ok, detail = True, ""
                 except Exception as exc:  # report every failure, keep checking
                     ok, detail = False, f"{type(exc).__name__}: {exc}"[:400]
@@ -138,8 +152,14 @@ def run_checks(mf, np, torch, cupy):
                         hu = torch.from_numpy(users).cuda().to(dtype)
                         hv = torch.from_numpy(items).cuda().to(dtype)
                         got = mf.topk(hu, hv, 100, exclude=excl, temperature=0.5, backend=backend)
-                        assert_topk_matches(_to_numpy_result(got, mf), hu.float().cpu().numpy(),
-                                            hv.float().cpu().numpy(), 100, exclude=excl, temperature=0.5)
+                        assert_topk_matches(
+                            _to_numpy_result(got, mf),
+                            hu.float().cpu().numpy(),
+                            hv.float().cpu().numpy(),
+                            100,
+                            exclude=excl,
+                            temperature=0.5,
+                        )
                         ok, detail = True, ""
                     except Exception as exc:
                         ok, detail = False, f"{type(exc).__name__}: {exc}"[:400]
@@ -161,6 +181,7 @@ def run_checks(mf, np, torch, cupy):
 
 
 # --------------------------------------------------------------------------------------------- timings
+
 
 def cuda_time(torch, fn, repeat=1):
     """Wall seconds of fn() with the device synchronised before and after (best of `repeat`)."""
@@ -184,7 +205,7 @@ def gemm_rates(torch):
         for _ in range(2):
             a @ b
         t = cuda_time(torch, lambda: [a @ b for _ in range(5)]) / 5
-        rates[name] = 2 * n ** 3 / t / 1e12
+        rates[name] = 2 * n**3 / t / 1e12
         del a, b
     torch.cuda.empty_cache()
     return rates
@@ -194,7 +215,7 @@ def torch_topk(torch, users, items, k, chunk):
     """The unfused anchor: per user chunk a dense score tile, then topk and logsumexp over it."""
     outs = []
     for u0 in range(0, users.shape[0], chunk):
-        s = users[u0:u0 + chunk] @ items.T
+        s = users[u0 : u0 + chunk] @ items.T
         vals, idx = torch.topk(s, k, dim=1)
         lse = torch.logsumexp(s, dim=1)
         outs.append((vals, idx, lse))
@@ -225,8 +246,8 @@ def run_timings(mf, np, torch, args, gemm):
     n_items = args.items
     gen = torch.Generator(device="cuda").manual_seed(0)
     for dim in (64, 128):
-        items = torch.randn(n_items, dim, device="cuda", generator=gen) / dim ** 0.5
-        users = torch.randn(n_users, dim, device="cuda", generator=gen) / dim ** 0.5
+        items = torch.randn(n_items, dim, device="cuda", generator=gen) / dim**0.5
+        users = torch.randn(n_users, dim, device="cuda", generator=gen) / dim**0.5
         for k in (100, 1000):
             if time.perf_counter() - T_START > args.budget_s:
                 log(f"time budget reached, skipping d={dim} k={k}")
@@ -260,12 +281,15 @@ def run_timings(mf, np, torch, args, gemm):
                 hu, hv = users.bfloat16(), items.bfloat16()  # tensor-core path, same problem in bf16
                 mf.topk(hu[:256], hv, k, backend="cuda")
                 row["ours_bf16_s"] = cuda_time(
-                    torch, lambda: mf.topk(hu[:users_run.shape[0]], hv, k, backend="cuda"), repeat=3)
+                    torch, lambda: mf.topk(hu[: users_run.shape[0]], hv, k, backend="cuda"), repeat=3
+                )
                 del hu, hv
             rows.append(row)
-            log(f"d={dim} k={k}: ours {t:.3f}s ({row['ours_tflops']:.1f} TFLOP/s, "
+            log(
+                f"d={dim} k={k}: ours {t:.3f}s ({row['ours_tflops']:.1f} TFLOP/s, "
                 f"{row['ours_tflops'] / gemm['fp32']:.0%} of fp32 GEMM), torch {row['torch_s']:.3f}s "
-                f"({row['torch_s'] / t:.2f}x ours)" + (f", faiss {row['faiss_s']:.3f}s" if "faiss_s" in row else ""))
+                f"({row['torch_s'] / t:.2f}x ours)" + (f", faiss {row['faiss_s']:.3f}s" if "faiss_s" in row else "")
+            )
         del items, users
         torch.cuda.empty_cache()
     return rows
@@ -278,8 +302,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="time U=10k instead of 100k")
     parser.add_argument("--users", type=int, default=None)
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="skip remaining timings once this many seconds have passed (default 420)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=420.0,
+        help="skip remaining timings once this many seconds have passed (default 420)",
+    )
     args = parser.parse_args(argv)
     args.users = args.users or (10_000 if args.quick else 100_000)
 
@@ -299,8 +327,10 @@ def main(argv=None) -> int:
     if count == 0:
         raise SystemExit(f"no CUDA device: {reason}")
     name, major, minor = _cuda.device_info(0)
-    log(f"device: {name} (sm_{major}{minor}), CUDA runtime {_cuda.runtime_version()}, torch {torch.__version__}, "
-        f"cupy {getattr(cupy, '__version__', 'not installed')}")
+    log(
+        f"device: {name} (sm_{major}{minor}), CUDA runtime {_cuda.runtime_version()}, torch {torch.__version__}, "
+        f"cupy {getattr(cupy, '__version__', 'not installed')}"
+    )
 
     checks = run_checks(mf, np, torch, cupy)
     failed = [c for c in checks if not c["ok"]]
@@ -313,15 +343,20 @@ def main(argv=None) -> int:
         rows = run_timings(mf, np, torch, args, gemm)
 
     print()
-    print(f"{'U':>7} {'I':>8} {'d':>4} {'k':>5} | {'ours s':>8} {'TFLOP/s':>8} {'%fp32':>6} {'bf16 s':>7} | "
-          f"{'torch s':>8} {'x':>6} | {'faiss s':>8} {'x':>6}")
+    print(
+        f"{'U':>7} {'I':>8} {'d':>4} {'k':>5} | {'ours s':>8} {'TFLOP/s':>8} {'%fp32':>6} {'bf16 s':>7} | "
+        f"{'torch s':>8} {'x':>6} | {'faiss s':>8} {'x':>6}"
+    )
     for r in rows:
-        faiss_cell = (f"{r['faiss_s']:8.3f} {r['faiss_s'] / r['ours_s']:6.2f}" if "faiss_s" in r
-                      else f"{'-':>8} {'-':>6}")
+        faiss_cell = (
+            f"{r['faiss_s']:8.3f} {r['faiss_s'] / r['ours_s']:6.2f}" if "faiss_s" in r else f"{'-':>8} {'-':>6}"
+        )
         bf16 = f"{r['ours_bf16_s']:7.3f}" if "ours_bf16_s" in r else f"{'-':>7}"
-        print(f"{r['U']:>7} {r['I']:>8} {r['d']:>4} {r['k']:>5} | {r['ours_s']:8.3f} {r['ours_tflops']:8.1f} "
-              f"{r['ours_tflops'] / gemm['fp32']:6.0%} {bf16} | {r['torch_s']:8.3f} "
-              f"{r['torch_s'] / r['ours_s']:6.2f} | {faiss_cell}")
+        print(
+            f"{r['U']:>7} {r['I']:>8} {r['d']:>4} {r['k']:>5} | {r['ours_s']:8.3f} {r['ours_tflops']:8.1f} "
+            f"{r['ours_tflops'] / gemm['fp32']:6.0%} {bf16} | {r['torch_s']:8.3f} "
+            f"{r['torch_s'] / r['ours_s']:6.2f} | {faiss_cell}"
+        )
     if rows:
         note = next((r.get("faiss_note") for r in rows if r.get("faiss_note")), "")
         if note:
@@ -330,15 +365,27 @@ def main(argv=None) -> int:
         for d in (64, 128):
             if (d, 100) in by and (d, 1000) in by:
                 print(f"d={d}: k=1000 costs {by[(d, 1000)]['ours_s'] / by[(d, 100)]['ours_s'] - 1:+.0%} vs k=100")
-    print(f"correctness: {len(checks) - len(failed)}/{len(checks)} passed" +
-          "".join(f"\n  FAIL {c['check']}: {c['detail']}" for c in failed))
+    print(
+        f"correctness: {len(checks) - len(failed)}/{len(checks)} passed"
+        + "".join(f"\n  FAIL {c['check']}: {c['detail']}" for c in failed)
+    )
 
     out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / ("gpu_check.json" if os.environ.get("OUT") else
-                      f"gpu-check-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.write_text(json.dumps(dict(device=name, capability=f"{major}.{minor}", gemm_tflops=gemm, checks=checks,
-                                    timings=rows, seconds=time.perf_counter() - T_START), indent=1))
+    path = out_dir / ("gpu_check.json" if os.environ.get("OUT") else f"gpu-check-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.write_text(
+        json.dumps(
+            dict(
+                device=name,
+                capability=f"{major}.{minor}",
+                gemm_tflops=gemm,
+                checks=checks,
+                timings=rows,
+                seconds=time.perf_counter() - T_START,
+            ),
+            indent=1,
+        )
+    )
     log(f"wrote {path}")
     return 1 if failed else 0
 

@@ -50,8 +50,10 @@ def main(argv=None) -> int:
     base = statistics.median(times[args.ks[0]])
     for k in args.ks:
         med = statistics.median(times[k])
-        print(f"k={k:6d}  median {med:8.3f} s  x{med / base:5.3f} of k={args.ks[0]}  "
-              f"(runs: {', '.join(f'{t:.2f}' for t in times[k])})")
+        print(
+            f"k={k:6d}  median {med:8.3f} s  x{med / base:5.3f} of k={args.ks[0]}  "
+            f"(runs: {', '.join(f'{t:.2f}' for t in times[k])})"
+        )
     return 0
 
 

@@ -84,8 +84,13 @@ def cornac_split_rows(ratio) -> tuple[set, set]:
 
 def our_split_rows(data, part) -> set:
     """The same row form for one of our Interactions."""
-    return set(zip(data.user_map.decode(part.users).astype(str), data.item_map.decode(part.items).astype(str),
-                   part.ratings.astype(float)))
+    return set(
+        zip(
+            data.user_map.decode(part.users).astype(str),
+            data.item_map.decode(part.items).astype(str),
+            part.ratings.astype(float),
+        )
+    )
 
 
 def cornac_bpr(data, split, own_eval: bool) -> tuple[dict, dict]:
@@ -98,15 +103,20 @@ def cornac_bpr(data, split, own_eval: bool) -> tuple[dict, dict]:
     users = data.user_map.decode(data.users).astype(str)
     items = data.item_map.decode(data.items).astype(str)
     rows = list(zip(users, items, data.ratings.astype(float)))
-    ratio = RatioSplit(data=rows, test_size=0.2, rating_threshold=4.0, seed=123, exclude_unknowns=True,
-                       verbose=False)
+    ratio = RatioSplit(data=rows, test_size=0.2, rating_threshold=4.0, seed=123, exclude_unknowns=True, verbose=False)
     ours_train, ours_test = our_split_rows(data, split.train), our_split_rows(data, split.test)
     theirs_train, theirs_test = cornac_split_rows(ratio)
     identical = ours_train == theirs_train and ours_test == theirs_test
-    info = {"cornac_version": cornac.__version__, "split_identical": identical,
-            "train_rows": len(theirs_train), "test_rows_kept": len(theirs_test)}
-    print(f"Cornac {cornac.__version__} RatioSplit vs ours: train {len(theirs_train)} rows, test (known users/items) "
-          f"{len(theirs_test)} rows -> {'IDENTICAL' if identical else 'DIFFERENT'}")
+    info = {
+        "cornac_version": cornac.__version__,
+        "split_identical": identical,
+        "train_rows": len(theirs_train),
+        "test_rows_kept": len(theirs_test),
+    }
+    print(
+        f"Cornac {cornac.__version__} RatioSplit vs ours: train {len(theirs_train)} rows, test (known users/items) "
+        f"{len(theirs_test)} rows -> {'IDENTICAL' if identical else 'DIFFERENT'}"
+    )
     if not identical:
         raise SystemExit("split mismatch: our reimplementation of Cornac's RatioSplit differs")
     bpr = BPR(k=10, max_iter=200, learning_rate=0.001, lambda_reg=0.01, seed=123, verbose=False)
@@ -117,8 +127,12 @@ def cornac_bpr(data, split, own_eval: bool) -> tuple[dict, dict]:
         # A fresh model: Experiment.run() fits its models itself (fitting `bpr` again would continue
         # from its trained factors and change the numbers scored below).
         own = BPR(k=10, max_iter=200, learning_rate=0.001, lambda_reg=0.01, seed=123, verbose=False)
-        experiment = cornac.Experiment(eval_method=ratio, models=[own], verbose=False,
-                                       metrics=[AUC(), MAP(), NDCG(k=10), Precision(k=10), Recall(k=10)])
+        experiment = cornac.Experiment(
+            eval_method=ratio,
+            models=[own],
+            verbose=False,
+            metrics=[AUC(), MAP(), NDCG(k=10), Precision(k=10), Recall(k=10)],
+        )
         started = time.perf_counter()
         cwd = os.getcwd()
         with tempfile.TemporaryDirectory() as scratch:  # Experiment writes a CornacExp-*.log into "."
@@ -163,8 +177,15 @@ def train_ours(data, split, features, seed: int, names) -> dict:
         _, family, loss = VARIANTS[name]
         started = time.perf_counter()
         config = None if family == "content" else TrainConfig(seed=seed, progress=False, loss=loss)
-        model = train_model("bpr" if family == "mf" else family, data.n_users, data.n_items, split.train_matrix,
-                            config, features=features, feature_blocks=blocks)
+        model = train_model(
+            "bpr" if family == "mf" else family,
+            data.n_users,
+            data.n_items,
+            split.train_matrix,
+            config,
+            features=features,
+            feature_blocks=blocks,
+        )
         train_seconds = time.perf_counter() - started
         evaluate_model(model, split.positives, exclude=split.exclude, ks=(5, 10, 20))  # warm-up
         started = time.perf_counter()
@@ -173,9 +194,11 @@ def train_ours(data, split, features, seed: int, names) -> dict:
         metrics["train_seconds"] = train_seconds
         metrics["epochs"] = len(getattr(model, "history", []))
         out[name] = metrics
-        print(f"  seed {seed}: {name:<11} trained in {train_seconds:5.1f} s ({metrics['epochs']} epochs), "
-              f"full-catalogue evaluation {metrics['eval_seconds']:.3f} s, NDCG@10 {metrics['ndcg@10']:.4f}",
-              flush=True)
+        print(
+            f"  seed {seed}: {name:<11} trained in {train_seconds:5.1f} s ({metrics['epochs']} epochs), "
+            f"full-catalogue evaluation {metrics['eval_seconds']:.3f} s, NDCG@10 {metrics['ndcg@10']:.4f}",
+            flush=True,
+        )
     return out
 
 
@@ -190,15 +213,23 @@ def main(argv=None) -> int:
     import torch
     from threadpoolctl import threadpool_info
 
-    blas = [f"{i.get('internal_api')}:{i.get('architecture')}" for i in threadpool_info() if i.get("user_api") == "blas"]
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), BLAS {blas}")
+    blas = [
+        f"{i.get('internal_api')}:{i.get('architecture')}" for i in threadpool_info() if i.get("user_api") == "blas"
+    ]
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), BLAS {blas}"
+    )
     data = load_movielens_100k()
     split = make_eval_split(data, test_size=0.2, seed=123, relevance=4.0)
-    print(f"MovieLens-100K: {len(split.train)} train rows, {len(split.test)} test rows with known users/items, "
-          f"{int((np.diff(split.positives.indptr) > 0).sum())} users with relevant test items")
-    report = {"protocol": "cornac RatioSplit(test_size=0.2, rating_threshold=4.0, seed=123); rank all "
-                          "training-catalogue items except the user's training items"}
+    print(
+        f"MovieLens-100K: {len(split.train)} train rows, {len(split.test)} test rows with known users/items, "
+        f"{int((np.diff(split.positives.indptr) > 0).sum())} users with relevant test items"
+    )
+    report = {
+        "protocol": "cornac RatioSplit(test_size=0.2, rating_threshold=4.0, seed=123); rank all "
+        "training-catalogue items except the user's training items"
+    }
     try:
         cornac_metrics, info = cornac_bpr(data, split, args.cornac_own_eval)
         report["cornac_bpr"] = {**cornac_metrics, **info}
@@ -221,19 +252,26 @@ def main(argv=None) -> int:
         values = {c: np.array([r[name][c] for r in runs]) for c in COLUMNS}
         summary[name] = {c: float(v.mean()) for c, v in values.items()}
         label = VARIANTS[name][0]
-        cells = "".join(f"{v.mean():>14.4f}" if len(v) == 1 else f"{v.mean():>8.4f}±{(v.max() - v.min()) / 2:.3f}"
-                        for v in values.values())
+        cells = "".join(
+            f"{v.mean():>14.4f}" if len(v) == 1 else f"{v.mean():>8.4f}±{(v.max() - v.min()) / 2:.3f}"
+            for v in values.values()
+        )
         print(f"{label:<19}{cells}")
     report["summary"] = summary
-    beats = {c: bool(min(r['bpr'][c] for r in runs) >= cornac_metrics[c]) for c in COLUMNS}
+    beats = {c: bool(min(r["bpr"][c] for r in runs) >= cornac_metrics[c]) for c in COLUMNS}
     hybrid_wins = [r["hybrid"]["ndcg@10"] > r["bpr"]["ndcg@10"] for r in runs]
     eval_times = [r[m]["eval_seconds"] for r in runs for m in r]
     print(f"\nour BPR-MF >= Cornac BPR on every metric (every seed): {all(beats.values())} {beats}")
     print(f"hybrid NDCG@10 > BPR-MF NDCG@10: {sum(hybrid_wins)}/{len(hybrid_wins)} seeds")
-    print(f"full-catalogue evaluation (943 users x 1682 items ranking + every metric at k=5,10,20): "
-          f"max {max(eval_times):.3f} s over {len(eval_times)} runs")
-    report["checks"] = {"bpr_beats_cornac": beats, "hybrid_beats_bpr_ndcg10": hybrid_wins,
-                        "max_eval_seconds": max(eval_times)}
+    print(
+        f"full-catalogue evaluation (943 users x 1682 items ranking + every metric at k=5,10,20): "
+        f"max {max(eval_times):.3f} s over {len(eval_times)} runs"
+    )
+    report["checks"] = {
+        "bpr_beats_cornac": beats,
+        "hybrid_beats_bpr_ndcg10": hybrid_wins,
+        "max_eval_seconds": max(eval_times),
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {args.json}")

@@ -35,8 +35,13 @@ def load_native(tag: str, root: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--builds", nargs="+", required=True, metavar="TAG=DIR",
-                        help="clones holding a built mmrec_fast/_native*.so; the first is the baseline")
+    parser.add_argument(
+        "--builds",
+        nargs="+",
+        required=True,
+        metavar="TAG=DIR",
+        help="clones holding a built mmrec_fast/_native*.so; the first is the baseline",
+    )
     parser.add_argument("--users", type=int, default=2048)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=64)
@@ -70,8 +75,20 @@ def main(argv=None) -> int:
     def call(tag, k):
         out = (np.empty((args.users, k), np.int64), np.empty((args.users, k), np.float32), np.empty(args.users))
         start = time.perf_counter()
-        builds[tag].topk(users, packed[tag], args.items, k, 1.0, indptr, indices, args.user_block, args.item_block,
-                         max(args.candidate_factor * k, k + 16), 0, *out)
+        builds[tag].topk(
+            users,
+            packed[tag],
+            args.items,
+            k,
+            1.0,
+            indptr,
+            indices,
+            args.user_block,
+            args.item_block,
+            max(args.candidate_factor * k, k + 16),
+            0,
+            *out,
+        )
         return time.perf_counter() - start, out
 
     for tag in tags:  # warm-up (page faults, thread pool)
@@ -81,11 +98,10 @@ def main(argv=None) -> int:
     for rep in range(args.repeats):
         for k in args.ks:
             outputs = {}
-            for tag in (tags if rep % 2 == 0 else tags[::-1]):  # alternate who goes first
+            for tag in tags if rep % 2 == 0 else tags[::-1]:  # alternate who goes first
                 seconds, outputs[tag] = call(tag, k)
                 times[(tag, k)].append(seconds)
-            identical[k] &= all(np.array_equal(x, y) for t in tags[1:]
-                                for x, y in zip(outputs[tags[0]], outputs[t]))
+            identical[k] &= all(np.array_equal(x, y) for t in tags[1:] for x, y in zip(outputs[tags[0]], outputs[t]))
     for k in args.ks:
         base = statistics.median(times[(tags[0], k)])
         for tag in tags:
@@ -95,8 +111,10 @@ def main(argv=None) -> int:
         print(f"k={k:5d}  outputs identical across builds: {identical[k]}")
     for tag in tags:
         base = statistics.median(times[(tag, args.ks[0])])
-        print(f"{tag:>8s} cost of k: " + "  ".join(
-            f"k={k}: x{statistics.median(times[(tag, k)]) / base:.3f}" for k in args.ks))
+        print(
+            f"{tag:>8s} cost of k: "
+            + "  ".join(f"k={k}: x{statistics.median(times[(tag, k)]) / base:.3f}" for k in args.ks)
+        )
     return 0 if all(identical.values()) else 1
 
 

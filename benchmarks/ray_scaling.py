@@ -76,17 +76,25 @@ def machine() -> dict:
         pass
     import ray
 
-    return dict(cpu=model, cores=len(os.sched_getaffinity(0)),
-                memory_gb=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                load_avg_at_start=os.getloadavg(), python=platform.python_version(), numpy=np.__version__,
-                ray=ray.__version__, backend=mf.available_backends()["native"].detail)
+    return dict(
+        cpu=model,
+        cores=len(os.sched_getaffinity(0)),
+        memory_gb=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        load_avg_at_start=os.getloadavg(),
+        python=platform.python_version(),
+        numpy=np.__version__,
+        ray=ray.__version__,
+        backend=mf.available_backends()["native"].detail,
+    )
 
 
 def compare(result, expected) -> dict:
-    return dict(ids_identical=bool(np.array_equal(result.indices, expected.indices)),
-                scores_identical=bool(np.array_equal(result.scores, expected.scores)),
-                lse_identical=bool(np.array_equal(result.log_normalizer, expected.log_normalizer)),
-                lse_max_abs_diff=float(np.max(np.abs(result.log_normalizer - expected.log_normalizer))))
+    return dict(
+        ids_identical=bool(np.array_equal(result.indices, expected.indices)),
+        scores_identical=bool(np.array_equal(result.scores, expected.scores)),
+        lse_identical=bool(np.array_equal(result.log_normalizer, expected.log_normalizer)),
+        lse_max_abs_diff=float(np.max(np.abs(result.log_normalizer - expected.log_normalizer))),
+    )
 
 
 def main(argv=None) -> int:
@@ -107,9 +115,12 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     cpus_per_worker = max(1, cores // args.workers)
-    out: dict = dict(command=" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-                     shape=dict(users=args.users, items=args.items, dim=args.dim, k=args.k),
-                     workers=args.workers, cpus_per_worker=cpus_per_worker)
+    out: dict = dict(
+        command=" ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        shape=dict(users=args.users, items=args.items, dim=args.dim, k=args.k),
+        workers=args.workers,
+        cpus_per_worker=cpus_per_worker,
+    )
 
     rng = np.random.default_rng(0)
     scale = np.float32(1 / np.sqrt(args.dim))
@@ -151,22 +162,34 @@ def main(argv=None) -> int:
         stats = engine.last_stats
         back = mfd.read_topk_parquet(tmp / f"{name}.parquet")
         expected = mf.TopK(ref.indices[:n_users], ref.scores[:n_users], ref.log_normalizer[:n_users])
-        return dict(users=n_users, seconds=seconds, users_per_s=n_users / seconds, batches=stats.batches,
-                    driver_peak_mb=peak / 2**20, private_growth_mb=anon / 2**20, shmem_growth_mb=shmem / 2**20,
-                    **compare(back, expected))
+        return dict(
+            users=n_users,
+            seconds=seconds,
+            users_per_s=n_users / seconds,
+            batches=stats.batches,
+            driver_peak_mb=peak / 2**20,
+            private_growth_mb=anon / 2**20,
+            shmem_growth_mb=shmem / 2**20,
+            **compare(back, expected),
+        )
 
     # Warm-up (a few batches): one-time driver allocations (pyarrow, the Parquet writer, Ray's client
     # buffers, the first pages of the object store it maps) must not count as per-run memory.
-    engine.to_parquet(tmp / "warm.parquet", users[:min(args.users, 4_096)], args.k, batch_size=512)
+    engine.to_parquet(tmp / "warm.parquet", users[: min(args.users, 4_096)], args.k, batch_size=512)
     # Order: small U, large U, small U again. The first long run after start-up still grows the driver
     # once (library code pages, allocator pools, object-store pages first touched); comparing the large
     # run with the small one *after* it shows what depends on U (nothing), the first shows the one-off.
     first_run = streamed_run(args.mem_users, "mem_first")
     main_run = streamed_run(args.users, "main")
     mem_run = streamed_run(args.mem_users, "mem")
-    out["ray"] = dict(setup_s=setup_s, main=main_run, second_u=mem_run, second_u_first=first_run,
-                      ratio_steady=main_run["users_per_s"] / out["single"]["users_per_s"],
-                      ratio_end_to_end=single_s / (main_run["seconds"] + setup_s))
+    out["ray"] = dict(
+        setup_s=setup_s,
+        main=main_run,
+        second_u=mem_run,
+        second_u_first=first_run,
+        ratio_steady=main_run["users_per_s"] / out["single"]["users_per_s"],
+        ratio_end_to_end=single_s / (main_run["seconds"] + setup_s),
+    )
 
     # -- killed worker ---------------------------------------------------------------------------------
     if args.kill_users:
@@ -177,29 +200,40 @@ def main(argv=None) -> int:
         os.kill(victim.pid, signal.SIGKILL)
         got.extend(batches)
         stats = engine.last_stats
-        merged = mf.TopK(np.concatenate([b.result.indices for b in got]),
-                         np.concatenate([b.result.scores for b in got]),
-                         np.concatenate([b.result.log_normalizer for b in got]))
+        merged = mf.TopK(
+            np.concatenate([b.result.indices for b in got]),
+            np.concatenate([b.result.scores for b in got]),
+            np.concatenate([b.result.log_normalizer for b in got]),
+        )
         expected = mf.TopK(ref.indices[:n], ref.scores[:n], ref.log_normalizer[:n])
         engine.pool.recover()
-        out["kill"] = dict(users=n, batches=stats.batches, batch_ids_in_order=[b.batch_id for b in got]
-                           == list(range(stats.batches)), retried_parts=stats.retried_parts,
-                           failures=stats.failures, restarted=engine.pool.restarted,
-                           replaced=engine.pool.replaced, **compare(merged, expected))
+        out["kill"] = dict(
+            users=n,
+            batches=stats.batches,
+            batch_ids_in_order=[b.batch_id for b in got] == list(range(stats.batches)),
+            retried_parts=stats.retried_parts,
+            failures=stats.failures,
+            restarted=engine.pool.restarted,
+            replaced=engine.pool.replaced,
+            **compare(merged, expected),
+        )
     engine.close()
 
     # -- item-sharded -----------------------------------------------------------------------------------
     if args.shard_users:
         n = args.shard_users
-        with mfd.RayTopK(items, num_workers=args.workers, cpus_per_worker=cpus_per_worker,
-                         item_shards=2) as sharded:
+        with mfd.RayTopK(items, num_workers=args.workers, cpus_per_worker=cpus_per_worker, item_shards=2) as sharded:
             t = time.perf_counter()
             result = sharded.topk(users[:n], args.k)
             seconds = time.perf_counter() - t
         expected = mf.TopK(ref.indices[:n], ref.scores[:n], ref.log_normalizer[:n])
-        out["item_sharded"] = dict(users=n, shards=2, seconds=seconds,
-                                   ratio_steady=(n / seconds) / out["single"]["users_per_s"],
-                                   **compare(result, expected))
+        out["item_sharded"] = dict(
+            users=n,
+            shards=2,
+            seconds=seconds,
+            ratio_steady=(n / seconds) / out["single"]["users_per_s"],
+            **compare(result, expected),
+        )
     mfd.shutdown()
     for path in tmp.iterdir():
         path.unlink()
@@ -208,36 +242,52 @@ def main(argv=None) -> int:
     # -- report ---------------------------------------------------------------------------------------------
     m, r = out["machine"], out["ray"]
     print(f"command : {out['command']}")
-    print(f"machine : {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load avg at start "
-          f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])}; python {m['python']}, numpy {m['numpy']}, "
-          f"ray {m['ray']}; {m['backend']}")
-    print(f"shape   : U={args.users:,} I={args.items:,} d={args.dim} k={args.k}; Ray: {args.workers} workers x "
-          f"{cpus_per_worker} CPU (engine num_threads={cpus_per_worker}); single process: {cores} threads")
+    print(
+        f"machine : {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load avg at start "
+        f"{', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])}; python {m['python']}, numpy {m['numpy']}, "
+        f"ray {m['ray']}; {m['backend']}"
+    )
+    print(
+        f"shape   : U={args.users:,} I={args.items:,} d={args.dim} k={args.k}; Ray: {args.workers} workers x "
+        f"{cpus_per_worker} CPU (engine num_threads={cpus_per_worker}); single process: {cores} threads"
+    )
     print(f"throughput ratio Ray / single process, steady state (workers ready):   {r['ratio_steady']:.3f}")
     print(f"throughput ratio Ray / single process, end to end (+ workers, packing): {r['ratio_end_to_end']:.3f}")
-    print(f"  (one-time costs relative to the single-process run: Ray start {out['ray_start_s'] / single_s:.2f}, "
-          f"worker setup {setup_s / single_s:.2f}; single process reached {out['single']['gflops']:.0f} GFLOP/s)")
-    print(f"identical to single process (U={args.users:,}): ids {main_run['ids_identical']}, scores "
-          f"{main_run['scores_identical']}, normaliser {main_run['lse_identical']} "
-          f"(max |diff| {main_run['lse_max_abs_diff']:.1e})")
+    print(
+        f"  (one-time costs relative to the single-process run: Ray start {out['ray_start_s'] / single_s:.2f}, "
+        f"worker setup {setup_s / single_s:.2f}; single process reached {out['single']['gflops']:.0f} GFLOP/s)"
+    )
+    print(
+        f"identical to single process (U={args.users:,}): ids {main_run['ids_identical']}, scores "
+        f"{main_run['scores_identical']}, normaliser {main_run['lse_identical']} "
+        f"(max |diff| {main_run['lse_max_abs_diff']:.1e})"
+    )
     for label, run in (("1st", first_run), ("2nd", main_run), ("3rd", mem_run)):
-        print(f"driver memory, {label} run, U={run['users']:,} streamed to Parquet ({run['batches']} batches): peak RSS "
-              f"{run['driver_peak_mb']:.1f} MB above the pre-run RSS, of which private (RssAnon, sampled per "
-              f"batch) {run['private_growth_mb']:.1f} MB, object-store pages mapped (RssShmem) "
-              f"{run['shmem_growth_mb']:.1f} MB")
-    print(f"  peak difference U={args.users:,} minus U={args.mem_users:,} (2nd - 3rd run): "
-          f"{main_run['driver_peak_mb'] - mem_run['driver_peak_mb']:+.1f} MB; holding the U x k result instead "
-          f"would differ by {(args.users - args.mem_users) * args.k * 16 / 2**20:.0f} MB")
+        print(
+            f"driver memory, {label} run, U={run['users']:,} streamed to Parquet ({run['batches']} batches): peak RSS "
+            f"{run['driver_peak_mb']:.1f} MB above the pre-run RSS, of which private (RssAnon, sampled per "
+            f"batch) {run['private_growth_mb']:.1f} MB, object-store pages mapped (RssShmem) "
+            f"{run['shmem_growth_mb']:.1f} MB"
+        )
+    print(
+        f"  peak difference U={args.users:,} minus U={args.mem_users:,} (2nd - 3rd run): "
+        f"{main_run['driver_peak_mb'] - mem_run['driver_peak_mb']:+.1f} MB; holding the U x k result instead "
+        f"would differ by {(args.users - args.mem_users) * args.k * 16 / 2**20:.0f} MB"
+    )
     if "kill" in out:
         kv = out["kill"]
-        print(f"killed worker (SIGKILL after the first batch, U={kv['users']:,}): ids {kv['ids_identical']}, scores "
-              f"{kv['scores_identical']}, normaliser {kv['lse_identical']}; batches in order, none lost or twice: "
-              f"{kv['batch_ids_in_order']}; parts retried {kv['retried_parts']}; workers restarted "
-              f"{kv['restarted']}, replaced {kv['replaced']}")
+        print(
+            f"killed worker (SIGKILL after the first batch, U={kv['users']:,}): ids {kv['ids_identical']}, scores "
+            f"{kv['scores_identical']}, normaliser {kv['lse_identical']}; batches in order, none lost or twice: "
+            f"{kv['batch_ids_in_order']}; parts retried {kv['retried_parts']}; workers restarted "
+            f"{kv['restarted']}, replaced {kv['replaced']}"
+        )
     if "item_sharded" in out:
         s = out["item_sharded"]
-        print(f"item-sharded (2 shards, U={s['users']:,}): ids {s['ids_identical']}, scores {s['scores_identical']}, "
-              f"normaliser max |diff| {s['lse_max_abs_diff']:.1e}; throughput ratio {s['ratio_steady']:.3f}")
+        print(
+            f"item-sharded (2 shards, U={s['users']:,}): ids {s['ids_identical']}, scores {s['scores_identical']}, "
+            f"normaliser max |diff| {s['lse_max_abs_diff']:.1e}; throughput ratio {s['ratio_steady']:.3f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))
     return 0

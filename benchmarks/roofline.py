@@ -49,8 +49,14 @@ def blas_line() -> str:
         from threadpoolctl import threadpool_info
 
         info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        return ", ".join(f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
-                         f"threads={i.get('num_threads')}" for i in info) or "unknown"
+        return (
+            ", ".join(
+                f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+                f"threads={i.get('num_threads')}"
+                for i in info
+            )
+            or "unknown"
+        )
     except ImportError:
         return "unknown (threadpoolctl not installed)"
 
@@ -65,8 +71,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sgemm-n", type=int, default=2048)
     parser.add_argument("--sgemm-runs", type=int, default=5, help="sgemm runs before and after each call")
     parser.add_argument("--backend", default="native")
-    parser.add_argument("--faiss", action="store_true",
-                        help="also time faiss.knn (inner product, top-k only) in each pair, order alternating")
+    parser.add_argument(
+        "--faiss",
+        action="store_true",
+        help="also time faiss.knn (inner product, top-k only) in each pair, order alternating",
+    )
     args = parser.parse_args(argv)
 
     print(f"{mf.available_backends()[args.backend]}")
@@ -111,13 +120,17 @@ def main(argv=None) -> int:
             rates.append(rate)
             peaks.append(peak)
             shares.append(rate / peak)
-        print(f"U={args.users} I={args.items} d={dim} k={args.k}: engine {statistics.median(rates):.1f} GFLOP/s, "
-              f"sgemm beside it {statistics.median(peaks):.1f} GFLOP/s (range {min(peaks):.0f}-{max(peaks):.0f}); "
-              f"share per pair: median {100 * statistics.median(shares):.1f}% "
-              f"(range {100 * min(shares):.0f}-{100 * max(shares):.0f}%)")
+        print(
+            f"U={args.users} I={args.items} d={dim} k={args.k}: engine {statistics.median(rates):.1f} GFLOP/s, "
+            f"sgemm beside it {statistics.median(peaks):.1f} GFLOP/s (range {min(peaks):.0f}-{max(peaks):.0f}); "
+            f"share per pair: median {100 * statistics.median(shares):.1f}% "
+            f"(range {100 * min(shares):.0f}-{100 * max(shares):.0f}%)"
+        )
         if speedups:
-            print(f"  speed x faiss.knn per pair: median {statistics.median(speedups):.3f} "
-                  f"(range {min(speedups):.3f}-{max(speedups):.3f})")
+            print(
+                f"  speed x faiss.knn per pair: median {statistics.median(speedups):.3f} "
+                f"(range {min(speedups):.3f}-{max(speedups):.3f})"
+            )
     return 0
 
 

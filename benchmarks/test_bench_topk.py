@@ -1,7 +1,7 @@
 """Regression-tracking benchmarks (pytest-benchmark); not part of the default test run.
 
-    python -m pytest benchmarks/test_bench_topk.py --benchmark-only
-    python -m pytest benchmarks/test_bench_topk.py --benchmark-autosave   # then --benchmark-compare
+python -m pytest benchmarks/test_bench_topk.py --benchmark-only
+python -m pytest benchmarks/test_bench_topk.py --benchmark-autosave   # then --benchmark-compare
 """
 
 import numpy as np
@@ -38,8 +38,7 @@ def test_topk_with_exclusion(benchmark, problem, backend):
 
     users, items, k = problem
     rng = np.random.default_rng(1)
-    exclude = sp.random(users.shape[0], items.shape[0], density=100 / items.shape[0], format="csr",
-                        random_state=rng)
+    exclude = sp.random(users.shape[0], items.shape[0], density=100 / items.shape[0], format="csr", random_state=rng)
     index = mf.ItemIndex(items, backend=backend)
     index.topk(users[:8], k)
     result = benchmark(index.topk, users, k, exclude=exclude)

@@ -67,8 +67,9 @@ def synthetic_log(n_users: int, n_items: int, nnz: int, seed: int = 0) -> sp.csr
     keys = rng.permutation(keys)[:nnz]
     # Shuffle ids so popular users/items are not adjacent rows (as in a real id map).
     user_perm, item_perm = rng.permutation(n_users), rng.permutation(n_items)
-    matrix = sp.csr_matrix((np.ones(nnz, np.float32), (user_perm[keys // n_items], item_perm[keys % n_items])),
-                           shape=(n_users, n_items))
+    matrix = sp.csr_matrix(
+        (np.ones(nnz, np.float32), (user_perm[keys // n_items], item_perm[keys % n_items])), shape=(n_users, n_items)
+    )
     matrix.sort_indices()
     return matrix
 
@@ -77,16 +78,18 @@ def synthetic_log(n_users: int, n_items: int, nnz: int, seed: int = 0) -> sp.csr
 def fit_ours_bpr(train, dim, epochs, seed=0):
     from mmrec_fast.models import BPRMF, TrainConfig
 
-    config = TrainConfig(dim=dim, epochs=epochs, lr=0.05, reg=0.01, seed=seed, progress=False, threads=1,
-                         trainer="native")
+    config = TrainConfig(
+        dim=dim, epochs=epochs, lr=0.05, reg=0.01, seed=seed, progress=False, threads=1, trainer="native"
+    )
     return BPRMF(*train.shape, config).fit(train)
 
 
 def fit_implicit_bpr(train, dim, epochs, seed=0):
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    model = BayesianPersonalizedRanking(factors=dim, learning_rate=0.05, regularization=0.01, iterations=epochs,
-                                        num_threads=1, random_state=seed)
+    model = BayesianPersonalizedRanking(
+        factors=dim, learning_rate=0.05, regularization=0.01, iterations=epochs, num_threads=1, random_state=seed
+    )
     model.fit(train, show_progress=False)
     return model
 
@@ -100,8 +103,9 @@ def fit_ours_als(train, dim, epochs, seed=0):
 def fit_implicit_als(train, dim, epochs, seed=0):
     from implicit.cpu.als import AlternatingLeastSquares
 
-    model = AlternatingLeastSquares(factors=dim, regularization=0.01, iterations=epochs, use_cg=True,
-                                    num_threads=1, random_state=seed)
+    model = AlternatingLeastSquares(
+        factors=dim, regularization=0.01, iterations=epochs, use_cg=True, num_threads=1, random_state=seed
+    )
     model.epoch_seconds = []  # implicit's callback gets each iteration's solve time (both half-steps)
     model.fit(train, show_progress=False, callback=lambda it, seconds, loss: model.epoch_seconds.append(seconds))
     return model
@@ -117,8 +121,12 @@ def solve_seconds(model) -> float | None:
     return None
 
 
-FITS = {("ours", "bpr"): fit_ours_bpr, ("implicit", "bpr"): fit_implicit_bpr,
-        ("ours", "als"): fit_ours_als, ("implicit", "als"): fit_implicit_als}
+FITS = {
+    ("ours", "bpr"): fit_ours_bpr,
+    ("implicit", "bpr"): fit_implicit_bpr,
+    ("ours", "als"): fit_ours_als,
+    ("implicit", "als"): fit_implicit_als,
+}
 
 
 def have_ials() -> bool:
@@ -157,7 +165,7 @@ def peak_fit_memory(side: str, algo: str, path: str, dim: int) -> dict:
         done.set()
         watcher.join()
     peak[0] = max(peak[0], _rss_bytes())
-    return {"before_mb": before / 2 ** 20, "peak_mb": peak[0] / 2 ** 20, "training_mb": (peak[0] - before) / 2 ** 20}
+    return {"before_mb": before / 2**20, "peak_mb": peak[0] / 2**20, "training_mb": (peak[0] - before) / 2**20}
 
 
 def measure_memory(side: str, algo: str, path: str, dim: int) -> dict:
@@ -165,8 +173,13 @@ def measure_memory(side: str, algo: str, path: str, dim: int) -> dict:
     buffer its own mapping (returned on free), so RSS tracks what the fit holds instead of hiding it in
     heap pages freed earlier."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    out = subprocess.run([sys.executable, __file__, "--_memory", side, algo, path, str(dim)],
-                         capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--_memory", side, algo, path, str(dim)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -190,8 +203,12 @@ def compare(algo: str, train, dim: int, epochs: int, repeats: int) -> dict:
     our_t = [a for a, _ in rows]
     their_t = [b for _, b in rows]
     speedups = [b / a for a, b in rows]
-    result = {"epochs_per_fit": epochs, "ours_s": our_t, "implicit_s": their_t,
-              "speedup_median": statistics.median(speedups)}
+    result = {
+        "epochs_per_fit": epochs,
+        "ours_s": our_t,
+        "implicit_s": their_t,
+        "speedup_median": statistics.median(speedups),
+    }
     if algo == "bpr":
         result["ours_samples_per_s"] = statistics.median(train.nnz * epochs / t for t in our_t)
         result["implicit_samples_per_s"] = statistics.median(train.nnz * epochs / t for t in their_t)
@@ -213,9 +230,14 @@ def environment() -> dict:
     from threadpoolctl import threadpool_info
 
     pools = [f"{p.get('user_api')}:{p.get('internal_api')} x{p.get('num_threads')}" for p in threadpool_info()]
-    return {"machine": f"{platform.machine()} {os.cpu_count()} logical cpus ({platform.processor() or 'cpu'})",
-            "python": platform.python_version(), "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-            "implicit": implicit.__version__, "threadpools": pools}
+    return {
+        "machine": f"{platform.machine()} {os.cpu_count()} logical cpus ({platform.processor() or 'cpu'})",
+        "python": platform.python_version(),
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "implicit": implicit.__version__,
+        "threadpools": pools,
+    }
 
 
 def main(argv=None) -> int:
@@ -234,9 +256,11 @@ def main(argv=None) -> int:
     numba.set_num_threads(1)
     algos = [a for a in args.algos if a == "bpr" or have_ials()]
     env = environment()
-    print(f"machine: {env['machine']}; python {env['python']}, numba {env['numba']} "
-          f"({env['numba_threads']} thread), implicit {env['implicit']} (num_threads=1); "
-          f"thread pools held to 1 by threadpoolctl: {env['threadpools']}")
+    print(
+        f"machine: {env['machine']}; python {env['python']}, numba {env['numba']} "
+        f"({env['numba_threads']} thread), implicit {env['implicit']} (num_threads=1); "
+        f"thread pools held to 1 by threadpoolctl: {env['threadpools']}"
+    )
     if "als" in args.algos and "als" not in algos:
         print("mmrec_fast.models.ials not importable: iALS rows skipped")
     report = {"environment": env, "dim": args.dim, "results": {}}
@@ -244,31 +268,41 @@ def main(argv=None) -> int:
         for size in args.sizes:
             started = time.perf_counter()
             train = synthetic_log(*SIZES[size])
-            data_mb = (train.data.nbytes + train.indices.nbytes + train.indptr.nbytes) / 2 ** 20
-            print(f"\n[{size}] {train.shape[0]} users x {train.shape[1]} items x {train.nnz} positives "
-                  f"(CSR {data_mb:.0f} MB, built in {time.perf_counter() - started:.1f} s), dim={args.dim}")
+            data_mb = (train.data.nbytes + train.indices.nbytes + train.indptr.nbytes) / 2**20
+            print(
+                f"\n[{size}] {train.shape[0]} users x {train.shape[1]} items x {train.nnz} positives "
+                f"(CSR {data_mb:.0f} MB, built in {time.perf_counter() - started:.1f} s), dim={args.dim}"
+            )
             saved = os.path.join(scratch, f"{size}.npz")
             np.savez(saved, data=train.data, indices=train.indices, indptr=train.indptr, shape=np.array(train.shape))
             for algo in algos:
                 epochs = EPOCHS[size][algo]
                 res = compare(algo, train, args.dim, epochs, args.repeats)
                 if algo == "bpr":
-                    print(f"  BPR  ours {res['ours_samples_per_s'] / 1e6:6.2f} M samples/s   implicit "
-                          f"{res['implicit_samples_per_s'] / 1e6:6.2f} M samples/s   ours/implicit speed "
-                          f"{res['speedup_median']:.2f}x (median of {args.repeats} alternating pairs, "
-                          f"{epochs} epochs per fit)")
+                    print(
+                        f"  BPR  ours {res['ours_samples_per_s'] / 1e6:6.2f} M samples/s   implicit "
+                        f"{res['implicit_samples_per_s'] / 1e6:6.2f} M samples/s   ours/implicit speed "
+                        f"{res['speedup_median']:.2f}x (median of {args.repeats} alternating pairs, "
+                        f"{epochs} epochs per fit)"
+                    )
                 else:
-                    print(f"  iALS ours {res['ours_epoch_s']:7.3f} s/epoch   implicit ALS {res['implicit_epoch_s']:7.3f} "
-                          f"s/epoch   ours/implicit epoch time {res['ours_over_implicit_epoch']:.2f}x "
-                          f"(whole fit / epochs; median of {args.repeats} alternating pairs, {epochs} epochs per fit)")
-                    print(f"       solves only: ours {res['ours_solve_epoch_s']:7.3f} s/epoch   implicit "
-                          f"{res['implicit_solve_epoch_s']:7.3f} s/epoch   ratio {res['ours_over_implicit_solve']:.2f}x "
-                          f"(our history 'seconds' vs implicit's per-iteration callback)")
+                    print(
+                        f"  iALS ours {res['ours_epoch_s']:7.3f} s/epoch   implicit ALS {res['implicit_epoch_s']:7.3f} "
+                        f"s/epoch   ours/implicit epoch time {res['ours_over_implicit_epoch']:.2f}x "
+                        f"(whole fit / epochs; median of {args.repeats} alternating pairs, {epochs} epochs per fit)"
+                    )
+                    print(
+                        f"       solves only: ours {res['ours_solve_epoch_s']:7.3f} s/epoch   implicit "
+                        f"{res['implicit_solve_epoch_s']:7.3f} s/epoch   ratio {res['ours_over_implicit_solve']:.2f}x "
+                        f"(our history 'seconds' vs implicit's per-iteration callback)"
+                    )
                 if not args.no_memory:
                     res["memory"] = {side: measure_memory(side, algo, saved, args.dim) for side in ("ours", "implicit")}
                     mem = res["memory"]
-                    print(f"       peak training memory (RSS above the loaded data): ours "
-                          f"{mem['ours']['training_mb']:.0f} MB, implicit {mem['implicit']['training_mb']:.0f} MB")
+                    print(
+                        f"       peak training memory (RSS above the loaded data): ours "
+                        f"{mem['ours']['training_mb']:.0f} MB, implicit {mem['implicit']['training_mb']:.0f} MB"
+                    )
                 report["results"].setdefault(size, {})[algo] = res
     if args.json:
         with open(args.json, "w") as f:

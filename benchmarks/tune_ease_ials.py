@@ -44,9 +44,13 @@ def validation_split(split, seed: int):
     positives.eliminate_zeros()
     # Items with no fit interaction are outside the fit catalogue: excluded, like the test protocol does.
     unseen = np.flatnonzero(np.diff(sp.csc_matrix(fit).indptr) == 0)
-    outside = sp.csr_matrix((np.ones(fit.shape[0] * unseen.size, np.float32),
-                             (np.repeat(np.arange(fit.shape[0]), unseen.size), np.tile(unseen, fit.shape[0]))),
-                            shape=fit.shape)
+    outside = sp.csr_matrix(
+        (
+            np.ones(fit.shape[0] * unseen.size, np.float32),
+            (np.repeat(np.arange(fit.shape[0]), unseen.size), np.tile(unseen, fit.shape[0])),
+        ),
+        shape=fit.shape,
+    )
     exclude = ((fit != 0).astype(np.float32) + outside).tocsr()
     exclude.data[:] = 1.0
     return fit, positives, exclude
@@ -75,8 +79,12 @@ def fit_on(kind, shape, params, ratings):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30, help="random iALS settings tried")
-    parser.add_argument("--refine", type=int, default=15,
-                        help="then this many iALS settings drawn around the best so far (each knob x/÷ up to 2)")
+    parser.add_argument(
+        "--refine",
+        type=int,
+        default=15,
+        help="then this many iALS settings drawn around the best so far (each knob x/÷ up to 2)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kinds", nargs="+", default=["mostpop", "ease", "ials"], choices=["mostpop", "ease", "ials"])
     parser.add_argument("--json", default=None)
@@ -89,15 +97,28 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
 
     candidates = {"mostpop": [{}]}
-    candidates["ease"] = [{"reg": r, "use_values": v, "positive_only": p}
-                          for v, p in itertools.product((False, True), (False, True))
-                          for r in ((50, 100, 200, 300, 500, 700, 1000, 1500, 2000) if not v
-                                    else (500, 1000, 2000, 3000, 5000, 7000, 10000, 15000))]
+    candidates["ease"] = [
+        {"reg": r, "use_values": v, "positive_only": p}
+        for v, p in itertools.product((False, True), (False, True))
+        for r in (
+            (50, 100, 200, 300, 500, 700, 1000, 1500, 2000)
+            if not v
+            else (500, 1000, 2000, 3000, 5000, 7000, 10000, 15000)
+        )
+    ]
     # Random search over Rendle et al.'s knobs, ranges narrowed by a first wider search (see docs).
-    candidates["ials"] = [{"dim": int(rng.choice([128, 256])), "alpha0": float(10 ** rng.uniform(-1.5, 0)),
-                           "reg": float(10 ** rng.uniform(-2, 0)), "nu": float(rng.choice([0.5, 1.0])),
-                           "use_values": bool(rng.random() < 0.5), "epochs": 20, "seed": args.seed}
-                          for _ in range(args.trials)]
+    candidates["ials"] = [
+        {
+            "dim": int(rng.choice([128, 256])),
+            "alpha0": float(10 ** rng.uniform(-1.5, 0)),
+            "reg": float(10 ** rng.uniform(-2, 0)),
+            "nu": float(rng.choice([0.5, 1.0])),
+            "use_values": bool(rng.random() < 0.5),
+            "epochs": 20,
+            "seed": args.seed,
+        }
+        for _ in range(args.trials)
+    ]
     report = {}
     for kind in args.kinds:
         grid = candidates[kind]
@@ -111,8 +132,7 @@ def main() -> None:
         if kind == "ials":
             for _ in range(args.refine):
                 best = max(trials, key=lambda t: t["val"]["ndcg@10"])["params"]
-                params = {**best, **{knob: float(best[knob] * 2 ** rng.uniform(-1, 1))
-                                     for knob in ("alpha0", "reg")}}
+                params = {**best, **{knob: float(best[knob] * 2 ** rng.uniform(-1, 1)) for knob in ("alpha0", "reg")}}
                 started = time.perf_counter()
                 val = score(fit_on(kind, shape, params, fit), val_pos, val_exclude)
                 trials.append({"params": params, "val": val, "seconds": round(time.perf_counter() - started, 2)})
@@ -123,10 +143,16 @@ def main() -> None:
         final = fit_on(kind, shape, best["params"], ratings)
         seconds = time.perf_counter() - started
         test = score(final, split.positives, split.exclude)
-        report[kind] = {"best_params": best["params"], "val": best["val"], "test": test,
-                        "refit_seconds": round(seconds, 2), "trials": trials}
-        print(f"== {kind}: chosen on validation {best['params']} val {best['val']['ndcg@10']} -> TEST {test}",
-              flush=True)
+        report[kind] = {
+            "best_params": best["params"],
+            "val": best["val"],
+            "test": test,
+            "refit_seconds": round(seconds, 2),
+            "trials": trials,
+        }
+        print(
+            f"== {kind}: chosen on validation {best['params']} val {best['val']['ndcg@10']} -> TEST {test}", flush=True
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=1)

@@ -14,15 +14,24 @@ import warnings
 
 import numpy as np
 
-__all__ = ["family", "is_device", "device_index", "to_family", "max_abs", "max_row_norm", "probabilities",
-           "full", "asnumpy"]
+__all__ = [
+    "family",
+    "is_device",
+    "device_index",
+    "to_family",
+    "max_abs",
+    "max_row_norm",
+    "probabilities",
+    "full",
+    "asnumpy",
+]
 
 # Rows per float64 chunk in max_row_norm: bounded temporaries on any device.
 _NORM_CHUNK = 65536
 
 
 def family(x) -> str:
-    """"torch", "cupy" or "numpy" (anything else is converted through NumPy)."""
+    """ "torch", "cupy" or "numpy" (anything else is converted through NumPy)."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         return "torch"
@@ -129,7 +138,7 @@ def max_row_norm(x) -> float:
     best = 0.0
     fam = family(x)
     for start in range(0, x.shape[0], _NORM_CHUNK):
-        block = x[start:start + _NORM_CHUNK]
+        block = x[start : start + _NORM_CHUNK]
         if fam == "torch":
             block = block.double()
             value = float((block * block).sum(dim=1).max())
@@ -156,8 +165,9 @@ def probabilities(scores, log_normalizer, temperature: float):
         s = scores.double()
         lse = log_normalizer.double().reshape(-1, *([1] * (s.dim() - 1)))
         present = torch.isfinite(s) & torch.isfinite(lse)
-        logp = torch.where(present, torch.clamp(s * (1.0 / temperature) - torch.where(present, lse, 0.0), max=0.0),
-                           float("-inf"))
+        logp = torch.where(
+            present, torch.clamp(s * (1.0 / temperature) - torch.where(present, lse, 0.0), max=0.0), float("-inf")
+        )
         return torch.exp(logp).float()
     if fam == "cupy":
         import cupy
@@ -165,6 +175,8 @@ def probabilities(scores, log_normalizer, temperature: float):
         s = scores.astype(cupy.float64)
         lse = log_normalizer.astype(cupy.float64).reshape((-1,) + (1,) * (s.ndim - 1))
         present = cupy.isfinite(s) & cupy.isfinite(lse)
-        logp = cupy.where(present, cupy.minimum(s * (1.0 / temperature) - cupy.where(present, lse, 0.0), 0.0), -cupy.inf)
+        logp = cupy.where(
+            present, cupy.minimum(s * (1.0 / temperature) - cupy.where(present, lse, 0.0), 0.0), -cupy.inf
+        )
         return cupy.exp(logp).astype(cupy.float32)
     raise TypeError(f"probabilities: unsupported array family {fam!r}")

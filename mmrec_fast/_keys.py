@@ -55,7 +55,7 @@ def top_keys(keys: np.ndarray, k: int) -> np.ndarray:
         keys = np.concatenate([keys, np.full((n_rows, k - width), EMPTY_KEY, dtype=np.uint64)], axis=1)
         width = k
     if width > k:
-        part = np.argpartition(keys, width - k, axis=1)[:, width - k:]
+        part = np.argpartition(keys, width - k, axis=1)[:, width - k :]
         keys = np.take_along_axis(keys, part, axis=1)
     return np.sort(keys, axis=1)[:, ::-1]
 

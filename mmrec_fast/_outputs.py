@@ -26,8 +26,15 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["sha256_file", "list_files", "check_output_dir", "make_staging_dir", "replace_dir",
-           "check_output_file", "write_file_atomically"]
+__all__ = [
+    "sha256_file",
+    "list_files",
+    "check_output_dir",
+    "make_staging_dir",
+    "replace_dir",
+    "check_output_file",
+    "write_file_atomically",
+]
 
 # Bytes read per step when hashing: large enough for full disk speed, small enough to stay in cache.
 _HASH_CHUNK = 1 << 20
@@ -73,8 +80,9 @@ def _show(names: Iterable[str]) -> str:
     return ", ".join(repr(n) for n in names[:_SHOW]) + more
 
 
-def check_output_dir(path, *, argument: str, overwrite: bool, recognise: Recogniser, what: str,
-                     overwrite_hint: str = "overwrite=True") -> Path:
+def check_output_dir(
+    path, *, argument: str, overwrite: bool, recognise: Recogniser, what: str, overwrite_hint: str = "overwrite=True"
+) -> Path:
     """Raise ``ValueError`` naming ``argument`` unless a directory output may be placed at ``path``.
 
     Parameters
@@ -101,31 +109,40 @@ def check_output_dir(path, *, argument: str, overwrite: bool, recognise: Recogni
         raise TypeError(f"{argument}: expected a path, got {type(path).__name__}")
     target = Path(os.path.abspath(os.fspath(path)))
     if target.is_symlink():
-        raise ValueError(f"{argument}: {str(path)!r} is a symbolic link; refusing to replace it "
-                         f"(give the real directory path)")
+        raise ValueError(
+            f"{argument}: {str(path)!r} is a symbolic link; refusing to replace it (give the real directory path)"
+        )
     if not target.exists():
         if target.parent.exists() and not target.parent.is_dir():
             raise ValueError(f"{argument}: {str(target.parent)!r} is a file, not a directory")
         return target
     if not target.is_dir():
-        raise ValueError(f"{argument}: {str(path)!r} is an existing file, not a directory; refusing to "
-                         f"replace it (a {what} is a directory: choose a new path)")
+        raise ValueError(
+            f"{argument}: {str(path)!r} is an existing file, not a directory; refusing to "
+            f"replace it (a {what} is a directory: choose a new path)"
+        )
     top = [p.name for p in target.iterdir()]
     if not top:
         return target
     owned = recognise(target)
     if owned is None:
         # Refused without walking the tree: --out ~ must not read the whole home directory first.
-        raise ValueError(f"{argument}: {str(path)!r} is a non-empty directory that is not a {what} "
-                         f"(it holds {_show(top)}); refusing to replace it: choose a new or empty directory")
+        raise ValueError(
+            f"{argument}: {str(path)!r} is a non-empty directory that is not a {what} "
+            f"(it holds {_show(top)}); refusing to replace it: choose a new or empty directory"
+        )
     foreign = set(list_files(target)) - set(owned)
     if foreign:
-        raise ValueError(f"{argument}: {str(path)!r} is a {what} but also holds files this library did not "
-                         f"write ({_show(foreign)}); refusing to replace it, even with {overwrite_hint}: "
-                         f"move them out or choose another directory")
+        raise ValueError(
+            f"{argument}: {str(path)!r} is a {what} but also holds files this library did not "
+            f"write ({_show(foreign)}); refusing to replace it, even with {overwrite_hint}: "
+            f"move them out or choose another directory"
+        )
     if not overwrite:
-        raise ValueError(f"{argument}: {str(path)!r} already holds a {what}; pass {overwrite_hint} to "
-                         f"replace it, or choose another directory")
+        raise ValueError(
+            f"{argument}: {str(path)!r} already holds a {what}; pass {overwrite_hint} to "
+            f"replace it, or choose another directory"
+        )
     return target
 
 
@@ -188,12 +205,16 @@ def replace_dir(staging: Path, target: Path, recognise: Recogniser) -> None:
     if owned is not None and set(list_files(old)) <= set(owned):
         shutil.rmtree(old)
     else:
-        warnings.warn(f"the previous content of {str(target)!r} changed while it was replaced; it was kept "
-                      f"at {str(old)!r}", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"the previous content of {str(target)!r} changed while it was replaced; it was kept at {str(old)!r}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
-def check_output_file(path, *, argument: str, overwrite: bool, inputs: Iterable = (),
-                      overwrite_hint: str = "--overwrite") -> Path:
+def check_output_file(
+    path, *, argument: str, overwrite: bool, inputs: Iterable = (), overwrite_hint: str = "--overwrite"
+) -> Path:
     """Raise ``ValueError`` naming ``argument`` unless a file output may be written at ``path``.
 
     Parameters
@@ -225,8 +246,9 @@ def check_output_file(path, *, argument: str, overwrite: bool, inputs: Iterable 
             continue
         source = Path(os.path.abspath(os.fspath(source)))
         if source.is_dir() and source.resolve() == target.parent.resolve():
-            raise ValueError(f"{argument}: {str(path)!r} is inside the input directory {str(source)!r}; "
-                             f"write it elsewhere")
+            raise ValueError(
+                f"{argument}: {str(path)!r} is inside the input directory {str(source)!r}; write it elsewhere"
+            )
         if target.exists() and source.exists() and os.path.samefile(source, target):
             raise ValueError(f"{argument}: {str(path)!r} is an input of this command; refusing to replace it")
     if target.parent.exists() and not target.parent.is_dir():

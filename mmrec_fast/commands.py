@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["load_config", "load_data", "check_device", "cmd_demo", "cmd_train", "cmd_evaluate", "cmd_recommend", "cmd_bench"]
+__all__ = [
+    "load_config",
+    "load_data",
+    "check_device",
+    "cmd_demo",
+    "cmd_train",
+    "cmd_evaluate",
+    "cmd_recommend",
+    "cmd_bench",
+]
 
 _TRAIN_FLAGS = ("dim", "content_dim", "loss", "n_negatives", "epochs", "batch_size", "lr", "reg", "patience", "seed")
 _SECTIONS = ("data", "split", "train", "hybrid")
@@ -62,8 +71,9 @@ def _check_section_values(name: str, section: dict, known: dict, nullable: froze
             expected = "a string" if known[key] is str else ("an integer" if known[key] is int else "a number")
             raise ValueError(f"--config: {str(path)!r}: [{name}] {key} must be {expected}, got {value!r}")
     if name == "data" and section.get("format") not in (None, *_FORMATS):
-        raise ValueError(f"--config: {str(path)!r}: [data] format must be one of {list(_FORMATS)}, "
-                         f"got {section['format']!r}")
+        raise ValueError(
+            f"--config: {str(path)!r}: [data] format must be one of {list(_FORMATS)}, got {section['format']!r}"
+        )
 
 
 def load_config(path) -> dict:
@@ -88,8 +98,10 @@ def load_config(path) -> dict:
     if config is None:  # an empty YAML document
         return {}
     if not isinstance(config, dict):
-        raise ValueError(f"--config: {str(path)!r} must be a mapping of sections ({', '.join(_SECTIONS)}), "
-                         f"got a {type(config).__name__}")
+        raise ValueError(
+            f"--config: {str(path)!r} must be a mapping of sections ({', '.join(_SECTIONS)}), "
+            f"got a {type(config).__name__}"
+        )
     unknown = sorted(set(map(str, config)) - set(_SECTIONS))
     if unknown:
         raise ValueError(f"--config: unknown section(s) {unknown}; known: {', '.join(_SECTIONS)}")
@@ -98,8 +110,10 @@ def load_config(path) -> dict:
         if section is None:  # "train:" with nothing under it in YAML
             section = {}
         if not isinstance(section, dict):
-            raise ValueError(f"--config: {str(path)!r}: [{name}] must be a table of settings, got "
-                             f"{type(section).__name__} {section!r:.40}")
+            raise ValueError(
+                f"--config: {str(path)!r}: [{name}] must be a table of settings, got "
+                f"{type(section).__name__} {section!r:.40}"
+            )
         if name == "data":
             _check_section_values(name, section, _DATA_KEYS, _NULLABLE_DATA, path)
         elif name == "split":
@@ -133,8 +147,7 @@ def check_device(device: str, argument: str = "--device") -> str:
     return device
 
 
-def load_data(source: str, *, fmt: str | None = None, user_col="user", item_col="item", rating_col=None,
-              time_col=None):
+def load_data(source: str, *, fmt: str | None = None, user_col="user", item_col="item", rating_col=None, time_col=None):
     """``"ml-100k"`` (the copy inside recbole), a GroupLens directory, or a CSV/TSV/Parquet log."""
     from .data import load_grouplens, load_interactions, load_movielens_100k
 
@@ -186,8 +199,12 @@ def _data_and_split(args, config: dict):
     fmt = data_cfg.pop("format", None)
     data = load_data(source, fmt=fmt, **data_cfg)
     data_options = {"source": source, "format": fmt, **data_cfg}
-    split_cfg = {"test_size": 0.2, "seed": 123, "relevance": 4.0 if data.ratings is not None else None,
-                 **config.get("split", {})}
+    split_cfg = {
+        "test_size": 0.2,
+        "seed": 123,
+        "relevance": 4.0 if data.ratings is not None else None,
+        **config.get("split", {}),
+    }
     for key in ("test_size", "seed_split", "relevance"):
         value = getattr(args, key, None)
         if value is not None:
@@ -206,13 +223,13 @@ def cmd_demo(args) -> int:
     if args.synthetic:
         from .demo import run_synthetic_demo
 
-        return run_synthetic_demo(n_users=args.users, n_items=args.items, dim=args.dim, k=args.k,
-                                  seed=args.seed, show=args.show)
+        return run_synthetic_demo(
+            n_users=args.users, n_items=args.items, dim=args.dim, k=args.k, seed=args.seed, show=args.show
+        )
     from .demo import run_movielens_demo
 
     check_device(args.device)
-    return run_movielens_demo(args.out, device=args.device, progress=not args.no_progress,
-                              overwrite=args.overwrite)
+    return run_movielens_demo(args.out, device=args.device, progress=not args.no_progress, overwrite=args.overwrite)
 
 
 def cmd_train(args) -> int:
@@ -226,8 +243,14 @@ def cmd_train(args) -> int:
     # Every check that can fail runs before minutes of training, not after.
     if args.model not in MODEL_KINDS:
         raise ValueError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {args.model!r}")
-    out_dir = check_output_dir(args.out, argument="--out", overwrite=args.overwrite, recognise=saved_model_files,
-                               what="saved model", overwrite_hint=_OVERWRITE_HINT)
+    out_dir = check_output_dir(
+        args.out,
+        argument="--out",
+        overwrite=args.overwrite,
+        recognise=saved_model_files,
+        what="saved model",
+        overwrite_hint=_OVERWRITE_HINT,
+    )
     check_device(args.device)
     config = load_config(args.config) if args.config else {}
     train_config = _train_config(args, config, "hybrid" if args.model == "hybrid" else "train")
@@ -240,18 +263,35 @@ def cmd_train(args) -> int:
     if args.model in CONTENT_KINDS:
         if data.item_features is None:
             raise ValueError(f"--model {args.model}: the data has no item side information to embed")
-        features = text_features(item_texts(data), cache_dir=out_dir.parent / ".mmrec_cache",
-                                 device=args.device, progress=not args.no_progress)
+        features = text_features(
+            item_texts(data),
+            cache_dir=out_dir.parent / ".mmrec_cache",
+            device=args.device,
+            progress=not args.no_progress,
+        )
         blocks = {"text": (0, features.shape[1])}
-    model = train_model(args.model, data.n_users, data.n_items, train, train_config,
-                        features=features, feature_blocks=blocks)
+    model = train_model(
+        args.model, data.n_users, data.n_items, train, train_config, features=features, feature_blocks=blocks
+    )
     labels = json.dumps(item_titles(data))
     # The training matrix and labels go into the same atomic, checksummed save as the model.
-    out = save_model(model, out_dir, user_map=data.user_map, item_map=data.item_map, overwrite=args.overwrite,
-                     metadata={"data": data_options, "split": split_cfg, "all_data": bool(args.all_data),
-                               "tuning": getattr(model, "tuning", None)},
-                     extra_files={"train_matrix.npz": lambda path: sp.save_npz(path, train),
-                                  "item_labels.json": lambda path: path.write_text(labels, encoding="utf-8")})
+    out = save_model(
+        model,
+        out_dir,
+        user_map=data.user_map,
+        item_map=data.item_map,
+        overwrite=args.overwrite,
+        metadata={
+            "data": data_options,
+            "split": split_cfg,
+            "all_data": bool(args.all_data),
+            "tuning": getattr(model, "tuning", None),
+        },
+        extra_files={
+            "train_matrix.npz": lambda path: sp.save_npz(path, train),
+            "item_labels.json": lambda path: path.write_text(labels, encoding="utf-8"),
+        },
+    )
     print(f"saved {args.model} model to {out}")
     if not args.all_data:
         metrics = evaluate_model(model, split.positives, exclude=split.exclude, ks=(5, 10, 20))
@@ -267,8 +307,9 @@ def cmd_evaluate(args) -> int:
     from .pipeline import format_table
 
     if args.json:
-        check_output_file(args.json, argument="--json", overwrite=args.overwrite,
-                          inputs=[args.model, args.config, args.data])
+        check_output_file(
+            args.json, argument="--json", overwrite=args.overwrite, inputs=[args.model, args.config, args.data]
+        )
     check_device(args.device)
     saved = load_model(args.model, device="cpu")
     config = load_config(args.config) if args.config else {}
@@ -277,9 +318,11 @@ def cmd_evaluate(args) -> int:
         saved_data = saved.metadata.get("data", {"source": "ml-100k"})
         if not isinstance(saved_data, dict):
             # Models saved by run_experiment (the demo) record only a description of their data.
-            raise ValueError(f"--data: the model in {args.model!r} does not record how its data was loaded "
-                             f"(it was not saved by `mmrec-fast train`); pass --data (the demo's models: "
-                             f"--data ml-100k)")
+            raise ValueError(
+                f"--data: the model in {args.model!r} does not record how its data was loaded "
+                f"(it was not saved by `mmrec-fast train`); pass --data (the demo's models: "
+                f"--data ml-100k)"
+            )
         config["data"] = {k: v for k, v in saved_data.items() if v is not None}
     split_saved = saved.metadata.get("split", {})
     if not isinstance(split_saved, dict):
@@ -289,8 +332,10 @@ def cmd_evaluate(args) -> int:
     if saved.item_map is not None and saved.item_map != data.item_map:
         raise ValueError("--data: its item ids differ from the ones the model was trained on")
     if saved.metadata.get("all_data"):
-        print("warning: this model was trained on all data (--all-data); its test metrics are not held-out",
-              file=sys.stderr)
+        print(
+            "warning: this model was trained on all data (--all-data); its test metrics are not held-out",
+            file=sys.stderr,
+        )
     ks = tuple(args.k)
     started = time.perf_counter()
     metrics = evaluate_model(saved.model, split.positives, exclude=split.exclude, ks=ks)
@@ -321,7 +366,7 @@ def _read_user_ids(path: Path, user_map) -> np.ndarray:
                 value = int(token)
             except ValueError:
                 raise ValueError(f"--users: {str(path)!r}: {token!r} is not an integer id (line {number})") from None
-            if not -2**63 <= value < 2**63:
+            if not -(2**63) <= value < 2**63:
                 raise ValueError(f"--users: {str(path)!r}: unknown user id {token!r} (line {number})")
             values.append(value)
         values = np.asarray(values, dtype=np.int64)
@@ -344,10 +389,17 @@ def cmd_recommend(args) -> int:
     labels_path = saved.extra_files.get("item_labels.json")
     labels = json.loads(labels_path.read_text(encoding="utf-8")) if labels_path is not None else None
     users = _read_user_ids(Path(args.users), saved.user_map)
-    recs = recommend(saved.model, users, args.k, exclude=None if args.include_seen else seen, history=seen,
-                     temperature=args.temperature)
-    out = write_file_atomically(args.out, lambda path: recs.write(path, user_map=saved.user_map,
-                                                                   item_map=saved.item_map, item_labels=labels))
+    recs = recommend(
+        saved.model,
+        users,
+        args.k,
+        exclude=None if args.include_seen else seen,
+        history=seen,
+        temperature=args.temperature,
+    )
+    out = write_file_atomically(
+        args.out, lambda path: recs.write(path, user_map=saved.user_map, item_map=saved.item_map, item_labels=labels)
+    )
     print(f"wrote {len(users)} users x top-{args.k} to {out}")
     return 0
 
@@ -359,7 +411,9 @@ def cmd_bench(args) -> int:
     rng = np.random.default_rng(args.seed)
     users = rng.standard_normal((args.users, args.dim), dtype=np.float32)
     items = rng.standard_normal((args.items, args.dim), dtype=np.float32)
-    print(f"U={args.users} I={args.items} d={args.dim} k={args.k} "
-          "(for FAISS/PyTorch/implicit anchors run benchmarks/compare.py)")
+    print(
+        f"U={args.users} I={args.items} d={args.dim} k={args.k} "
+        "(for FAISS/PyTorch/implicit anchors run benchmarks/compare.py)"
+    )
     _backend_table(users, items, args.k)
     return 0

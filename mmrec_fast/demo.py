@@ -44,8 +44,10 @@ def _print_lists(result, n_show: int) -> None:
 
 def _overflow_table(users: np.ndarray, items: np.ndarray, k: int) -> None:
     print("\nNaive exp(s)/sum(exp(s)) versus the engine, as the embeddings grow (float64 naive formula):")
-    print(f"  {'scale':>5}  {'max score':>9}  {'naive: NaN rows':>15}  {'engine: NaN rows':>16}  "
-          f"{'engine: max |p - p_ref|':>23}")
+    print(
+        f"  {'scale':>5}  {'max score':>9}  {'naive: NaN rows':>15}  {'engine: NaN rows':>16}  "
+        f"{'engine: max |p - p_ref|':>23}"
+    )
     for scale in (1.0, 10.0, 30.0):
         u, v = users * scale, items * scale
         dense = u @ v.T
@@ -55,23 +57,30 @@ def _overflow_table(users: np.ndarray, items: np.ndarray, k: int) -> None:
         ref_probs = probabilities(ref_scores, ref_lse, 1.0)
         err = float(np.abs(ours.probs - ref_probs).max())
         ours_nan_rows = int(np.isnan(ours.probs).any(axis=1).sum())
-        print(f"  {scale:5.0f}  {dense.max():9.1f}  {naive_nan_rows:>9d}/{len(u):<5d}  "
-              f"{ours_nan_rows:>10d}/{len(u):<5d}  {err:23.2e}")
-    print("  (the engine computes scores in float32: at |score| ~ 2e4 one float32 ulp is ~2e-3, which bounds\n"
-          "   how closely any float32 engine can match float64 probabilities there; no NaN, no overflow)")
+        print(
+            f"  {scale:5.0f}  {dense.max():9.1f}  {naive_nan_rows:>9d}/{len(u):<5d}  "
+            f"{ours_nan_rows:>10d}/{len(u):<5d}  {err:23.2e}"
+        )
+    print(
+        "  (the engine computes scores in float32: at |score| ~ 2e4 one float32 ulp is ~2e-3, which bounds\n"
+        "   how closely any float32 engine can match float64 probabilities there; no NaN, no overflow)"
+    )
 
 
 def _backend_table(users: np.ndarray, items: np.ndarray, k: int) -> None:
-    print(f"\nBackends (U={len(users):,}, I={len(items):,}, d={users.shape[1]}, k={k}); "
-          "agreement with the float64 NumPy reference:")
+    print(
+        f"\nBackends (U={len(users):,}, I={len(items):,}, d={users.shape[1]}, k={k}); "
+        "agreement with the float64 NumPy reference:"
+    )
     start = time.perf_counter()
     ref_idx, ref_scores, ref_lse = topk_reference(users, items, k)
     ref_seconds = time.perf_counter() - start
     ref_probs = probabilities(ref_scores, ref_lse, 1.0)
-    print(f"  {'backend':8s} {'time':>9s} {'vs ref':>7s}  {'same ids':>8s}  {'max|dlse|':>9s}  "
-          f"{'max|dp|':>8s}  detail")
-    print(f"  {'ref f64':8s} {ref_seconds * 1e3:7.1f}ms {1.0:6.2f}x  {'-':>8s}  {'-':>9s}  {'-':>8s}  "
-          "float64 NumPy, dense per user chunk")
+    print(f"  {'backend':8s} {'time':>9s} {'vs ref':>7s}  {'same ids':>8s}  {'max|dlse|':>9s}  {'max|dp|':>8s}  detail")
+    print(
+        f"  {'ref f64':8s} {ref_seconds * 1e3:7.1f}ms {1.0:6.2f}x  {'-':>8s}  {'-':>9s}  {'-':>8s}  "
+        "float64 NumPy, dense per user chunk"
+    )
     for name, status in available_backends().items():
         if not status.available:
             print(f"  {name:8s} {'unavailable':>9s}  {status.detail}")
@@ -87,14 +96,19 @@ def _backend_table(users: np.ndarray, items: np.ndarray, k: int) -> None:
         dlse = float(np.abs(result.log_normalizer - ref_lse).max())
         dp = float(np.abs(result.probs - ref_probs).max())
         detail = available_backends()[name].detail  # after the run: thread pools are initialised
-        print(f"  {name:8s} {seconds * 1e3:7.1f}ms {ref_seconds / seconds:6.2f}x  {same:8.1%}  {dlse:9.1e}  "
-              f"{dp:8.1e}  {detail}")
-    print("  (time: median of 3 runs; 'vs ref' = reference time / backend time, same run; "
-          "'same ids' = users whose whole list equals the reference's)")
+        print(
+            f"  {name:8s} {seconds * 1e3:7.1f}ms {ref_seconds / seconds:6.2f}x  {same:8.1%}  {dlse:9.1e}  "
+            f"{dp:8.1e}  {detail}"
+        )
+    print(
+        "  (time: median of 3 runs; 'vs ref' = reference time / backend time, same run; "
+        "'same ids' = users whose whole list equals the reference's)"
+    )
 
 
-def run_synthetic_demo(n_users: int = 1000, n_items: int = 10000, dim: int = 10, k: int = 10,
-                       seed: int = 42, show: int = 10) -> int:
+def run_synthetic_demo(
+    n_users: int = 1000, n_items: int = 10000, dim: int = 10, k: int = 10, seed: int = 42, show: int = 10
+) -> int:
     """Run the seed example and print its report; returns 0.
 
     Parameters
@@ -132,8 +146,12 @@ def demo_output_files(directory) -> frozenset[str] | None:
         manifest = json.loads((Path(directory) / DEMO_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not (isinstance(manifest, dict) and manifest.get("library") == "mmrec_fast"
-            and isinstance(manifest.get("files"), list) and all(isinstance(f, str) for f in manifest["files"])):
+    if not (
+        isinstance(manifest, dict)
+        and manifest.get("library") == "mmrec_fast"
+        and isinstance(manifest.get("files"), list)
+        and all(isinstance(f, str) for f in manifest["files"])
+    ):
         return None
     return frozenset(manifest["files"]) | {DEMO_MANIFEST}
 
@@ -146,8 +164,7 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def run_movielens_demo(out, *, device: str = "cpu", progress: bool = True, overwrite: bool = False,
-                       log=print) -> int:
+def run_movielens_demo(out, *, device: str = "cpu", progress: bool = True, overwrite: bool = False, log=print) -> int:
     """MovieLens-100K end to end, written to ``out`` as one atomic replacement; returns 0.
 
     Parameters
@@ -177,8 +194,14 @@ def run_movielens_demo(out, *, device: str = "cpu", progress: bool = True, overw
     from .models import TrainConfig
     from .pipeline import run_experiment
 
-    target = check_output_dir(out, argument="--out", overwrite=overwrite, recognise=demo_output_files,
-                              what="demo output", overwrite_hint="--overwrite")
+    target = check_output_dir(
+        out,
+        argument="--out",
+        overwrite=overwrite,
+        recognise=demo_output_files,
+        what="demo output",
+        overwrite_hint="--overwrite",
+    )
     started = time.perf_counter()
     data = load_movielens_100k()
     log(f"MovieLens-100K: {data}")

@@ -27,17 +27,30 @@ DEFAULT_MAX_DENSE_ELEMENTS = 100_000_000  # score(): 400 MB of float32 before we
 def _index_for(items, backend: str, item_block: int | None, users=None) -> ItemIndex:
     if isinstance(items, ItemIndex):
         if backend not in ("auto", items.backend_name):
-            raise ValueError(f"backend: {backend!r} requested, but items is an ItemIndex prepared for "
-                             f"{items.backend_name!r}")
+            raise ValueError(
+                f"backend: {backend!r} requested, but items is an ItemIndex prepared for {items.backend_name!r}"
+            )
         if item_block is not None and item_block != items.item_block:
-            raise ValueError("item_block: an ItemIndex is packed with its own item_block; "
-                             "set it when building the index")
+            raise ValueError(
+                "item_block: an ItemIndex is packed with its own item_block; set it when building the index"
+            )
         return items
     return ItemIndex(items, backend=backend, item_block=item_block, _persistent=False, _users=users)
 
 
-def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user_block=None,
-         item_block=None, num_threads=None, progress=False) -> TopK:
+def topk(
+    users,
+    items,
+    k,
+    *,
+    exclude=None,
+    temperature=1.0,
+    backend="auto",
+    user_block=None,
+    item_block=None,
+    num_threads=None,
+    progress=False,
+) -> TopK:
     """Each user's k best items and the softmax over the whole eligible catalogue, without a U x I matrix.
 
     Parameters
@@ -122,8 +135,18 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
                 else:
                     out_idx = np.empty((u1 - u0, k_eff), dtype=np.int64)
                     out_scores = np.empty((u1 - u0, k_eff), dtype=np.float32)
-                index.backend.topk_into(users[u0:u1], index.prepared, k_eff, 1.0 / temperature,
-                                        sub_indptr, sub_indices, config, out_idx, out_scores, lse[u0:u1])
+                index.backend.topk_into(
+                    users[u0:u1],
+                    index.prepared,
+                    k_eff,
+                    1.0 / temperature,
+                    sub_indptr,
+                    sub_indices,
+                    config,
+                    out_idx,
+                    out_scores,
+                    lse[u0:u1],
+                )
                 if k_eff != k:
                     indices[u0:u1, :k_eff] = out_idx
                     scores[u0:u1, :k_eff] = out_scores
@@ -131,8 +154,9 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, backend="auto", user
     return TopK(indices, scores, lse, temperature)
 
 
-def _topk_arrays(users, index: ItemIndex, k: int, exclude, temperature: float, user_block, num_threads,
-                 progress) -> TopK:
+def _topk_arrays(
+    users, index: ItemIndex, k: int, exclude, temperature: float, user_block, num_threads, progress
+) -> TopK:
     """:func:`topk` on a GPU-capable backend (cuda, cupy, torch): the data stays in its array family.
 
     Validation happens where the arrays live (no host copy of device inputs); the exclusion CSR is
@@ -142,8 +166,9 @@ def _topk_arrays(users, index: ItemIndex, k: int, exclude, temperature: float, u
     """
     out_family = _arrays.family(users)
     backend = index.backend
-    users = validation.as_float_matrix_any(users, "users", dim=index.dim, dim_from="items",
-                                           keep_half=getattr(backend, "half_inputs", False))
+    users = validation.as_float_matrix_any(
+        users, "users", dim=index.dim, dim_from="items", keep_half=getattr(backend, "half_inputs", False)
+    )
     n_users, n_items = int(users.shape[0]), index.n_items
     validation.check_k(k, n_users)
     excl_indptr, excl_indices = validation.as_exclusion(exclude, n_users, n_items)
@@ -156,14 +181,16 @@ def _topk_arrays(users, index: ItemIndex, k: int, exclude, temperature: float, u
     lse = _arrays.full(fam, (n_users,), float("-inf"), "float64", like=users)
     k_eff = min(k, n_items)  # kernels never need more than I slots; the padding is already in place
     if n_users and k_eff:
-        chunk = (backend.chunk_users(n_items, index.dim, index.prepared)
-                 or max(_MIN_CHUNK_USERS, _CHUNK_MACS // max(1, n_items * index.dim)))
+        chunk = backend.chunk_users(n_items, index.dim, index.prepared) or max(
+            _MIN_CHUNK_USERS, _CHUNK_MACS // max(1, n_items * index.dim)
+        )
         with tqdm(total=n_users, unit="user", desc="topk", disable=not progress) as bar:
             for u0 in range(0, n_users, chunk):
                 u1 = min(u0 + chunk, n_users)
                 sub_indptr, sub_indices = validation.exclusion_range(excl_indptr, excl_indices, u0, u1)
-                idx, sc, ls = backend.topk_arrays(users[u0:u1], index.prepared, k_eff, 1.0 / temperature,
-                                                  sub_indptr, sub_indices, config)
+                idx, sc, ls = backend.topk_arrays(
+                    users[u0:u1], index.prepared, k_eff, 1.0 / temperature, sub_indptr, sub_indices, config
+                )
                 indices[u0:u1, :k_eff] = idx
                 scores[u0:u1, :k_eff] = sc
                 lse[u0:u1] = ls
@@ -193,20 +220,20 @@ def score(users, items, *, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np
     array([[1., 3., 5.],
            [2., 4., 6.]], dtype=float32)
     """
-    items = (_arrays.asnumpy(items.items) if isinstance(items, ItemIndex)
-             else validation.as_float_matrix(items, "items"))
+    items = _arrays.asnumpy(items.items) if isinstance(items, ItemIndex) else validation.as_float_matrix(items, "items")
     users = validation.as_float_matrix(users, "users", dim=items.shape[1], dim_from="items")
     validation.check_score_range(users, items, 1.0)
     n = users.shape[0] * items.shape[0]
     if n > max_elements:
-        raise ValueError(f"max_elements: a dense {users.shape[0]} x {items.shape[0]} score matrix has {n:,} "
-                         f"elements (> {max_elements:,}); use mmrec_fast.topk, which never materialises it, "
-                         "or raise max_elements")
+        raise ValueError(
+            f"max_elements: a dense {users.shape[0]} x {items.shape[0]} score matrix has {n:,} "
+            f"elements (> {max_elements:,}); use mmrec_fast.topk, which never materialises it, "
+            "or raise max_elements"
+        )
     return users @ items.T
 
 
-def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1.0,
-                backend="auto") -> PairScores:
+def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1.0, backend="auto") -> PairScores:
     """Scores and catalogue-softmax probabilities of given (user, item) pairs, e.g. held-out positives.
 
     The probability of pair (i, j) is ``exp(s_ij / T - logsumexp_j'(s_ij' / T))`` over user i's eligible
@@ -238,10 +265,8 @@ def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1
     temperature = validation.check_temperature(temperature)
     index = _index_for(items, backend, None)
     users = validation.as_float_matrix(users, "users", dim=index.dim, dim_from="items")
-    user_ids = validation.as_index_array(user_ids, "user_ids", users.shape[0],
-                                         upper_name=f"U = {users.shape[0]} users")
-    item_ids = validation.as_index_array(item_ids, "item_ids", index.n_items,
-                                         upper_name=f"I = {index.n_items} items")
+    user_ids = validation.as_index_array(user_ids, "user_ids", users.shape[0], upper_name=f"U = {users.shape[0]} users")
+    item_ids = validation.as_index_array(item_ids, "item_ids", index.n_items, upper_name=f"I = {index.n_items} items")
     if user_ids.shape != item_ids.shape:
         raise ValueError(f"user_ids, item_ids: lengths differ ({user_ids.shape[0]} vs {item_ids.shape[0]})")
     excl_indptr, excl_indices = validation.as_exclusion(exclude, users.shape[0], index.n_items)
@@ -252,8 +277,9 @@ def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1
     # One normaliser per distinct user: a k=1 pass of the engine over that user's eligible catalogue.
     unique_users, inverse = np.unique(user_ids, return_inverse=True)
     sub = validation.exclusion_rows(excl_indptr, excl_indices, unique_users)
-    lse = _arrays.asnumpy(topk(users[unique_users], index, 1, exclude=sub,
-                               temperature=temperature).log_normalizer)[inverse]
+    lse = _arrays.asnumpy(topk(users[unique_users], index, 1, exclude=sub, temperature=temperature).log_normalizer)[
+        inverse
+    ]
     excluded = _pairs_excluded(excl_indptr, excl_indices, user_ids, item_ids)
     with np.errstate(invalid="ignore"):
         log_probs = np.where(excluded, -np.inf, scores.astype(np.float64) / temperature - lse)

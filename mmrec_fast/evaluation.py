@@ -12,8 +12,15 @@ from .models.base import Recommender
 __all__ = ["evaluate_model"]
 
 
-def evaluate_model(model: Recommender, positives: sp.spmatrix, *, exclude: sp.spmatrix | None = None,
-                   ks=(5, 10, 20), metrics=None, backend: str = "auto") -> dict:
+def evaluate_model(
+    model: Recommender,
+    positives: sp.spmatrix,
+    *,
+    exclude: sp.spmatrix | None = None,
+    ks=(5, 10, 20),
+    metrics=None,
+    backend: str = "auto",
+) -> dict:
     """Rank every eligible item for every user with held-out positives and compute the metrics.
 
     Each such user's *complete* ranking of the catalogue minus ``exclude`` is produced by the engine
@@ -49,8 +56,14 @@ def evaluate_model(model: Recommender, positives: sp.spmatrix, *, exclude: sp.sp
     positives = sp.csr_matrix(positives)
     users = np.flatnonzero(np.diff(positives.indptr) > 0)
     sub_exclude = None if exclude is None else sp.csr_matrix(exclude)[users]
-    top = topk(model.user_vectors()[users], model.item_vectors(), model.n_items, exclude=sub_exclude,
-               backend=backend)
+    top = topk(model.user_vectors()[users], model.item_vectors(), model.n_items, exclude=sub_exclude, backend=backend)
     n_candidates = candidate_counts(model.n_items, sub_exclude, n_users=len(users))
-    return evaluate(top.indices, positives[users], ks, n_candidates=n_candidates, metrics=metrics,
-                    n_items=model.n_items, scores=top.scores)
+    return evaluate(
+        top.indices,
+        positives[users],
+        ks,
+        n_candidates=n_candidates,
+        metrics=metrics,
+        n_items=model.n_items,
+        scores=top.scores,
+    )

@@ -37,14 +37,17 @@ class ItemIndex:
     (3, 5)
     """
 
-    def __init__(self, items, *, backend: str = "auto", item_block: int | None = None,
-                 _persistent: bool = True, _users=None):
-        self.backend = get_backend(backend, arrays=(items,) if _users is None else (_users, items),
-                                   macs=_macs(_users, items))
+    def __init__(
+        self, items, *, backend: str = "auto", item_block: int | None = None, _persistent: bool = True, _users=None
+    ):
+        self.backend = get_backend(
+            backend, arrays=(items,) if _users is None else (_users, items), macs=_macs(_users, items)
+        )
         if getattr(self.backend, "array_api", False):
             # GPU-capable backends keep torch / CuPy items where they are (validated in place).
-            self.items = validation.as_float_matrix_any(items, "items",
-                                                        keep_half=getattr(self.backend, "half_inputs", False))
+            self.items = validation.as_float_matrix_any(
+                items, "items", keep_half=getattr(self.backend, "half_inputs", False)
+            )
         else:
             self.items = validation.as_float_matrix(items, "items")
         if _persistent:

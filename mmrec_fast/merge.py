@@ -77,5 +77,7 @@ def _check_disjoint(ids: np.ndarray) -> None:
     dup = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
     if dup.any():
         row, col = np.argwhere(dup)[0]
-        raise ValueError(f"parts: item {int(ordered[row, col])} appears in more than one part for user {int(row)}; "
-                         "the shards must be disjoint")
+        raise ValueError(
+            f"parts: item {int(ordered[row, col])} appears in more than one part for user {int(row)}; "
+            "the shards must be disjoint"
+        )

@@ -54,6 +54,7 @@ class Recommendations:
 
     def to_records(self, *, user_map=None, item_map=None, item_labels=None) -> list[dict]:
         """One dict per (user, rank): raw ids when maps are given, labels (e.g. titles) when given."""
+
         def plain(value):  # numpy scalars -> Python values, so every writer can serialise them
             return value.item() if isinstance(value, np.generic) else value
 
@@ -73,8 +74,13 @@ class Recommendations:
                 contrib = {name: float(c[row, rank]) for name, c in self.contributions.items()}
                 total = sum(abs(v) for v in contrib.values()) or 1.0
                 because = [int(s) for s in self.similar[row, rank] if s >= 0]
-                rec = {"user": uid, "rank": rank + 1, "item": item_id(code), "score": float(self.scores[row, rank]),
-                       "probability": float(self.probs[row, rank])}
+                rec = {
+                    "user": uid,
+                    "rank": rank + 1,
+                    "item": item_id(code),
+                    "score": float(self.scores[row, rank]),
+                    "probability": float(self.probs[row, rank]),
+                }
                 if item_labels is not None:
                     rec["title"] = label(code)
                 rec.update({f"contrib_{n}": v for n, v in contrib.items()})
@@ -120,8 +126,9 @@ def _as_user_codes(users, n_users: int) -> np.ndarray:
     return arr
 
 
-def _similar_past_items(rep: np.ndarray, items: np.ndarray, history: sp.csr_matrix, users: np.ndarray,
-                        m: int) -> tuple[np.ndarray, np.ndarray]:
+def _similar_past_items(
+    rep: np.ndarray, items: np.ndarray, history: sp.csr_matrix, users: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
     n, k = items.shape
     similar = np.full((n, k, m), -1, dtype=np.int64)
     similarity = np.full((n, k, m), np.nan, dtype=np.float32)
@@ -130,11 +137,11 @@ def _similar_past_items(rep: np.ndarray, items: np.ndarray, history: sp.csr_matr
     norms = np.linalg.norm(rep, axis=1, keepdims=True)
     unit = np.divide(rep, norms, out=np.zeros_like(rep), where=norms > 0)
     for row, user in enumerate(users):
-        past = history.indices[history.indptr[user]:history.indptr[user + 1]]
+        past = history.indices[history.indptr[user] : history.indptr[user + 1]]
         listed = items[row] >= 0
         if past.size == 0 or not listed.any():
             continue
-        sims = unit[items[row, listed]] @ unit[past].T          # (k', |past|): one user's lists are small
+        sims = unit[items[row, listed]] @ unit[past].T  # (k', |past|): one user's lists are small
         take = min(m, past.size)
         # Stable sort on -sim keeps the lower item code first among equal similarities.
         order = np.argsort(-sims, axis=1, kind="stable")[:, :take]
@@ -143,9 +150,17 @@ def _similar_past_items(rep: np.ndarray, items: np.ndarray, history: sp.csr_matr
     return similar, similarity
 
 
-def recommend(model: Recommender, users=None, k: int = 10, *, exclude: sp.spmatrix | None = None,
-              history: sp.spmatrix | None = None, temperature: float = 1.0, n_similar: int = 3,
-              backend: str = "auto") -> Recommendations:
+def recommend(
+    model: Recommender,
+    users=None,
+    k: int = 10,
+    *,
+    exclude: sp.spmatrix | None = None,
+    history: sp.spmatrix | None = None,
+    temperature: float = 1.0,
+    n_similar: int = 3,
+    backend: str = "auto",
+) -> Recommendations:
     """Top-``k`` lists for ``users`` with probabilities and per-item explanations.
 
     Parameters
@@ -187,8 +202,11 @@ def recommend(model: Recommender, users=None, k: int = 10, *, exclude: sp.spmatr
     safe = np.where(listed, top.indices, 0)
     contributions = {}
     for block in model.blocks():
-        part = np.einsum("nd,nkd->nk", user_vec[:, block.columns].astype(np.float64),
-                         item_vec[safe][:, :, block.columns].astype(np.float64))
+        part = np.einsum(
+            "nd,nkd->nk",
+            user_vec[:, block.columns].astype(np.float64),
+            item_vec[safe][:, :, block.columns].astype(np.float64),
+        )
         contributions[block.name] = np.where(listed, part, 0.0).astype(np.float32)
     if history is None:
         history = exclude
@@ -196,6 +214,7 @@ def recommend(model: Recommender, users=None, k: int = 10, *, exclude: sp.spmatr
         history = sp.csr_matrix((model.n_users, model.n_items))
     elif not sp.issparse(history) or history.shape != (model.n_users, model.n_items):
         raise ValueError(f"history must be a sparse ({model.n_users}, {model.n_items}) matrix")
-    similar, similarity = _similar_past_items(model.representation(), top.indices, sp.csr_matrix(history),
-                                              codes, int(n_similar))
+    similar, similarity = _similar_past_items(
+        model.representation(), top.indices, sp.csr_matrix(history), codes, int(n_similar)
+    )
     return Recommendations(codes, top.indices, top.scores, top.probs, contributions, similar, similarity)

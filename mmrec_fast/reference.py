@@ -16,8 +16,7 @@ def scores_reference(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.asarray(users, dtype=np.float64) @ np.asarray(items, dtype=np.float64).T
 
 
-def topk_reference(users, items, k, *, excl_indptr=None, excl_indices=None, temperature=1.0,
-                   chunk=512):
+def topk_reference(users, items, k, *, excl_indptr=None, excl_indices=None, temperature=1.0, chunk=512):
     """Top-k, scores and log-normaliser in float64, by sorting every row.
 
     Parameters
@@ -51,7 +50,7 @@ def topk_reference(users, items, k, *, excl_indptr=None, excl_indices=None, temp
         block = users[start:stop] @ items.T
         if excl_indptr is not None:
             for row in range(start, stop):
-                block[row - start, excl_indices[excl_indptr[row]:excl_indptr[row + 1]]] = -np.inf
+                block[row - start, excl_indices[excl_indptr[row] : excl_indptr[row + 1]]] = -np.inf
         # Stable sort of the negated scores: equal scores keep ascending item order (ties -> lower id).
         order = np.argsort(-block, axis=1, kind="stable")[:, :take]
         top = np.take_along_axis(block, order, axis=1)

@@ -18,19 +18,27 @@ __all__ = ["add_tune_parser", "cmd_tune"]
 
 def add_tune_parser(sub, add_data_flags, positive_int, positive_float, add_overwrite_flag) -> argparse.ArgumentParser:
     """Register the ``tune`` subcommand on ``sub`` (the CLI's subparsers) with the CLI's shared flags."""
-    p = sub.add_parser("tune", help="search a model's settings on validation carved from train, save the best",
-                       description="Seeded, budgeted search (random order over a small grid, the defaults "
-                                   "first) scored on a share of the TRAINING entries; the best setting is "
-                                   "refit on all of train and saved with its trials in the model's metadata. "
-                                   "Test metrics: run `mmrec-fast evaluate --model OUT` afterwards.")
+    p = sub.add_parser(
+        "tune",
+        help="search a model's settings on validation carved from train, save the best",
+        description="Seeded, budgeted search (random order over a small grid, the defaults "
+        "first) scored on a share of the TRAINING entries; the best setting is "
+        "refit on all of train and saved with its trials in the model's metadata. "
+        "Test metrics: run `mmrec-fast evaluate --model OUT` afterwards.",
+    )
     # Checked in cmd_tune against pipeline.MODEL_KINDS (importing it here would load torch for --help).
     p.add_argument("--model", default="ials", help="model kind, one of pipeline.MODEL_KINDS (default ials)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--trials", type=positive_int, default=12, help="most settings tried (default 12)")
     p.add_argument("--seconds", type=positive_float, help="wall-clock budget of the search (default none)")
     p.add_argument("--seed", type=int, default=0, help="seeds the validation draw, the search and the fits")
-    p.add_argument("--val-fraction", dest="val_fraction", type=positive_float, default=0.1,
-                   help="share of the training entries held out for validation (default 0.1)")
+    p.add_argument(
+        "--val-fraction",
+        dest="val_fraction",
+        type=positive_float,
+        default=0.1,
+        help="share of the training entries held out for validation (default 0.1)",
+    )
     p.add_argument("--json", help="also write the trials to this JSON file")
     add_data_flags(p)
     add_overwrite_flag(p, "--out")
@@ -47,8 +55,14 @@ def cmd_tune(args) -> int:
 
     if args.model not in MODEL_KINDS:
         raise ValueError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {args.model!r}")
-    out_dir = check_output_dir(args.out, argument="--out", overwrite=args.overwrite, recognise=saved_model_files,
-                               what="saved model", overwrite_hint="--overwrite")
+    out_dir = check_output_dir(
+        args.out,
+        argument="--out",
+        overwrite=args.overwrite,
+        recognise=saved_model_files,
+        what="saved model",
+        overwrite_hint="--overwrite",
+    )
     if args.json:
         check_output_file(args.json, argument="--json", overwrite=args.overwrite, inputs=[args.config, args.data])
     if not 0 < args.val_fraction < 1:
@@ -66,20 +80,44 @@ def cmd_tune(args) -> int:
     if args.model in CONTENT_KINDS:
         if data.item_features is None:
             raise ValueError(f"--model {args.model}: the data has no item side information to embed")
-        features = text_features(item_texts(data), cache_dir=out_dir.parent / ".mmrec_cache",
-                                 device=args.device, progress=not args.no_progress)
+        features = text_features(
+            item_texts(data),
+            cache_dir=out_dir.parent / ".mmrec_cache",
+            device=args.device,
+            progress=not args.no_progress,
+        )
         blocks = {"text": (0, features.shape[1])}
     budget = {"trials": args.trials, "seconds": args.seconds}
-    model = train_model(args.model, data.n_users, data.n_items, train, features=features, feature_blocks=blocks,
-                        tune=True, budget=budget, seed=args.seed, val_fraction=args.val_fraction,
-                        relevance=relevance, progress=not args.no_progress, log=print)
+    model = train_model(
+        args.model,
+        data.n_users,
+        data.n_items,
+        train,
+        features=features,
+        feature_blocks=blocks,
+        tune=True,
+        budget=budget,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        relevance=relevance,
+        progress=not args.no_progress,
+        log=print,
+    )
     tuning = model.tuning
     binary = split.train_matrix
     labels = json.dumps(item_titles(data))
-    out = save_model(model, out_dir, user_map=data.user_map, item_map=data.item_map, overwrite=args.overwrite,
-                     metadata={"data": data_options, "split": split_cfg, "all_data": False, "tuning": tuning},
-                     extra_files={"train_matrix.npz": lambda path: sp.save_npz(path, binary),
-                                  "item_labels.json": lambda path: path.write_text(labels, encoding="utf-8")})
+    out = save_model(
+        model,
+        out_dir,
+        user_map=data.user_map,
+        item_map=data.item_map,
+        overwrite=args.overwrite,
+        metadata={"data": data_options, "split": split_cfg, "all_data": False, "tuning": tuning},
+        extra_files={
+            "train_matrix.npz": lambda path: sp.save_npz(path, binary),
+            "item_labels.json": lambda path: path.write_text(labels, encoding="utf-8"),
+        },
+    )
     best = max(tuning["trials"], key=lambda t: (t["score"], -t["index"]))
     print(f"best of {len(tuning['trials'])} trials: {tuning['params']} (validation ndcg@10 {best['score']:.4f})")
     print(f"saved tuned {args.model} model to {out}; test metrics: mmrec-fast evaluate --model {out}")

@@ -38,8 +38,10 @@ def to_numpy(x, name: str) -> np.ndarray:
     """
     if isinstance(x, np.ma.MaskedArray):
         if np.ma.getmask(x) is not np.ma.nomask and np.ma.getmaskarray(x).any():
-            raise ValueError(f"{name}: masked arrays with masked entries are not supported; fill them "
-                             f"(x.filled(value)) or drop them first")
+            raise ValueError(
+                f"{name}: masked arrays with masked entries are not supported; fill them "
+                f"(x.filled(value)) or drop them first"
+            )
         return np.asarray(x.data)
     if isinstance(x, np.ndarray):
         return x
@@ -72,23 +74,22 @@ def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "")
     """
     arr = to_numpy(x, name)
     if arr.dtype == object or arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name}: expected a real numeric array (float16/32/64 or integer), "
-                         f"got dtype {arr.dtype}")
+        raise ValueError(f"{name}: expected a real numeric array (float16/32/64 or integer), got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array (rows x dimensions), got shape {arr.shape}")
     if arr.shape[1] < 1:
         raise ValueError(f"{name}: embedding dimension must be at least 1, got shape {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
-        raise ValueError(f"{name}: has {arr.shape[1]} dimensions but {dim_from} has {dim} "
-                         f"(shapes must be (U, d) and (I, d))")
+        raise ValueError(
+            f"{name}: has {arr.shape[1]} dimensions but {dim_from} has {dim} (shapes must be (U, d) and (I, d))"
+        )
     # min/max propagate NaN and expose inf: one pass each and no temporary as large as the input
     # (np.isfinite(arr).all() would allocate a U x d / I x d boolean array).
     # (Two checks, not one of min + max: that sum overflows for huge finite values.)
     if arr.dtype.kind == "f" and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
-        raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); "
-                         f"all values must be finite")
+        raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); all values must be finite")
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size and max(-arr.min(), arr.max()) > FLOAT32_MAX:
         raise ValueError(f"{name}: values exceed the float32 range (|x| > {FLOAT32_MAX:.3g})")
     return np.ascontiguousarray(arr, dtype=np.float32)
@@ -113,8 +114,9 @@ def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str =
 
         floating = x.is_floating_point()
         if x.is_complex() or x.dtype == torch.bool:
-            raise ValueError(f"{name}: expected a real numeric tensor (float16/bfloat16/32/64 or integer), "
-                             f"got dtype {x.dtype}")
+            raise ValueError(
+                f"{name}: expected a real numeric tensor (float16/bfloat16/32/64 or integer), got dtype {x.dtype}"
+            )
         x = x.detach()
         shape, ndim = tuple(x.shape), x.dim()
     else:
@@ -127,8 +129,9 @@ def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str =
     if shape[1] < 1:
         raise ValueError(f"{name}: embedding dimension must be at least 1, got shape {shape}")
     if dim is not None and shape[1] != dim:
-        raise ValueError(f"{name}: has {shape[1]} dimensions but {dim_from} has {dim} "
-                         f"(shapes must be (U, d) and (I, d))")
+        raise ValueError(
+            f"{name}: has {shape[1]} dimensions but {dim_from} has {dim} (shapes must be (U, d) and (I, d))"
+        )
     if floating and shape[0]:
         # Python floats (float64) of the two extremes: NaN propagates through min/max, inf shows.
         lo, hi = float(x.min()), float(x.max())
@@ -141,8 +144,9 @@ def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str =
                 first = cupy.argwhere(~cupy.isfinite(x))[0]
             bad = tuple(int(v) for v in _arrays.asnumpy(first))
             kind = "NaN" if np.isnan(float(x[bad])) else "inf"
-            raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); "
-                             f"all values must be finite")
+            raise ValueError(
+                f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); all values must be finite"
+            )
         if max(-lo, hi) > FLOAT32_MAX:
             raise ValueError(f"{name}: values exceed the float32 range (|x| > {FLOAT32_MAX:.3g})")
     if fam == "torch":
@@ -183,9 +187,11 @@ def check_k(k, n_users: int = 1) -> int:
     k = check_positive_int(k, "k")
     need = k * max(1, int(n_users)) * _SLOT_BYTES
     if need > _physical_memory():
-        raise ValueError(f"k: {k:,} slots for {n_users:,} users need {need / 2**30:,.1f} GiB of output, more "
-                         f"than this machine's memory ({_physical_memory() / 2**30:,.1f} GiB); lists longer "
-                         "than the catalogue are padded, so k beyond the number of items only adds padding")
+        raise ValueError(
+            f"k: {k:,} slots for {n_users:,} users need {need / 2**30:,.1f} GiB of output, more "
+            f"than this machine's memory ({_physical_memory() / 2**30:,.1f} GiB); lists longer "
+            "than the catalogue are padded, so k beyond the number of items only adds padding"
+        )
     return k
 
 
@@ -210,7 +216,7 @@ def max_row_norm(x: np.ndarray, chunk: int = 4096) -> float:
         return _arrays.max_row_norm(x)
     best = 0.0
     for start in range(0, x.shape[0], chunk):
-        block = x[start:start + chunk].astype(np.float64)
+        block = x[start : start + chunk].astype(np.float64)
         best = max(best, float(np.sqrt(np.einsum("ij,ij->i", block, block).max(initial=0.0))))
     return best
 
@@ -224,8 +230,14 @@ def max_abs(x: np.ndarray) -> float:
     return float(max(-x.min(), x.max())) if x.size else 0.0
 
 
-def check_score_range(users: np.ndarray, items: np.ndarray, temperature: float, *,
-                      items_max_abs: float | None = None, items_max_norm: float | None = None) -> None:
+def check_score_range(
+    users: np.ndarray,
+    items: np.ndarray,
+    temperature: float,
+    *,
+    items_max_abs: float | None = None,
+    items_max_norm: float | None = None,
+) -> None:
     """Reject inputs whose float32 scores (or scores / temperature) could overflow.
 
     Every score obeys ``|u . v| <= d * max|u_k| * max|v_k|`` (cheap: one min/max pass) and, tighter,
@@ -246,11 +258,15 @@ def check_score_range(users: np.ndarray, items: np.ndarray, temperature: float, 
             items_max_norm = max_row_norm(items)
         bound = min(bound, max_row_norm(users) * items_max_norm)
     if bound > _SCORE_LIMIT:
-        raise ValueError(f"users, items: scores could overflow float32 (max|u| * max|v| = {bound:.3g} > "
-                         f"{_SCORE_LIMIT:.3g}); rescale the embeddings")
+        raise ValueError(
+            f"users, items: scores could overflow float32 (max|u| * max|v| = {bound:.3g} > "
+            f"{_SCORE_LIMIT:.3g}); rescale the embeddings"
+        )
     if bound / temperature > _SCORE_LIMIT:
-        raise ValueError(f"temperature: {temperature:g} is too small for these scores "
-                         f"(max|score| / temperature could reach {bound / temperature:.3g}, beyond float32)")
+        raise ValueError(
+            f"temperature: {temperature:g} is too small for these scores "
+            f"(max|score| / temperature could reach {bound / temperature:.3g}, beyond float32)"
+        )
 
 
 def as_index_array(x, name: str, upper: int, *, upper_name: str) -> np.ndarray:
@@ -293,8 +309,9 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
         return np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if hasattr(exclude, "tocsr") and hasattr(exclude, "shape"):
         if tuple(exclude.shape) != (n_users, n_items):
-            raise ValueError(f"exclude: sparse matrix has shape {tuple(exclude.shape)}, "
-                             f"expected (U, I) = ({n_users}, {n_items})")
+            raise ValueError(
+                f"exclude: sparse matrix has shape {tuple(exclude.shape)}, expected (U, I) = ({n_users}, {n_items})"
+            )
         csr = exclude.tocsr()
         indptr, indices = csr.indptr, csr.indices
     elif isinstance(exclude, tuple) and len(exclude) == 2:
@@ -302,29 +319,39 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
     elif isinstance(exclude, list):
         # A list is one id sequence per user -- never guessed to be (indptr, indices).
         if len(exclude) != n_users:
-            raise ValueError(f"exclude: a list must hold one id sequence per user (U = {n_users}), "
-                             f"got {len(exclude)} entries; pass (indptr, indices) as a tuple")
+            raise ValueError(
+                f"exclude: a list must hold one id sequence per user (U = {n_users}), "
+                f"got {len(exclude)} entries; pass (indptr, indices) as a tuple"
+            )
         rows = [to_numpy(row, f"exclude[{u}]") for u, row in enumerate(exclude)]
         for u, row in enumerate(rows):
             if row.ndim != 1:
                 raise ValueError(f"exclude[{u}]: expected a 1-D sequence of item ids, got shape {row.shape}")
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum([row.shape[0] for row in rows], out=indptr[1:])
-        indices = (np.concatenate([row if row.size else row.astype(np.int64) for row in rows])
-                   if rows else np.zeros(0, dtype=np.int64))
+        indices = (
+            np.concatenate([row if row.size else row.astype(np.int64) for row in rows])
+            if rows
+            else np.zeros(0, dtype=np.int64)
+        )
     else:
-        raise ValueError("exclude: expected a scipy.sparse matrix of shape (U, I), a tuple (indptr, indices) "
-                         f"or a list of one id sequence per user, got {type(exclude).__name__}")
+        raise ValueError(
+            "exclude: expected a scipy.sparse matrix of shape (U, I), a tuple (indptr, indices) "
+            f"or a list of one id sequence per user, got {type(exclude).__name__}"
+        )
     indptr = to_numpy(indptr, "exclude indptr")
     indices = to_numpy(indices, "exclude indices")
     if indptr.ndim != 1 or indptr.shape[0] != n_users + 1 or indptr.dtype.kind not in "iu":
-        raise ValueError(f"exclude: indptr must be a 1-D integer array of length U + 1 = {n_users + 1}, "
-                         f"got shape {indptr.shape} dtype {indptr.dtype}")
+        raise ValueError(
+            f"exclude: indptr must be a 1-D integer array of length U + 1 = {n_users + 1}, "
+            f"got shape {indptr.shape} dtype {indptr.dtype}"
+        )
     indptr = indptr.astype(np.int64)
     indices = as_index_array(indices, "exclude", n_items, upper_name=f"I = {n_items} items")
     if indptr[0] != 0 or indptr[-1] != indices.shape[0] or np.any(np.diff(indptr) < 0):
-        raise ValueError(f"exclude: indptr must start at 0, never decrease and end at len(indices) = "
-                         f"{indices.shape[0]}")
+        raise ValueError(
+            f"exclude: indptr must start at 0, never decrease and end at len(indices) = {indices.shape[0]}"
+        )
     if indices.size == 0:
         return indptr, indices
     rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
@@ -341,7 +368,7 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
 
 def exclusion_range(indptr: np.ndarray, indices: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """The CSR (indptr, indices) of the contiguous rows start:stop (views where possible)."""
-    return indptr[start:stop + 1] - indptr[start], indices[indptr[start]:indptr[stop]]
+    return indptr[start : stop + 1] - indptr[start], indices[indptr[start] : indptr[stop]]
 
 
 def exclusion_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

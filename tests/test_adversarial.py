@@ -61,8 +61,11 @@ def test_exclude_list_errors_name_the_argument(rng):
 def test_masked_arrays_refused_unless_nothing_is_masked(rng):
     users, items = rng.normal(size=(2, 4)), rng.normal(size=(20, 4))
     masked = np.ma.masked_invalid(np.where(np.eye(20, 4) > 0, np.nan, items))
-    for call in (lambda: mf.topk(users, masked, 3), lambda: mf.score(users, masked),
-                 lambda: mf.topk(np.ma.masked_array(users, mask=[[1, 0, 0, 0], [0] * 4]), items, 3)):
+    for call in (
+        lambda: mf.topk(users, masked, 3),
+        lambda: mf.score(users, masked),
+        lambda: mf.topk(np.ma.masked_array(users, mask=[[1, 0, 0, 0], [0] * 4]), items, 3),
+    ):
         with pytest.raises(ValueError, match="(items|users): masked arrays with masked entries"):
             call()
     clean = mf.topk(users, np.ma.masked_array(items, mask=False), 3)
@@ -161,8 +164,9 @@ def test_merge_rejects_overlaps_and_bad_arguments():
     with pytest.raises(TypeError, match="parts: expected a sequence of TopK"):
         mf.merge_topk(a)
     padded = mf.TopK(np.array([[4, -1]]), np.array([[1.0, -np.inf]], dtype=np.float32), np.array([1.0]))
-    mf.merge_topk([padded, mf.TopK(np.array([[5, -1]]), np.array([[0.0, -np.inf]], dtype=np.float32),
-                                   np.array([0.0]))])  # -1 padding in two parts is not an overlap
+    mf.merge_topk(
+        [padded, mf.TopK(np.array([[5, -1]]), np.array([[0.0, -np.inf]], dtype=np.float32), np.array([0.0]))]
+    )  # -1 padding in two parts is not an overlap
 
 
 # -- 9. errors, not crashes --------------------------------------------------------------------------
@@ -176,8 +180,9 @@ def test_huge_float16_values_are_scored(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_PARAMS)
-@pytest.mark.parametrize("bad", [np.array([[1e308, 1e308]]), np.array([[2e38, 3e38]], dtype=np.float32)],
-                         ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "bad", [np.array([[1e308, 1e308]]), np.array([[2e38, 3e38]], dtype=np.float32)], ids=["f64", "f32"]
+)
 def test_huge_finite_values_give_a_value_error(backend, bad):
     other = np.ones((3, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="(users|items|temperature)"):
@@ -233,8 +238,9 @@ def _hypothesis_case(backend, problem):
     users, items, k, exclude, temperature, kind = problem
     result = mf.topk(users, items, k, exclude=exclude, temperature=temperature, backend=backend)
     # Exact ids where the float32 scores are exact (small integers / zeros).
-    assert_topk_matches(result, users, items, k, exclude=exclude, temperature=temperature,
-                        exact_ids=kind in ("ties", "signed-zeros"))
+    assert_topk_matches(
+        result, users, items, k, exclude=exclude, temperature=temperature, exact_ids=kind in ("ties", "signed-zeros")
+    )
     _check_invariants(result, temperature)
     # Probabilities of the listed items never sum above 1 (beyond float rounding) where float64 can
     # resolve the normaliser's excess over the top term.
@@ -247,16 +253,18 @@ def _hypothesis_case(backend, problem):
 
 
 @pytest.mark.parametrize("backend", CPU_PARAMS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(problem=extreme_problems())
 def test_extremes_property(backend, problem):
     _hypothesis_case(backend, problem)
 
 
 @pytest.mark.parametrize("level", _native_levels())
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(problem=extreme_problems())
 def test_extremes_property_every_simd_level(monkeypatch, level, problem):
     monkeypatch.setenv("MMREC_FAST_SIMD", level)
@@ -279,6 +287,5 @@ def test_unusual_memory_layouts(backend, layout, rng, tmp_path):
     else:
         items = np.asfortranarray(items)
     result = mf.topk(users, items, 7, backend=backend, exclude=[[0, 1], [], list(range(80)), [5]])
-    assert_topk_matches(result, users, np.ascontiguousarray(items), 7,
-                        exclude=[[0, 1], [], list(range(80)), [5]])
+    assert_topk_matches(result, users, np.ascontiguousarray(items), 7, exclude=[[0, 1], [], list(range(80)), [5]])
     assert np.all(result.indices[2] == -1) and np.isneginf(result.log_normalizer[2])

@@ -26,7 +26,7 @@ from mmrec_fast.data import IdMap, load_grouplens, load_interactions
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-U64_MAX = 2 ** 64 - 1
+U64_MAX = 2**64 - 1
 GENRES = 19
 
 
@@ -53,6 +53,7 @@ def _text(name: str, data, **_):
         path = tmp / name
         path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
         return path
+
     return write
 
 
@@ -62,6 +63,7 @@ def _gz(name: str, data: bytes, truncate: int | None = None):
         path = tmp / name
         path.write_bytes(blob[:truncate] if truncate else blob)
         return path
+
     return write
 
 
@@ -71,13 +73,13 @@ def _parquet(u, i=None, names=("u", "i")):
         path = tmp / "log.parquet"
         pq.write_table(pa.Table.from_arrays(cols, names=list(names)), path)
         return path
+
     return write
 
 
 def _parquet_dup_columns(tmp: Path) -> Path:
     path = tmp / "dup.parquet"
-    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])],
-                                        names=["u", "u", "i"]), path)
+    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])], names=["u", "u", "i"]), path)
     return path
 
 
@@ -88,11 +90,13 @@ def _grouplens(*, data="1\t10\t5\t100\n2\t20\t3\t200\n", item=None, genre=None, 
         folder = tmp / "ml"
         folder.mkdir()
         (folder / "u.data").write_bytes(data_bytes if data_bytes is not None else data.encode())
-        (folder / "u.item").write_bytes((item if item is not None else
-                                         f"10|A (1990)|||x|{flags}\n20|B (1991)|||y|{flags}\n").encode("latin-1"))
+        (folder / "u.item").write_bytes(
+            (item if item is not None else f"10|A (1990)|||x|{flags}\n20|B (1991)|||y|{flags}\n").encode("latin-1")
+        )
         if genre is not None:
             (folder / "u.genre").write_text(genre)
         return folder
+
     return write
 
 
@@ -100,18 +104,38 @@ _GENRE_OK = "".join(f"g{j}|{j}\n" for j in range(GENRES))
 
 CASES = [
     # -- ids beyond int64, floats, NaN: exact round trip or an error naming file and column -------
-    Case("uint64-max-and-minus-one", "ids", _text("log.csv", f"u,i\n{U64_MAX},1\n-1,2\n"),
-         users=[str(U64_MAX), "-1"], items=[1, 2]),
-    Case("uint64-max-alone", "ids", _text("log.csv", f"u,i\n{U64_MAX},1\n5,2\n"),
-         users=[str(U64_MAX), "5"], items=[1, 2]),
-    Case("1e20-and-int", "ids", _text("log.csv", "u,i\n1e20,1\n5,2\n"),
-         users=["100000000000000000000", "5"], items=[1, 2]),
-    Case("25-digit-id", "ids", _text("log.csv", "u,i\n1234567890123456789012345,1\n5,2\n"),
-         users=["1234567890123456789012345", "5"], items=[1, 2]),
-    Case("2^53+1-beside-float", "ids", _text("log.csv", "u,i\n9007199254740993,1\n1.0,2\n"),
-         users=[9007199254740993, 1], items=[1, 2]),
-    Case("leading-zero-vs-plain", "ids", _text("log.csv", "u,i\n007,1\n7,2\n"),
-         users=["007", "7"], items=[1, 2]),
+    Case(
+        "uint64-max-and-minus-one",
+        "ids",
+        _text("log.csv", f"u,i\n{U64_MAX},1\n-1,2\n"),
+        users=[str(U64_MAX), "-1"],
+        items=[1, 2],
+    ),
+    Case(
+        "uint64-max-alone", "ids", _text("log.csv", f"u,i\n{U64_MAX},1\n5,2\n"), users=[str(U64_MAX), "5"], items=[1, 2]
+    ),
+    Case(
+        "1e20-and-int",
+        "ids",
+        _text("log.csv", "u,i\n1e20,1\n5,2\n"),
+        users=["100000000000000000000", "5"],
+        items=[1, 2],
+    ),
+    Case(
+        "25-digit-id",
+        "ids",
+        _text("log.csv", "u,i\n1234567890123456789012345,1\n5,2\n"),
+        users=["1234567890123456789012345", "5"],
+        items=[1, 2],
+    ),
+    Case(
+        "2^53+1-beside-float",
+        "ids",
+        _text("log.csv", "u,i\n9007199254740993,1\n1.0,2\n"),
+        users=[9007199254740993, 1],
+        items=[1, 2],
+    ),
+    Case("leading-zero-vs-plain", "ids", _text("log.csv", "u,i\n007,1\n7,2\n"), users=["007", "7"], items=[1, 2]),
     Case("float-written-ints", "ids", _text("log.csv", "u,i\n1.0,1\n2.0,2\n"), users=[1, 2], items=[1, 2]),
     Case("non-integer-float", "ids", _text("log.csv", "u,i\n1.5,1\n2,2\n"), error=r"column 'u'.*non-integer.*1\.5"),
     Case("nan-token", "ids", _text("log.csv", "u,i\nNaN,1\n2,2\n"), error=r"column 'u' has 1 missing id.*row 0"),
@@ -123,44 +147,93 @@ CASES = [
     Case("whitespace-around-ids", "ids", _text("log.csv", "u,i\n 1 ,1\n1,2\n"), users=[1, 1], items=[1, 2]),
     Case("inf-token-is-text", "ids", _text("log.csv", "u,i\ninf,1\n2,2\n"), users=["inf", "2"], items=[1, 2]),
     # -- Parquet id types ---------------------------------------------------------------------
-    Case("parquet-uint64", "parquet", _parquet(pa.array([U64_MAX, 1], pa.uint64())),
-         users=[str(U64_MAX), "1"], items=[0, 1]),
+    Case(
+        "parquet-uint64",
+        "parquet",
+        _parquet(pa.array([U64_MAX, 1], pa.uint64())),
+        users=[str(U64_MAX), "1"],
+        items=[0, 1],
+    ),
     Case("parquet-uint64-small", "parquet", _parquet(pa.array([3, 1], pa.uint64())), users=[3, 1], items=[0, 1]),
-    Case("parquet-uint64-null", "parquet", _parquet(pa.array([U64_MAX, None], pa.uint64())),
-         error=r"column 'u' has 1 missing id"),
-    Case("parquet-float-1e20", "parquet", _parquet(pa.array([1e20, 5.0])),
-         users=["100000000000000000000", "5"], items=[0, 1]),
+    Case(
+        "parquet-uint64-null",
+        "parquet",
+        _parquet(pa.array([U64_MAX, None], pa.uint64())),
+        error=r"column 'u' has 1 missing id",
+    ),
+    Case(
+        "parquet-float-1e20",
+        "parquet",
+        _parquet(pa.array([1e20, 5.0])),
+        users=["100000000000000000000", "5"],
+        items=[0, 1],
+    ),
     Case("parquet-list", "parquet", _parquet(pa.array([[1, 2], [3]])), error=r"column 'u' holds list"),
     Case("parquet-struct", "parquet", _parquet(pa.array([{"a": 1}, {"a": 2}])), error=r"column 'u' holds struct"),
     Case("parquet-bool", "parquet", _parquet(pa.array([True, False])), error=r"column 'u' holds boolean"),
-    Case("parquet-timestamp", "parquet", _parquet(pa.array([1, 2], pa.timestamp("s"))),
-         error=r"column 'u' holds date/time"),
+    Case(
+        "parquet-timestamp",
+        "parquet",
+        _parquet(pa.array([1, 2], pa.timestamp("s"))),
+        error=r"column 'u' holds date/time",
+    ),
     Case("parquet-binary", "parquet", _parquet(pa.array([b"a", b"b"])), error=r"column 'u' holds binary"),
-    Case("parquet-dictionary", "parquet", _parquet(pa.array(["b", "a"]).dictionary_encode()),
-         users=["b", "a"], items=[0, 1]),
+    Case(
+        "parquet-dictionary",
+        "parquet",
+        _parquet(pa.array(["b", "a"]).dictionary_encode()),
+        users=["b", "a"],
+        items=[0, 1],
+    ),
     Case("parquet-duplicate-column", "parquet", _parquet_dup_columns, error=r"column 'u' appears 2 times"),
     # -- encodings and compression --------------------------------------------------------------
-    Case("latin-1-as-utf-8", "encoding", _text("log.csv", "u,i\ncaf\xe9,1\n".encode("latin-1")),
-         error=r"not valid utf-8 text.*encoding="),
-    Case("latin-1-declared", "encoding", _text("log.csv", "u,i\ncaf\xe9,1\n".encode("latin-1")),
-         users=["caf\xe9"], items=[1], kwargs={"encoding": "latin-1"}),
+    Case(
+        "latin-1-as-utf-8",
+        "encoding",
+        _text("log.csv", "u,i\ncaf\xe9,1\n".encode("latin-1")),
+        error=r"not valid utf-8 text.*encoding=",
+    ),
+    Case(
+        "latin-1-declared",
+        "encoding",
+        _text("log.csv", "u,i\ncaf\xe9,1\n".encode("latin-1")),
+        users=["caf\xe9"],
+        items=[1],
+        kwargs={"encoding": "latin-1"},
+    ),
     Case("utf-16-as-utf-8", "encoding", _text("log.csv", "u,i\n1,2\n".encode("utf-16")), error=r"NUL bytes.*UTF-16"),
-    Case("utf-16-declared", "encoding", _text("log.csv", "u,i\n1,2\n".encode("utf-16")),
-         users=[1], items=[2], kwargs={"encoding": "utf-16"}),
+    Case(
+        "utf-16-declared",
+        "encoding",
+        _text("log.csv", "u,i\n1,2\n".encode("utf-16")),
+        users=[1],
+        items=[2],
+        kwargs={"encoding": "utf-16"},
+    ),
     Case("binary-bytes", "encoding", _text("log.csv", bytes(range(256)) * 4), error=r"NUL bytes"),
     Case("utf-8-bom", "encoding", _text("log.csv", "\ufeffu,i\n1,2\n"), users=[1], items=[2]),
-    Case("unknown-encoding", "encoding", _text("log.csv", "u,i\n1,2\n"), error=r"encoding: unknown",
-         kwargs={"encoding": "klingon-8"}),
+    Case(
+        "unknown-encoding",
+        "encoding",
+        _text("log.csv", "u,i\n1,2\n"),
+        error=r"encoding: unknown",
+        kwargs={"encoding": "klingon-8"},
+    ),
     Case("gz-not-gzip", "encoding", _text("log.csv.gz", "u,i\n1,2\n"), error=r"not a valid gzip file"),
-    Case("gz-truncated", "encoding", _gz("log.csv.gz", b"u,i\n" + b"1,2\n" * 5000, truncate=40),
-         error=r"not a valid gzip file|cannot parse"),
+    Case(
+        "gz-truncated",
+        "encoding",
+        _gz("log.csv.gz", b"u,i\n" + b"1,2\n" * 5000, truncate=40),
+        error=r"not a valid gzip file|cannot parse",
+    ),
     Case("gz-good", "encoding", _gz("log.csv.gz", b"u,i\n1,2\n3,4\n"), users=[1, 3], items=[2, 4]),
     # -- table structure --------------------------------------------------------------------------
     Case("empty-file", "structure", _text("log.csv", ""), error=r"the file is empty"),
     Case("only-newlines", "structure", _text("log.csv", "\n\n\n"), error=r"the file is empty"),
     Case("header-only", "structure", _text("log.csv", "u,i\n"), error=r"no interaction rows"),
-    Case("duplicate-header-column", "structure", _text("log.csv", "u,u,i\n1,2,3\n"),
-         error=r"column 'u' appears 2 times"),
+    Case(
+        "duplicate-header-column", "structure", _text("log.csv", "u,u,i\n1,2,3\n"), error=r"column 'u' appears 2 times"
+    ),
     Case("duplicate-unused-column", "structure", _text("log.csv", "x,x,u,i\n1,2,3,4\n"), users=[3], items=[4]),
     Case("crlf", "structure", _text("log.csv", "u,i\r\n1,2\r\n3,4\r\n"), users=[1, 3], items=[2, 4]),
     Case("quoted-separator", "structure", _text("log.csv", 'u,i\n"a,b",1\n"c",2\n'), users=["a,b", "c"], items=[1, 2]),
@@ -169,26 +242,76 @@ CASES = [
     Case("spaces-in-header", "structure", _text("log.csv", " u , i \n1,2\n"), users=[1], items=[2]),
     Case("missing-column", "structure", _text("log.csv", "user,i\n1,2\n"), error=r"missing column\(s\) \['u'\]"),
     Case("semicolon-sep", "structure", _text("log.txt", "u;i\n1;2\n"), users=[1], items=[2], kwargs={"sep": ";"}),
-    Case("multichar-sep", "structure", _text("log.dat", "u::i\n1::2\n3::4\n"), users=[1, 3], items=[2, 4],
-         kwargs={"sep": "::"}),
-    Case("same-user-and-item-column", "structure", _text("log.csv", "u,i\n1,2\n"), error=r"item_col",
-         kwargs={"item_col": "u"}),
+    Case(
+        "multichar-sep",
+        "structure",
+        _text("log.dat", "u::i\n1::2\n3::4\n"),
+        users=[1, 3],
+        items=[2, 4],
+        kwargs={"sep": "::"},
+    ),
+    Case(
+        "same-user-and-item-column",
+        "structure",
+        _text("log.csv", "u,i\n1,2\n"),
+        error=r"item_col",
+        kwargs={"item_col": "u"},
+    ),
     # -- GroupLens layout --------------------------------------------------------------------------
-    Case("genre-index-not-int", "grouplens", _grouplens(genre="a|x\n"), error=r"u\.genre.*genre indices", loader="grouplens"),
-    Case("genre-one-column", "grouplens", _grouplens(genre="a\nb\n"), error=r"u\.genre.*name\|index", loader="grouplens"),
-    Case("genre-gap", "grouplens", _grouplens(genre="".join(f"g{j}|{2 * j}\n" for j in range(GENRES))),
-         error=r"u\.genre.*0\.\.18", loader="grouplens"),
-    Case("genre-count-mismatch", "grouplens", _grouplens(genre="a|0\nb|1\n"), error=r"u\.item.*19 genre flag",
-         loader="grouplens"),
+    Case(
+        "genre-index-not-int",
+        "grouplens",
+        _grouplens(genre="a|x\n"),
+        error=r"u\.genre.*genre indices",
+        loader="grouplens",
+    ),
+    Case(
+        "genre-one-column", "grouplens", _grouplens(genre="a\nb\n"), error=r"u\.genre.*name\|index", loader="grouplens"
+    ),
+    Case(
+        "genre-gap",
+        "grouplens",
+        _grouplens(genre="".join(f"g{j}|{2 * j}\n" for j in range(GENRES))),
+        error=r"u\.genre.*0\.\.18",
+        loader="grouplens",
+    ),
+    Case(
+        "genre-count-mismatch",
+        "grouplens",
+        _grouplens(genre="a|0\nb|1\n"),
+        error=r"u\.item.*19 genre flag",
+        loader="grouplens",
+    ),
     Case("genre-ok", "grouplens", _grouplens(genre=_GENRE_OK), users=[1, 2], items=[10, 20], loader="grouplens"),
-    Case("flag-not-0-1", "grouplens", _grouplens(item="10|A|||x|" + "|".join(["2"] + ["0"] * 18) + "\n"),
-         error=r"u\.item.*0 or 1", loader="grouplens"),
-    Case("u.data-utf-16", "grouplens", _grouplens(data_bytes="1\t10\t5\t100\n".encode("utf-16")),
-         error=r"u\.data.*NUL bytes", loader="grouplens"),
-    Case("u.item-text-ids-vs-int-log", "grouplens", _grouplens(item=f"007|A|||x|{'|'.join(['0'] * GENRES)}\n"),
-         error=r"u\.item.*text", loader="grouplens"),
-    Case("u.data-id-beyond-int64", "grouplens", _grouplens(data=f"{U64_MAX}\t10\t5\t100\n"),
-         users=[str(U64_MAX)], items=[10], loader="grouplens"),
+    Case(
+        "flag-not-0-1",
+        "grouplens",
+        _grouplens(item="10|A|||x|" + "|".join(["2"] + ["0"] * 18) + "\n"),
+        error=r"u\.item.*0 or 1",
+        loader="grouplens",
+    ),
+    Case(
+        "u.data-utf-16",
+        "grouplens",
+        _grouplens(data_bytes="1\t10\t5\t100\n".encode("utf-16")),
+        error=r"u\.data.*NUL bytes",
+        loader="grouplens",
+    ),
+    Case(
+        "u.item-text-ids-vs-int-log",
+        "grouplens",
+        _grouplens(item=f"007|A|||x|{'|'.join(['0'] * GENRES)}\n"),
+        error=r"u\.item.*text",
+        loader="grouplens",
+    ),
+    Case(
+        "u.data-id-beyond-int64",
+        "grouplens",
+        _grouplens(data=f"{U64_MAX}\t10\t5\t100\n"),
+        users=[str(U64_MAX)],
+        items=[10],
+        loader="grouplens",
+    ),
 ]
 
 
@@ -224,6 +347,7 @@ def outcome(case: Case, tmp: Path, strict: bool = True) -> tuple[str, str]:
         if case.error is None:
             return "wrong result", f"unexpected ValueError: {msg}"
         import re
+
         needs_file = not case.error.startswith(("encoding:", "item_col"))
         if needs_file and _error_file(case, path) not in msg:
             return "crash", f"error does not name the file: {msg}"
@@ -266,8 +390,9 @@ def test_csv_and_parquet_give_the_same_ids(tmp_path):
 
     frame = pd.DataFrame({"u": ["007", "7", "x", "007"], "i": [U64_MAX, 1, 2, 1]})
     frame.to_csv(tmp_path / "log.csv", index=False)
-    pq.write_table(pa.table({"u": pa.array(frame["u"]), "i": pa.array(frame["i"], pa.uint64())}),
-                   tmp_path / "log.parquet")
+    pq.write_table(
+        pa.table({"u": pa.array(frame["u"]), "i": pa.array(frame["i"], pa.uint64())}), tmp_path / "log.parquet"
+    )
     a = load_interactions(tmp_path / "log.csv", user_col="u", item_col="i")
     b = load_interactions(tmp_path / "log.parquet", user_col="u", item_col="i")
     assert a.user_map == b.user_map and a.item_map == b.item_map
@@ -278,15 +403,15 @@ def test_csv_and_parquet_give_the_same_ids(tmp_path):
 def test_random_integer_ids_round_trip(tmp_path, rng):
     # Random ids over the whole int64/uint64 range, written as text: every one comes back exactly,
     # and two different ids never share a code (the bug: wrapping merged users).
-    ids = [int(v) for v in rng.integers(-2 ** 63, 2 ** 63 - 1, size=40, dtype=np.int64)]
-    ids += [int(v) for v in rng.integers(2 ** 63, U64_MAX, size=40, dtype=np.uint64, endpoint=True)]
-    ids += [2 ** 63 - 1, -2 ** 63, 2 ** 63, U64_MAX, U64_MAX + 1, 10 ** 30]
+    ids = [int(v) for v in rng.integers(-(2**63), 2**63 - 1, size=40, dtype=np.int64)]
+    ids += [int(v) for v in rng.integers(2**63, U64_MAX, size=40, dtype=np.uint64, endpoint=True)]
+    ids += [2**63 - 1, -(2**63), 2**63, U64_MAX, U64_MAX + 1, 10**30]
     path = tmp_path / "log.csv"
     path.write_text("u,i\n" + "".join(f"{v},{j}\n" for j, v in enumerate(ids)))
     d = load_interactions(path, user_col="u", item_col="i")
     assert d.user_map.decode(d.users).tolist() == [str(v) for v in ids]
     assert d.n_users == len(set(ids))
-    small = [v for v in ids if -2 ** 63 <= v < 2 ** 63]
+    small = [v for v in ids if -(2**63) <= v < 2**63]
     path.write_text("u,i\n" + "".join(f"{v},{j}\n" for j, v in enumerate(small)))
     d = load_interactions(path, user_col="u", item_col="i")
     assert d.user_map.decode(d.users).tolist() == small and d.user_map.is_integer
@@ -296,8 +421,8 @@ def test_idmap_refuses_wrapping_ids():
     with pytest.raises(ValueError, match="exceed int64"):
         IdMap(np.array([U64_MAX, 1], dtype=np.uint64))
     with pytest.raises(ValueError, match="do not fit int64"):
-        IdMap(np.array([2 ** 64, 1], dtype=object))
-    m = IdMap([-1, -(2 ** 63), 5])
+        IdMap(np.array([2**64, 1], dtype=object))
+    m = IdMap([-1, -(2**63), 5])
     # uint64 max would wrap onto -1, 1e20 onto INT64_MIN: both are unknown ids, not matches.
     with pytest.raises(ValueError, match="unknown id"):
         m.encode(np.array([U64_MAX], dtype=np.uint64))
@@ -319,6 +444,7 @@ SETTINGS = {"name": "adversarial", "v": 1}
 
 def _keys(n, salt=""):
     import hashlib
+
     return [hashlib.sha256(f"{salt}{j}".encode()).hexdigest() for j in range(n)]
 
 
@@ -364,8 +490,7 @@ def test_nan_shard_is_damaged_and_recomputed(tmp_path):
     vecs = np.arange(12, dtype=np.float32).reshape(4, 3)
     bad = vecs.copy()
     bad[2, 1] = np.nan
-    np.savez(cache.path / "shard-00000000000000000001-aaaaaaaaaaaa.npz", keys=np.array(keys, dtype="U64"),
-             vectors=bad)
+    np.savez(cache.path / "shard-00000000000000000001-aaaaaaaaaaaa.npz", keys=np.array(keys, dtype="U64"), vectors=bad)
     fresh = EmbeddingCache(tmp_path, SETTINGS, dim=3)
     with pytest.warns(RuntimeWarning, match="NaN or infinite"):
         assert fresh.get_many(keys) == [None] * 4
@@ -407,7 +532,8 @@ def fresh_registry(monkeypatch, tmp_path):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "helper.py").write_text("VALUE = 1\n")
-    (pkg / "backend.py").write_text(textwrap.dedent("""
+    (pkg / "backend.py").write_text(
+        textwrap.dedent("""
         import builtins
         from . import helper
         if getattr(builtins, "_fakebk_interrupt", 0):
@@ -416,7 +542,8 @@ def fresh_registry(monkeypatch, tmp_path):
         BACKEND = "fake"
         def describe():
             return "fake backend"
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(registry._MODULES, "torch", "fakebk.backend")
     yield registry
@@ -426,6 +553,7 @@ def fresh_registry(monkeypatch, tmp_path):
 
 def test_ctrl_c_during_import_is_not_memoised(fresh_registry, monkeypatch):
     import builtins
+
     monkeypatch.setattr(builtins, "_fakebk_interrupt", 1, raising=False)
     with pytest.raises(KeyboardInterrupt):
         fresh_registry._load("torch")

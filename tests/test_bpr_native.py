@@ -24,8 +24,11 @@ def csr_parts(matrix):
     matrix = sp.csr_matrix(matrix)
     matrix.sort_indices()
     indptr = matrix.indptr.astype(np.int64)
-    return indptr, matrix.indices.astype(np.int32), np.repeat(np.arange(matrix.shape[0], dtype=np.int32),
-                                                            np.diff(indptr))
+    return (
+        indptr,
+        matrix.indices.astype(np.int32),
+        np.repeat(np.arange(matrix.shape[0], dtype=np.int32), np.diff(indptr)),
+    )
 
 
 def reference_triples(indptr, indices, user_of, n_items, n_samples, seed, max_tries):
@@ -37,7 +40,7 @@ def reference_triples(indptr, indices, user_of, n_items, n_samples, seed, max_tr
         state, bits = K.splitmix64(state)
         entry = ((bits >> 32) * nnz) >> 32
         user, pos = int(user_of[entry]), int(indices[entry])
-        row = list(indices[indptr[user]:indptr[user + 1]])
+        row = list(indices[indptr[user] : indptr[user + 1]])
         low, neg = bits & 0xFFFFFFFF, -1
         for attempt in range(max_tries):
             if attempt:
@@ -95,9 +98,10 @@ def matrix(request, rng):
 
 def test_sampler_follows_the_reference_rule(matrix):
     indptr, indices, user_of = csr_parts(matrix)
-    for seed in (0, 12345, 2 ** 64 - 1):
-        got = np.stack(K.sample_triples(indptr, indices, user_of, matrix.shape[1], 3000, np.uint64(seed),
-                                        K.MAX_TRIES), axis=1)
+    for seed in (0, 12345, 2**64 - 1):
+        got = np.stack(
+            K.sample_triples(indptr, indices, user_of, matrix.shape[1], 3000, np.uint64(seed), K.MAX_TRIES), axis=1
+        )
         want = reference_triples(indptr, indices, user_of, matrix.shape[1], 3000, seed, K.MAX_TRIES)
         np.testing.assert_array_equal(got, want)
 
@@ -147,8 +151,9 @@ def test_epoch_matches_reference(matrix, rng, dim, n_samples):
     seed, n_samples, lr, reg = np.uint64(99), n_samples or 2 * len(indices), 0.05, 0.02
     triples = np.stack(K.sample_triples(indptr, indices, user_of, n_items, n_samples, seed, K.MAX_TRIES), axis=1)
     want_u, want_i, want_b, want_loss = reference_epoch(users, items, bias, triples, lr, reg)
-    loss, steps, skipped = K.bpr_epoch(users, items, bias, indptr, indices, user_of, n_samples, lr, reg,
-                                       np.array([seed], dtype=np.uint64), K.MAX_TRIES)
+    loss, steps, skipped = K.bpr_epoch(
+        users, items, bias, indptr, indices, user_of, n_samples, lr, reg, np.array([seed], dtype=np.uint64), K.MAX_TRIES
+    )
     assert steps[0] == int((triples[:, 2] >= 0).sum()) and skipped[0] == n_samples - steps[0]
     np.testing.assert_allclose(users, want_u, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(items, want_i, rtol=1e-4, atol=1e-5)
@@ -160,8 +165,9 @@ def test_full_rows_skip_every_triple_and_change_nothing():
     matrix = sp.csr_matrix(np.ones((4, 6), dtype=np.float32))
     indptr, indices, user_of = csr_parts(matrix)
     users, items, bias = np.ones((4, 3), np.float32), np.ones((6, 3), np.float32), np.ones(6, np.float32)
-    loss, steps, skipped = K.bpr_epoch(users, items, bias, indptr, indices, user_of, 50, 0.1, 0.1,
-                                       K.epoch_seeds(0, 1, 3), K.MAX_TRIES)
+    loss, steps, skipped = K.bpr_epoch(
+        users, items, bias, indptr, indices, user_of, 50, 0.1, 0.1, K.epoch_seeds(0, 1, 3), K.MAX_TRIES
+    )
     assert steps.sum() == 0 and skipped.sum() == 50 and loss.sum() == 0
     assert np.all(users == 1) and np.all(items == 1) and np.all(bias == 1)
 
@@ -176,8 +182,9 @@ def test_huge_score_gaps_stay_finite():
         items = np.full((4, 2), -1e3 * sign, np.float32)
         items[0] = 1e3 * sign
         bias = np.zeros(4, np.float32)
-        loss, steps, _ = K.bpr_epoch(users, items, bias, indptr, indices, user_of, 30, 1e-12, 0.0,
-                                     K.epoch_seeds(0, 1, 1), K.MAX_TRIES)
+        loss, steps, _ = K.bpr_epoch(
+            users, items, bias, indptr, indices, user_of, 30, 1e-12, 0.0, K.epoch_seeds(0, 1, 1), K.MAX_TRIES
+        )
         assert np.isfinite(users).all() and np.isfinite(items).all() and np.isfinite(loss).all()
         assert steps.sum() == 30
         if sign > 0:  # ranked right by a mile: no loss, no gradient
@@ -302,9 +309,25 @@ def test_train_speed_script_runs(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "speed.json"
-    done = subprocess.run([sys.executable, "benchmarks/train_speed.py", "--sizes", "tiny", "--repeats", "1",
-                           "--dim", "8", "--no-memory", "--json", str(out)], cwd=root, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/train_speed.py",
+            "--sizes",
+            "tiny",
+            "--repeats",
+            "1",
+            "--dim",
+            "8",
+            "--no-memory",
+            "--json",
+            str(out),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())["results"]["tiny"]
     assert result["bpr"]["ours_samples_per_s"] > 0 and result["bpr"]["implicit_samples_per_s"] > 0
@@ -326,14 +349,19 @@ def test_chunks_on_one_thread_run_in_order_like_the_reference(rng):
     items = (rng.standard_normal((30, 3)) * 0.3).astype(np.float32)
     bias = np.zeros(30, np.float32)
     seeds, n_samples = K.epoch_seeds(5, 1, 3), 101
-    triples = np.concatenate([np.stack(K.sample_triples(indptr, indices, user_of, 30, size, seed, K.MAX_TRIES), 1)
-                              for seed, size in zip(seeds, (34, 34, 33))])
+    triples = np.concatenate(
+        [
+            np.stack(K.sample_triples(indptr, indices, user_of, 30, size, seed, K.MAX_TRIES), 1)
+            for seed, size in zip(seeds, (34, 34, 33))
+        ]
+    )
     want_u, want_i, want_b, _ = reference_epoch(users, items, bias, triples, 0.05, 0.01)
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        _, steps, skipped = K.bpr_epoch(users, items, bias, indptr, indices, user_of, n_samples, 0.05, 0.01, seeds,
-                                        K.MAX_TRIES)
+        _, steps, skipped = K.bpr_epoch(
+            users, items, bias, indptr, indices, user_of, n_samples, 0.05, 0.01, seeds, K.MAX_TRIES
+        )
     finally:
         numba.set_num_threads(before)
     assert list(steps + skipped) == [34, 34, 33]

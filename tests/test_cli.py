@@ -24,8 +24,7 @@ def test_demo_small(capsys):
 
 
 def test_module_entry_point_and_backends():
-    proc = subprocess.run([sys.executable, "-m", "mmrec_fast", "backends"], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "mmrec_fast", "backends"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "numpy" in proc.stdout and "yes" in proc.stdout
 

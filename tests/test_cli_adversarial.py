@@ -20,15 +20,32 @@ import pytest
 from mmrec_fast import cli, commands
 from mmrec_fast.data import IdMap
 
-TRAIN_FLAGS = ["--user-col", "uid", "--item-col", "movie", "--rating-col", "stars", "--time-col", "ts",
-               "--epochs", "1", "--dim", "4", "--no-progress"]
+TRAIN_FLAGS = [
+    "--user-col",
+    "uid",
+    "--item-col",
+    "movie",
+    "--rating-col",
+    "stars",
+    "--time-col",
+    "ts",
+    "--epochs",
+    "1",
+    "--dim",
+    "4",
+    "--no-progress",
+]
 
 
 def write_log(path: Path) -> Path:
     """30 users x 20 items, ratings 1-5, string user ids."""
     rng = np.random.default_rng(11)
-    rows = [(f"u{u:02d}", 100 + i, int(rng.integers(1, 6)), 1000 + u * 100 + i)
-            for u in range(30) for i in range(20) if rng.random() < 0.35]
+    rows = [
+        (f"u{u:02d}", 100 + i, int(rng.integers(1, 6)), 1000 + u * 100 + i)
+        for u in range(30)
+        for i in range(20)
+        if rng.random() < 0.35
+    ]
     pd.DataFrame(rows, columns=["uid", "movie", "stars", "ts"]).to_csv(path, index=False)
     return path
 
@@ -43,8 +60,11 @@ def trained(tmp_path_factory):
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def run(argv: list[str]) -> int:
@@ -67,8 +87,9 @@ def edit_meta(model: Path, change) -> None:
 
 def refresh_checksum(model: Path, name: str) -> None:
     data = (model / name).read_bytes()
-    edit_meta(model, lambda m: m["files"].__setitem__(name, {"sha256": hashlib.sha256(data).hexdigest(),
-                                                             "bytes": len(data)}))
+    edit_meta(
+        model, lambda m: m["files"].__setitem__(name, {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+    )
 
 
 def users_file(tmp: Path, text="u03\nu04\n", name="users.txt") -> Path:
@@ -129,87 +150,186 @@ def _missing_encoder_weights(trained, tmp, monkeypatch):
     folder = tmp / "ml"
     folder.mkdir()
     rng = np.random.default_rng(3)
-    rows = [f"{u}\t{i}\t{int(rng.integers(1, 6))}\t{1000 + u * 50 + i}"
-            for u in range(1, 21) for i in range(1, 16) if rng.random() < 0.4]
+    rows = [
+        f"{u}\t{i}\t{int(rng.integers(1, 6))}\t{1000 + u * 50 + i}"
+        for u in range(1, 21)
+        for i in range(1, 16)
+        if rng.random() < 0.4
+    ]
     (folder / "u.data").write_text("\n".join(rows) + "\n")
-    (folder / "u.item").write_text("".join(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|" + "|".join(["0"] * 18 + ["1"])
-                                           + "\n" for i in range(1, 16)), encoding="latin-1")
+    (folder / "u.item").write_text(
+        "".join(
+            f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|" + "|".join(["0"] * 18 + ["1"]) + "\n" for i in range(1, 16)
+        ),
+        encoding="latin-1",
+    )
 
     def no_weights(*args, **kwargs):
         package_model_dir("mmrec_no_such_weights_pkg", "get_model_path", "mmrec-no-such-weights")
 
     monkeypatch.setattr(pipeline, "text_features", no_weights)
-    return ["train", "--data", str(folder), "--model", "hybrid", "--epochs", "1", "--no-progress",
-            "--out", str(tmp / "hybrid")]
+    return [
+        "train",
+        "--data",
+        str(folder),
+        "--model",
+        "hybrid",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--out",
+        str(tmp / "hybrid"),
+    ]
 
 
 # name -> (argv builder(trained, tmp[, monkeypatch]), substrings that stderr must contain)
 CASES = {
     # data loss (point 1)
     "out_is_the_input_csv": (lambda t, d: train_argv(t, d, out=t[0]), ["--out", "log.csv", "existing file"]),
-    "out_is_the_input_csv_overwrite": (lambda t, d: train_argv(t, d, "--overwrite", out=t[0]), ["--out", "existing file"]),
+    "out_is_the_input_csv_overwrite": (
+        lambda t, d: train_argv(t, d, "--overwrite", out=t[0]),
+        ["--out", "existing file"],
+    ),
     "out_dir_with_unrelated_files": (_dir_with_unrelated_files, ["--out", "paper.tex"]),
     "out_is_a_saved_model": (lambda t, d: train_argv(t, d, out=copy_model(t, d)), ["--out", "--overwrite"]),
     "out_model_with_foreign_file": (_foreign_file_in_model, ["--out", "notes.txt", "did not write"]),
     "out_under_a_file": (lambda t, d: train_argv(t, d, out=t[0] / "model"), ["--out", "not a directory"]),
-    "recommend_out_exists": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)),
-                                           "--out", str(users_file(d, "x", "old.jsonl"))], ["--out", "--overwrite"]),
-    "recommend_out_is_users_file": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)),
-                                                  "--out", str(d / "users.txt"), "--overwrite"],
-                                    ["--out", "input"]),
-    "recommend_out_inside_model": (lambda t, d: ["recommend", "--model", str(copy_model(t, d)), "--users",
-                                                 str(users_file(d)), "--out", str(d / "model_copy" / "r.jsonl")],
-                                   ["--out", "inside the input directory"]),
-    "recommend_out_is_directory": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)),
-                                                 "--out", str(d), "--overwrite"], ["--out", "is a directory"]),
-    "recommend_out_bad_extension": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)),
-                                                  "--out", str(d / "r.txt")], ["--out", ".jsonl"]),
-    "evaluate_json_exists": (lambda t, d: ["evaluate", "--model", str(t[1]), "--json",
-                                           str(users_file(d, "{}", "m.json"))], ["--json", "--overwrite"]),
+    "recommend_out_exists": (
+        lambda t, d: [
+            "recommend",
+            "--model",
+            str(t[1]),
+            "--users",
+            str(users_file(d)),
+            "--out",
+            str(users_file(d, "x", "old.jsonl")),
+        ],
+        ["--out", "--overwrite"],
+    ),
+    "recommend_out_is_users_file": (
+        lambda t, d: [
+            "recommend",
+            "--model",
+            str(t[1]),
+            "--users",
+            str(users_file(d)),
+            "--out",
+            str(d / "users.txt"),
+            "--overwrite",
+        ],
+        ["--out", "input"],
+    ),
+    "recommend_out_inside_model": (
+        lambda t, d: [
+            "recommend",
+            "--model",
+            str(copy_model(t, d)),
+            "--users",
+            str(users_file(d)),
+            "--out",
+            str(d / "model_copy" / "r.jsonl"),
+        ],
+        ["--out", "inside the input directory"],
+    ),
+    "recommend_out_is_directory": (
+        lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)), "--out", str(d), "--overwrite"],
+        ["--out", "is a directory"],
+    ),
+    "recommend_out_bad_extension": (
+        lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)), "--out", str(d / "r.txt")],
+        ["--out", ".jsonl"],
+    ),
+    "evaluate_json_exists": (
+        lambda t, d: ["evaluate", "--model", str(t[1]), "--json", str(users_file(d, "{}", "m.json"))],
+        ["--json", "--overwrite"],
+    ),
     # damaged or inconsistent model files (points 10, 11)
-    "truncated_weights": (lambda t, d: evaluate_damaged(t, d, lambda m: _truncate(m / "weights.safetensors", 100)),
-                          ["weights.safetensors"]),
-    "flipped_byte_in_weights": (lambda t, d: evaluate_damaged(t, d, lambda m: _flip(m / "weights.safetensors", -5)),
-                                ["weights.safetensors", "SHA-256"]),
-    "model_json_without_kind": (lambda t, d: evaluate_damaged(t, d, lambda m: edit_meta(m, lambda x: x.pop("kind"))),
-                                ["model.json", "'kind'"]),
-    "model_json_not_json": (lambda t, d: evaluate_damaged(t, d, lambda m: (m / "model.json").write_text("{oops")),
-                            ["model.json", "JSON"]),
+    "truncated_weights": (
+        lambda t, d: evaluate_damaged(t, d, lambda m: _truncate(m / "weights.safetensors", 100)),
+        ["weights.safetensors"],
+    ),
+    "flipped_byte_in_weights": (
+        lambda t, d: evaluate_damaged(t, d, lambda m: _flip(m / "weights.safetensors", -5)),
+        ["weights.safetensors", "SHA-256"],
+    ),
+    "model_json_without_kind": (
+        lambda t, d: evaluate_damaged(t, d, lambda m: edit_meta(m, lambda x: x.pop("kind"))),
+        ["model.json", "'kind'"],
+    ),
+    "model_json_not_json": (
+        lambda t, d: evaluate_damaged(t, d, lambda m: (m / "model.json").write_text("{oops")),
+        ["model.json", "JSON"],
+    ),
     "user_map_of_3_ids": (lambda t, d: evaluate_damaged(t, d, _short_user_map), ["user_map.json", "3 user ids"]),
-    "train_matrix_damaged": (lambda t, d: evaluate_damaged(t, d, lambda m: _flip(m / "train_matrix.npz", 40)),
-                             ["train_matrix.npz"]),
-    "model_without_data_record": (lambda t, d: evaluate_damaged(t, d, lambda m: edit_meta(
-        m, lambda x: x["metadata"].update(data="/somewhere/ml-100k.inter"))), ["--data", "pass --data"]),
+    "train_matrix_damaged": (
+        lambda t, d: evaluate_damaged(t, d, lambda m: _flip(m / "train_matrix.npz", 40)),
+        ["train_matrix.npz"],
+    ),
+    "model_without_data_record": (
+        lambda t, d: evaluate_damaged(
+            t, d, lambda m: edit_meta(m, lambda x: x["metadata"].update(data="/somewhere/ml-100k.inter"))
+        ),
+        ["--data", "pass --data"],
+    ),
     "model_dir_missing": (lambda t, d: ["evaluate", "--model", str(d / "nope")], ["nope", "not a saved model"]),
     # config files (point 10)
-    "config_unknown_data_key": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", '[data]\nsorce = "x"\n'))),
-                                ["--config", "[data]", "sorce"]),
-    "config_unknown_split_key": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[split]\ntest_sise = 0.3\n"))),
-                                 ["--config", "[split]", "test_sise"]),
-    "config_train_is_5": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "train = 5\n"))),
-                          ["--config", "[train]"]),
-    "config_bad_value_type": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", '[split]\nseed = "x"\n'))),
-                              ["--config", "seed"]),
-    "config_bad_train_value": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[train]\nlr = [1]\n"))),
-                               ["--config", "[train]"]),
-    "config_yaml_syntax": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.yaml", "train: [\n"))),
-                           ["--config", "c.yaml", "YAML"]),
-    "config_yaml_scalar": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.yaml", "hello\n"))),
-                           ["--config", "mapping"]),
-    "config_yaml_list": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.yaml", "- 1\n- 2\n"))),
-                         ["--config", "mapping"]),
-    "config_split_seed_negative": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[split]\nseed = -3\n"))),
-                                   ["split seed", "-3"]),
-    "test_size_out_of_range": (lambda t, d: train_argv(t, d, "--test-size", "1.5"), ["--test-size", "test_size", "1.5"]),
-    "config_toml_syntax": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[train\n"))),
-                           ["--config", "TOML"]),
-    "config_not_utf8": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", b"\xff\xfe[train]"))),
-                        ["--config", "UTF-8"]),
-    "config_bad_format": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", '[data]\nformat = "xls"\n'))),
-                          ["--config", "format"]),
+    "config_unknown_data_key": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", '[data]\nsorce = "x"\n'))),
+        ["--config", "[data]", "sorce"],
+    ),
+    "config_unknown_split_key": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[split]\ntest_sise = 0.3\n"))),
+        ["--config", "[split]", "test_sise"],
+    ),
+    "config_train_is_5": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "train = 5\n"))),
+        ["--config", "[train]"],
+    ),
+    "config_bad_value_type": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", '[split]\nseed = "x"\n'))),
+        ["--config", "seed"],
+    ),
+    "config_bad_train_value": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[train]\nlr = [1]\n"))),
+        ["--config", "[train]"],
+    ),
+    "config_yaml_syntax": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.yaml", "train: [\n"))),
+        ["--config", "c.yaml", "YAML"],
+    ),
+    "config_yaml_scalar": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.yaml", "hello\n"))),
+        ["--config", "mapping"],
+    ),
+    "config_yaml_list": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.yaml", "- 1\n- 2\n"))),
+        ["--config", "mapping"],
+    ),
+    "config_split_seed_negative": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[split]\nseed = -3\n"))),
+        ["split seed", "-3"],
+    ),
+    "test_size_out_of_range": (
+        lambda t, d: train_argv(t, d, "--test-size", "1.5"),
+        ["--test-size", "test_size", "1.5"],
+    ),
+    "config_toml_syntax": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", "[train\n"))),
+        ["--config", "TOML"],
+    ),
+    "config_not_utf8": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", b"\xff\xfe[train]"))),
+        ["--config", "UTF-8"],
+    ),
+    "config_bad_format": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.toml", '[data]\nformat = "xls"\n'))),
+        ["--config", "format"],
+    ),
     "config_missing": (lambda t, d: train_argv(t, d, "--config", str(d / "none.toml")), ["--config", "none.toml"]),
-    "config_wrong_suffix": (lambda t, d: train_argv(t, d, "--config", str(config(d, "c.ini", "[train]\n"))),
-                            ["--config", "c.ini"]),
+    "config_wrong_suffix": (
+        lambda t, d: train_argv(t, d, "--config", str(config(d, "c.ini", "[train]\n"))),
+        ["--config", "c.ini"],
+    ),
     # flags (point 10)
     "model_kind_unknown": (lambda t, d: train_argv(t, d, "--model", "svd"), ["--model", "svd"]),
     "device_bogus": (lambda t, d: train_argv(t, d, "--device", "bogus"), ["--device", "bogus"]),
@@ -220,23 +340,74 @@ CASES = {
     "bench_k_negative": (lambda t, d: ["bench", "-k", "-3"], ["-k"]),
     "demo_users_0": (lambda t, d: ["demo", "--synthetic", "--users", "0"], ["--users"]),
     "demo_dim_abc": (lambda t, d: ["demo", "--synthetic", "--dim", "abc"], ["--dim"]),
-    "recommend_k_0": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)),
-                                    "--out", str(d / "r.jsonl"), "-k", "0"], ["-k"]),
-    "recommend_temperature_nan": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d)),
-                                                "--out", str(d / "r.jsonl"), "--temperature", "nan"], ["--temperature"]),
+    "recommend_k_0": (
+        lambda t, d: [
+            "recommend",
+            "--model",
+            str(t[1]),
+            "--users",
+            str(users_file(d)),
+            "--out",
+            str(d / "r.jsonl"),
+            "-k",
+            "0",
+        ],
+        ["-k"],
+    ),
+    "recommend_temperature_nan": (
+        lambda t, d: [
+            "recommend",
+            "--model",
+            str(t[1]),
+            "--users",
+            str(users_file(d)),
+            "--out",
+            str(d / "r.jsonl"),
+            "--temperature",
+            "nan",
+        ],
+        ["--temperature"],
+    ),
     "evaluate_k_0": (lambda t, d: ["evaluate", "--model", str(t[1]), "-k", "0"], ["-k"]),
     # input files
-    "users_unknown_id": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(users_file(d, "nobody\n")),
-                                       "--out", str(d / "r.jsonl")], ["unknown", "nobody"]),
-    "users_not_utf8": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(config(d, "u.txt", b"\xff\xfeu")),
-                                     "--out", str(d / "r.jsonl")], ["--users", "UTF-8"]),
-    "users_missing": (lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(d / "none.txt"),
-                                    "--out", str(d / "r.jsonl")], ["--users", "none.txt"]),
-    "data_missing": (lambda t, d: ["train", "--data", str(d / "none.csv"), "--out", str(d / "m")], ["--data", "none.csv"]),
+    "users_unknown_id": (
+        lambda t, d: [
+            "recommend",
+            "--model",
+            str(t[1]),
+            "--users",
+            str(users_file(d, "nobody\n")),
+            "--out",
+            str(d / "r.jsonl"),
+        ],
+        ["unknown", "nobody"],
+    ),
+    "users_not_utf8": (
+        lambda t, d: [
+            "recommend",
+            "--model",
+            str(t[1]),
+            "--users",
+            str(config(d, "u.txt", b"\xff\xfeu")),
+            "--out",
+            str(d / "r.jsonl"),
+        ],
+        ["--users", "UTF-8"],
+    ),
+    "users_missing": (
+        lambda t, d: ["recommend", "--model", str(t[1]), "--users", str(d / "none.txt"), "--out", str(d / "r.jsonl")],
+        ["--users", "none.txt"],
+    ),
+    "data_missing": (
+        lambda t, d: ["train", "--data", str(d / "none.csv"), "--out", str(d / "m")],
+        ["--data", "none.csv"],
+    ),
     "data_directory_without_u_data": (lambda t, d: ["train", "--data", str(d), "--out", str(d / "m")], ["u.data"]),
     "demo_out_is_a_file": (lambda t, d: ["demo", "--out", str(t[0])], ["--out", "existing file"]),
-    "demo_out_with_unrelated_files": (lambda t, d: ["demo", "--out", str(config(d, "thesis.pdf", "x").parent)],
-                                      ["--out", "not a demo output", "thesis.pdf"]),
+    "demo_out_with_unrelated_files": (
+        lambda t, d: ["demo", "--out", str(config(d, "thesis.pdf", "x").parent)],
+        ["--out", "not a demo output", "thesis.pdf"],
+    ),
 }
 
 
@@ -282,6 +453,7 @@ def test_ctrl_c_is_exit_130_with_one_line(monkeypatch, capsys):
 
 def test_a_real_bug_still_shows_its_traceback(monkeypatch):
     """Only expected user errors become exit 2: a programming error must stay visible."""
+
     def broken(args):
         raise ZeroDivisionError("a bug")
 
@@ -311,8 +483,12 @@ def test_overwrite_replaces_own_outputs_only(trained, tmp_path, capsys):
     users = users_file(tmp_path)
     out = tmp_path / "r.csv"
     out.write_text("old")
-    assert cli.main(["recommend", "--model", str(model), "--users", str(users), "--out", str(out),
-                     "--overwrite", "-k", "2"]) == 0
+    assert (
+        cli.main(
+            ["recommend", "--model", str(model), "--users", str(users), "--out", str(out), "--overwrite", "-k", "2"]
+        )
+        == 0
+    )
     assert len(pd.read_csv(out)) == 4
 
 
@@ -368,7 +544,11 @@ def test_other_model_kinds_train_save_and_serve(trained, tmp_path, capsys, kind)
     meta = json.loads((model / "model.json").read_text())
     assert meta["kind"] == kind and "train_matrix.npz" in meta["files"]
     out = tmp_path / "r.jsonl"
-    assert cli.main(["recommend", "--model", str(model), "--users", str(users_file(tmp_path)), "--out", str(out),
-                     "-k", "3"]) == 0
+    assert (
+        cli.main(
+            ["recommend", "--model", str(model), "--users", str(users_file(tmp_path)), "--out", str(out), "-k", "3"]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["user"] for r in records] == ["u03"] * 3 + ["u04"] * 3

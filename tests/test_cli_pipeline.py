@@ -26,9 +26,29 @@ def log_csv(tmp_path):
 
 
 def _train(log_csv, out, *extra):
-    return main(["train", "--data", str(log_csv), "--user-col", "uid", "--item-col", "movie",
-                 "--rating-col", "stars", "--time-col", "ts", "--out", str(out), "--epochs", "3",
-                 "--dim", "8", "--no-progress", *extra])
+    return main(
+        [
+            "train",
+            "--data",
+            str(log_csv),
+            "--user-col",
+            "uid",
+            "--item-col",
+            "movie",
+            "--rating-col",
+            "stars",
+            "--time-col",
+            "ts",
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--dim",
+            "8",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_train_evaluate_recommend_round_trip(tmp_path, log_csv, capsys):
@@ -37,12 +57,13 @@ def test_train_evaluate_recommend_round_trip(tmp_path, log_csv, capsys):
     trained = capsys.readouterr().out
     assert "saved bpr model" in trained and '"ndcg@10"' in trained
     assert {"model.json", "weights.safetensors", "user_map.json", "item_map.json", "train_matrix.npz"} <= {
-        p.name for p in model_dir.iterdir()}
+        p.name for p in model_dir.iterdir()
+    }
 
     # evaluate re-creates the same split from the saved metadata: same numbers as train printed.
     metrics_file = tmp_path / "m.json"
     assert main(["evaluate", "--model", str(model_dir), "-k", "5", "10", "--json", str(metrics_file)]) == 0
-    shown = json.loads(trained[trained.index("{"):])
+    shown = json.loads(trained[trained.index("{") :])
     again = json.loads(metrics_file.read_text())
     assert again["ndcg@10"] == pytest.approx(shown["ndcg@10"], abs=1e-4)
     assert again["n_users"] == shown["n_users"]
@@ -79,7 +100,7 @@ def test_train_evaluate_recommend_round_trip(tmp_path, log_csv, capsys):
 
 def test_config_file_and_flags(tmp_path, log_csv, capsys):
     toml = tmp_path / "cfg.toml"
-    toml.write_text('[train]\nepochs = 2\nlr = 0.01\n\n[split]\ntest_size = 0.25\nseed = 5\n')
+    toml.write_text("[train]\nepochs = 2\nlr = 0.01\n\n[split]\ntest_size = 0.25\nseed = 5\n")
     assert _train(log_csv, tmp_path / "a", "--config", str(toml)) == 0
     meta = json.loads((tmp_path / "a" / "model.json").read_text())
     # lr comes from the file; the --epochs 3 flag of _train overrides the file's epochs = 2 (the saved
@@ -92,15 +113,18 @@ def test_config_file_and_flags(tmp_path, log_csv, capsys):
     assert json.loads((tmp_path / "b" / "model.json").read_text())["config"]["reg"] == 0.002
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown_user", "unknown"),
-    ("empty_users", "lists no user id"),
-    ("bad_section", "unknown section"),
-    ("bad_option", "unknown training option"),
-    ("missing_column", "movie_id"),
-    ("hybrid_without_text", "no item side information"),
-    ("missing_data", "neither 'ml-100k' nor an existing file"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown_user", "unknown"),
+        ("empty_users", "lists no user id"),
+        ("bad_section", "unknown section"),
+        ("bad_option", "unknown training option"),
+        ("missing_column", "movie_id"),
+        ("hybrid_without_text", "no item side information"),
+        ("missing_data", "neither 'ml-100k' nor an existing file"),
+    ],
+)
 def test_bad_input_exits_2_with_a_message(tmp_path, log_csv, capsys, case, message):
     model_dir = tmp_path / "m"
     if case in ("unknown_user", "empty_users"):
@@ -117,8 +141,20 @@ def test_bad_input_exits_2_with_a_message(tmp_path, log_csv, capsys, case, messa
         cfg.write_text("[train]\nepochz = 2\n")
         code = _train(log_csv, model_dir, "--config", str(cfg))
     elif case == "missing_column":
-        code = main(["train", "--data", str(log_csv), "--user-col", "uid", "--item-col", "movie_id",
-                     "--out", str(model_dir), "--no-progress"])
+        code = main(
+            [
+                "train",
+                "--data",
+                str(log_csv),
+                "--user-col",
+                "uid",
+                "--item-col",
+                "movie_id",
+                "--out",
+                str(model_dir),
+                "--no-progress",
+            ]
+        )
     elif case == "hybrid_without_text":
         code = _train(log_csv, model_dir, "--model", "hybrid")
     else:

@@ -45,14 +45,15 @@ def test_cold_item_split_partitions_the_log(rng, relevance):
     assert np.all(np.diff(s.cold_items) > 0)
     cold = set(s.cold_items.tolist())
     train, pos = as_set(s.train), as_set(s.positives)
-    assert not any(i in cold for _, i in train)                     # cold columns are empty in train
+    assert not any(i in cold for _, i in train)  # cold columns are empty in train
     assert all(i in cold for _, i in pos)
     everything = as_set(r)
     held = {(u, i) for u, i in everything if i in cold}
     assert train == everything - held
     coo = r.tocoo()
-    wanted = {(u, i) for u, i, v in zip(coo.row, coo.col, coo.data)
-              if i in cold and (relevance is None or v >= relevance)}
+    wanted = {
+        (u, i) for u, i, v in zip(coo.row, coo.col, coo.data) if i in cold and (relevance is None or v >= relevance)
+    }
     assert pos == wanted
     assert np.all(s.train.data == 1) and np.all(s.positives.data == 1)
     # Among-cold ranking: the evaluated users' candidates are exactly the cold items.
@@ -70,8 +71,9 @@ def test_cold_item_split_is_seeded(rng):
     assert not np.array_equal(a.cold_items, cold_item_split(r, seed=2).cold_items)
 
 
-@pytest.mark.parametrize("bad, error", [({"fraction": 0}, ValueError), ({"fraction": 1.0}, ValueError),
-                                         ({"fraction": "0.2"}, ValueError)])
+@pytest.mark.parametrize(
+    "bad, error", [({"fraction": 0}, ValueError), ({"fraction": 1.0}, ValueError), ({"fraction": "0.2"}, ValueError)]
+)
 def test_cold_item_split_rejects_bad_arguments(rng, bad, error):
     with pytest.raises(error, match="fraction"):
         cold_item_split(ratings_matrix(rng), **bad)
@@ -184,7 +186,7 @@ def _exact_random_ndcg(positives, exclude, n_items, k):
         candidates = [i for i in range(n_items) if exclude is None or exclude[u, i] == 0]
         perms = np.array(list(itertools.permutations(candidates)), dtype=np.int64).reshape(-1, len(candidates))
         ranked = np.full((len(perms), k), -1, dtype=np.int64)
-        ranked[:, :min(k, perms.shape[1])] = perms[:, :k]
+        ranked[:, : min(k, perms.shape[1])] = perms[:, :k]
         rows = sp.vstack([positives[u]] * len(perms)).tocsr()
         values.append(evaluate(ranked, rows, ks=(k,), metrics=("ndcg",))[f"ndcg@{k}"])
     return float(np.mean(values))
@@ -201,7 +203,8 @@ def test_random_ndcg_is_the_exact_expectation(rng, k):
     got = random_ndcg(positives, exclude, n_items, k)
     assert got == pytest.approx(_exact_random_ndcg(positives, exclude, n_items, k), rel=1e-12)
     assert random_ndcg(positives, None, n_items, k) == pytest.approx(
-        _exact_random_ndcg(positives, None, n_items, k), rel=1e-12)
+        _exact_random_ndcg(positives, None, n_items, k), rel=1e-12
+    )
 
 
 def test_random_ndcg_rejects_bad_input():

@@ -53,8 +53,7 @@ def _nvcc_flags():
     for arch in archs:
         gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
     gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
-    return root, ["-O3", "-std=c++17", f"-I{root / 'csrc'}", "-Xcompiler", "-fPIC", "-Werror", "all-warnings",
-                  *gencode]
+    return root, ["-O3", "-std=c++17", f"-I{root / 'csrc'}", "-Xcompiler", "-fPIC", "-Werror", "all-warnings", *gencode]
 
 
 def _cuda_sources():

@@ -70,7 +70,7 @@ def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, s
         parts = []
         for s in range(shards):
             s_begin, s_end = s * shard_len, min(s * shard_len + shard_len, n_items)
-            row = indices[indptr[u]:indptr[u + 1]]
+            row = indices[indptr[u] : indptr[u + 1]]
             cursor = indptr[u] + int(np.searchsorted(row, s_begin))
             thr, buf = 0, np.zeros(0, dtype=U64)
             # Per-lane online normaliser: lane l of the warp folds tile positions p with p % 32 == l.
@@ -79,7 +79,7 @@ def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, s
             for j0 in range(s_begin, s_end, tile):
                 j1 = min(j0 + tile, s_end)
                 sc = np.full(tile, -np.inf, dtype=np.float32)
-                sc[:j1 - j0] = items[j0:j1] @ users[u]  # float32 math
+                sc[: j1 - j0] = items[j0:j1] @ users[u]  # float32 math
                 while cursor < indptr[u + 1] and indices[cursor] < j1:  # forward-only exclusion cursor
                     sc[indices[cursor] - j0] = -np.inf
                     cursor += 1
@@ -158,8 +158,18 @@ def _run(users, items, k, exclude, temperature, *, tile, shards=None):
     else:
         shard_len = _ceil_div(_ceil_div(v32.shape[0], shards), tile) * tile
         n_shards = -(-v32.shape[0] // shard_len)
-    idx, sc, lse = emulate_kernel(u32, v32, k_eff, 1.0 / temperature, indptr, indices, tile=tile,
-                                  capacity=capacity, shards=n_shards, shard_len=shard_len)
+    idx, sc, lse = emulate_kernel(
+        u32,
+        v32,
+        k_eff,
+        1.0 / temperature,
+        indptr,
+        indices,
+        tile=tile,
+        capacity=capacity,
+        shards=n_shards,
+        shard_len=shard_len,
+    )
     pad = k - k_eff
     idx = np.pad(idx, ((0, 0), (0, pad)), constant_values=-1)
     sc = np.pad(sc, ((0, 0), (0, pad)), constant_values=-np.inf)
@@ -207,6 +217,7 @@ def test_key_encoding_matches_the_cpu_keys(rng):
 # and runs the emulation above. This checks the plumbing no CPU machine can otherwise reach: pointer
 # and argument order, capacity, uploads/downloads, output shapes and families, padding, errors.
 
+
 class _FakeDeviceBuffer:
     def __init__(self, nbytes, device):
         self._mem = np.zeros(max(1, nbytes), dtype=np.uint8)
@@ -218,11 +229,11 @@ class _FakeDeviceBuffer:
 
     def upload(self, array):
         raw = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
-        self._mem[:raw.size] = raw
+        self._mem[: raw.size] = raw
 
     def download(self, array):
         raw = array.view(np.uint8).reshape(-1)
-        raw[:] = self._mem[:raw.size]
+        raw[:] = self._mem[: raw.size]
 
 
 def _view(ptr, dtype, count):
@@ -253,8 +264,27 @@ class _FakeCuda:
     def max_k(self):
         return self._max_k
 
-    def topk(self, users, n_users, items, n_items, dim, dtype, k, inv_temperature, excl_indptr, excl_indices,
-             capacity, workspace_bytes, out_indices, out_scores, out_lse, device, stream, synchronize):
+    def topk(
+        self,
+        users,
+        n_users,
+        items,
+        n_items,
+        dim,
+        dtype,
+        k,
+        inv_temperature,
+        excl_indptr,
+        excl_indices,
+        capacity,
+        workspace_bytes,
+        out_indices,
+        out_scores,
+        out_lse,
+        device,
+        stream,
+        synchronize,
+    ):
         assert dtype == 0 and 1 <= k <= min(n_items, self._max_k) and capacity >= k + 128
         self.calls.append(dict(n_users=n_users, k=k, capacity=capacity, stream=stream, synchronize=synchronize))
         u = _view(users, np.float32, n_users * dim).reshape(n_users, dim)
@@ -262,8 +292,9 @@ class _FakeCuda:
         indptr = _view(excl_indptr, np.int64, n_users + 1)
         indices = _view(excl_indices, np.int64, int(indptr[-1])) if excl_indices else np.zeros(0, np.int64)
         shards, shard_len = plan(n_users, n_items, k, capacity, sm_count=2)
-        idx, sc, lse = emulate_kernel(u, v, k, inv_temperature, indptr, indices, tile=128, capacity=capacity,
-                                      shards=shards, shard_len=shard_len)
+        idx, sc, lse = emulate_kernel(
+            u, v, k, inv_temperature, indptr, indices, tile=128, capacity=capacity, shards=shards, shard_len=shard_len
+        )
         _view(out_indices, np.int64, n_users * k)[:] = idx.reshape(-1)
         _view(out_scores, np.float32, n_users * k)[:] = sc.reshape(-1)
         _view(out_lse, np.float64, n_users)[:] = lse

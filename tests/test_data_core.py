@@ -57,10 +57,14 @@ def test_idmap_roundtrip(tmp_path, ids):
 # ---------------------------------------------------------------------------------------------
 def _tiny(ratings=True, times=True, users=(0, 0, 1, 2, 2), items=(1, 0, 2, 0, 1)):
     n = len(users)
-    return Interactions(users=np.array(users), items=np.array(items),
-                        ratings=np.arange(1, n + 1, dtype=float) if ratings else None,
-                        timestamps=np.arange(n) * 10 if times else None,
-                        user_map=IdMap([10, 20, 30]), item_map=IdMap(["a", "b", "c", "d"]))
+    return Interactions(
+        users=np.array(users),
+        items=np.array(items),
+        ratings=np.arange(1, n + 1, dtype=float) if ratings else None,
+        timestamps=np.arange(n) * 10 if times else None,
+        user_map=IdMap([10, 20, 30]),
+        item_map=IdMap(["a", "b", "c", "d"]),
+    )
 
 
 def test_interactions_basics_and_csr():
@@ -73,7 +77,7 @@ def test_interactions_basics_and_csr():
     r = d.to_csr("ratings").toarray()
     assert r[0].tolist() == [2, 1, 0, 0] and r[2].tolist() == [4, 5, 0, 0]
     # sorted indices really are sorted
-    assert all(np.all(np.diff(m.indices[m.indptr[i]:m.indptr[i + 1]]) > 0) for i in range(3))
+    assert all(np.all(np.diff(m.indices[m.indptr[i] : m.indptr[i + 1]]) > 0) for i in range(3))
 
 
 def test_interactions_duplicates_in_csr():
@@ -112,8 +116,9 @@ def test_subset_keeps_maps():
 # ---------------------------------------------------------------------------------------------
 # generic loader
 # ---------------------------------------------------------------------------------------------
-FRAME = pd.DataFrame({"uid": ["u1", "u2", "u1", "u3"], "iid": [5, 7, 7, 5],
-                      "stars": [4.0, 3.5, 1.0, 5.0], "ts": [100, 200, 300, 400]})
+FRAME = pd.DataFrame(
+    {"uid": ["u1", "u2", "u1", "u3"], "iid": [5, 7, 7, 5], "stars": [4.0, 3.5, 1.0, 5.0], "ts": [100, 200, 300, 400]}
+)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "csv.gz", "txt"])
@@ -124,8 +129,9 @@ def test_load_interactions_formats(tmp_path, fmt):
         FRAME.to_parquet(path)
     else:
         FRAME.to_csv(path, sep="\t" if fmt in ("tsv", "txt") else ",", index=False)
-    d = load_interactions(path, user_col="uid", item_col="iid", rating_col="stars", time_col="ts",
-                          sep="\t" if fmt == "txt" else None)
+    d = load_interactions(
+        path, user_col="uid", item_col="iid", rating_col="stars", time_col="ts", sep="\t" if fmt == "txt" else None
+    )
     assert (len(d), d.n_users, d.n_items) == (4, 3, 2)
     assert d.user_map.decode(d.users).tolist() == ["u1", "u2", "u1", "u3"]
     assert d.item_map.decode(d.items).tolist() == [5, 7, 7, 5]
@@ -200,9 +206,12 @@ def _write_grouplens(folder):
     f2 = flags.copy()
     f2[0] = "1"  # unknown
     (folder / "u.item").write_bytes(
-        ("10|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(f1) + "\n"
-         "20|Caf\xe9 \"Odd\" Title|01-Jan-1990||http://y|" + "|".join(f2) + "\n"
-         "30|Never Rated (1970)|||http://z|" + "|".join(flags) + "\n").encode("latin-1"))
+        (
+            "10|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(f1) + "\n"
+            '20|Caf\xe9 "Odd" Title|01-Jan-1990||http://y|' + "|".join(f2) + "\n"
+            "30|Never Rated (1970)|||http://z|" + "|".join(flags) + "\n"
+        ).encode("latin-1")
+    )
     (folder / "u.user").write_text("1|24|M|technician|85711\n2|53|F|other|94043\n")
 
 
@@ -271,5 +280,7 @@ def test_real_movielens_100k(ml100k):
 def test_load_interactions_bad_dates(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("u,i,when\n1,2,2020-01-01\n1,3,yesterday\n")
-    with pytest.raises(ValueError, match=r"column 'when' holds values that are neither numbers nor dates \(e\.g\. 'yesterday'\)"):
+    with pytest.raises(
+        ValueError, match=r"column 'when' holds values that are neither numbers nor dates \(e\.g\. 'yesterday'\)"
+    ):
         load_interactions(path, user_col="u", item_col="i", time_col="when")

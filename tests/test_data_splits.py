@@ -30,9 +30,14 @@ def random_log(seed=0, n_users=30, n_items=40, n=600, dup_frac=0.0, tied_times=F
         users, items = users[perm], items[perm]
     n = len(users)
     times = rng.integers(0, 50, n) if tied_times else rng.permutation(n) * 7 + 1000
-    return Interactions(users=users, items=items, ratings=rng.integers(1, 6, n).astype(float),
-                        timestamps=times, user_map=IdMap(np.arange(n_users) * 3 + 100, name="user"),
-                        item_map=IdMap([f"i{j:03d}" for j in range(n_items)], name="item"))
+    return Interactions(
+        users=users,
+        items=items,
+        ratings=rng.integers(1, 6, n).astype(float),
+        timestamps=times,
+        user_map=IdMap(np.arange(n_users) * 3 + 100, name="user"),
+        item_map=IdMap([f"i{j:03d}" for j in range(n_items)], name="item"),
+    )
 
 
 def rows_of(d):
@@ -105,8 +110,14 @@ def test_leave_last_out_takes_the_latest(n):
 
 
 def test_leave_last_out_tie_break_is_log_order():
-    d = Interactions(users=np.array([0, 0, 0]), items=np.array([2, 0, 1]), ratings=None,
-                     timestamps=np.array([5, 9, 9]), user_map=IdMap([1]), item_map=IdMap([1, 2, 3]))
+    d = Interactions(
+        users=np.array([0, 0, 0]),
+        items=np.array([2, 0, 1]),
+        ratings=None,
+        timestamps=np.array([5, 9, 9]),
+        user_map=IdMap([1]),
+        item_map=IdMap([1, 2, 3]),
+    )
     _, test = leave_last_out(d)
     assert test.items.tolist() == [1]  # the later row among the tied latest two
 
@@ -178,9 +189,14 @@ def test_k_core_fixed_point(uk, ik):
 def test_k_core_iterates():
     # user 0 has items {0,1}; item 1 is only liked by user 0 and user 1; user 1 has only item 1.
     # (2, 2)-core: user 1 (1 row) goes -> item 1 drops to 1 -> goes -> user 0 drops to 1 -> goes ...
-    d = Interactions(users=np.array([0, 0, 1, 2, 3, 2, 3]), items=np.array([0, 1, 1, 2, 2, 3, 3]),
-                     ratings=None, timestamps=None, user_map=IdMap([0, 1, 2, 3]),
-                     item_map=IdMap([0, 1, 2, 3]))
+    d = Interactions(
+        users=np.array([0, 0, 1, 2, 3, 2, 3]),
+        items=np.array([0, 1, 1, 2, 2, 3, 3]),
+        ratings=None,
+        timestamps=None,
+        user_map=IdMap([0, 1, 2, 3]),
+        item_map=IdMap([0, 1, 2, 3]),
+    )
     core = k_core(d, 2, 2)
     assert core.user_map.ids.tolist() == [2, 3] and core.item_map.ids.tolist() == [2, 3]
     assert len(core) == 4
@@ -193,9 +209,15 @@ def test_k_core_iterates():
 def test_compact_reindexes_features():
     import pandas as pd
 
-    d = Interactions(users=np.array([0, 2]), items=np.array([1, 1]), ratings=None, timestamps=None,
-                     user_map=IdMap([5, 6, 7]), item_map=IdMap(["a", "b"]),
-                     item_features=pd.DataFrame({"title": ["A", "B"]}, index=[0, 1]))
+    d = Interactions(
+        users=np.array([0, 2]),
+        items=np.array([1, 1]),
+        ratings=None,
+        timestamps=None,
+        user_map=IdMap([5, 6, 7]),
+        item_map=IdMap(["a", "b"]),
+        item_features=pd.DataFrame({"title": ["A", "B"]}, index=[0, 1]),
+    )
     c = compact(d)
     assert c.user_map.ids.tolist() == [5, 7] and c.item_map.ids.tolist() == ["b"]
     assert c.users.tolist() == [0, 1] and c.item_features["title"].tolist() == ["B"]

@@ -128,7 +128,7 @@ def test_iterator_streams_in_order(engine, problem):
     stop = 0
     for batch in batches:
         assert batch.start == stop and batch.batch_id == batch.start // 64
-        np.testing.assert_array_equal(batch.result.indices, expected.indices[batch.start:batch.stop])
+        np.testing.assert_array_equal(batch.result.indices, expected.indices[batch.start : batch.stop])
         stop = batch.stop
     assert stop == users.shape[0]
     stats = engine.last_stats
@@ -140,8 +140,9 @@ def test_iterator_streams_in_order(engine, problem):
 def test_parquet_and_one_shot_functions(cluster, problem, tmp_path):
     users, items, exclude = problem
     expected = mf.topk(users, items, 15, exclude=exclude, temperature=2.0)
-    stats = mfd.topk_to_parquet(tmp_path / "top.parquet", users, items, 15, exclude=exclude, temperature=2.0,
-                                batch_size=512, **WORKERS)
+    stats = mfd.topk_to_parquet(
+        tmp_path / "top.parquet", users, items, 15, exclude=exclude, temperature=2.0, batch_size=512, **WORKERS
+    )
     assert stats.batches == 3
     back = mfd.read_topk_parquet(tmp_path / "top.parquet")
     assert_identical(back, expected)
@@ -187,8 +188,9 @@ def test_killed_worker_midway(cluster, how):
         result = dist_engine._assemble(iter(got), eng.prepare(users, 50, exclude=exclude, batch_size=512))
         assert_identical(result, expected)
         # The repaired pool keeps answering.
-        assert_identical(eng.topk(users[:512], 50, exclude=exclude[:512]), mf.topk(users[:512], items, 50,
-                                                                                     exclude=exclude[:512]))
+        assert_identical(
+            eng.topk(users[:512], 50, exclude=exclude[:512]), mf.topk(users[:512], items, 50, exclude=exclude[:512])
+        )
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # from inside Ray Data
@@ -196,10 +198,9 @@ def test_ray_data_map_batches(cluster, problem):
     users, items, exclude = problem
     n = 1000
     expected = mf.topk(users[:n], items, 10, exclude=exclude[:n])
-    seen = [exclude.indices[exclude.indptr[i]:exclude.indptr[i + 1]] for i in range(n)]
+    seen = [exclude.indices[exclude.indptr[i] : exclude.indptr[i + 1]] for i in range(n)]
     ds = ray.data.from_items([{"id": i, "embedding": users[i], "seen": seen[i]} for i in range(n)])
-    scored = ds.map_batches(**mfd.map_batches_args(items, 10, exclude_column="seen", batch_size=256,
-                                                   concurrency=2))
+    scored = ds.map_batches(**mfd.map_batches_args(items, 10, exclude_column="seen", batch_size=256, concurrency=2))
     rows = sorted(scored.take_all(), key=lambda row: row["id"])
     assert len(rows) == n and "embedding" not in rows[0]
     np.testing.assert_array_equal(np.stack([row["topk_indices"] for row in rows]), expected.indices)
@@ -270,8 +271,12 @@ def test_engine_rejects_bad_queries_before_submission(engine, problem, monkeypat
         args.pop("items")
         for method in (engine.iter_batches, engine.topk):
             with pytest.raises(ValueError, match=f"^{name}"):
-                method(args["users"], args["k"], exclude=args["exclude"],
-                       **{key: args[key] for key in ("temperature", "batch_size") if key in args})
+                method(
+                    args["users"],
+                    args["k"],
+                    exclude=args["exclude"],
+                    **{key: args[key] for key in ("temperature", "batch_size") if key in args},
+                )
     assert engine.last_stats is None  # nothing ran
 
 

@@ -11,11 +11,14 @@ pytest.importorskip("torch", reason="audio encoders need torch")
 from mmrec_fast.encoders import EncodingError, EncodingWarning  # noqa: E402
 from mmrec_fast.encoders.testing import speak, write_corrupt_files  # noqa: E402
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                  reason="speech fixtures need Debian's espeak-ng (apt-get install -y espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="speech fixtures need Debian's espeak-ng (apt-get install -y espeak-ng)"
+)
 
-SENTENCES = {"piano": "Please play some relaxing piano music tonight.",
-             "movie": "I would like to watch a funny movie about dogs."}
+SENTENCES = {
+    "piano": "Please play some relaxing piano music tonight.",
+    "movie": "I would like to watch a funny movie about dogs.",
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def test_embeddings_shape_norm_and_invariance(whisper, speech, tmp_path):
     # Mean-pooled Whisper states are coarse (different sentences ~0.9), but the same recording
     # through another decode/resample path is closer than a different sentence.
     assert v[0] @ v[1] > 0.95 and v[0] @ v[1] > v[0] @ v[2]
-    np.testing.assert_allclose(v[0], v[3], atol=1e-5)          # file and (array, rate) agree
+    np.testing.assert_allclose(v[0], v[3], atol=1e-5)  # file and (array, rate) agree
     # Leading silence is trimmed and padding frames are not pooled: 3 s of silence changes little.
     padded = np.concatenate([np.zeros(3 * sr, np.float32), y])
     w = whisper.encode([(padded, sr)])
@@ -68,8 +71,8 @@ def test_embeddings_shape_norm_and_invariance(whisper, speech, tmp_path):
 @needs_espeak
 def test_long_clip_uses_several_windows(whisper, speech):
     y, sr = sf.read(speech["movie"], dtype="float32")
-    gap = np.full(sr // 2, 1e-3, np.float32)   # quiet, not silent: nothing is trimmed inside the clip
-    long = np.concatenate([np.concatenate([y, gap])] * 16)   # ~40 s: two 30-s windows
+    gap = np.full(sr // 2, 1e-3, np.float32)  # quiet, not silent: nothing is trimmed inside the clip
+    long = np.concatenate([np.concatenate([y, gap])] * 16)  # ~40 s: two 30-s windows
     assert len(long) / sr > 30
     v = whisper.encode([(long, sr), speech["movie"], speech["piano"]])
     # The 16-fold repetition stays nearer its sentence than the other one (positional baseline removed).
@@ -80,8 +83,15 @@ def test_long_clip_uses_several_windows(whisper, speech):
 def test_bad_audio_is_reported_by_id(whisper, speech, tmp_path):
     bad = write_corrupt_files(tmp_path, valid_wav=speech["piano"])
     silent = (np.zeros(16000, np.float32), 16000)
-    items = [speech["piano"], bad["garbage_wav"], bad["missing"], silent, speech["movie"], bad["truncated_wav"],
-             bad["unsupported"]]
+    items = [
+        speech["piano"],
+        bad["garbage_wav"],
+        bad["missing"],
+        silent,
+        speech["movie"],
+        bad["truncated_wav"],
+        bad["unsupported"],
+    ]
     ids = ["ok1", "garbage", "missing", "silent", "ok2", "truncated", "svg"]
     with pytest.warns(EncodingWarning, match="5 of 7 items failed"):
         res = whisper.encode_with_report(items, ids=ids, on_error="skip")

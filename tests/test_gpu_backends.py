@@ -17,8 +17,12 @@ torch = pytest.importorskip("torch", reason="torch not installed")
 
 
 def _numpy_result(result):
-    return mf.TopK(_arrays.asnumpy(result.indices), _arrays.asnumpy(result.scores),
-                   _arrays.asnumpy(result.log_normalizer), result.temperature)
+    return mf.TopK(
+        _arrays.asnumpy(result.indices),
+        _arrays.asnumpy(result.scores),
+        _arrays.asnumpy(result.log_normalizer),
+        result.temperature,
+    )
 
 
 def _cuda_status():
@@ -32,6 +36,7 @@ def _require_cuda():
 
 
 # ------------------------------------------------------------------------------------- torch on CPU
+
 
 def test_torch_keys_roundtrip_and_order():
     from mmrec_fast.backends.torch_backend import EMPTY_KEY, decode_keys, encode_keys
@@ -52,8 +57,7 @@ def test_torch_keys_roundtrip_and_order():
 def test_torch_tensors_in_tensors_out(rng):
     users, items = random_problem(rng, 40, 700, 16)
     excl = random_exclusion(rng, 40, 700, density=0.1, full_rows=(3,))
-    got = mf.topk(torch.from_numpy(users), torch.from_numpy(items), 9, exclude=excl, temperature=0.7,
-                  backend="torch")
+    got = mf.topk(torch.from_numpy(users), torch.from_numpy(items), 9, exclude=excl, temperature=0.7, backend="torch")
     assert isinstance(got.indices, torch.Tensor) and got.indices.dtype == torch.int64
     assert got.scores.dtype == torch.float32 and got.probs.dtype == torch.float32
     assert got.log_normalizer.dtype == torch.float64 and got.indices.device.type == "cpu"
@@ -119,14 +123,14 @@ def test_torch_item_shards_merge_exactly(rng):
     parts = []
     for lo, hi in [(0, 123), (123, 124), (124, 500)]:
         part = mf.topk(users, items[lo:hi], 12, backend="torch")
-        parts.append(mf.TopK(np.where(part.indices >= 0, part.indices + lo, -1), part.scores,
-                             part.log_normalizer))
+        parts.append(mf.TopK(np.where(part.indices >= 0, part.indices + lo, -1), part.scores, part.log_normalizer))
     merged = mf.merge_topk(parts)
     np.testing.assert_array_equal(merged.indices, whole.indices)
     np.testing.assert_allclose(merged.log_normalizer, whole.log_normalizer, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------- registry
+
 
 def test_registry_records_gpu_reasons():
     status = mf.available_backends()
@@ -171,11 +175,11 @@ def test_cuda_kernel_plan_is_sane():
 
 GPU_CASES = [  # (n_users, n_items, dim, k, exclusion density, temperature)
     (1, 1, 1, 1, 0.0, 1.0),
-    (65, 129, 17, 10, 0.1, 0.5),          # ragged user and item tiles, odd d
+    (65, 129, 17, 10, 0.1, 0.5),  # ragged user and item tiles, odd d
     (300, 5000, 64, 100, 0.05, 1.0),
-    (3, 200_000, 32, 1000, 0.01, 2.0),    # item shards
-    (100, 20_000, 16, 8192, 0.0, 1.0),    # long lists
-    (20, 50, 8, 80, 0.3, 1.0),            # k > I: padding
+    (3, 200_000, 32, 1000, 0.01, 2.0),  # item shards
+    (100, 20_000, 16, 8192, 0.0, 1.0),  # long lists
+    (20, 50, 8, 80, 0.3, 1.0),  # k > I: padding
 ]
 
 
@@ -254,8 +258,10 @@ def test_cuda_tensor_core_inputs(rng, dtype):
     tv = torch.from_numpy(items).cuda().to(getattr(torch, dtype))
     got = mf.topk(tu, tv, 64, exclude=excl, temperature=0.5, backend="cuda")
     assert got.indices.is_cuda
-    assert_topk_matches(_numpy_result(got), tu.float().cpu().numpy(), tv.float().cpu().numpy(), 64,
-                        exclude=excl, temperature=0.5)
+    assert_topk_matches(
+        _numpy_result(got), tu.float().cpu().numpy(), tv.float().cpu().numpy(), 64, exclude=excl, temperature=0.5
+    )
     mixed = mf.topk(tu.float(), tv, 64, exclude=excl, temperature=0.5, backend="cuda")  # float32 path
-    assert_topk_matches(_numpy_result(mixed), tu.float().cpu().numpy(),
-                        tv.float().cpu().numpy(), 64, exclude=excl, temperature=0.5)
+    assert_topk_matches(
+        _numpy_result(mixed), tu.float().cpu().numpy(), tv.float().cpu().numpy(), 64, exclude=excl, temperature=0.5
+    )

@@ -7,8 +7,10 @@ import pytest
 from mmrec_fast import _keys
 
 F32 = np.finfo(np.float32)
-SCORES = np.array([-np.inf, -F32.max, -1e30, -1.0, -F32.tiny, -1e-45, -0.0, 0.0, 1e-45, F32.tiny, 1.0,
-                   1.0, 3e38, F32.max, np.inf], dtype=np.float32)
+SCORES = np.array(
+    [-np.inf, -F32.max, -1e30, -1.0, -F32.tiny, -1e-45, -0.0, 0.0, 1e-45, F32.tiny, 1.0, 1.0, 3e38, F32.max, np.inf],
+    dtype=np.float32,
+)
 
 
 def _expected_order(scores, indices):

@@ -21,7 +21,8 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import mmrec_fast as mf
 
-    n_users, n_items, dim, k, backend = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    n_users, n_items, dim, k = (int(arg) for arg in sys.argv[1:5])
+    backend = sys.argv[5]
     rng = np.random.default_rng(0)
     users = rng.standard_normal((n_users, dim), dtype=np.float32)
     items = rng.standard_normal((n_items, dim), dtype=np.float32)
@@ -45,8 +46,12 @@ BUDGET = 300 * 2**20
 def _measure(n_users, n_items, dim, k, backend):
     if not os.access("/proc/self/clear_refs", os.W_OK):
         pytest.skip("needs Linux /proc/self/clear_refs to reset the peak-RSS mark")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(n_users), str(n_items), str(dim), str(k), backend],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(n_users), str(n_items), str(dim), str(k), backend],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -69,7 +74,9 @@ def test_full_size_memory_bound():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_backend_memory_bound(backend):
     if backend in ("cuda", "cupy"):
-        pytest.skip("host peak-RSS bound is for host engines; the GPU kernel's device memory is bounded by "
-                    "its work budget (checked by benchmarks/gpu_check.py)")
+        pytest.skip(
+            "host peak-RSS bound is for host engines; the GPU kernel's device memory is bounded by "
+            "its work budget (checked by benchmarks/gpu_check.py)"
+        )
     m = _measure(1_000, 300_000, 32, 100, backend)
     assert m["extra"] <= m["outputs"] + BUDGET, m

@@ -205,7 +205,7 @@ def reference_user(row, positives, ks, n_items, scores=None):
                 acc += seen / (i + 1)
         out[f"map@{k}"] = acc / min(n_pos, k)
     # full ranking (meaningful when lst is complete)
-    sc = list(scores[:len(lst)]) if scores is not None else [-i for i in range(len(lst))]
+    sc = list(scores[: len(lst)]) if scores is not None else [-i for i in range(len(lst))]
     rel = [x in positives for x in lst]
     first = next((i for i, x in enumerate(rel) if x), None)
     out["mrr"] = 0.0 if first is None else 1 / (first + 1)
@@ -224,9 +224,11 @@ def reference_user(row, positives, ks, n_items, scores=None):
 
 
 def reference_evaluate(ranked, pos_rows, ks, n_items, scores=None):
-    per = [reference_user(ranked[u], set(pos_rows[u]), ks, n_items,
-                          None if scores is None else scores[u])
-           for u in range(len(ranked)) if pos_rows[u]]
+    per = [
+        reference_user(ranked[u], set(pos_rows[u]), ks, n_items, None if scores is None else scores[u])
+        for u in range(len(ranked))
+        if pos_rows[u]
+    ]
     res = {}
     for key in per[0]:
         vals = [p[key] for p in per if not (key == "auc" and math.isnan(p[key]))]
@@ -251,8 +253,8 @@ def random_case(rng, n_users, n_items, K, *, tie_levels=None, exclude_density=0.
         full = cand[order]
         ranks_full.append((full, s[order]))
         n_cand.append(len(cand))
-        ranked[u, :min(K, len(full))] = full[:K]
-        scores[u, :min(K, len(full))] = s[order][:K]
+        ranked[u, : min(K, len(full))] = full[:K]
+        scores[u, : min(K, len(full))] = s[order][:K]
         # positives: mostly candidates, sometimes an excluded item, sometimes none at all
         p = np.flatnonzero(rng.random(n_items) < pos_density)
         if u % 7 == 3:
@@ -267,8 +269,7 @@ def test_against_loop_reference(seed, K_mode):
     rng = np.random.default_rng(seed)
     n_users, n_items = 40, 30
     K = n_items if K_mode == "full" else 8
-    ranked, scores, pos_rows, n_cand, _ = random_case(rng, n_users, n_items, K,
-                                                      tie_levels=4 if seed % 2 else None)
+    ranked, scores, pos_rows, n_cand, _ = random_case(rng, n_users, n_items, K, tie_levels=4 if seed % 2 else None)
     pos = csr(pos_rows, n_items)
     ks = [1, 3, 5, 8] + ([10, 40] if K_mode == "full" else [])
     use_scores = scores if seed % 2 else None
@@ -332,17 +333,24 @@ def test_against_cornac_metric_classes(seed, ties):
     cm = pytest.importorskip("cornac.metrics")
     rng = np.random.default_rng(seed)
     n_users, n_items, K = 30, 25, 25
-    ranked, scores, pos_rows, n_cand, full = random_case(rng, n_users, n_items, K, tie_levels=ties,
-                                                         exclude_density=0.15, pos_density=0.15)
+    ranked, scores, pos_rows, n_cand, full = random_case(
+        rng, n_users, n_items, K, tie_levels=ties, exclude_density=0.15, pos_density=0.15
+    )
     # Cornac always ranks every positive: make each positive a candidate (drop excluded ones).
     pos_rows = [[i for i in pos_rows[u] if i in set(full[u][0].tolist())] for u in range(n_users)]
     pos = csr(pos_rows, n_items)
     ks = [1, 5, 10]
     ours = evaluate(ranked, pos, ks=ks, n_candidates=n_cand, scores=scores)
-    mets = {**{f"ndcg@{k}": cm.NDCG(k) for k in ks}, **{f"precision@{k}": cm.Precision(k) for k in ks},
-            **{f"recall@{k}": cm.Recall(k) for k in ks}, **{f"f1@{k}": cm.FMeasure(k) for k in ks},
-            **{f"hit@{k}": cm.HitRatio(k) for k in ks},
-            "auc": cm.AUC(), "map": cm.MAP(), "mrr": cm.MRR()}
+    mets = {
+        **{f"ndcg@{k}": cm.NDCG(k) for k in ks},
+        **{f"precision@{k}": cm.Precision(k) for k in ks},
+        **{f"recall@{k}": cm.Recall(k) for k in ks},
+        **{f"f1@{k}": cm.FMeasure(k) for k in ks},
+        **{f"hit@{k}": cm.HitRatio(k) for k in ks},
+        "auc": cm.AUC(),
+        "map": cm.MAP(),
+        "mrr": cm.MRR(),
+    }
     sums = dict.fromkeys(mets, 0.0)
     n = 0
     for u in range(n_users):
@@ -356,8 +364,9 @@ def test_against_cornac_metric_classes(seed, ties):
         item_indices = np.sort(items)
         pd_scores = s[np.argsort(items)]
         for key, metric in mets.items():
-            sums[key] += metric.compute(gt_pos=gt_pos, gt_neg=gt_neg, pd_rank=items, pd_scores=pd_scores,
-                                        item_indices=item_indices)
+            sums[key] += metric.compute(
+                gt_pos=gt_pos, gt_neg=gt_neg, pd_rank=items, pd_scores=pd_scores, item_indices=item_indices
+            )
     assert ours["n_users"] == n
     for key in mets:
         assert ours[key] == pytest.approx(sums[key] / n, rel=1e-12, abs=1e-12), key

@@ -49,11 +49,11 @@ def cornac_protocol_inputs(train: Interactions, test: Interactions, threshold: f
     n_cand = np.zeros(U, dtype=np.int64)
     for u in range(U):
         cand = seen_items.copy()
-        cand[train_pos.indices[train_pos.indptr[u]:train_pos.indptr[u + 1]]] = False
+        cand[train_pos.indices[train_pos.indptr[u] : train_pos.indptr[u + 1]]] = False
         items = np.flatnonzero(cand)
         order = items[np.lexsort((items, -W[u, items]))]  # best first, ties to the lower id
-        ranked[u, :len(order)] = order
-        scores[u, :len(order)] = W[u, order]
+        ranked[u, : len(order)] = order
+        scores[u, : len(order)] = W[u, order]
         n_cand[u] = len(order)
     return ranked, scores, positives, n_cand
 
@@ -61,17 +61,18 @@ def cornac_protocol_inputs(train: Interactions, test: Interactions, threshold: f
 def run_cornac(train: Interactions, test: Interactions, threshold: float, W: np.ndarray, metrics):
     uid_map, iid_map = OrderedDict(), OrderedDict()
     triplets = lambda d: list(zip(d.users.tolist(), d.items.tolist(), d.ratings.tolist()))  # noqa: E731
-    train_set = Dataset.build(triplets(train), fmt="UIR", global_uid_map=uid_map,
-                              global_iid_map=iid_map, exclude_unknowns=False)
-    test_set = Dataset.build(triplets(test), fmt="UIR", global_uid_map=uid_map,
-                             global_iid_map=iid_map, exclude_unknowns=True)
+    train_set = Dataset.build(
+        triplets(train), fmt="UIR", global_uid_map=uid_map, global_iid_map=iid_map, exclude_unknowns=False
+    )
+    test_set = Dataset.build(
+        triplets(test), fmt="UIR", global_uid_map=uid_map, global_iid_map=iid_map, exclude_unknowns=True
+    )
     # Cornac index -> our code (the raw ids we gave Cornac are our codes)
     u_of = np.array([u for u, _ in sorted(train_set.uid_map.items(), key=lambda t: t[1])])
     i_of = np.array([i for i, _ in sorted(train_set.iid_map.items(), key=lambda t: t[1])])
     model = FixedScores(W[np.ix_(u_of, i_of)])
     model.fit(train_set)
-    avg, per_user = ranking_eval(model, metrics, train_set, test_set, rating_threshold=threshold,
-                                 exclude_unknowns=True)
+    avg, per_user = ranking_eval(model, metrics, train_set, test_set, rating_threshold=threshold, exclude_unknowns=True)
     return dict(zip([m.name for m in metrics], avg)), len(per_user[0])
 
 
@@ -79,9 +80,14 @@ def random_ratings(seed, n_users=40, n_items=70, n=1100):
     rng = np.random.default_rng(seed)
     keys = np.unique(rng.integers(0, n_users, n) * n_items + rng.integers(0, n_items, n))
     keys = rng.permutation(keys)
-    return Interactions(users=keys // n_items, items=keys % n_items,
-                        ratings=rng.integers(1, 6, len(keys)).astype(float),
-                        timestamps=None, user_map=IdMap(np.arange(n_users)), item_map=IdMap(np.arange(n_items)))
+    return Interactions(
+        users=keys // n_items,
+        items=keys % n_items,
+        ratings=rng.integers(1, 6, len(keys)).astype(float),
+        timestamps=None,
+        user_map=IdMap(np.arange(n_users)),
+        item_map=IdMap(np.arange(n_items)),
+    )
 
 
 @pytest.mark.parametrize("seed,threshold", [(0, 1.0), (1, 4.0), (2, 3.0)])
@@ -95,18 +101,25 @@ def test_matches_cornac_ranking_eval(seed, threshold):
     ours = evaluate(ranked, positives, ks=[10], n_candidates=n_cand, scores=scores)
 
     # The protocol: AUC, MAP, NDCG@10, Precision@10, Recall@10 (+ F1, hit ratio).
-    theirs, n_users = run_cornac(train, test, threshold, W,
-                                 [AUC(), MAP(), NDCG(10), Precision(10), Recall(10), FMeasure(10),
-                                  HitRatio(10)])
+    theirs, n_users = run_cornac(
+        train, test, threshold, W, [AUC(), MAP(), NDCG(10), Precision(10), Recall(10), FMeasure(10), HitRatio(10)]
+    )
     assert ours["n_users"] == n_users > 0
     # the helper builds the same candidates and positives as the hand-written loop above
     exclude, positives2, n_cand2 = cornac_protocol(train, test, threshold)
     assert (positives2 != positives).nnz == 0 and np.array_equal(n_cand2, n_cand)
     for u in range(data.n_users):
         listed = set(ranked[u][ranked[u] >= 0].tolist())
-        assert listed.isdisjoint(exclude.indices[exclude.indptr[u]:exclude.indptr[u + 1]].tolist())
-    pairs = {"auc": "AUC", "map": "MAP", "ndcg@10": "NDCG@10", "precision@10": "Precision@10",
-             "recall@10": "Recall@10", "f1@10": "F1@10", "hit@10": "HitRatio@10"}
+        assert listed.isdisjoint(exclude.indices[exclude.indptr[u] : exclude.indptr[u + 1]].tolist())
+    pairs = {
+        "auc": "AUC",
+        "map": "MAP",
+        "ndcg@10": "NDCG@10",
+        "precision@10": "Precision@10",
+        "recall@10": "Recall@10",
+        "f1@10": "F1@10",
+        "hit@10": "HitRatio@10",
+    }
     for mine, name in pairs.items():
         assert ours[mine] == pytest.approx(theirs[name], rel=1e-12, abs=1e-12), mine
     # MRR alone (with an @k metric beside it Cornac only sorts the first max_k items, see report)
@@ -137,7 +150,12 @@ def test_protocol_with_the_engine():
     W[rows[listed], top.indices[listed]] = top.scores[listed]
     theirs, n_users = run_cornac(train, test, 4.0, W, [AUC(), MAP(), NDCG(10), Precision(10), Recall(10)])
     assert ours["n_users"] == n_users
-    for mine, name in (("auc", "AUC"), ("map", "MAP"), ("ndcg@10", "NDCG@10"),
-                       ("precision@10", "Precision@10"), ("recall@10", "Recall@10")):
+    for mine, name in (
+        ("auc", "AUC"),
+        ("map", "MAP"),
+        ("ndcg@10", "NDCG@10"),
+        ("precision@10", "Precision@10"),
+        ("recall@10", "Recall@10"),
+    ):
         assert ours[mine] == pytest.approx(theirs[name], rel=1e-12), mine
     assert ours["mrr"] == pytest.approx(run_cornac(train, test, 4.0, W, [MRR()])[0]["MRR"], rel=1e-12)

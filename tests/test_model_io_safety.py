@@ -29,6 +29,7 @@ N_USERS, N_ITEMS = 7, 11
 
 # -- a tiny model that saves through the generic protocol ---------------------------------------------
 
+
 class TinyModel(Recommender):
     """Fixed vectors plus extra arrays of awkward dtypes/layouts, to test bit-exact generic saving."""
 
@@ -86,13 +87,13 @@ def _unregister_test_kinds():
 def tiny_model(rng, n_users=N_USERS, n_items=N_ITEMS) -> TinyModel:
     extras = {
         "f64_scalar": np.array(rng.standard_normal()),
-        "i64": rng.integers(-2**62, 2**62, size=5, dtype=np.int64),
+        "i64": rng.integers(-(2**62), 2**62, size=5, dtype=np.int64),
         "u8": rng.integers(0, 255, size=(2, 3), dtype=np.uint8),
         "flags": rng.random(4) < 0.5,
         "f16": rng.standard_normal(3).astype(np.float16),
         "empty": np.zeros((0, 3), np.float32),
-        "strided": rng.standard_normal((6, 4))[::2, ::-1],         # not contiguous: stored as its values
-        "big_endian": np.arange(4, dtype=">i4"),                   # stored in native order, same values
+        "strided": rng.standard_normal((6, 4))[::2, ::-1],  # not contiguous: stored as its values
+        "big_endian": np.arange(4, dtype=">i4"),  # stored in native order, same values
         "specials": np.array([np.nan, np.inf, -np.inf, -0.0, 5e-324], dtype=np.float64),
     }
     users = rng.standard_normal((n_users, 4)).astype(np.float32)
@@ -112,8 +113,11 @@ def id_maps():
 
 
 def same_vectors(a: Recommender, b: Recommender) -> bool:
-    return (np.array_equal(a.user_vectors(), b.user_vectors()) and np.array_equal(a.item_vectors(), b.item_vectors())
-            and a.user_vectors().tobytes() == b.user_vectors().tobytes())
+    return (
+        np.array_equal(a.user_vectors(), b.user_vectors())
+        and np.array_equal(a.item_vectors(), b.item_vectors())
+        and a.user_vectors().tobytes() == b.user_vectors().tobytes()
+    )
 
 
 def siblings(path) -> list[str]:
@@ -139,6 +143,7 @@ def refresh_checksum(path, name) -> None:
 
 # -- where save_model may write ----------------------------------------------------------------------
 
+
 def test_absent_path_with_missing_parents_and_empty_directory(tmp_path):
     model = bpr_model()
     deep = save_model(model, tmp_path / "a" / "b" / "model")
@@ -157,8 +162,19 @@ def test_absent_path_with_missing_parents_and_empty_directory(tmp_path):
     assert {p.name: p.stat().st_mode & 0o777 for p in deep.iterdir()} == {p.name: file_mode for p in deep.iterdir()}
 
 
-@pytest.mark.parametrize("case", ["file", "csv_input", "foreign_dir", "foreign_model_json", "symlink_to_model",
-                                  "dangling_symlink", "nested_empty_dirs", "parent_is_file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "file",
+        "csv_input",
+        "foreign_dir",
+        "foreign_model_json",
+        "symlink_to_model",
+        "dangling_symlink",
+        "nested_empty_dirs",
+        "parent_is_file",
+    ],
+)
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_never_replaces_what_it_did_not_write(tmp_path, case, overwrite):
     target = tmp_path / "target"
@@ -198,11 +214,16 @@ def test_replacing_a_saved_model_needs_overwrite_and_is_complete(tmp_path):
     first = save_model(bpr_model(), tmp_path / "m", user_map=users, item_map=items)
     old = load_model(first).model
     with pytest.raises(ValueError, match="overwrite=True"):
-        save_model(ContentProfile(rng.standard_normal((N_ITEMS, 3)).astype(np.float32)).fit(
-            sp.random(N_USERS, N_ITEMS, density=0.3, format="csr", random_state=1)), first)
+        save_model(
+            ContentProfile(rng.standard_normal((N_ITEMS, 3)).astype(np.float32)).fit(
+                sp.random(N_USERS, N_ITEMS, density=0.3, format="csr", random_state=1)
+            ),
+            first,
+        )
     assert same_vectors(load_model(first).model, old), "a refused save changed the model"
     content = ContentProfile(rng.standard_normal((N_ITEMS, 3)).astype(np.float32)).fit(
-        sp.random(N_USERS, N_ITEMS, density=0.3, format="csr", random_state=1))
+        sp.random(N_USERS, N_ITEMS, density=0.3, format="csr", random_state=1)
+    )
     save_model(content, first, overwrite=True)
     loaded = load_model(first)
     assert loaded.model.kind == "content" and same_vectors(loaded.model, content)
@@ -274,8 +295,13 @@ def test_format_1_directory_is_recognised_and_still_loads(tmp_path):
 
 def test_extra_files_are_checked(tmp_path):
     model = bpr_model()
-    for name, error in ((["x"], TypeError), ({"../x": print}, ValueError), ({".hidden": print}, ValueError),
-                        ({"model.json": print}, ValueError), ({"a.txt": "not callable"}, TypeError)):
+    for name, error in (
+        (["x"], TypeError),
+        ({"../x": print}, ValueError),
+        ({".hidden": print}, ValueError),
+        ({"model.json": print}, ValueError),
+        ({"a.txt": "not callable"}, TypeError),
+    ):
         with pytest.raises(error, match="extra_files"):
             save_model(model, tmp_path / "m", extra_files=name)
     with pytest.raises(ValueError, match="did not create"):
@@ -285,12 +311,19 @@ def test_extra_files_are_checked(tmp_path):
 
 # -- what load_model checks -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def saved(tmp_path):
     users, items = id_maps()
     model = bpr_model()
-    path = save_model(model, tmp_path / "m", user_map=users, item_map=items, metadata={"run": 1},
-                      extra_files={"train_matrix.npz": lambda p: sp.save_npz(p, sp.eye(N_USERS, N_ITEMS, format="csr"))})
+    path = save_model(
+        model,
+        tmp_path / "m",
+        user_map=users,
+        item_map=items,
+        metadata={"run": 1},
+        extra_files={"train_matrix.npz": lambda p: sp.save_npz(p, sp.eye(N_USERS, N_ITEMS, format="csr"))},
+    )
     return path, model
 
 
@@ -312,20 +345,23 @@ def _flip_byte(file, offset):
     file.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage, file, message", [
-    ("flip_weights_tail", "weights.safetensors", "SHA-256"),
-    ("flip_weights_header", "weights.safetensors", "SHA-256"),
-    ("truncate_weights", "weights.safetensors", "bytes"),
-    ("empty_weights", "weights.safetensors", "bytes"),
-    ("flip_user_map", "user_map.json", "SHA-256"),
-    ("flip_extra", "train_matrix.npz", "SHA-256"),
-    ("delete_item_map", "item_map.json", "missing"),
-    ("short_user_map", "user_map.json", "3 user ids"),
-    ("short_item_map", "item_map.json", "ids, the model has"),
-    ("not_a_map", "user_map.json", "IdMap"),
-    ("truncate_weights_checksum_updated", "weights.safetensors", "safetensors"),
-    ("weights_of_another_size", "weights.safetensors", "array"),
-])
+@pytest.mark.parametrize(
+    "damage, file, message",
+    [
+        ("flip_weights_tail", "weights.safetensors", "SHA-256"),
+        ("flip_weights_header", "weights.safetensors", "SHA-256"),
+        ("truncate_weights", "weights.safetensors", "bytes"),
+        ("empty_weights", "weights.safetensors", "bytes"),
+        ("flip_user_map", "user_map.json", "SHA-256"),
+        ("flip_extra", "train_matrix.npz", "SHA-256"),
+        ("delete_item_map", "item_map.json", "missing"),
+        ("short_user_map", "user_map.json", "3 user ids"),
+        ("short_item_map", "item_map.json", "ids, the model has"),
+        ("not_a_map", "user_map.json", "IdMap"),
+        ("truncate_weights_checksum_updated", "weights.safetensors", "safetensors"),
+        ("weights_of_another_size", "weights.safetensors", "array"),
+    ],
+)
 def test_damaged_files_are_named(saved, damage, file, message):
     path, _ = saved
     target = path / file
@@ -361,35 +397,38 @@ def test_damaged_files_are_named(saved, damage, file, message):
     assert file in str(exc.value)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m.pop("kind"), "missing key 'kind'"),
-    (lambda m: m.update(kind=5), "'kind' must be a string"),
-    (lambda m: m.update(kind="no-such-kind"), "unknown model kind 'no-such-kind'"),
-    (lambda m: m.update(format=99), "unsupported format 99.*newer"),
-    (lambda m: m.update(format="2"), "unsupported format"),
-    (lambda m: m.update(format=True), "unsupported format"),
-    (lambda m: m.update(n_users="7"), "'n_users' must be an integer"),
-    (lambda m: m.update(n_users=True), "'n_users' must be an integer"),
-    (lambda m: m.update(n_users=-1), "'n_users' must be >= 0"),
-    (lambda m: m.update(n_users=N_USERS + 1), "does not fit.*size mismatch"),
-    (lambda m: m.update(n_items=N_ITEMS - 1), "does not fit.*size mismatch"),
-    (lambda m: m.pop("library"), "not written by mmrec_fast"),
-    (lambda m: m.pop("files"), "missing key 'files'"),
-    (lambda m: m.update(files=[]), "'files' must be"),
-    (lambda m: m["files"].pop("weights.safetensors"), "no weights.safetensors"),
-    (lambda m: m["files"].update({"../escape": m["files"]["user_map.json"]}), "bad file name"),
-    (lambda m: m["files"].update({"user_map.json": "abc"}), "file entry"),
-    (lambda m: m["arrays"]["user_id.weight"].update(shape=[1, 1]), "user_id.weight"),
-    (lambda m: m["arrays"]["user_id.weight"].update(dtype="float64"), "user_id.weight"),
-    (lambda m: m["arrays"].pop("user_id.weight"), "holds arrays"),
-    (lambda m: m.update(config=[1]), "'config' must be an object"),
-    (lambda m: m["config"].update(dim=5), "does not fit"),
-    (lambda m: m["config"].update(bogus=1), "unknown training option"),
-    (lambda m: m.update(blocks=[["id", 0, 1]]), "score blocks"),
-    (lambda m: m.update(blocks="id"), "'blocks' must be a list"),
-    (lambda m: m.update(history={}), "'history' must be a list"),
-    (lambda m: m.update(metadata=[]), "'metadata' must be an object"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.pop("kind"), "missing key 'kind'"),
+        (lambda m: m.update(kind=5), "'kind' must be a string"),
+        (lambda m: m.update(kind="no-such-kind"), "unknown model kind 'no-such-kind'"),
+        (lambda m: m.update(format=99), "unsupported format 99.*newer"),
+        (lambda m: m.update(format="2"), "unsupported format"),
+        (lambda m: m.update(format=True), "unsupported format"),
+        (lambda m: m.update(n_users="7"), "'n_users' must be an integer"),
+        (lambda m: m.update(n_users=True), "'n_users' must be an integer"),
+        (lambda m: m.update(n_users=-1), "'n_users' must be >= 0"),
+        (lambda m: m.update(n_users=N_USERS + 1), "does not fit.*size mismatch"),
+        (lambda m: m.update(n_items=N_ITEMS - 1), "does not fit.*size mismatch"),
+        (lambda m: m.pop("library"), "not written by mmrec_fast"),
+        (lambda m: m.pop("files"), "missing key 'files'"),
+        (lambda m: m.update(files=[]), "'files' must be"),
+        (lambda m: m["files"].pop("weights.safetensors"), "no weights.safetensors"),
+        (lambda m: m["files"].update({"../escape": m["files"]["user_map.json"]}), "bad file name"),
+        (lambda m: m["files"].update({"user_map.json": "abc"}), "file entry"),
+        (lambda m: m["arrays"]["user_id.weight"].update(shape=[1, 1]), "user_id.weight"),
+        (lambda m: m["arrays"]["user_id.weight"].update(dtype="float64"), "user_id.weight"),
+        (lambda m: m["arrays"].pop("user_id.weight"), "holds arrays"),
+        (lambda m: m.update(config=[1]), "'config' must be an object"),
+        (lambda m: m["config"].update(dim=5), "does not fit"),
+        (lambda m: m["config"].update(bogus=1), "unknown training option"),
+        (lambda m: m.update(blocks=[["id", 0, 1]]), "score blocks"),
+        (lambda m: m.update(blocks="id"), "'blocks' must be a list"),
+        (lambda m: m.update(history={}), "'history' must be a list"),
+        (lambda m: m.update(metadata=[]), "'metadata' must be an object"),
+    ],
+)
 def test_bad_metadata_is_a_value_error_naming_model_json_or_the_file(saved, change, message):
     path, _ = saved
     if "user_id.weight" not in json.loads((path / "model.json").read_text())["arrays"]:
@@ -400,8 +439,9 @@ def test_bad_metadata_is_a_value_error_naming_model_json_or_the_file(saved, chan
     assert str(path) in str(exc.value)
 
 
-@pytest.mark.parametrize("text, message", [("", "not valid JSON"), ("[1, 2]", "expected a JSON object"),
-                                           ("{\"format\": 2", "not valid JSON")])
+@pytest.mark.parametrize(
+    "text, message", [("", "not valid JSON"), ("[1, 2]", "expected a JSON object"), ('{"format": 2', "not valid JSON")]
+)
 def test_model_json_that_is_not_an_object(saved, text, message):
     path, _ = saved
     (path / "model.json").write_text(text)
@@ -422,6 +462,7 @@ def test_not_a_model_directory(tmp_path):
 
 
 # -- the save registry ------------------------------------------------------------------------------
+
 
 def test_registered_kind_round_trips_bit_exact(tmp_path):
     rng = np.random.default_rng(5)
@@ -462,6 +503,7 @@ def test_redefining_the_same_class_replaces_its_entry():
     def define():
         class Redefined(TinyModel):
             kind = "test-redefined-io"
+
         return Redefined
 
     first, second = define(), define()  # same module and qualified name: a re-run, not a clash
@@ -507,7 +549,8 @@ def test_protocol_errors(tmp_path):
 def test_builtin_content_model_cross_checks(tmp_path):
     rng = np.random.default_rng(2)
     model = ContentProfile(rng.standard_normal((N_ITEMS, 3)).astype(np.float32)).fit(
-        sp.random(N_USERS, N_ITEMS, density=0.3, format="csr", random_state=2))
+        sp.random(N_USERS, N_ITEMS, density=0.3, format="csr", random_state=2)
+    )
     path = save_model(model, tmp_path / "c")
     assert same_vectors(load_model(path).model, model)
     rewrite_meta(path, lambda m: m.update(use_values="yes"))

@@ -34,8 +34,7 @@ def holdout(matrix, rng, fraction=0.2):
 
 
 #: Per trainer: plain SGD steps once per triple and needs more epochs than Adam over mini-batches.
-LEARN = {"torch": dict(epochs=10, batch_size=128, reg=0.05),
-         "native": dict(epochs=40, lr=0.05, reg=0.01)}
+LEARN = {"torch": dict(epochs=10, batch_size=128, reg=0.05), "native": dict(epochs=40, lr=0.05, reg=0.01)}
 
 
 @pytest.mark.parametrize("trainer", ["native", "torch"])
@@ -82,6 +81,7 @@ def test_early_stopping_restores_best_epoch(rng):
     assert best[0]["val_ndcg@10"] == max(e["val_ndcg@10"] for e in model.history if "val_ndcg@10" in e)
     # The restored weights are the best epoch's: re-measuring gives its validation score.
     from mmrec_fast.models.training import validation_ndcg
+
     assert validation_ndcg(model.net, train, val) == pytest.approx(best[0]["val_ndcg@10"], abs=1e-9)
 
 
@@ -89,8 +89,9 @@ def test_hybrid_blocks_split_scores_exactly(rng):
     train, _, _ = planted(rng)
     features = rng.standard_normal((train.shape[1], 10)).astype(np.float32)
     features[5, 6:] = 0.0  # item 5 has no "image": its image block contributes exactly 0
-    model = HybridMF(*train.shape, features, TrainConfig(**FAST),
-                     feature_blocks={"text": (0, 6), "image": (6, 10)}).fit(train)
+    model = HybridMF(
+        *train.shape, features, TrainConfig(**FAST), feature_blocks={"text": (0, 6), "image": (6, 10)}
+    ).fit(train)
     assert [b.name for b in model.blocks()] == ["id", "text", "image", "bias"]
     users, items = model.user_vectors(), model.item_vectors()
     image = next(b for b in model.blocks() if b.name == "image").columns
@@ -99,8 +100,7 @@ def test_hybrid_blocks_split_scores_exactly(rng):
     total = sum(c.astype(np.float64) for c in recs.contributions.values())
     listed = recs.items >= 0
     np.testing.assert_allclose(total[listed], recs.scores[listed], rtol=1e-5, atol=1e-5)
-    ref_ids, ref_scores, ref_lse = topk_reference(users, items, 7, excl_indptr=train.indptr,
-                                                  excl_indices=train.indices)
+    ref_ids, ref_scores, ref_lse = topk_reference(users, items, 7, excl_indptr=train.indptr, excl_indices=train.indices)
     ref_probs = np.exp(ref_scores - ref_lse[:, None])
     np.testing.assert_allclose(recs.probs, ref_probs, rtol=1e-4, atol=1e-7)
 

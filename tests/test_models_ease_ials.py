@@ -39,14 +39,18 @@ def ease_reference(x: np.ndarray, reg: float) -> np.ndarray:
     return np.eye(x.shape[1]) - p @ np.diag(1.0 / np.diag(p))
 
 
-@pytest.mark.parametrize("shape,density,empty_users,empty_items", [
-    ((30, 17), 0.2, (), ()), ((5, 1), 0.6, (), ()), ((1, 9), 0.5, (), ()),
-    ((25, 13), 0.3, (0, 7), (3, 12)),
-])
+@pytest.mark.parametrize(
+    "shape,density,empty_users,empty_items",
+    [
+        ((30, 17), 0.2, (), ()),
+        ((5, 1), 0.6, (), ()),
+        ((1, 9), 0.5, (), ()),
+        ((25, 13), 0.3, (0, 7), (3, 12)),
+    ],
+)
 @pytest.mark.parametrize("reg", [0.5, 50.0])
 def test_ease_matches_closed_form(shape, density, empty_users, empty_items, reg):
-    x = random_interactions(*shape, density, seed=shape[0] + shape[1], empty_users=empty_users,
-                            empty_items=empty_items)
+    x = random_interactions(*shape, density, seed=shape[0] + shape[1], empty_users=empty_users, empty_items=empty_items)
     model = EASE(*shape, reg=reg).fit(x)
     b = ease_reference(x.toarray().astype(np.float64), reg)
     np.testing.assert_allclose(model.item_vectors(), b.T, rtol=1e-5, atol=1e-6)
@@ -104,8 +108,9 @@ def weighted_lstsq_row(observed, confidences, fixed, alpha0, reg):
     """The row's minimiser as an ordinary least-squares problem (not the normal equations):
     rows sqrt(c) h_i -> sqrt(c) for observed items, sqrt(alpha0) h_j -> 0 for every item, sqrt(reg) I -> 0."""
     d = fixed.shape[1]
-    design = np.vstack([np.sqrt(confidences)[:, None] * fixed[observed], np.sqrt(alpha0) * fixed,
-                        np.sqrt(reg) * np.eye(d)])
+    design = np.vstack(
+        [np.sqrt(confidences)[:, None] * fixed[observed], np.sqrt(alpha0) * fixed, np.sqrt(reg) * np.eye(d)]
+    )
     target = np.concatenate([np.sqrt(confidences), np.zeros(fixed.shape[0] + d)])
     return np.linalg.lstsq(design, target, rcond=None)[0]
 
@@ -114,7 +119,7 @@ def weighted_lstsq_row(observed, confidences, fixed, alpha0, reg):
 def test_exact_half_step_matches_lstsq(n_rows, n_fixed, d):
     rng = np.random.default_rng(n_rows * 100 + d)
     x = random_interactions(n_rows, n_fixed, 0.4, seed=d, empty_users=(0,))
-    x.data = rng.uniform(0.5, 3.0, size=x.nnz).astype(np.float32)     # confidences
+    x.data = rng.uniform(0.5, 3.0, size=x.nnz).astype(np.float32)  # confidences
     fixed = rng.normal(size=(n_fixed, d)).astype(np.float32)
     alpha0 = 0.3
     reg = rng.uniform(0.1, 2.0, size=n_rows)
@@ -122,11 +127,11 @@ def test_exact_half_step_matches_lstsq(n_rows, n_fixed, d):
     out = np.full((n_rows, d), np.nan, dtype=np.float32)
     kernels.solve_rows_exact(x.indptr, x.indices, x.data, fixed, alpha0 * (f64.T @ f64), reg, out)
     for r in range(n_rows):
-        cols = x.indices[x.indptr[r]:x.indptr[r + 1]]
-        conf = x.data[x.indptr[r]:x.indptr[r + 1]].astype(np.float64)
+        cols = x.indices[x.indptr[r] : x.indptr[r + 1]]
+        conf = x.data[x.indptr[r] : x.indptr[r + 1]].astype(np.float64)
         expected = weighted_lstsq_row(cols, conf, f64, alpha0, reg[r])
         np.testing.assert_allclose(out[r], expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(out[0], 0)     # empty row: exactly zero
+    np.testing.assert_array_equal(out[0], 0)  # empty row: exactly zero
 
 
 def test_cg_converges_to_exact_solve():
@@ -158,20 +163,25 @@ def objective_reference(model: IALS, x: sp.csr_matrix) -> float:
     conf = dense if model.use_values else (dense > 0).astype(np.float64)
     reg_u = model.reg * (conf.sum(axis=1) + model.alpha0 * x.shape[1]) ** model.nu
     reg_i = model.reg * (conf.sum(axis=0) + model.alpha0 * x.shape[0]) ** model.nu
-    return float((conf * (s - 1) ** 2).sum() + model.alpha0 * (s ** 2).sum()
-                 + reg_u @ (w ** 2).sum(axis=1) + reg_i @ (h ** 2).sum(axis=1))
+    return float(
+        (conf * (s - 1) ** 2).sum()
+        + model.alpha0 * (s**2).sum()
+        + reg_u @ (w**2).sum(axis=1)
+        + reg_i @ (h**2).sum(axis=1)
+    )
 
 
 @pytest.mark.parametrize("solver,use_values", [("cholesky", False), ("cg", False), ("cholesky", True)])
 def test_ials_objective_decreases_and_matches_reference(solver, use_values):
     x = random_interactions(40, 30, 0.15, seed=7, empty_users=(3,), empty_items=(5,))
-    x.data = np.random.default_rng(0).integers(1, 6, size=x.nnz).astype(np.float32)   # ratings
-    model = IALS(40, 30, dim=4, alpha0=0.2, reg=0.05, nu=1.0, epochs=6, solver=solver, seed=1,
-                 use_values=use_values).fit(x)
+    x.data = np.random.default_rng(0).integers(1, 6, size=x.nnz).astype(np.float32)  # ratings
+    model = IALS(
+        40, 30, dim=4, alpha0=0.2, reg=0.05, nu=1.0, epochs=6, solver=solver, seed=1, use_values=use_values
+    ).fit(x)
     losses = [h["loss"] for h in model.history]
     assert np.isclose(losses[-1], objective_reference(model, x), rtol=1e-6)
     assert np.isclose(model.loss(x), losses[-1], rtol=1e-12)
-    if solver == "cholesky":     # each half-step is an exact minimisation: never up
+    if solver == "cholesky":  # each half-step is an exact minimisation: never up
         assert all(b <= a * (1 + 1e-6) for a, b in zip(losses, losses[1:]))
     assert losses[-1] < 0.9 * losses[0]
     assert np.all(model.user_vectors()[3] == 0) if solver == "cholesky" else True
@@ -225,10 +235,18 @@ def test_ials_learns_clusters_and_tiny_shapes():
     np.testing.assert_array_equal(empty.user_vectors(), 0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"dim": 0}, "dim"), ({"alpha0": 0.0}, "alpha0"), ({"reg": -1.0}, "reg"), ({"solver": "lu"}, "solver"),
-    ({"epochs": 1.5}, "epochs"), ({"reg": float("nan")}, "reg"), ({"num_threads": 0}, "num_threads"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"dim": 0}, "dim"),
+        ({"alpha0": 0.0}, "alpha0"),
+        ({"reg": -1.0}, "reg"),
+        ({"solver": "lu"}, "solver"),
+        ({"epochs": 1.5}, "epochs"),
+        ({"reg": float("nan")}, "reg"),
+        ({"num_threads": 0}, "num_threads"),
+    ],
+)
 def test_ials_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         IALS(3, 4, **kwargs)
@@ -290,14 +308,14 @@ def test_content_ials_ranks_cold_items_by_content():
     x, user_c, item_c = clustered(n_users=80, n_items=40, seed=4)
     rng = np.random.default_rng(1)
     features = np.eye(2)[item_c] + 0.2 * rng.normal(size=(40, 2))
-    cold = np.arange(0, 40, 5)                         # 8 cold items, both clusters
+    cold = np.arange(0, 40, 5)  # 8 cold items, both clusters
     x = x.tolil()
     x[:, cold] = 0
     x = x.tocsr()
     model = ContentIALS(80, 40, features, dim=4, epochs=8, seed=0).fit(x)
     top = topk(model.user_vectors(), model.item_vectors_from(features[cold]), 2)
     hits = (item_c[cold][top.indices] == user_c[:, None]).mean()
-    assert hits > 0.9                                   # random would be 0.5
+    assert hits > 0.9  # random would be 0.5
     with pytest.raises(ValueError, match="features"):
         model.item_vectors_from(np.ones((2, 3)))
     with pytest.raises(ValueError, match="features"):
@@ -313,10 +331,10 @@ def test_content_ials_ranks_cold_items_by_content():
 # --------------------------------------------------------------------------------------------- MostPop
 def test_mostpop_ranks_by_distinct_users_with_lower_id_ties():
     x = random_interactions(40, 25, 0.2, seed=11, empty_items=(0, 24))
-    x.data[:] = 3.0                                    # values must not matter
+    x.data[:] = 3.0  # values must not matter
     model = MostPop(40, 25).fit(x)
     counts = (x.toarray() > 0).sum(axis=0)
-    expected = np.lexsort((np.arange(25), -counts))     # by count, ties -> lower id
+    expected = np.lexsort((np.arange(25), -counts))  # by count, ties -> lower id
     top = topk(model.user_vectors()[:2], model.item_vectors(), 25)
     np.testing.assert_array_equal(top.indices[0], expected)
     np.testing.assert_allclose(top.probs[0], (1 + counts[expected]) / (1 + counts).sum(), rtol=1e-5)
@@ -331,8 +349,12 @@ def test_mostpop_ranks_by_distinct_users_with_lower_id_ties():
 def fitted_models():
     x, _, item_c = clustered(n_users=20, n_items=12, seed=5)
     features = np.eye(2)[item_c].astype(np.float32)
-    return x, [EASE(20, 12, reg=3.0, use_values=True).fit(x), IALS(20, 12, dim=3, epochs=2).fit(x),
-               ContentIALS(20, 12, features, dim=3, epochs=2).fit(x), MostPop(20, 12).fit(x)]
+    return x, [
+        EASE(20, 12, reg=3.0, use_values=True).fit(x),
+        IALS(20, 12, dim=3, epochs=2).fit(x),
+        ContentIALS(20, 12, features, dim=3, epochs=2).fit(x),
+        MostPop(20, 12).fit(x),
+    ]
 
 
 def test_state_round_trip_is_bit_exact_and_registered():
@@ -342,7 +364,7 @@ def test_state_round_trip_is_bit_exact_and_registered():
         assert kinds[model.kind] is type(model)
         arrays, params = model.state()
         assert all(isinstance(a, np.ndarray) for a in arrays.values())
-        params = json.loads(json.dumps(params))           # what the saved model.json gives back
+        params = json.loads(json.dumps(params))  # what the saved model.json gives back
         loaded = type(model).from_state({k: a.copy() for k, a in arrays.items()}, params)
         assert isinstance(loaded, Recommender)
         np.testing.assert_array_equal(loaded.user_vectors(), model.user_vectors())

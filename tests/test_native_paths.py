@@ -11,8 +11,9 @@ LEVELS = native.supported_simd_levels()
 
 
 @pytest.mark.parametrize("level", ["avx512", "avx2", "scalar"])
-@pytest.mark.parametrize("shape", [(13, 97, 5, 7), (40, 600, 64, 30), (9, 300, 130, 300)],
-                         ids=lambda s: "U{}-I{}-d{}-k{}".format(*s))
+@pytest.mark.parametrize(
+    "shape", [(13, 97, 5, 7), (40, 600, 64, 30), (9, 300, 130, 300)], ids=lambda s: "U{}-I{}-d{}-k{}".format(*s)
+)
 def test_simd_level_matches_reference(monkeypatch, level, shape, rng):
     if level not in LEVELS:
         pytest.skip(f"{level} not supported by this CPU (supported: {LEVELS})")
@@ -21,8 +22,7 @@ def test_simd_level_matches_reference(monkeypatch, level, shape, rng):
     users, items = random_problem(rng, n_users, n_items, dim)
     exclude = random_exclusion(rng, n_users, n_items, 0.1, full_rows=[1])
     for blocks in [(None, None), (3, 5)]:
-        result = mf.topk(users, items, k, exclude=exclude, backend="native",
-                         user_block=blocks[0], item_block=blocks[1])
+        result = mf.topk(users, items, k, exclude=exclude, backend="native", user_block=blocks[0], item_block=blocks[1])
         assert native.simd_level() == level
         assert_topk_matches(result, users, items, k, exclude=exclude)
 
@@ -51,8 +51,7 @@ from mmrec_fast.backends.base import BlockConfig  # noqa: E402
 from mmrec_fast.backends.native_backend import BACKEND  # noqa: E402
 
 
-def _run(users, prepared, k, *, exclude=None, num_threads=None, item_block=None, user_block=None,
-         inv_t=1.0):
+def _run(users, prepared, k, *, exclude=None, num_threads=None, item_block=None, user_block=None, inv_t=1.0):
     from mmrec_fast import validation
 
     n_users = users.shape[0]
@@ -84,8 +83,9 @@ def test_streaming_and_packed_items_identical(rng):
     # The public one-off call uses the streaming path.
     result = mf.topk(users, items, 25, exclude=exclude, backend="native")
     assert_topk_matches(result, users, items, 25, exclude=exclude)
-    np.testing.assert_array_equal(result.indices, mf.topk(users, mf.ItemIndex(items, backend="native"), 25,
-                                                          exclude=exclude).indices)
+    np.testing.assert_array_equal(
+        result.indices, mf.topk(users, mf.ItemIndex(items, backend="native"), 25, exclude=exclude).indices
+    )
 
 
 @pytest.mark.parametrize("level", ["avx512", "avx2", "scalar"])
@@ -134,8 +134,17 @@ def test_large_k_many_prunes(rng, k):
     for item_block in (32, None):
         result = mf.topk(users, items, k, exclude=exclude, backend="native", item_block=item_block)
         assert_topk_matches(result, users, items, k, exclude=exclude)
-    threads = [_run(users, BACKEND.prepare_items(items, BlockConfig(), persistent=False), k, exclude=exclude,
-                    num_threads=t, item_block=32) for t in (1, 2)]
+    threads = [
+        _run(
+            users,
+            BACKEND.prepare_items(items, BlockConfig(), persistent=False),
+            k,
+            exclude=exclude,
+            num_threads=t,
+            item_block=32,
+        )
+        for t in (1, 2)
+    ]
     _assert_same(threads[0], threads[1])
 
 
@@ -154,8 +163,15 @@ def test_exclusion_with_item_split_matches_reference(rng):
         result = mf.topk(users, items, k, exclude=exclude, backend="native", item_block=16, temperature=0.3)
         assert_topk_matches(result, users, items, k, exclude=exclude, temperature=0.3)
         assert not np.isin(result.indices[1], best).any()
-        single = _run(users, BACKEND.prepare_items(items, BlockConfig()), k, exclude=exclude, item_block=16,
-                      num_threads=1, inv_t=1 / 0.3)
+        single = _run(
+            users,
+            BACKEND.prepare_items(items, BlockConfig()),
+            k,
+            exclude=exclude,
+            item_block=16,
+            num_threads=1,
+            inv_t=1 / 0.3,
+        )
         _assert_same((result.indices, result.scores, result.log_normalizer), single)
 
 

@@ -19,8 +19,9 @@ def test_shard_count_ignores_threads():
     assert nb.item_shards(16, 1_000_000, 1024, 10**7) == 1  # shard buffers would be too large
 
 
-@pytest.mark.parametrize("shape", [(5, 20_000, 16, 10), (13, 9_001, 7, 300), (30, 40_000, 33, 1)],
-                         ids=lambda s: "U{}-I{}-d{}-k{}".format(*s))
+@pytest.mark.parametrize(
+    "shape", [(5, 20_000, 16, 10), (13, 9_001, 7, 300), (30, 40_000, 33, 1)], ids=lambda s: "U{}-I{}-d{}-k{}".format(*s)
+)
 @pytest.mark.parametrize("item_block", [None, 100, 37])
 def test_sharded_matches_reference(shape, item_block, rng):
     n_users, n_items, dim, k = shape
@@ -47,8 +48,7 @@ def test_sharded_ties_exact(rng):
 def test_group_padding(n_users, user_block, rng):
     users, items = random_problem(rng, n_users, 1500, 19)
     exclude = random_exclusion(rng, n_users, 1500, 0.2)
-    result = mf.topk(users, items, 9, exclude=exclude, backend="numba", user_block=user_block,
-                     item_block=161)
+    result = mf.topk(users, items, 9, exclude=exclude, backend="numba", user_block=user_block, item_block=161)
     assert_topk_matches(result, users, items, 9, exclude=exclude)
 
 
@@ -65,8 +65,10 @@ def test_pack_layout(rng):
 def test_thread_count_and_blocking_independent(n_users, rng):
     users, items = random_problem(rng, n_users, 30_000, 24)
     exclude = random_exclusion(rng, n_users, 30_000, 0.01)
-    runs = [mf.topk(users, items, 40, exclude=exclude, backend="numba", num_threads=t, user_block=ub)
-            for t, ub in [(1, None), (2, None), (2, 7), (1, 100)]]
+    runs = [
+        mf.topk(users, items, 40, exclude=exclude, backend="numba", num_threads=t, user_block=ub)
+        for t, ub in [(1, None), (2, None), (2, 7), (1, 100)]
+    ]
     for other in runs[1:]:
         np.testing.assert_array_equal(other.indices, runs[0].indices)
         np.testing.assert_array_equal(other.scores, runs[0].scores)

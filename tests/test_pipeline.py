@@ -60,8 +60,13 @@ def test_cornac_ratio_split_is_cornacs(grouplens_dir):
     cornac_split = pytest.importorskip("cornac.eval_methods", reason="cornac==3.0.1 is in the test extra")
     bench = _bench_module()
     data = load_grouplens(grouplens_dir)
-    rows = list(zip(data.user_map.decode(data.users).astype(str), data.item_map.decode(data.items).astype(str),
-                    data.ratings.astype(float)))
+    rows = list(
+        zip(
+            data.user_map.decode(data.users).astype(str),
+            data.item_map.decode(data.items).astype(str),
+            data.ratings.astype(float),
+        )
+    )
     for seed in (123, 7):
         train, test = cornac_ratio_split(data, 0.2, seed)
         ratio = cornac_split.RatioSplit(data=rows, test_size=0.2, seed=seed, exclude_unknowns=False, verbose=False)
@@ -76,10 +81,10 @@ def test_eval_split_matrices(grouplens_dir):
     split = make_eval_split(data, test_size=0.3, seed=1, relevance=4.0)
     train, pos, exclude = split.train_matrix, split.positives, split.exclude
     assert set(train.data) == {1.0} and set(pos.data) == {1.0}
-    assert (train.multiply(exclude) != train).nnz == 0          # every training pair is excluded
-    assert train.multiply(pos).nnz == 0                         # no held-out positive was trained on
+    assert (train.multiply(exclude) != train).nnz == 0  # every training pair is excluded
+    assert train.multiply(pos).nnz == 0  # no held-out positive was trained on
     unseen = np.flatnonzero(np.asarray(train.sum(axis=0)).ravel() == 0)
-    assert np.all(exclude[:, unseen].toarray() == 1)             # outside the training catalogue
+    assert np.all(exclude[:, unseen].toarray() == 1)  # outside the training catalogue
     # positives are exactly the kept test rows rated >= 4 whose user and item occur in training
     test = split.test
     keep = test.ratings >= 4
@@ -93,10 +98,20 @@ def test_evaluate_model_equals_reference_ranking(rng, grouplens_dir):
     split = make_eval_split(data, test_size=0.3, seed=2)
     model = BPRMF(data.n_users, data.n_items, TrainConfig(dim=6, epochs=3, progress=False)).fit(split.train_matrix)
     ours = evaluate_model(model, split.positives, exclude=split.exclude, ks=(3, 5))
-    ids, scores, _ = topk_reference(model.user_vectors(), model.item_vectors(), data.n_items,
-                                    excl_indptr=split.exclude.indptr, excl_indices=split.exclude.indices)
-    ref = evaluate(ids, split.positives, ks=(3, 5), n_candidates=candidate_counts(data.n_items, split.exclude),
-                   scores=scores.astype(np.float32))
+    ids, scores, _ = topk_reference(
+        model.user_vectors(),
+        model.item_vectors(),
+        data.n_items,
+        excl_indptr=split.exclude.indptr,
+        excl_indices=split.exclude.indices,
+    )
+    ref = evaluate(
+        ids,
+        split.positives,
+        ks=(3, 5),
+        n_candidates=candidate_counts(data.n_items, split.exclude),
+        scores=scores.astype(np.float32),
+    )
     assert ours.keys() == ref.keys()
     for key in ours:
         assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
@@ -136,8 +151,8 @@ def test_epoch_search_then_refit(grouplens_dir):
     model = fit_with_early_stopping(lambda c: BPRMF(data.n_users, data.n_items, c), split.train_matrix, config)
     best = [e["epoch"] for e in model.search_history if e.get("best")]
     assert len(best) == 1
-    assert len(model.history) == best[0]                       # refit runs exactly the chosen epochs
-    assert all("val_ndcg@10" not in e for e in model.history)   # the refit never looks at validation
+    assert len(model.history) == best[0]  # refit runs exactly the chosen epochs
+    assert all("val_ndcg@10" not in e for e in model.history)  # the refit never looks at validation
 
 
 def test_item_texts_from_titles_and_genres(grouplens_dir):
@@ -151,19 +166,36 @@ def test_run_experiment_end_to_end(tmp_path, grouplens_dir):
     data = load_grouplens(grouplens_dir)
     config = TrainConfig(dim=6, content_dim=4, epochs=3, progress=False)
     lines = []
-    result = run_experiment(data, config=config, out_dir=tmp_path / "out", ks=(3, 5), progress=False,
-                            log=lines.append, show_users=2)
+    result = run_experiment(
+        data, config=config, out_dir=tmp_path / "out", ks=(3, 5), progress=False, log=lines.append, show_users=2
+    )
     assert set(result.metrics) == set(MODELS)
     for metrics in result.metrics.values():
         assert 0 <= metrics["ndcg@5"] <= 1 and 0 <= metrics["auc"] <= 1
     out = tmp_path / "out"
-    for name in ("metrics.json", "metrics_at_k.png", "training.png", "recommendations.csv",
-                 "recommendations.parquet", "recommendations.jsonl"):
+    for name in (
+        "metrics.json",
+        "metrics_at_k.png",
+        "training.png",
+        "recommendations.csv",
+        "recommendations.parquet",
+        "recommendations.jsonl",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "metrics.json").read_text())["metrics"]["hybrid"]["n_users"] > 0
     first = json.loads((out / "recommendations.jsonl").read_text().splitlines()[0])
-    assert {"user", "rank", "item", "title", "probability", "contrib_id", "contrib_text", "contrib_bias",
-            "share_text", "because_you_liked"} <= set(first)
+    assert {
+        "user",
+        "rank",
+        "item",
+        "title",
+        "probability",
+        "contrib_id",
+        "contrib_text",
+        "contrib_bias",
+        "share_text",
+        "because_you_liked",
+    } <= set(first)
     assert any("because you liked" in line for line in lines)
     assert result.models["hybrid"].config.loss == "softmax"
     # the content model's features are the cached text embeddings: a second run reuses the cache

@@ -23,7 +23,7 @@ def test_decode_formats_stereo_to_mono_and_resample(tmp_path, fmt):
     data, sr = load_audio(path)
     assert sr == 22050 and data.shape[1] == 2
     y = AudioPreprocessor(trim=False)(path)
-    assert abs(len(y) - SR) <= 2                        # 1 s at 16 kHz
+    assert abs(len(y) - SR) <= 2  # 1 s at 16 kHz
     # The tone survives resampling: its spectrum peaks at 440 Hz.
     spectrum = np.abs(np.fft.rfft(y))
     assert abs(np.argmax(spectrum) * SR / len(y) - 440) < 3
@@ -55,12 +55,12 @@ def test_spectral_gating_reduces_stationary_noise():
     clean = np.concatenate([np.zeros(SR // 2), voiced, np.zeros(SR // 2)]).astype(np.float32)
     noise = (0.02 * rng.standard_normal(len(clean))).astype(np.float32)
     out = denoise(clean + noise, SR)
-    quiet = slice(0, SR // 2 - 1000)                     # a noise-only stretch
+    quiet = slice(0, SR // 2 - 1000)  # a noise-only stretch
     assert np.std(out[quiet]) < 0.5 * np.std(noise[quiet])
-    loud = slice(SR // 2 + 2000, SR + SR // 2 - 2000)    # the voice keeps its energy
+    loud = slice(SR // 2 + 2000, SR + SR // 2 - 2000)  # the voice keeps its energy
     assert np.std(out[loud]) > 0.8 * np.std(clean[loud])
     # An explicit noise sample gives the same behaviour.
-    out2 = denoise(clean + noise, SR, noise_clip=noise[:SR // 4])
+    out2 = denoise(clean + noise, SR, noise_clip=noise[: SR // 4])
     assert np.std(out2[quiet]) < 0.5 * np.std(noise[quiet]) and np.std(out2[loud]) > 0.8 * np.std(clean[loud])
     with pytest.raises(ValueError, match="prop_decrease"):
         denoise(clean, SR, prop_decrease=2.0)

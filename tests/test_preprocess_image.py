@@ -23,7 +23,7 @@ def test_shapes_normalisation_and_sources(photos):
     pre = ImagePreprocessor()
     x = pre(photos["flower"])
     assert x.shape == (3, 224, 224) and x.dtype == np.float32
-    assert x.min() >= -1.0 and x.max() <= 1.0         # mean = std = 0.5 maps [0, 1] to [-1, 1]
+    assert x.min() >= -1.0 and x.max() <= 1.0  # mean = std = 0.5 maps [0, 1] to [-1, 1]
     # Path, bytes, file object, PIL image and array give the same input.
     data = photos["flower"].read_bytes()
     img = Image.open(photos["flower"])
@@ -46,15 +46,15 @@ def test_resize_and_center_crop_geometry():
 
 
 def test_exif_orientation_is_applied(tmp_path):
-    arr = np.zeros((40, 80, 3), np.uint8)   # landscape, stored with "rotate 90" in EXIF
+    arr = np.zeros((40, 80, 3), np.uint8)  # landscape, stored with "rotate 90" in EXIF
     arr[:, :40] = 255
     img = Image.fromarray(arr)
     exif = img.getexif()
-    exif[0x0112] = 6                        # Orientation: rotate 90 CW on display
+    exif[0x0112] = 6  # Orientation: rotate 90 CW on display
     path = tmp_path / "rotated.jpg"
     img.save(path, exif=exif)
     shown = load_image(path)
-    assert shown.size == (40, 80)           # portrait after orientation, as a viewer shows it
+    assert shown.size == (40, 80)  # portrait after orientation, as a viewer shows it
 
 
 def test_grayscale_and_alpha(photos):
@@ -81,8 +81,13 @@ def test_bad_inputs(tmp_path, photos):
         load_image(3.5)
     with pytest.raises(ValueError, match="float images"):
         load_image(np.full((4, 4), 2.0))
-    for kwargs, arg in [({"size": 0}, "size"), ({"mode": "CMYK"}, "mode"), ({"std": (1, 0, 1)}, "std"),
-                        ({"resize": 100}, "resize"), ({"interpolation": "box"}, "interpolation")]:
+    for kwargs, arg in [
+        ({"size": 0}, "size"),
+        ({"mode": "CMYK"}, "mode"),
+        ({"std": (1, 0, 1)}, "std"),
+        ({"resize": 100}, "resize"),
+        ({"interpolation": "box"}, "interpolation"),
+    ]:
         with pytest.raises(ValueError, match=arg):
             ImagePreprocessor(**kwargs)
 

@@ -56,7 +56,7 @@ def test_tokenize_with_model_tokenizer(tmp_path):
 
     tok = AutoTokenizer.from_pretrained(str(make_tiny_text_model(tmp_path)), local_files_only=True)
     enc = tokenize(["red sweater", "the blue cotton shirt and jeans " * 10], tok, max_length=12)
-    assert enc["input_ids"].shape == (2, 12)          # padded to the longest, truncated at 12
-    assert enc["attention_mask"][0].sum() == 4         # [CLS] red sweater [SEP]
+    assert enc["input_ids"].shape == (2, 12)  # padded to the longest, truncated at 12
+    assert enc["attention_mask"][0].sum() == 4  # [CLS] red sweater [SEP]
     with pytest.raises(ValueError, match="max_length"):
         tokenize(["x"], tok, max_length=1)

@@ -39,7 +39,14 @@ def problems(draw):
 @given(problem=problems())
 def test_topk_property(backend, problem):
     users, items, k, exclude, temperature, blocks, integer_valued = problem
-    result = mf.topk(users, items, k, exclude=exclude, temperature=temperature, backend=backend,
-                     user_block=blocks[0], item_block=blocks[1])
-    assert_topk_matches(result, users, items, k, exclude=exclude, temperature=temperature,
-                        exact_ids=integer_valued)
+    result = mf.topk(
+        users,
+        items,
+        k,
+        exclude=exclude,
+        temperature=temperature,
+        backend=backend,
+        user_block=blocks[0],
+        item_block=blocks[1],
+    )
+    assert_topk_matches(result, users, items, k, exclude=exclude, temperature=temperature, exact_ids=integer_valued)

@@ -49,8 +49,14 @@ def test_available_backends_reports_every_backend():
         assert s.detail  # what it is, or why not
 
 
-MODULES = ["mmrec_fast", "mmrec_fast.engine", "mmrec_fast.index", "mmrec_fast.softmax", "mmrec_fast.merge",
-           "mmrec_fast.backends"]
+MODULES = [
+    "mmrec_fast",
+    "mmrec_fast.engine",
+    "mmrec_fast.index",
+    "mmrec_fast.softmax",
+    "mmrec_fast.merge",
+    "mmrec_fast.backends",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

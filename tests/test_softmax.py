@@ -15,14 +15,20 @@ def test_against_scipy(dtype, scale, temperature, rng):
     x[2, :10] = -np.inf
     ref = x.astype(np.float64) / temperature
     tol = dict(rtol=2e-6 if dtype == np.float32 else 1e-12, atol=1e-30)
-    np.testing.assert_allclose(mf.logsumexp(x, temperature=temperature),
-                               scipy.special.logsumexp(ref, axis=-1), **tol)
-    np.testing.assert_allclose(mf.softmax(x, temperature=temperature),
-                               scipy.special.softmax(ref, axis=-1), rtol=tol["rtol"] * 10 * scale, atol=1e-7)
+    np.testing.assert_allclose(mf.logsumexp(x, temperature=temperature), scipy.special.logsumexp(ref, axis=-1), **tol)
+    np.testing.assert_allclose(
+        mf.softmax(x, temperature=temperature),
+        scipy.special.softmax(ref, axis=-1),
+        rtol=tol["rtol"] * 10 * scale,
+        atol=1e-7,
+    )
     finite = np.isfinite(x)
-    np.testing.assert_allclose(mf.log_softmax(x, temperature=temperature)[finite],
-                               scipy.special.log_softmax(ref, axis=-1)[finite],
-                               rtol=1e-5 if dtype == np.float32 else 1e-10, atol=1e-4 * scale)
+    np.testing.assert_allclose(
+        mf.log_softmax(x, temperature=temperature)[finite],
+        scipy.special.log_softmax(ref, axis=-1)[finite],
+        rtol=1e-5 if dtype == np.float32 else 1e-10,
+        atol=1e-4 * scale,
+    )
     assert mf.softmax(x).dtype == dtype
 
 

@@ -9,10 +9,10 @@ from testing import BACKENDS, assert_topk_matches, random_exclusion, random_prob
 
 SHAPES = [  # (U, I, d, k)
     (1, 1, 1, 1),
-    (1, 7, 3, 10),        # k > I
-    (5, 9, 4, 9),         # k == I
-    (37, 101, 7, 5),      # ragged everything
-    (64, 1000, 1, 10),    # d = 1: many near-ties
+    (1, 7, 3, 10),  # k > I
+    (5, 9, 4, 9),  # k == I
+    (37, 101, 7, 5),  # ragged everything
+    (64, 1000, 1, 10),  # d = 1: many near-ties
     (200, 1000, 64, 10),
     (50, 300, 512, 300),  # d = 512, k = I
     (33, 2500, 16, 4096),  # huge k, beyond I
@@ -31,8 +31,9 @@ BLOCKS = [  # (user_block, item_block): defaults, tiny ragged tiles, single item
 def test_matches_reference(backend, shape, with_exclusion, rng):
     n_users, n_items, dim, k = shape
     users, items = random_problem(rng, n_users, n_items, dim)
-    exclude = random_exclusion(rng, n_users, n_items, 0.2, full_rows=[0] if n_users > 2 else ())\
-        if with_exclusion else None
+    exclude = (
+        random_exclusion(rng, n_users, n_items, 0.2, full_rows=[0] if n_users > 2 else ()) if with_exclusion else None
+    )
     result = mf.topk(users, items, k, exclude=exclude, backend=backend)
     assert_topk_matches(result, users, items, k, exclude=exclude)
 
@@ -43,8 +44,7 @@ def test_matches_reference(backend, shape, with_exclusion, rng):
 def test_block_sizes(backend, blocks, k, rng):
     users, items = random_problem(rng, 23, 411, 13)
     exclude = random_exclusion(rng, 23, 411, 0.3, full_rows=[5])
-    result = mf.topk(users, items, k, exclude=exclude, backend=backend,
-                     user_block=blocks[0], item_block=blocks[1])
+    result = mf.topk(users, items, k, exclude=exclude, backend=backend, user_block=blocks[0], item_block=blocks[1])
     assert_topk_matches(result, users, items, k, exclude=exclude)
 
 
@@ -65,8 +65,7 @@ def test_ties_go_to_lower_index(backend, blocks, rng):
     items = rng.integers(-2, 3, size=(500, 3)).astype(np.float32)
     exclude = random_exclusion(rng, 60, 500, 0.1)
     for k in (1, 5, 50, 499, 600):
-        result = mf.topk(users, items, k, exclude=exclude, backend=backend,
-                         user_block=blocks[0], item_block=blocks[1])
+        result = mf.topk(users, items, k, exclude=exclude, backend=backend, user_block=blocks[0], item_block=blocks[1])
         assert_topk_matches(result, users, items, k, exclude=exclude, exact_ids=True)
 
 
@@ -104,8 +103,13 @@ def test_exclusion_formats_agree(backend, rng):
         ids = ids + ids[:2]
         indices += ids
         indptr.append(len(indices))
-    variants = [base.tocsc(), base.tocoo(), sp.csr_array(base), (np.array(indptr), np.array(indices)),
-                (indptr, indices)]
+    variants = [
+        base.tocsc(),
+        base.tocoo(),
+        sp.csr_array(base),
+        (np.array(indptr), np.array(indices)),
+        (indptr, indices),
+    ]
     for variant in variants:
         got = mf.topk(users, items, 8, exclude=variant, backend=backend)
         np.testing.assert_array_equal(got.indices, expected.indices)
@@ -157,9 +161,9 @@ def test_huge_scaled_scores_keep_a_real_softmax(backend, temperature, rng):
     # reference exponent there is too coarse: its rounding alone used to overflow the exp-sum).
     # d = 1, user 1.0 and multiples of 4 near 3.6e7 keep every score exact, so the reference is tight.
     n_items = 300
-    items = rng.standard_normal((n_items, 1)).astype(np.float32)       # ordinary scores ...
-    near = rng.choice(n_items, 6, replace=False)                        # ... and six huge ones,
-    items[near, 0] = (3.6e7 + 12.0 * np.arange(6)).astype(np.float32)   # spread over the blocks
+    items = rng.standard_normal((n_items, 1)).astype(np.float32)  # ordinary scores ...
+    near = rng.choice(n_items, 6, replace=False)  # ... and six huge ones,
+    items[near, 0] = (3.6e7 + 12.0 * np.arange(6)).astype(np.float32)  # spread over the blocks
     users = np.array([[1.0], [-1.0], [0.0]], dtype=np.float32)  # huge, tiny, all equal
     for item_block in (None, 16):
         result = mf.topk(users, items, 8, temperature=temperature, backend=backend, item_block=item_block)
@@ -214,8 +218,11 @@ def test_item_index_reuse(backend, rng):
 def test_backends_agree_with_each_other(rng):
     users, items = random_problem(rng, 120, 5000, 24)
     exclude = random_exclusion(rng, 120, 5000, 0.02)
-    results = {name: mf.topk(users, items, 25, exclude=exclude, backend=name)
-               for name, s in mf.available_backends().items() if s.available}
+    results = {
+        name: mf.topk(users, items, 25, exclude=exclude, backend=name)
+        for name, s in mf.available_backends().items()
+        if s.available
+    }
     base = results.pop("numpy")
     for name, result in results.items():
         same = (result.indices == base.indices).mean()
@@ -229,8 +236,7 @@ def test_merge_of_item_shards_is_exact(backend, rng):
     parts = []
     for lo, hi in [(0, 333), (333, 340), (340, 1000)]:
         part = mf.topk(users, items[lo:hi], 15, backend=backend)
-        parts.append(mf.TopK(np.where(part.indices >= 0, part.indices + lo, -1), part.scores,
-                             part.log_normalizer))
+        parts.append(mf.TopK(np.where(part.indices >= 0, part.indices + lo, -1), part.scores, part.log_normalizer))
     merged = mf.merge_topk(parts)
     if backend in ("native", "numba"):
         # Their dot products do not depend on the block a score was computed in: bitwise equal.

@@ -25,9 +25,12 @@ from mmrec_fast.pipeline import (
 from mmrec_fast.pipeline.tuning import search_points
 
 #: Small settings per kind so every kind trains in well under a second on the toy data.
-TINY = {"bpr": {"dim": 8, "epochs": 4, "eval_every": 1, "patience": 4}, "hybrid": {"dim": 8, "content_dim": 4, "epochs": 2,
-                                                                      "n_negatives": 16},
-        "ials": {"dim": 8, "epochs": 3}, "ials-content": {"dim": 8, "epochs": 3}}
+TINY = {
+    "bpr": {"dim": 8, "epochs": 4, "eval_every": 1, "patience": 4},
+    "hybrid": {"dim": 8, "content_dim": 4, "epochs": 2, "n_negatives": 16},
+    "ials": {"dim": 8, "epochs": 3},
+    "ials-content": {"dim": 8, "epochs": 3},
+}
 
 
 def toy_ratings(rng, n_users=60, n_items=40):
@@ -71,14 +74,24 @@ def test_search_points_reject_bad_spaces(space, error):
         search_points(space, {}, 3, seed=0)
 
 
-@pytest.mark.parametrize("value, want", [(None, Budget()), (5, Budget(trials=5)),
-                                         ({"seconds": 2.0}, Budget(seconds=2.0))])
+@pytest.mark.parametrize(
+    "value, want", [(None, Budget()), (5, Budget(trials=5)), ({"seconds": 2.0}, Budget(seconds=2.0))]
+)
 def test_budget_coercion(value, want):
     assert Budget.coerce(value) == want
 
 
-@pytest.mark.parametrize("bad, error", [(0, ValueError), ({"trials": -1}, ValueError), ({"seconds": 0}, ValueError),
-                                        ({"minutes": 1}, ValueError), ("3", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (0, ValueError),
+        ({"trials": -1}, ValueError),
+        ({"seconds": 0}, ValueError),
+        ({"minutes": 1}, ValueError),
+        ("3", TypeError),
+        (True, TypeError),
+    ],
+)
 def test_budget_rejects_bad_values(bad, error):
     with pytest.raises(error, match="budget"):
         Budget.coerce(bad)
@@ -123,8 +136,9 @@ def test_tune_is_seeded_respects_the_budget_and_returns_the_best(rng):
 
 
 def test_tune_stops_at_the_seconds_budget(rng):
-    best, trials = tune("ease", toy_ratings(rng), {"reg": [1.0, 10.0, 100.0]},
-                        budget=Budget(trials=None, seconds=1e-9), seed=0)
+    best, trials = tune(
+        "ease", toy_ratings(rng), {"reg": [1.0, 10.0, 100.0]}, budget=Budget(trials=None, seconds=1e-9), seed=0
+    )
     assert len(trials) == 1 and best == DEFAULT_PARAMS["ease"]
 
 
@@ -182,8 +196,9 @@ def test_tuning_only_ever_scores_held_out_training_entries(rng, monkeypatch):
     monkeypatch.setattr(tuning_module, "evaluate_model", spy)
     features = rng.normal(size=(50, 6)).astype(np.float32)
     for kind in ("ease", "ials-content", "bpr"):
-        model = train_model(kind, *r.shape, train, features=features, params=TINY.get(kind), tune=True, budget=2,
-                            relevance=4.0)
+        model = train_model(
+            kind, *r.shape, train, features=features, params=TINY.get(kind), tune=True, budget=2, relevance=4.0
+        )
         assert model.tuning["source"] == "search" and len(model.tuning["trials"]) == 2
     assert seen and all(s and s <= entries(train) and not s & test for s in seen)
 
@@ -204,9 +219,28 @@ def test_the_tune_command_never_touches_the_test_split(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(pipeline, "make_eval_split", poisoned)
     out = tmp_path / "model"
-    code = main(["tune", "--model", "ease", "--out", str(out), "--trials", "3", "--data", str(log),
-                 "--user-col", "user", "--item-col", "item", "--rating-col", "rating", "--no-progress",
-                 "--json", str(tmp_path / "trials.json")])
+    code = main(
+        [
+            "tune",
+            "--model",
+            "ease",
+            "--out",
+            str(out),
+            "--trials",
+            "3",
+            "--data",
+            str(log),
+            "--user-col",
+            "user",
+            "--item-col",
+            "item",
+            "--rating-col",
+            "rating",
+            "--no-progress",
+            "--json",
+            str(tmp_path / "trials.json"),
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     saved = load_model(out)
@@ -218,8 +252,26 @@ def test_the_tune_command_never_touches_the_test_split(tmp_path, monkeypatch, ca
     assert "best of 3 trials" in printed.out
     # Negative control: a command that does read the test split (train prints test metrics) meets the
     # poison (the evaluator rejects it as not a sparse matrix), so the poison was in place.
-    code = main(["train", "--model", "bpr", "--epochs", "2", "--out", str(tmp_path / "bpr"), "--data", str(log),
-                 "--user-col", "user", "--item-col", "item", "--rating-col", "rating", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "bpr",
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path / "bpr"),
+            "--data",
+            str(log),
+            "--user-col",
+            "user",
+            "--item-col",
+            "item",
+            "--rating-col",
+            "rating",
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "positives" in capsys.readouterr().err
 
 
@@ -258,16 +310,19 @@ def test_train_model_tuned_refit_is_fit_kind_on_all_of_train(rng):
     assert scores[0] <= max(scores)  # the defaults were tried first; the best is at least as good
 
 
-@pytest.mark.parametrize("call, error, word", [
-    (lambda r: train_model("svd", *r.shape, r), ValueError, "kind"),
-    (lambda r: train_model("hybrid", *r.shape, r), ValueError, "features"),
-    (lambda r: train_model("ease", *r.shape, r, params={"lam": 3}), ValueError, "params"),
-    (lambda r: train_model("bpr", *r.shape, r, params={"bogus": 3}), ValueError, "params"),
-    (lambda r: train_model("ease", 3, 3, r), ValueError, "shape"),
-    (lambda r: train_model("ease", *r.shape, r.toarray()), TypeError, "train"),
-    (lambda r: train_model("ease", *r.shape, r, seed=1.5), TypeError, "seed"),
-    (lambda r: train_model("bpr", *r.shape, r, config={"dim": 3}), TypeError, "config"),
-])
+@pytest.mark.parametrize(
+    "call, error, word",
+    [
+        (lambda r: train_model("svd", *r.shape, r), ValueError, "kind"),
+        (lambda r: train_model("hybrid", *r.shape, r), ValueError, "features"),
+        (lambda r: train_model("ease", *r.shape, r, params={"lam": 3}), ValueError, "params"),
+        (lambda r: train_model("bpr", *r.shape, r, params={"bogus": 3}), ValueError, "params"),
+        (lambda r: train_model("ease", 3, 3, r), ValueError, "shape"),
+        (lambda r: train_model("ease", *r.shape, r.toarray()), TypeError, "train"),
+        (lambda r: train_model("ease", *r.shape, r, seed=1.5), TypeError, "seed"),
+        (lambda r: train_model("bpr", *r.shape, r, config={"dim": 3}), TypeError, "config"),
+    ],
+)
 def test_train_model_rejects_bad_input(rng, call, error, word):
     with pytest.raises(error, match=word):
         call(toy_ratings(rng))
@@ -288,8 +343,9 @@ def test_quality_benchmark_quick_mode_runs(tmp_path):
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
     models = ["ease", "ials-content", "content", "mostpop"]
-    assert quality.main(["--quick", "--seeds", "0", "1", "--models", *models, "--no-cornac",
-                         "--out", str(tmp_path)]) == 0
+    assert (
+        quality.main(["--quick", "--seeds", "0", "1", "--models", *models, "--no-cornac", "--out", str(tmp_path)]) == 0
+    )
     report = json.loads((tmp_path / "quality.json").read_text())
     assert set(report["warm"]) == set(models) and all(len(r) == 2 for r in report["warm"].values())
     for kind in ("ials-content", "content"):  # the kinds with a content path score cold items
@@ -302,8 +358,12 @@ def test_quality_benchmark_quick_mode_runs(tmp_path):
     # Re-rendering with another run's rows merged in (how the slow hybrid's separate run is added).
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"command": "other run", "warm": {"ease-copy": report["warm"]["ease"]}}))
-    assert quality.main(["--from-json", str(tmp_path / "quality.json"), "--merge", str(other),
-                         "--out", str(tmp_path / "merged")]) == 0
+    assert (
+        quality.main(
+            ["--from-json", str(tmp_path / "quality.json"), "--merge", str(other), "--out", str(tmp_path / "merged")]
+        )
+        == 0
+    )
     merged = json.loads((tmp_path / "merged" / "quality.json").read_text())
     assert merged["warm"]["ease-copy"] == report["warm"]["ease"] and merged["warm"]["ease"] == report["warm"]["ease"]
     assert "| ease-copy |" in (tmp_path / "merged" / "quality.md").read_text()

@@ -65,8 +65,9 @@ def assert_topk_matches(result, users, items, k, *, exclude=None, temperature=1.
     v32 = validation.as_float_matrix(items, "items").astype(np.float64)
     n_users, n_items = u32.shape[0], v32.shape[0]
     indptr, indices = validation.as_exclusion(exclude, n_users, n_items)
-    ref_idx, ref_scores, ref_lse = topk_reference(u32, v32, k + 1, excl_indptr=indptr, excl_indices=indices,
-                                                  temperature=temperature)
+    ref_idx, ref_scores, ref_lse = topk_reference(
+        u32, v32, k + 1, excl_indptr=indptr, excl_indices=indices, temperature=temperature
+    )
     assert result.indices.shape == (n_users, k) and result.indices.dtype == np.int64
     assert result.scores.shape == (n_users, k) and result.scores.dtype == np.float32
     assert result.probs.shape == (n_users, k) and result.probs.dtype == np.float32
@@ -86,24 +87,35 @@ def assert_topk_matches(result, users, items, k, *, exclude=None, temperature=1.
     for row in range(n_users):
         ids = result.indices[row][~pad[row]]
         assert len(set(ids.tolist())) == ids.size, f"row {row}: duplicate ids"
-        assert not np.isin(ids, indices[indptr[row]:indptr[row + 1]]).any(), f"row {row}: excluded id listed"
+        assert not np.isin(ids, indices[indptr[row] : indptr[row + 1]]).any(), f"row {row}: excluded id listed"
         true = dense[row, ids]
-        np.testing.assert_allclose(true, ref_scores[row, :ids.size], rtol=0, atol=2 * score_tol[row],
-                                   err_msg=f"row {row}: a listed item scores worse than its slot")
-        np.testing.assert_allclose(result.scores[row, :ids.size], ref_scores[row, :ids.size], rtol=0,
-                                   atol=score_tol[row], err_msg=f"row {row}: scores")
+        np.testing.assert_allclose(
+            true,
+            ref_scores[row, : ids.size],
+            rtol=0,
+            atol=2 * score_tol[row],
+            err_msg=f"row {row}: a listed item scores worse than its slot",
+        )
+        np.testing.assert_allclose(
+            result.scores[row, : ids.size],
+            ref_scores[row, : ids.size],
+            rtol=0,
+            atol=score_tol[row],
+            err_msg=f"row {row}: scores",
+        )
 
     # Ids identical wherever the reference's order is unambiguous at float32 precision.
     padded = np.concatenate([np.full((n_users, 1), np.inf), ref_scores], axis=1)  # slot -1 = +inf
     with np.errstate(invalid="ignore"):
-        gap_before = padded[:, :k] - padded[:, 1:k + 1]
-        gap_after = padded[:, 1:k + 1] - padded[:, 2:k + 2]
+        gap_before = padded[:, :k] - padded[:, 1 : k + 1]
+        gap_after = padded[:, 1 : k + 1] - padded[:, 2 : k + 2]
     clear = (gap_before > 2 * score_tol[:, None]) & (gap_after > 2 * score_tol[:, None]) & ~pad
     if exact_ids:
         clear = ~pad
     mismatch = clear & (result.indices != ref_idx[:, :k])
-    assert not mismatch.any(), (f"{int(mismatch.sum())} ids differ from the reference, first at "
-                                f"{tuple(np.argwhere(mismatch)[0])}")
+    assert not mismatch.any(), (
+        f"{int(mismatch.sum())} ids differ from the reference, first at {tuple(np.argwhere(mismatch)[0])}"
+    )
 
     # Normaliser and probabilities.
     both_inf = np.isneginf(ref_lse) & np.isneginf(result.log_normalizer)

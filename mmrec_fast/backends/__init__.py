@@ -2,7 +2,8 @@
 
 Each backend module is imported lazily, once; an import failure is recorded with its reason and never
 raised from ``import mmrec_fast``. An *interrupted* import (Ctrl-C while torch or numba loads) is not a
-failure: it is re-raised, nothing is remembered, and the next call tries again from a clean slate. ``backend="auto"`` resolves, unless the environment variable
+failure: it is re-raised, nothing is remembered, and the next call tries again from a clean slate.
+``backend="auto"`` resolves, unless the environment variable
 ``MMREC_FAST_BACKEND`` names a backend:
 
 * inputs already on a GPU (CUDA torch tensors, CuPy arrays): the fused ``cuda`` kernel, else ``cupy``
@@ -23,8 +24,17 @@ from dataclasses import dataclass
 
 from .base import Backend, BlockConfig
 
-__all__ = ["BackendStatus", "BlockConfig", "available_backends", "get_backend", "BACKEND_NAMES",
-           "CPU_BACKENDS", "GPU_BACKENDS", "ENV_VAR", "GPU_AUTO_MACS"]
+__all__ = [
+    "BackendStatus",
+    "BlockConfig",
+    "available_backends",
+    "get_backend",
+    "BACKEND_NAMES",
+    "CPU_BACKENDS",
+    "GPU_BACKENDS",
+    "ENV_VAR",
+    "GPU_AUTO_MACS",
+]
 
 ENV_VAR = "MMREC_FAST_BACKEND"
 # CPU engines in "auto"'s preference order (fastest first), then the array backends.
@@ -111,8 +121,9 @@ def _load(name: str):
         if name in _interrupted_once:
             # The failure may be the interruption's debris, not a real absence: report it but do
             # not memoise it (each call tries again).
-            _last_error[name] = (f"{reason} (after an interrupted import earlier in this process; "
-                                 f"restart Python if it persists)")
+            _last_error[name] = (
+                f"{reason} (after an interrupted import earlier in this process; restart Python if it persists)"
+            )
             return None
         _failures[name] = reason
         return None
@@ -196,8 +207,9 @@ def get_backend(name: str = "auto", *, arrays=(), macs: int | None = None) -> Ba
 
 def _require(name: str, source: str) -> Backend:
     if name not in _MODULES:
-        raise ValueError(f"{source}: unknown backend {name!r}; choose from 'auto', "
-                         + ", ".join(repr(n) for n in BACKEND_NAMES))
+        raise ValueError(
+            f"{source}: unknown backend {name!r}; choose from 'auto', " + ", ".join(repr(n) for n in BACKEND_NAMES)
+        )
     module = _load(name)
     if module is None:
         raise ValueError(f"{source}: backend {name!r} is not available here ({_reason(name)})")
@@ -207,9 +219,13 @@ def _require(name: str, source: str) -> Backend:
 def _warn_fallback(chosen: str) -> None:
     """One clear warning, once per process, when "auto" could not use the preferred engine."""
     global _warned
-    skipped = [n for n in CPU_BACKENDS[:CPU_BACKENDS.index(chosen)] if n in _failures or n in _last_error]
+    skipped = [n for n in CPU_BACKENDS[: CPU_BACKENDS.index(chosen)] if n in _failures or n in _last_error]
     if skipped and not _warned:
         _warned = True
         reasons = "; ".join(f"{n}: {_reason(n)}" for n in skipped)
-        warnings.warn(f"mmrec_fast: using the {chosen!r} backend because {reasons}. "
-                      "Run mmrec_fast.available_backends() for details.", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"mmrec_fast: using the {chosen!r} backend because {reasons}. "
+            "Run mmrec_fast.available_backends() for details.",
+            RuntimeWarning,
+            stacklevel=4,
+        )

@@ -46,8 +46,8 @@ Semantics, identical on every backend:
   cut to the exact best k and sorted. (The native engine, for large k with one item shard, starts each
   user's threshold just below a guess -- a rank of the user's scores over a strided 1/64 item sample,
   exclusions skipped -- instead of -inf; a user with fewer than k buffered candidates at the end is
-  scored again without one, so results are the same bit for bit.) Working memory is O(threads x (user_block x item_block + user_block x
-  buffer)), independent of U x I.
+  scored again without one, so results are the same bit for bit.) Working memory is
+  O(threads x (user_block x item_block + user_block x buffer)), independent of U x I.
 * The result must not depend on the number of threads.
 
 Array backends (``array_api = True``: "cuda", "cupy", "torch")
@@ -113,8 +113,7 @@ class BlockConfig:
     def __post_init__(self):
         for name in ("user_block", "item_block", "num_threads"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-                                      or value < 1):
+            if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
         if not isinstance(self.candidate_factor, (int, np.integer)) or self.candidate_factor < 1:
             raise ValueError(f"candidate_factor: expected an integer >= 1, got {self.candidate_factor!r}")
@@ -132,7 +131,17 @@ class Backend(Protocol):
     def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> Any:
         """Return a reusable, read-only representation of a float32 (I, d) C-contiguous item matrix."""
 
-    def topk_into(self, users: np.ndarray, prepared: Any, k: int, inv_temperature: float,
-                  excl_indptr: np.ndarray, excl_indices: np.ndarray, config: BlockConfig,
-                  out_indices: np.ndarray, out_scores: np.ndarray, out_lse: np.ndarray) -> None:
+    def topk_into(
+        self,
+        users: np.ndarray,
+        prepared: Any,
+        k: int,
+        inv_temperature: float,
+        excl_indptr: np.ndarray,
+        excl_indices: np.ndarray,
+        config: BlockConfig,
+        out_indices: np.ndarray,
+        out_scores: np.ndarray,
+        out_lse: np.ndarray,
+    ) -> None:
         """Fill ``out_*`` per the kernel contract of this module."""

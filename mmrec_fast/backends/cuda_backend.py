@@ -35,8 +35,10 @@ from .base import BlockConfig
 __all__ = ["BACKEND", "CudaBackend", "PreparedItems", "describe", "MAX_K", "WORKSPACE_BYTES"]
 
 if not hasattr(_cuda, "topk"):
-    raise ImportError("mmrec_fast._cuda was built without the top-k kernels (stale build); "
-                      "rebuild with `python setup.py build_ext --inplace`")
+    raise ImportError(
+        "mmrec_fast._cuda was built without the top-k kernels (stale build); "
+        "rebuild with `python setup.py build_ext --inplace`"
+    )
 _count, _reason = _cuda.device_count()
 if _count == 0:
     raise ImportError(f"no CUDA device ({_reason})")
@@ -130,8 +132,9 @@ class CudaBackend:
     def prepare_items(self, items, config: BlockConfig, *, persistent: bool = True) -> PreparedItems:
         n_items, dim = int(items.shape[0]), int(items.shape[1])
         if _arrays.is_device(items):
-            return PreparedItems(_device_ptr(items), n_items, dim, _arrays.device_index(items), items,
-                                 _dtype_name(items))
+            return PreparedItems(
+                _device_ptr(items), n_items, dim, _arrays.device_index(items), items, _dtype_name(items)
+            )
         host = np.ascontiguousarray(_arrays.asnumpy(_as_float32(items)), dtype=np.float32)
         device = self._default_device()
         buffer = _cuda.DeviceBuffer(host.nbytes, device)
@@ -149,8 +152,9 @@ class CudaBackend:
 
     def adopt_users(self, users, prepared: PreparedItems):
         if _arrays.is_device(users) and _arrays.device_index(users) != prepared.device:
-            raise ValueError(f"users: on CUDA device {_arrays.device_index(users)} but the items are on "
-                             f"device {prepared.device}")
+            raise ValueError(
+                f"users: on CUDA device {_arrays.device_index(users)} but the items are on device {prepared.device}"
+            )
         return users
 
     def chunk_users(self, n_items: int, dim: int, prepared) -> int:
@@ -160,14 +164,24 @@ class CudaBackend:
         """Candidate buffer slots per user and shard: the configured multiple of k, and k + one tile."""
         return max(config.buffer_capacity(k), k + KERNEL_ITEM_TILE)
 
-    def topk_arrays(self, users, prepared: PreparedItems, k: int, inv_temperature: float,
-                    excl_indptr: np.ndarray, excl_indices: np.ndarray, config: BlockConfig):
+    def topk_arrays(
+        self,
+        users,
+        prepared: PreparedItems,
+        k: int,
+        inv_temperature: float,
+        excl_indptr: np.ndarray,
+        excl_indices: np.ndarray,
+        config: BlockConfig,
+    ):
         """Run the kernel; results are (indices, scores, lse) of the family and device of ``users``."""
         if not isinstance(prepared, PreparedItems):
             raise TypeError(f"cuda backend: expected PreparedItems, got {type(prepared).__name__}")
         if k > MAX_K:
-            raise ValueError(f"k: the cuda backend supports k <= {MAX_K} (got {k}); use backend='torch' "
-                             "or a CPU backend for longer lists")
+            raise ValueError(
+                f"k: the cuda backend supports k <= {MAX_K} (got {k}); use backend='torch' "
+                "or a CPU backend for longer lists"
+            )
         n_users = int(users.shape[0])
         capacity = self.capacity(k, config)
         fam = _arrays.family(users)
@@ -194,11 +208,26 @@ class CudaBackend:
             out_lse = _arrays.full(fam, (n_users,), float("-inf"), "float64", like=users)
             # Stream-ordered: temporaries (CSR copies, a float32 copy) are released to their framework's
             # allocator after this call, which reuses memory only behind the kernel on the same stream.
-            _cuda.topk(_device_ptr(users), n_users, items_ptr, prepared.n_items, prepared.dim, dtype, int(k),
-                       float(inv_temperature), _device_ptr(indptr),
-                       _device_ptr(indices) if indices.shape[0] else 0, capacity, WORKSPACE_BYTES,
-                       _device_ptr(out_idx), _device_ptr(out_scores), _device_ptr(out_lse), device,
-                       _stream_of(users, device), False)
+            _cuda.topk(
+                _device_ptr(users),
+                n_users,
+                items_ptr,
+                prepared.n_items,
+                prepared.dim,
+                dtype,
+                int(k),
+                float(inv_temperature),
+                _device_ptr(indptr),
+                _device_ptr(indices) if indices.shape[0] else 0,
+                capacity,
+                WORKSPACE_BYTES,
+                _device_ptr(out_idx),
+                _device_ptr(out_scores),
+                _device_ptr(out_lse),
+                device,
+                _stream_of(users, device),
+                False,
+            )
             del keep
             return out_idx, out_scores, out_lse
 
@@ -207,8 +236,10 @@ class CudaBackend:
         indptr = np.ascontiguousarray(excl_indptr, dtype=np.int64)
         indices = np.ascontiguousarray(excl_indices, dtype=np.int64)
         device = prepared.device
-        bufs = {name: _cuda.DeviceBuffer(max(1, arr.nbytes), device)
-                for name, arr in (("users", host_users), ("indptr", indptr), ("indices", indices))}
+        bufs = {
+            name: _cuda.DeviceBuffer(max(1, arr.nbytes), device)
+            for name, arr in (("users", host_users), ("indptr", indptr), ("indices", indices))
+        }
         for name, arr in (("users", host_users), ("indptr", indptr), ("indices", indices)):
             bufs[name].upload(arr)
         out_idx = np.empty((n_users, k), dtype=np.int64)
@@ -220,9 +251,26 @@ class CudaBackend:
         items_ptr, keep = prepared.float32_owner()  # host users are float32
         if prepared.dtype != "float32":
             _synchronize_family(keep, device)  # the float32 copy is made on its framework's stream
-        _cuda.topk(bufs["users"].ptr, n_users, items_ptr, prepared.n_items, prepared.dim, 0, int(k),
-                   float(inv_temperature), bufs["indptr"].ptr, bufs["indices"].ptr if indices.size else 0,
-                   capacity, WORKSPACE_BYTES, d_idx.ptr, d_scores.ptr, d_lse.ptr, device, 0, True)
+        _cuda.topk(
+            bufs["users"].ptr,
+            n_users,
+            items_ptr,
+            prepared.n_items,
+            prepared.dim,
+            0,
+            int(k),
+            float(inv_temperature),
+            bufs["indptr"].ptr,
+            bufs["indices"].ptr if indices.size else 0,
+            capacity,
+            WORKSPACE_BYTES,
+            d_idx.ptr,
+            d_scores.ptr,
+            d_lse.ptr,
+            device,
+            0,
+            True,
+        )
         del keep
         d_idx.download(out_idx)
         d_scores.download(out_scores)
@@ -236,8 +284,10 @@ def describe() -> str:
     """One line for :func:`mmrec_fast.available_backends`."""
     name, major, minor = _cuda.device_info(0)
     version = _cuda.runtime_version()
-    return (f"cuda (fused kernel, {name}, sm_{major}{minor}, {_count} device(s), "
-            f"runtime {version // 1000}.{version % 1000 // 10})")
+    return (
+        f"cuda (fused kernel, {name}, sm_{major}{minor}, {_count} device(s), "
+        f"runtime {version // 1000}.{version % 1000 // 10})"
+    )
 
 
 BACKEND = CudaBackend()

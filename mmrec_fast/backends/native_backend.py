@@ -26,8 +26,7 @@ from mmrec_fast import _native
 
 from .base import BlockConfig
 
-__all__ = ["BACKEND", "NativeBackend", "PreparedItems", "describe", "DEFAULT_USER_BLOCK",
-           "DEFAULT_ITEM_BLOCK"]
+__all__ = ["BACKEND", "NativeBackend", "PreparedItems", "describe", "DEFAULT_USER_BLOCK", "DEFAULT_ITEM_BLOCK"]
 
 # Default tiles, sized for a 1-2 MB per-core L2 and a 32-48 KB L1d (Sapphire Rapids: 2 MB / 48 KB;
 # Zen 4: 1 MB / 32 KB). Per thread at d = 64: the 256 x 512 float32 score tile (512 KB), the item block
@@ -83,23 +82,30 @@ class NativeBackend:
         packed.flags.writeable = False
         return PreparedItems(packed=packed, n_items=int(items.shape[0]), dim=int(items.shape[1]))
 
-    def topk_into(self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config,
-                  out_indices, out_scores, out_lse):
+    def topk_into(
+        self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, out_indices, out_scores, out_lse
+    ):
         if not isinstance(prepared, PreparedItems):
-            raise TypeError(f"native backend: expected PreparedItems from prepare_items, got "
-                            f"{type(prepared).__name__}")
+            raise TypeError(f"native backend: expected PreparedItems from prepare_items, got {type(prepared).__name__}")
         if users.shape[1] != prepared.dim:
             raise ValueError(f"users have dimension {users.shape[1]}, items {prepared.dim}")
         config = config if config is not None else BlockConfig()
         k = int(k)
         _native.topk(
-            users, prepared.packed, prepared.n_items, k, float(inv_temperature),
-            excl_indptr, excl_indices,
+            users,
+            prepared.packed,
+            prepared.n_items,
+            k,
+            float(inv_temperature),
+            excl_indptr,
+            excl_indices,
             int(config.user_block or DEFAULT_USER_BLOCK),
             int(config.item_block or DEFAULT_ITEM_BLOCK),
             int(config.buffer_capacity(k)),
             int(config.num_threads or 0),
-            out_indices, out_scores, out_lse,
+            out_indices,
+            out_scores,
+            out_lse,
         )
 
 
@@ -110,8 +116,7 @@ def describe() -> str:
         level = names.get(_native.simd_level(), _native.simd_level())
     except ValueError as exc:  # a bad MMREC_FAST_SIMD value
         level = f"SIMD setting invalid: {exc}"
-    threads = (f"OpenMP, {_native.max_threads()} threads" if _native.openmp_enabled()
-               else "no OpenMP, 1 thread")
+    threads = f"OpenMP, {_native.max_threads()} threads" if _native.openmp_enabled() else "no OpenMP, 1 thread"
     return f"native ({level}, {threads})"
 
 

@@ -93,8 +93,10 @@ class NumbaPreparedItems:
         return int(self.packed.nbytes)
 
     def __repr__(self) -> str:
-        return (f"NumbaPreparedItems(n_items={self.n_items}, dim={self.dim}, "
-                f"item_block={self.item_block}, panels={self.packed.shape[0]})")
+        return (
+            f"NumbaPreparedItems(n_items={self.n_items}, dim={self.dim}, "
+            f"item_block={self.item_block}, panels={self.packed.shape[0]})"
+        )
 
 
 class NumbaBackend:
@@ -118,8 +120,9 @@ class NumbaBackend:
         return NumbaPreparedItems(packed, int(n_items), int(dim), int(item_block))
 
     # -- kernel --------------------------------------------------------------------------------------
-    def topk_into(self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config,
-                  out_indices, out_scores, out_lse) -> None:
+    def topk_into(
+        self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, out_indices, out_scores, out_lse
+    ) -> None:
         if not isinstance(prepared, NumbaPreparedItems):
             raise TypeError(f"expected NumbaPreparedItems from prepare_items, got {type(prepared).__name__}")
         # The packing does not depend on the block size: any item_block works on the same panels.
@@ -151,14 +154,30 @@ class NumbaBackend:
         if config.num_threads is not None:
             n_threads = max(1, min(int(config.num_threads), numba.config.NUMBA_NUM_THREADS))
         n_shards = item_shards(n_users, n_items, item_block, k)
-        user_block = (min(int(config.user_block), n_users) if config.user_block is not None
-                      else default_user_block(n_users, n_threads, capacity, n_shards))
+        user_block = (
+            min(int(config.user_block), n_users)
+            if config.user_block is not None
+            else default_user_block(n_users, n_threads, capacity, n_shards)
+        )
         try:
             if n_threads != previous:
                 numba.set_num_threads(n_threads)
-            topk_blocked(users, prepared.packed, n_items, item_block, k, float(inv_temperature),
-                         excl_indptr, excl_indices, user_block, capacity, n_shards,
-                         out_indices, out_scores, out_lse)
+            topk_blocked(
+                users,
+                prepared.packed,
+                n_items,
+                item_block,
+                k,
+                float(inv_temperature),
+                excl_indptr,
+                excl_indices,
+                user_block,
+                capacity,
+                n_shards,
+                out_indices,
+                out_scores,
+                out_lse,
+            )
         finally:
             if n_threads != previous:
                 numba.set_num_threads(previous)

@@ -81,6 +81,7 @@ _NU = GROUP
 # LLVM intrinsics: bit casts and maxnum (whose reduction LLVM vectorises without fast-math flags).
 # --------------------------------------------------------------------------------------------------
 
+
 @intrinsic
 def _f32_bits(typingctx, x):
     """float32 -> its IEEE bits as uint32."""
@@ -127,6 +128,7 @@ def _fmax32(typingctx, a, b):
 # --------------------------------------------------------------------------------------------------
 # Sort keys: ascending uint64 order == (score descending, index ascending).
 # --------------------------------------------------------------------------------------------------
+
 
 @njit(cache=True, nogil=True)
 def _make_key(score, index):
@@ -215,8 +217,9 @@ def _zmm(typingctx):
 
 
 def _c_array(aryty, ndim):
-    return isinstance(aryty, types.Array) and aryty.dtype == types.float32 and aryty.ndim == ndim \
-        and aryty.layout == "C"
+    return (
+        isinstance(aryty, types.Array) and aryty.dtype == types.float32 and aryty.ndim == ndim and aryty.layout == "C"
+    )
 
 
 def _splat(builder, value):
@@ -228,9 +231,14 @@ def _splat(builder, value):
 @intrinsic
 def _micro(typingctx, tile, col, ub, g, packed, p):
     """tile[g + r, col + c] = ub[g + r, :] . packed[p, :, c] for r < _NU, c < 32 (in-order FMA chain)."""
-    if not (_c_array(tile, 2) and _c_array(ub, 2) and _c_array(packed, 3)
-            and isinstance(col, types.Integer) and isinstance(g, types.Integer)
-            and isinstance(p, types.Integer)):
+    if not (
+        _c_array(tile, 2)
+        and _c_array(ub, 2)
+        and _c_array(packed, 3)
+        and isinstance(col, types.Integer)
+        and isinstance(g, types.Integer)
+        and isinstance(p, types.Integer)
+    ):
         return None
 
     def codegen(context, builder, signature, args):
@@ -241,12 +249,10 @@ def _micro(typingctx, tile, col, ub, g, packed, p):
         col_v, g_v, p_v = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 5))
         ldt = cgutils.unpack_tuple(builder, tile_a.shape, 2)[1]
         dim = cgutils.unpack_tuple(builder, ub_a.shape, 2)[1]
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16] * 3),
-                                             "llvm.fma.v16f32")
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16] * 3), "llvm.fma.v16f32")
         c16 = ir.Constant(_I64, 16)
         c32 = ir.Constant(_I64, PANEL)
-        urows = [builder.gep(ub_a.data, [builder.mul(builder.add(g_v, ir.Constant(_I64, r)), dim)])
-                 for r in range(_NU)]
+        urows = [builder.gep(ub_a.data, [builder.mul(builder.add(g_v, ir.Constant(_I64, r)), dim)]) for r in range(_NU)]
         pbase = builder.gep(packed_a.data, [builder.mul(builder.mul(p_v, dim), c32)])
         zero = ir.Constant(_V16, [0.0] * 16)
         pre = builder.block
@@ -286,8 +292,7 @@ def _micro(typingctx, tile, col, ub, g, packed, p):
         for r in range(_NU):
             row = builder.gep(tbase, [builder.mul(ir.Constant(_I64, r), ldt)])
             builder.store(final[2 * r], builder.bitcast(row, _V16.as_pointer()), align=4)
-            builder.store(final[2 * r + 1], builder.bitcast(builder.gep(row, [c16]), _V16.as_pointer()),
-                          align=4)
+            builder.store(final[2 * r + 1], builder.bitcast(builder.gep(row, [c16]), _V16.as_pointer()), align=4)
         return context.get_dummy_value()
 
     return types.none(tile, col, ub, g, packed, p), codegen
@@ -297,8 +302,14 @@ def _micro(typingctx, tile, col, ub, g, packed, p):
 def _gt_mask16(typingctx, row, j, threshold):
     """Bit t (t < 16) set iff row[j + t] > threshold; reads 16 floats from row.data + j (the caller
     guarantees they are inside the allocation)."""
-    if not (isinstance(row, types.Array) and row.dtype == types.float32 and row.ndim == 1
-            and row.layout == "C" and isinstance(j, types.Integer) and threshold == types.float32):
+    if not (
+        isinstance(row, types.Array)
+        and row.dtype == types.float32
+        and row.ndim == 1
+        and row.layout == "C"
+        and isinstance(j, types.Integer)
+        and threshold == types.float32
+    ):
         return None
 
     def codegen(context, builder, signature, args):
@@ -320,8 +331,9 @@ def _ctz64(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I64, [_I64, ir.IntType(1)]),
-                                            "llvm.cttz.i64")
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_I64, [_I64, ir.IntType(1)]), "llvm.cttz.i64"
+        )
         return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
 
     return types.int64(types.int64), codegen
@@ -330,6 +342,7 @@ def _ctz64(typingctx, x):
 # --------------------------------------------------------------------------------------------------
 # Packing.
 # --------------------------------------------------------------------------------------------------
+
 
 def pack_items(items):
     """(I, d) float32 -> (ceil(I / 32), d, 32) float32 panels, 64-byte aligned, last one zero padded.
@@ -341,13 +354,13 @@ def pack_items(items):
     n_values = n_panels * dim * PANEL
     raw = np.empty(n_values * 4 + 64, dtype=np.uint8)  # NumPy's large allocations are 16-byte aligned
     start = (-raw.ctypes.data) % 64
-    packed = raw[start:start + n_values * 4].view(np.float32).reshape(n_panels, dim, PANEL)
+    packed = raw[start : start + n_values * 4].view(np.float32).reshape(n_panels, dim, PANEL)
     full = n_items // PANEL
     if full:
-        packed[:full] = items[:full * PANEL].reshape(full, PANEL, dim).transpose(0, 2, 1)
+        packed[:full] = items[: full * PANEL].reshape(full, PANEL, dim).transpose(0, 2, 1)
     if n_panels > full:
         rest = n_items - full * PANEL
-        packed[full, :, :rest] = items[full * PANEL:].T
+        packed[full, :, :rest] = items[full * PANEL :].T
         packed[full, :, rest:] = 0.0
     return packed
 
@@ -487,6 +500,7 @@ def _select_keys(a, n, kth):
 # Per-row steps.
 # --------------------------------------------------------------------------------------------------
 
+
 @njit(cache=True, nogil=True)
 def _exclude(row, j0, j1, excl_indices, cursor, stop):
     """Set row[idx - j0] = -inf for the user's excluded idx in [j0, j1); return the advanced cursor."""
@@ -580,10 +594,30 @@ def _finalize_row(keys, count, k, out_idx, out_sc):
 # Driver.
 # --------------------------------------------------------------------------------------------------
 
+
 @njit(cache=True, nogil=True)
-def _task(bu, shard, n_shards, users, packed, n_items, item_block, k, inv_temperature, excl_indptr,
-          excl_indices, user_block, capacity, out_indices, out_scores, out_lse, part_keys, part_count,
-          part_max, part_sum):
+def _task(
+    bu,
+    shard,
+    n_shards,
+    users,
+    packed,
+    n_items,
+    item_block,
+    k,
+    inv_temperature,
+    excl_indptr,
+    excl_indices,
+    user_block,
+    capacity,
+    out_indices,
+    out_scores,
+    out_lse,
+    part_keys,
+    part_count,
+    part_max,
+    part_sum,
+):
     """Users [bu * user_block, +user_block) x item blocks of shard ``shard`` (of ``n_shards``)."""
     _zmm()
     inv_t32 = max(np.float32(inv_temperature), _F32_TINY)  # see backends.base.scale_factor32
@@ -630,7 +664,7 @@ def _task(bu, shard, n_shards, users, packed, n_items, item_block, k, inv_temper
             for g in range(0, mup, _NU):
                 _micro(tile, col, ub, g, packed, p)
         for u in range(mu):
-            row = tile[u, off:off + nv]
+            row = tile[u, off : off + nv]
             cursor[u] = _exclude(row, j0, j0 + nv, excl_indices, cursor[u], excl_indptr[u0 + u + 1])
             raw_max = _row_max(row, nv)
             if raw_max == _F32_NEG_INF:
@@ -696,8 +730,22 @@ def _merge_user(u, k, part_keys, part_count, part_max, part_sum, out_indices, ou
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def topk_blocked(users, packed, n_items, item_block, k, inv_temperature, excl_indptr, excl_indices,
-                 user_block, capacity, n_shards, out_indices, out_scores, out_lse):
+def topk_blocked(
+    users,
+    packed,
+    n_items,
+    item_block,
+    k,
+    inv_temperature,
+    excl_indptr,
+    excl_indices,
+    user_block,
+    capacity,
+    n_shards,
+    out_indices,
+    out_scores,
+    out_lse,
+):
     """Fill out_indices (U, k) int64, out_scores (U, k) float32, out_lse (U,) float64.
 
     ``packed`` comes from :func:`pack_items`; ``inv_temperature`` is a float64 (1 / T); ``capacity >= k + 1``;
@@ -720,10 +768,28 @@ def topk_blocked(users, packed, n_items, item_block, k, inv_temperature, excl_in
     for t in prange(n_tasks):
         # (the prange index is unsigned; cast it so _task is compiled once, for int64)
         task = np.int64(t)
-        _task(task // n_shards, task % n_shards, n_shards, users, packed, n_items, item_block, k,
-              inv_temperature, excl_indptr, excl_indices, user_block, capacity, out_indices, out_scores,
-              out_lse, part_keys, part_count, part_max, part_sum)
+        _task(
+            task // n_shards,
+            task % n_shards,
+            n_shards,
+            users,
+            packed,
+            n_items,
+            item_block,
+            k,
+            inv_temperature,
+            excl_indptr,
+            excl_indices,
+            user_block,
+            capacity,
+            out_indices,
+            out_scores,
+            out_lse,
+            part_keys,
+            part_count,
+            part_max,
+            part_sum,
+        )
     if n_shards > 1:
         for u in range(n_users):  # serial: few users (a second prange would double compile time)
-            _merge_user(u, k, part_keys, part_count, part_max, part_sum, out_indices,
-                        out_scores, out_lse)
+            _merge_user(u, k, part_keys, part_count, part_max, part_sum, out_indices, out_scores, out_lse)

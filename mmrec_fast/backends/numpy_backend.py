@@ -25,8 +25,9 @@ class NumpyBackend:
     def prepare_items(self, items: np.ndarray, config: BlockConfig, *, persistent: bool = True) -> np.ndarray:
         return items
 
-    def topk_into(self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config,
-                  out_indices, out_scores, out_lse):
+    def topk_into(
+        self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, out_indices, out_scores, out_lse
+    ):
         items = prepared
         n_users, n_items = users.shape[0], items.shape[0]
         user_block = config.user_block or DEFAULT_USER_BLOCK
@@ -39,15 +40,15 @@ class NumpyBackend:
             threshold = np.full(rows, _keys.EMPTY_KEY, dtype=np.uint64)
             run_max = np.full(rows, -np.inf)
             run_sum = np.zeros(rows)
-            starts, stops = excl_indptr[u0:u1], excl_indptr[u0 + 1:u1 + 1]
+            starts, stops = excl_indptr[u0:u1], excl_indptr[u0 + 1 : u1 + 1]
             cursor = starts.copy()
             for j0 in range(0, n_items, item_block):
                 j1 = min(j0 + item_block, n_items)
                 tile = users[u0:u1] @ items[j0:j1].T
                 # Exclusion: each row's sorted CSR segment advances through the blocks (O(nnz) overall).
                 for r in np.flatnonzero(cursor < stops):
-                    end = cursor[r] + np.searchsorted(excl_indices[cursor[r]:stops[r]], j1)
-                    tile[r, excl_indices[cursor[r]:end] - j0] = -np.inf
+                    end = cursor[r] + np.searchsorted(excl_indices[cursor[r] : stops[r]], j1)
+                    tile[r, excl_indices[cursor[r] : end] - j0] = -np.inf
                     cursor[r] = end
                 self._update_normaliser(tile, inv_t, inv_temperature, run_max, run_sum)
                 keys = _keys.encode(tile, np.arange(j0, j1, dtype=np.int64)[None, :])
@@ -63,8 +64,9 @@ class NumpyBackend:
                 out_lse[u0:u1] = np.where(np.isfinite(run_max), run_max + np.log(run_sum), -np.inf)
 
     @staticmethod
-    def _update_normaliser(tile: np.ndarray, inv_t32: np.float32, inv_t: float, run_max: np.ndarray,
-                           run_sum: np.ndarray) -> None:
+    def _update_normaliser(
+        tile: np.ndarray, inv_t32: np.float32, inv_t: float, run_max: np.ndarray, run_sum: np.ndarray
+    ) -> None:
         """Fold one tile of raw scores into the running (max, sum-exp), all -inf rows left untouched.
 
         Exponents are ``(s - block max) * inv_t`` (difference first), and the running maximum is the

@@ -70,8 +70,16 @@ class TorchBackend:
             return max(1024, CUDA_CHUNK_MACS // max(1, n_items * dim))
         return None
 
-    def topk_arrays(self, users: torch.Tensor, prepared: torch.Tensor, k: int, inv_temperature: float,
-                    excl_indptr: np.ndarray, excl_indices: np.ndarray, config: BlockConfig):
+    def topk_arrays(
+        self,
+        users: torch.Tensor,
+        prepared: torch.Tensor,
+        k: int,
+        inv_temperature: float,
+        excl_indptr: np.ndarray,
+        excl_indices: np.ndarray,
+        config: BlockConfig,
+    ):
         """Top-k keys and normaliser of ``users`` against ``prepared`` (1 <= k <= I).
 
         Returns
@@ -93,8 +101,9 @@ class TorchBackend:
         with torch.inference_mode():
             for u0 in range(0, n_users, user_block):
                 u1 = min(u0 + user_block, n_users)
-                keys, lse = self._user_block(users[u0:u1], items, k, float(inv_temperature),
-                                             excl_indptr[u0:u1 + 1], excl_indices, item_block)
+                keys, lse = self._user_block(
+                    users[u0:u1], items, k, float(inv_temperature), excl_indptr[u0 : u1 + 1], excl_indices, item_block
+                )
                 scores, indices = decode_keys(keys)
                 out_idx[u0:u1] = indices
                 out_scores[u0:u1] = scores
@@ -135,8 +144,7 @@ class TorchBackend:
             bm = torch.where(live, block_max.double() * inv_t, float("-inf"))
             new_max = torch.maximum(run_max, bm)
             safe = torch.where(live, new_max, 0.0)
-            run_sum = torch.where(live, run_sum * torch.exp(run_max - safe) + block_sum * torch.exp(bm - safe),
-                                  run_sum)
+            run_sum = torch.where(live, run_sum * torch.exp(run_max - safe) + block_sum * torch.exp(bm - safe), run_sum)
             run_max = new_max
             keys = encode_keys(tile, j0)
             del tile
@@ -149,7 +157,7 @@ class TorchBackend:
 
 def describe() -> str:
     """One line for :func:`mmrec_fast.available_backends`."""
-    cuda = (f"CUDA: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU only")
+    cuda = f"CUDA: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU only"
     return f"torch {torch.__version__} (chunked mm + exact-key topk; {cuda})"
 
 

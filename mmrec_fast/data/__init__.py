@@ -15,6 +15,18 @@ from .loaders import load_grouplens, load_interactions, load_movielens_100k, rec
 from .splits import drop_unseen, leave_last_out, random_split, temporal_split
 from .transforms import binarize, compact, k_core
 
-__all__ = ["IdMap", "Interactions", "load_movielens_100k", "load_grouplens", "load_interactions",
-           "recbole_ml100k_dir", "binarize", "k_core", "compact", "random_split", "temporal_split",
-           "leave_last_out", "drop_unseen"]
+__all__ = [
+    "IdMap",
+    "Interactions",
+    "load_movielens_100k",
+    "load_grouplens",
+    "load_interactions",
+    "recbole_ml100k_dir",
+    "binarize",
+    "k_core",
+    "compact",
+    "random_split",
+    "temporal_split",
+    "leave_last_out",
+    "drop_unseen",
+]

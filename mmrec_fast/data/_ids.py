@@ -32,7 +32,7 @@ import pandas as pd
 
 __all__ = ["id_values"]
 
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Canonical integer text: what str(int) writes. "007", "+7" and "-0" are not canonical.
 _CANONICAL_INT = re.compile(r"^(0|-?[1-9][0-9]*)$")
 # A decimal number as CSV writers spell it (no "inf"/"nan", no digit separators).
@@ -67,8 +67,7 @@ def _from_text(tokens: np.ndarray, codes: np.ndarray, source: str, name: str) ->
     stripped = [str(t).strip() for t in tokens]
     for pos, tok in enumerate(stripped):
         if not tok:
-            raise _fail(source, name, f"has a blank id (whitespace only) at data row "
-                                      f"{_first_row(codes, pos)}")
+            raise _fail(source, name, f"has a blank id (whitespace only) at data row {_first_row(codes, pos)}")
     if all(_CANONICAL_INT.match(t) for t in stripped):
         return _ints_or_text([int(t) for t in stripped])
     if all(_NUMBER.match(t) for t in stripped) and not any(_LEADING_ZERO.match(t) for t in stripped):
@@ -79,11 +78,19 @@ def _from_text(tokens: np.ndarray, codes: np.ndarray, source: str, name: str) ->
             except InvalidOperation:  # pragma: no cover - _NUMBER admits only what Decimal reads
                 dec = Decimal("NaN")
             if not dec.is_finite() or dec.adjusted() >= _MAX_DIGITS:
-                raise _fail(source, name, f"holds the number {tok!r} (data row {_first_row(codes, pos)}), "
-                                          f"too large for an id; write such ids as digits or text")
+                raise _fail(
+                    source,
+                    name,
+                    f"holds the number {tok!r} (data row {_first_row(codes, pos)}), "
+                    f"too large for an id; write such ids as digits or text",
+                )
             if dec != dec.to_integral_value():
-                raise _fail(source, name, f"holds the non-integer number {tok!r} (data row "
-                                          f"{_first_row(codes, pos)}); ids must be integers or text")
+                raise _fail(
+                    source,
+                    name,
+                    f"holds the non-integer number {tok!r} (data row "
+                    f"{_first_row(codes, pos)}); ids must be integers or text",
+                )
             values.append(int(dec))
         return _ints_or_text(values)
     # Text ids, compared exactly (after trimming): "007" and "7" stay two ids.
@@ -94,15 +101,20 @@ def _from_floats(values: np.ndarray, codes: np.ndarray, source: str, name: str) 
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise _fail(source, name, f"holds the non-integer number {values[pos]!r} (data row "
-                                  f"{_first_row(codes, pos)}); ids must be integers or text")
+        raise _fail(
+            source,
+            name,
+            f"holds the non-integer number {values[pos]!r} (data row "
+            f"{_first_row(codes, pos)}); ids must be integers or text",
+        )
     # int(float) is exact: 1e20 becomes 100000000000000000000, not a wrapped int64.
     return _ints_or_text([int(v) for v in values.tolist()])
 
 
 def _refuse(kind: str, source: str, name: str, example) -> ValueError:
-    return _fail(source, name, f"holds {kind} values (e.g. {example!r}), which are not ids; ids must be "
-                               f"integers or text")
+    return _fail(
+        source, name, f"holds {kind} values (e.g. {example!r}), which are not ids; ids must be integers or text"
+    )
 
 
 def id_values(col, source: str, name: str) -> np.ndarray:
@@ -148,8 +160,12 @@ def id_values(col, source: str, name: str) -> np.ndarray:
             if inferred not in _TEXT_KINDS + _INT_KINDS:
                 first = s[s.notna()]
                 example = first.iloc[0] if len(first) else None
-                label = {"bytes": "binary", "boolean": "boolean", "mixed": "mixed-type",
-                         "mixed-integer": "mixed integer/text"}.get(inferred, inferred)
+                label = {
+                    "bytes": "binary",
+                    "boolean": "boolean",
+                    "mixed": "mixed-type",
+                    "mixed-integer": "mixed integer/text",
+                }.get(inferred, inferred)
                 if isinstance(example, (list, tuple, np.ndarray)):
                     label = "list"
                 elif isinstance(example, dict):

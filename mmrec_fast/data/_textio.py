@@ -87,16 +87,23 @@ def sniff(path: Path, encoding: str) -> None:
     wide = codec.name.startswith(("utf-16", "utf-32"))
     if not wide and b"\x00" in head:
         bom16 = head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-        hint = "it looks like UTF-16 text" if bom16 or head[1::2].count(0) > len(head) // 4 \
+        hint = (
+            "it looks like UTF-16 text"
+            if bom16 or head[1::2].count(0) > len(head) // 4
             else "binary data, or text in UTF-16/UTF-32"
-        raise ValueError(f"{path}: holds NUL bytes ({hint}), not {encoding} text; convert it to UTF-8 "
-                         f"or pass encoding= (e.g. 'utf-16')")
+        )
+        raise ValueError(
+            f"{path}: holds NUL bytes ({hint}), not {encoding} text; convert it to UTF-8 "
+            f"or pass encoding= (e.g. 'utf-16')"
+        )
     try:
         # Incremental, not final: the 64 KiB cut may split a multi-byte character.
         codec.incrementaldecoder("strict").decode(head, final=False)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid {encoding} text (byte {exc.start}: {exc.reason}); pass "
-                         f"encoding= (e.g. 'latin-1' or 'utf-16') or convert the file to UTF-8") from exc
+        raise ValueError(
+            f"{path}: not valid {encoding} text (byte {exc.start}: {exc.reason}); pass "
+            f"encoding= (e.g. 'latin-1' or 'utf-16') or convert the file to UTF-8"
+        ) from exc
 
 
 def read_table(path: Path, *, what: str = "parse", **kwargs) -> pd.DataFrame:
@@ -112,15 +119,25 @@ def read_table(path: Path, *, what: str = "parse", **kwargs) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning, csv.Error) as exc:
         raise ValueError(f"{path}: cannot {what} ({str(exc).strip()})") from exc
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid {kwargs.get('encoding', 'utf-8')} text ({exc.reason} at "
-                         f"byte {exc.start} of a block); pass encoding= or convert the file to UTF-8") from exc
+        raise ValueError(
+            f"{path}: not valid {kwargs.get('encoding', 'utf-8')} text ({exc.reason} at "
+            f"byte {exc.start} of a block); pass encoding= or convert the file to UTF-8"
+        ) from exc
     except _BAD_FILE as exc:
         raise ValueError(f"{path}: cannot {what} ({type(exc).__name__}: {exc})") from exc
 
 
 def header_fields(path: Path, *, sep: str, encoding: str) -> list[str]:
     """The header row's fields exactly as written (pandas renames duplicates; this does not)."""
-    head = read_table(path, sep=sep, header=None, nrows=1, dtype=str, encoding=encoding,
-                      keep_default_na=False, engine="c" if len(sep) == 1 else "python",
-                      what="read the header")
+    head = read_table(
+        path,
+        sep=sep,
+        header=None,
+        nrows=1,
+        dtype=str,
+        encoding=encoding,
+        keep_default_na=False,
+        engine="c" if len(sep) == 1 else "python",
+        what="read the header",
+    )
     return [str(v) for v in head.iloc[0].tolist()] if len(head) else []

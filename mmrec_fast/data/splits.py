@@ -30,8 +30,10 @@ def _n_test(test_size, n: int) -> int:
             raise ValueError(f"test_size: a fraction must lie in (0, 1), got {test_size}")
         count = int(test_size)
     if not 1 <= count <= n - 1:
-        raise ValueError(f"test_size: {test_size!r} gives {count} test rows out of {n}; need 1 .. {n - 1} "
-                         f"so that both parts are non-empty")
+        raise ValueError(
+            f"test_size: {test_size!r} gives {count} test rows out of {n}; need 1 .. {n - 1} "
+            f"so that both parts are non-empty"
+        )
     return count
 
 
@@ -87,7 +89,7 @@ def temporal_split(data: Interactions, test_size=0.2) -> tuple[Interactions, Int
     n_test = _n_test(test_size, len(data))
     order = np.argsort(data.timestamps, kind="stable")
     mask = np.zeros(len(data), dtype=bool)
-    mask[order[len(data) - n_test:]] = True
+    mask[order[len(data) - n_test :]] = True
     return _complement(data, mask)
 
 

@@ -46,10 +46,17 @@ def compact(data: Interactions) -> Interactions:
         out.index.name = feats.index.name
         return out
 
-    return Interactions(users=u_new, items=i_new, ratings=data.ratings, timestamps=data.timestamps,
-                        user_map=user_map, item_map=item_map,
-                        item_features=refeat(data.item_features, i_present),
-                        user_features=refeat(data.user_features, u_present), source=data.source)
+    return Interactions(
+        users=u_new,
+        items=i_new,
+        ratings=data.ratings,
+        timestamps=data.timestamps,
+        user_map=user_map,
+        item_map=item_map,
+        item_features=refeat(data.item_features, i_present),
+        user_features=refeat(data.user_features, u_present),
+        source=data.source,
+    )
 
 
 def k_core(data: Interactions, user_k: int = 1, item_k: int = 1, *, compact_ids: bool = True) -> Interactions:

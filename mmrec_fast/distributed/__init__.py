@@ -18,5 +18,17 @@ from .engine import RayTopK, iter_topk, topk, topk_to_parquet
 from .parquet import ParquetSink, read_topk_parquet
 from .scheduler import RunStats, UserBatch
 
-__all__ = ["RayTopK", "topk", "iter_topk", "topk_to_parquet", "UserBatch", "RunStats", "TopKScorer",
-           "map_batches_args", "ParquetSink", "read_topk_parquet", "init", "shutdown"]
+__all__ = [
+    "RayTopK",
+    "topk",
+    "iter_topk",
+    "topk_to_parquet",
+    "UserBatch",
+    "RunStats",
+    "TopKScorer",
+    "map_batches_args",
+    "ParquetSink",
+    "read_topk_parquet",
+    "init",
+    "shutdown",
+]

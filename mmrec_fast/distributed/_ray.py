@@ -24,6 +24,12 @@ def retryable_errors() -> tuple[type[BaseException], ...]:
     (``RayTaskError`` wrapping e.g. a ValueError) is a bug or bad input and is re-raised at once.
     """
     ex = require_ray().exceptions
-    names = ("RayActorError", "WorkerCrashedError", "ObjectLostError", "NodeDiedError", "OutOfMemoryError",
-             "LocalRayletDiedError")
+    names = (
+        "RayActorError",
+        "WorkerCrashedError",
+        "ObjectLostError",
+        "NodeDiedError",
+        "OutOfMemoryError",
+        "LocalRayletDiedError",
+    )
     return tuple(getattr(ex, name) for name in names if hasattr(ex, name))

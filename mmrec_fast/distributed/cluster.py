@@ -24,8 +24,7 @@ def _machine_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-         **ray_init_kwargs):
+def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None, **ray_init_kwargs):
     """Make sure this process is connected to Ray, and return the ``ray`` module.
 
     Parameters
@@ -54,8 +53,10 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         _started_here = True
     else:
         if num_cpus is not None or num_gpus is not None:
-            raise ValueError("num_cpus: a cluster declares its own resources; pass num_cpus/num_gpus only "
-                             "when starting a local Ray (address=None)")
+            raise ValueError(
+                "num_cpus: a cluster declares its own resources; pass num_cpus/num_gpus only "
+                "when starting a local Ray (address=None)"
+            )
         ray_init_kwargs.pop("include_dashboard")
         ray.init(address=address, **ray_init_kwargs)
     return ray

@@ -44,15 +44,25 @@ class TopKScorer:
     ``topk_probs`` (n, k) float32 and ``log_normalizer`` (n,) float64.
     """
 
-    def __init__(self, items, k, *, column="embedding", exclude_column=None, temperature=1.0, backend="auto",
-                 item_block=None, num_threads=None, keep_vectors=False):
+    def __init__(
+        self,
+        items,
+        k,
+        *,
+        column="embedding",
+        exclude_column=None,
+        temperature=1.0,
+        backend="auto",
+        item_block=None,
+        num_threads=None,
+        keep_vectors=False,
+    ):
         from ..index import ItemIndex
         from ._ray import require_ray
 
         if type(items).__name__ == "ObjectRef":
             items = require_ray().get(items)
-        self.index = items if isinstance(items, ItemIndex) else ItemIndex(items, backend=backend,
-                                                                           item_block=item_block)
+        self.index = items if isinstance(items, ItemIndex) else ItemIndex(items, backend=backend, item_block=item_block)
         self.k = validation.check_k(k)
         self.temperature = validation.check_temperature(temperature)
         self.column, self.exclude_column = column, exclude_column
@@ -66,22 +76,38 @@ class TopKScorer:
             vectors = np.stack(list(vectors)) if len(vectors) else np.zeros((0, self.index.dim), np.float32)
         exclude = None
         if self.exclude_column is not None:
-            rows = [canonical(np.asarray(row, dtype=np.int64).ravel(), np.int64)
-                    for row in batch[self.exclude_column]]
+            rows = [canonical(np.asarray(row, dtype=np.int64).ravel(), np.int64) for row in batch[self.exclude_column]]
             indptr = np.zeros(len(rows) + 1, dtype=np.int64)
             np.cumsum([row.size for row in rows], out=indptr[1:])
             exclude = (indptr, canonical(np.concatenate(rows), np.int64) if rows else np.zeros(0, np.int64))
-        result = self.index.topk(vectors, self.k, exclude=exclude, temperature=self.temperature,
-                                 num_threads=self.num_threads)
+        result = self.index.topk(
+            vectors, self.k, exclude=exclude, temperature=self.temperature, num_threads=self.num_threads
+        )
         out = {name: value for name, value in batch.items() if self.keep_vectors or name != self.column}
-        out.update(topk_indices=result.indices, topk_scores=result.scores, topk_probs=result.probs,
-                   log_normalizer=result.log_normalizer)
+        out.update(
+            topk_indices=result.indices,
+            topk_scores=result.scores,
+            topk_probs=result.probs,
+            log_normalizer=result.log_normalizer,
+        )
         return out
 
 
-def map_batches_args(items, k, *, column="embedding", exclude_column=None, temperature=1.0, backend="auto",
-                     item_block=None, concurrency=None, num_cpus=1, num_gpus=0, batch_size=1024,
-                     keep_vectors=False) -> dict:
+def map_batches_args(
+    items,
+    k,
+    *,
+    column="embedding",
+    exclude_column=None,
+    temperature=1.0,
+    backend="auto",
+    item_block=None,
+    concurrency=None,
+    num_cpus=1,
+    num_gpus=0,
+    batch_size=1024,
+    keep_vectors=False,
+) -> dict:
     """Keyword arguments for ``Dataset.map_batches`` running :class:`TopKScorer`, validated on the driver.
 
     The items are validated here and put into the object store once; each map actor reads them
@@ -103,8 +129,23 @@ def map_batches_args(items, k, *, column="embedding", exclude_column=None, tempe
         raise ValueError(f"column: expected a column name, got {column!r}")
     ray = cluster.init()
     concurrency = concurrency or max(1, cluster.cluster_cpus() // num_cpus)
-    kwargs = dict(items=ray.put(items), k=k, column=column, exclude_column=exclude_column,
-                  temperature=temperature, backend=backend, item_block=item_block, num_threads=num_cpus,
-                  keep_vectors=keep_vectors)
-    return dict(fn=TopKScorer, fn_constructor_kwargs=kwargs, batch_format="numpy", batch_size=batch_size,
-                concurrency=concurrency, num_cpus=num_cpus, num_gpus=num_gpus)
+    kwargs = dict(
+        items=ray.put(items),
+        k=k,
+        column=column,
+        exclude_column=exclude_column,
+        temperature=temperature,
+        backend=backend,
+        item_block=item_block,
+        num_threads=num_cpus,
+        keep_vectors=keep_vectors,
+    )
+    return dict(
+        fn=TopKScorer,
+        fn_constructor_kwargs=kwargs,
+        batch_format="numpy",
+        batch_size=batch_size,
+        concurrency=concurrency,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+    )

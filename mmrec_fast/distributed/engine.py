@@ -55,13 +55,27 @@ class _Catalogue:
     in_flight_per_worker: int
 
     @classmethod
-    def validate(cls, items, *, backend="auto", item_shards="auto", max_shard_bytes=DEFAULT_MAX_SHARD_BYTES,
-                 item_block=None, user_block=None, num_workers=None, cpus_per_worker=None, num_gpus="auto",
-                 max_restarts=3, max_retries=3, in_flight_per_worker=2):
+    def validate(
+        cls,
+        items,
+        *,
+        backend="auto",
+        item_shards="auto",
+        max_shard_bytes=DEFAULT_MAX_SHARD_BYTES,
+        item_block=None,
+        user_block=None,
+        num_workers=None,
+        cpus_per_worker=None,
+        num_gpus="auto",
+        max_restarts=3,
+        max_retries=3,
+        in_flight_per_worker=2,
+    ):
         items = validation.as_float_matrix(items, "items")
         BlockConfig(user_block=user_block, item_block=item_block)  # ValueError naming the field
-        if num_gpus != "auto" and (isinstance(num_gpus, bool) or not isinstance(num_gpus, numbers.Real)
-                                   or not num_gpus >= 0):
+        if num_gpus != "auto" and (
+            isinstance(num_gpus, bool) or not isinstance(num_gpus, numbers.Real) or not num_gpus >= 0
+        ):
             raise ValueError(f"num_gpus: expected a number >= 0 or 'auto', got {num_gpus!r}")
         return cls(
             items=items,
@@ -130,15 +144,43 @@ class RayTopK:
     ...     engine.to_parquet("top10.parquet", users, k=10, progress=True)  # or straight to a file
     """
 
-    def __init__(self, items, *, num_workers=None, cpus_per_worker=None, num_gpus="auto", item_shards="auto",
-                 max_shard_bytes=DEFAULT_MAX_SHARD_BYTES, backend="auto", item_block=None, user_block=None,
-                 max_restarts=3, max_retries=3, in_flight_per_worker=2, ready_timeout=300.0, address=None,
-                 ray_init_kwargs=None):
-        catalogue = items if isinstance(items, _Catalogue) else _Catalogue.validate(
-            items, backend=backend, item_shards=item_shards, max_shard_bytes=max_shard_bytes,
-            item_block=item_block, user_block=user_block, num_workers=num_workers,
-            cpus_per_worker=cpus_per_worker, num_gpus=num_gpus, max_restarts=max_restarts,
-            max_retries=max_retries, in_flight_per_worker=in_flight_per_worker)
+    def __init__(
+        self,
+        items,
+        *,
+        num_workers=None,
+        cpus_per_worker=None,
+        num_gpus="auto",
+        item_shards="auto",
+        max_shard_bytes=DEFAULT_MAX_SHARD_BYTES,
+        backend="auto",
+        item_block=None,
+        user_block=None,
+        max_restarts=3,
+        max_retries=3,
+        in_flight_per_worker=2,
+        ready_timeout=300.0,
+        address=None,
+        ray_init_kwargs=None,
+    ):
+        catalogue = (
+            items
+            if isinstance(items, _Catalogue)
+            else _Catalogue.validate(
+                items,
+                backend=backend,
+                item_shards=item_shards,
+                max_shard_bytes=max_shard_bytes,
+                item_block=item_block,
+                user_block=user_block,
+                num_workers=num_workers,
+                cpus_per_worker=cpus_per_worker,
+                num_gpus=num_gpus,
+                max_restarts=max_restarts,
+                max_retries=max_retries,
+                in_flight_per_worker=in_flight_per_worker,
+            )
+        )
         self._catalogue = catalogue
         self._shape = catalogue.items.shape
         self._pool = None
@@ -153,8 +195,10 @@ class RayTopK:
         total_cpus = cluster.cluster_cpus()
         cpus = catalogue.cpus_per_worker or max(1, total_cpus // n_workers)
         if n_workers * cpus > total_cpus:
-            raise ValueError(f"num_workers: {n_workers} workers x {cpus} CPUs exceed the cluster's {total_cpus} "
-                             "CPUs (they would wait forever); use fewer workers or cpus_per_worker")
+            raise ValueError(
+                f"num_workers: {n_workers} workers x {cpus} CPUs exceed the cluster's {total_cpus} "
+                "CPUs (they would wait forever); use fewer workers or cpus_per_worker"
+            )
         gpus = catalogue.num_gpus
         if gpus == "auto":
             total_gpus = cluster.cluster_gpus()
@@ -167,10 +211,17 @@ class RayTopK:
         # The object store holds the items now: drop the driver's reference (its float32 copy, if any).
         self._catalogue = catalogue = dataclasses.replace(catalogue, items=None)
         try:
-            self._pool = WorkerPool(self._shard_refs, replicas=self.replicas, backend=catalogue.backend,
-                                    item_block=catalogue.item_block, user_block=catalogue.user_block,
-                                    num_threads=cpus, num_cpus=cpus, num_gpus=gpus,
-                                    max_restarts=catalogue.max_restarts)
+            self._pool = WorkerPool(
+                self._shard_refs,
+                replicas=self.replicas,
+                backend=catalogue.backend,
+                item_block=catalogue.item_block,
+                user_block=catalogue.user_block,
+                num_threads=cpus,
+                num_cpus=cpus,
+                num_gpus=gpus,
+                max_restarts=catalogue.max_restarts,
+            )
             self._pool.wait_ready(ready_timeout)
         except BaseException:
             self.close()
@@ -201,8 +252,16 @@ class RayTopK:
     # -- queries ------------------------------------------------------------------------------------------
     def prepare(self, users, k, *, exclude=None, temperature=1.0, batch_size=None) -> Query:
         """Validate a query on the driver (``ValueError`` naming the argument) and cut its batches."""
-        query = prepare_query(users, k, exclude=exclude, temperature=temperature, n_items=self.n_items,
-                              dim=self.dim, items_max_norm=self._catalogue.max_norm, batch_size=batch_size)
+        query = prepare_query(
+            users,
+            k,
+            exclude=exclude,
+            temperature=temperature,
+            n_items=self.n_items,
+            dim=self.dim,
+            items_max_norm=self._catalogue.max_norm,
+            batch_size=batch_size,
+        )
         per_shard = max(1, self.n_items // self.n_shards)
         return query.cut(per_shard, self.replicas)
 
@@ -222,9 +281,16 @@ class RayTopK:
 
         def generate():
             with bar:
-                yield from run_batches(self._pool, query, per_worker=self._catalogue.in_flight_per_worker,
-                                       window=window, max_retries=self._catalogue.max_retries, stats=stats,
-                                       bar=bar)
+                yield from run_batches(
+                    self._pool,
+                    query,
+                    per_worker=self._catalogue.in_flight_per_worker,
+                    window=window,
+                    max_retries=self._catalogue.max_retries,
+                    stats=stats,
+                    bar=bar,
+                )
+
         return generate()
 
     def topk(self, users, k, *, exclude=None, temperature=1.0, batch_size=None, progress=False) -> TopK:
@@ -232,8 +298,9 @@ class RayTopK:
         query = self.prepare(users, k, exclude=exclude, temperature=temperature, batch_size=batch_size)
         return _assemble(self._run(query, progress), query)
 
-    def to_parquet(self, path, users, k, *, exclude=None, temperature=1.0, batch_size=None, progress=False,
-                   compression="snappy") -> RunStats:
+    def to_parquet(
+        self, path, users, k, *, exclude=None, temperature=1.0, batch_size=None, progress=False, compression="snappy"
+    ) -> RunStats:
         """Stream the result into a Parquet file (one row group per batch); the driver holds one batch."""
         query = self.prepare(users, k, exclude=exclude, temperature=temperature, batch_size=batch_size)
         with ParquetSink(path, query.k, query.temperature, compression=compression) as sink:
@@ -260,9 +327,11 @@ class RayTopK:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"RayTopK(n_items={self.n_items}, dim={self.dim}, item_shards={self.n_shards}, "
-                f"workers={self.replicas * self.n_shards}, cpus_per_worker={self.cpus_per_worker}, "
-                f"backend={self.backend!r})")
+        return (
+            f"RayTopK(n_items={self.n_items}, dim={self.dim}, item_shards={self.n_shards}, "
+            f"workers={self.replicas * self.n_shards}, cpus_per_worker={self.cpus_per_worker}, "
+            f"backend={self.backend!r})"
+        )
 
 
 def _assemble(batches, query: Query) -> TopK:
@@ -271,14 +340,25 @@ def _assemble(batches, query: Query) -> TopK:
     scores = np.full((n_users, query.k), -np.inf, dtype=np.float32)
     lse = np.full(n_users, -np.inf, dtype=np.float64)
     for batch in batches:
-        indices[batch.start:batch.stop] = batch.result.indices
-        scores[batch.start:batch.stop] = batch.result.scores
-        lse[batch.start:batch.stop] = batch.result.log_normalizer
+        indices[batch.start : batch.stop] = batch.result.indices
+        scores[batch.start : batch.stop] = batch.result.scores
+        lse[batch.start : batch.stop] = batch.result.log_normalizer
     return TopK(indices, scores, lse, query.temperature)
 
 
-_ENGINE_OPTIONS = ("num_workers", "cpus_per_worker", "num_gpus", "item_shards", "max_shard_bytes", "backend",
-                   "item_block", "user_block", "max_restarts", "max_retries", "in_flight_per_worker")
+_ENGINE_OPTIONS = (
+    "num_workers",
+    "cpus_per_worker",
+    "num_gpus",
+    "item_shards",
+    "max_shard_bytes",
+    "backend",
+    "item_block",
+    "user_block",
+    "max_restarts",
+    "max_retries",
+    "in_flight_per_worker",
+)
 
 
 def _validated(users, items, k, exclude, temperature, batch_size, options):
@@ -287,8 +367,16 @@ def _validated(users, items, k, exclude, temperature, batch_size, options):
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     catalogue = _Catalogue.validate(items, **{key: options[key] for key in _ENGINE_OPTIONS if key in options})
-    prepare_query(users, k, exclude=exclude, temperature=temperature, n_items=catalogue.items.shape[0],
-                  dim=catalogue.items.shape[1], items_max_norm=catalogue.max_norm, batch_size=batch_size)
+    prepare_query(
+        users,
+        k,
+        exclude=exclude,
+        temperature=temperature,
+        n_items=catalogue.items.shape[0],
+        dim=catalogue.items.shape[1],
+        items_max_norm=catalogue.max_norm,
+        batch_size=batch_size,
+    )
     return catalogue
 
 
@@ -298,8 +386,7 @@ def topk(users, items, k, *, exclude=None, temperature=1.0, batch_size=None, pro
     :func:`topk_to_parquet` to keep the driver's memory independent of U)."""
     catalogue = _validated(users, items, k, exclude, temperature, batch_size, options)
     with RayTopK(catalogue, address=options.get("address"), ray_init_kwargs=options.get("ray_init_kwargs")) as eng:
-        return eng.topk(users, k, exclude=exclude, temperature=temperature, batch_size=batch_size,
-                        progress=progress)
+        return eng.topk(users, k, exclude=exclude, temperature=temperature, batch_size=batch_size, progress=progress)
 
 
 def iter_topk(users, items, k, *, exclude=None, temperature=1.0, batch_size=None, progress=False, **options):
@@ -308,8 +395,9 @@ def iter_topk(users, items, k, *, exclude=None, temperature=1.0, batch_size=None
     catalogue = _validated(users, items, k, exclude, temperature, batch_size, options)
     engine = RayTopK(catalogue, address=options.get("address"), ray_init_kwargs=options.get("ray_init_kwargs"))
     try:
-        batches = engine.iter_batches(users, k, exclude=exclude, temperature=temperature, batch_size=batch_size,
-                                      progress=progress)
+        batches = engine.iter_batches(
+            users, k, exclude=exclude, temperature=temperature, batch_size=batch_size, progress=progress
+        )
     except BaseException:
         engine.close()
         raise
@@ -319,13 +407,33 @@ def iter_topk(users, items, k, *, exclude=None, temperature=1.0, batch_size=None
             yield from batches
         finally:
             engine.close()
+
     return generate()
 
 
-def topk_to_parquet(path, users, items, k, *, exclude=None, temperature=1.0, batch_size=None, progress=False,
-                    compression="snappy", **options) -> RunStats:
+def topk_to_parquet(
+    path,
+    users,
+    items,
+    k,
+    *,
+    exclude=None,
+    temperature=1.0,
+    batch_size=None,
+    progress=False,
+    compression="snappy",
+    **options,
+) -> RunStats:
     """Like :func:`topk`, streamed into a Parquet file (see :class:`~mmrec_fast.distributed.ParquetSink`)."""
     catalogue = _validated(users, items, k, exclude, temperature, batch_size, options)
     with RayTopK(catalogue, address=options.get("address"), ray_init_kwargs=options.get("ray_init_kwargs")) as eng:
-        return eng.to_parquet(path, users, k, exclude=exclude, temperature=temperature, batch_size=batch_size,
-                              progress=progress, compression=compression)
+        return eng.to_parquet(
+            path,
+            users,
+            k,
+            exclude=exclude,
+            temperature=temperature,
+            batch_size=batch_size,
+            progress=progress,
+            compression=compression,
+        )

@@ -30,9 +30,15 @@ class ParquetSink:
         pa, pq = self._pa, self._pq = _pyarrow()
         self.k = k
         self.schema = pa.schema(
-            [("user", pa.int64()), ("indices", pa.list_(pa.int64(), k)), ("scores", pa.list_(pa.float32(), k)),
-             ("probs", pa.list_(pa.float32(), k)), ("log_normalizer", pa.float64())],
-            metadata={b"mmrec_fast.k": str(k).encode(), b"mmrec_fast.temperature": repr(temperature).encode()})
+            [
+                ("user", pa.int64()),
+                ("indices", pa.list_(pa.int64(), k)),
+                ("scores", pa.list_(pa.float32(), k)),
+                ("probs", pa.list_(pa.float32(), k)),
+                ("log_normalizer", pa.float64()),
+            ],
+            metadata={b"mmrec_fast.k": str(k).encode(), b"mmrec_fast.temperature": repr(temperature).encode()},
+        )
         self.writer = pq.ParquetWriter(str(path), self.schema, compression=compression)
         self.rows = 0
 
@@ -43,8 +49,15 @@ class ParquetSink:
     def write(self, batch) -> None:
         pa, r = self._pa, batch.result
         table = pa.Table.from_arrays(
-            [pa.array(np.arange(batch.start, batch.stop, dtype=np.int64)), self._list(r.indices),
-             self._list(r.scores), self._list(r.probs), pa.array(r.log_normalizer)], schema=self.schema)
+            [
+                pa.array(np.arange(batch.start, batch.stop, dtype=np.int64)),
+                self._list(r.indices),
+                self._list(r.scores),
+                self._list(r.probs),
+                pa.array(r.log_normalizer),
+            ],
+            schema=self.schema,
+        )
         self.writer.write_table(table)
         self.rows += len(r)
 

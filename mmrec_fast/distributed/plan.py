@@ -14,8 +14,15 @@ import numpy as np
 
 from .. import validation
 
-__all__ = ["check_count", "item_shard_bounds", "resolve_item_shards", "user_batch_bounds",
-           "default_batch_size", "Query", "prepare_query"]
+__all__ = [
+    "check_count",
+    "item_shard_bounds",
+    "resolve_item_shards",
+    "user_batch_bounds",
+    "default_batch_size",
+    "Query",
+    "prepare_query",
+]
 
 # Shard boundaries fall on multiples of the kernel's item block (at least the native 16-item panel):
 # every shard then cuts the catalogue into the same item blocks as one call over all of it, so each
@@ -35,8 +42,7 @@ def check_count(value, name: str, *, allow_none: bool = True, minimum: int = 1):
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
+        raise ValueError(f"{name}: expected an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
 
 
@@ -88,7 +94,7 @@ def default_batch_size(n_users: int, n_items: int, dim: int, parallelism: int) -
         return 1
     target = _BATCH_MACS // max(1, n_items * dim)
     target = min(_MAX_BATCH_USERS, max(_MIN_BATCH_USERS, target))
-    n_batches = max(1, n_users // target)      # floor: every batch keeps >= target users
+    n_batches = max(1, n_users // target)  # floor: every batch keeps >= target users
     if n_batches >= parallelism:
         n_batches -= n_batches % parallelism
     return max(1, math.ceil(n_users / n_batches))
@@ -119,8 +125,9 @@ class Query:
         return (self.users[u0:u1], *validation.exclusion_range(self.excl_indptr, self.excl_indices, u0, u1))
 
 
-def prepare_query(users, k, *, exclude, temperature, n_items: int, dim: int, items_max_norm: float,
-                  batch_size) -> Query:
+def prepare_query(
+    users, k, *, exclude, temperature, n_items: int, dim: int, items_max_norm: float, batch_size
+) -> Query:
     """Validate one query exactly as :func:`mmrec_fast.topk` would (batches are cut later)."""
     k = validation.check_k(k)
     temperature = validation.check_temperature(temperature)

@@ -17,7 +17,7 @@ from .worker import actor_class
 
 __all__ = ["Slot", "WorkerPool"]
 
-_PROBE_DELAY_S = 0.2      # between probes of a worker that is restarting
+_PROBE_DELAY_S = 0.2  # between probes of a worker that is restarting
 _PROBES_BEFORE_REPLACE = 5
 
 
@@ -41,8 +41,19 @@ class Slot:
 class WorkerPool:
     """Actors holding item shards. ``shards[s] = (offset, items_ref)``; ``replicas`` actors per shard."""
 
-    def __init__(self, shards, *, replicas: int, backend: str, item_block, user_block, num_threads: int,
-                 num_cpus: float, num_gpus: float, max_restarts: int):
+    def __init__(
+        self,
+        shards,
+        *,
+        replicas: int,
+        backend: str,
+        item_block,
+        user_block,
+        num_threads: int,
+        num_cpus: float,
+        num_gpus: float,
+        max_restarts: int,
+    ):
         self._ray = require_ray()
         self._retryable = retryable_errors()
         self._shards = shards
@@ -73,9 +84,13 @@ class WorkerPool:
         _, not_ready = self._ray.wait(pending, num_returns=len(pending), timeout=warn_after)
         if not_ready:
             free = self._ray.available_resources()
-            warnings.warn(f"{len(not_ready)} of {len(pending)} workers not ready after {warn_after:g} s "
-                          f"(free now: {free.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} GPU): waiting for their "
-                          "resources, or for their index to be built", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"{len(not_ready)} of {len(pending)} workers not ready after {warn_after:g} s "
+                f"(free now: {free.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} GPU): waiting for their "
+                "resources, or for their index to be built",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         for slot in self.all_slots():
             if slot.probe_ref is not None:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -86,7 +101,8 @@ class WorkerPool:
                     raise TimeoutError(
                         f"workers not ready after {timeout:g} s: {len(self.all_slots())} workers need their CPUs/GPUs "
                         f"free (now free: {free.get('CPU', 0):g} CPU, {free.get('GPU', 0):g} GPU); close other "
-                        "RayTopK engines or actors holding them") from None
+                        "RayTopK engines or actors holding them"
+                    ) from None
                 slot.history.append(slot.pid)
                 slot.probe_ref, slot.healthy = None, True
 

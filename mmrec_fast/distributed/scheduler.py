@@ -96,8 +96,10 @@ def run_batches(pool, query, *, per_worker: int, window: int, max_retries: int, 
                     attempts[key] = attempts.get(key, 0) + 1
                     stats.failures.append((batch_id, slot.shard, type(exc).__name__))
                     if attempts[key] > max_retries:
-                        raise RuntimeError(f"batch {batch_id} (item shard {slot.shard}) failed "
-                                           f"{attempts[key]} times; last error: {exc}") from exc
+                        raise RuntimeError(
+                            f"batch {batch_id} (item shard {slot.shard}) failed "
+                            f"{attempts[key]} times; last error: {exc}"
+                        ) from exc
                     if slot.generation == generation:
                         pool.mark_failed(slot)
                     queues[slot.shard].appendleft(batch_id)
@@ -107,8 +109,9 @@ def run_batches(pool, query, *, per_worker: int, window: int, max_retries: int, 
                     stats.duplicate_parts_dropped += 1
                     continue
                 parts[batch_id][slot.shard] = (ids, scores, lse)
-            stats.max_buffered_batches = max(stats.max_buffered_batches,
-                                             sum(len(p) == n_shards for p in parts.values()))
+            stats.max_buffered_batches = max(
+                stats.max_buffered_batches, sum(len(p) == n_shards for p in parts.values())
+            )
             while next_yield < next_submit and len(parts[next_yield]) == n_shards:
                 batch = _assemble(next_yield, query, parts.pop(next_yield), n_shards)
                 del payload_refs[next_yield]

@@ -75,8 +75,14 @@ class ShardWorker:
         indptr, indices = canonical(indptr, np.int64), canonical(indices, np.int64)
         lo, hi = self.offset, self.offset + self.index.n_items
         indptr, indices = shard_exclusion(indptr, indices, lo, hi)
-        result = self.index.topk(users, k, exclude=(indptr, indices), temperature=temperature,
-                                 user_block=self.user_block, num_threads=self.num_threads)
+        result = self.index.topk(
+            users,
+            k,
+            exclude=(indptr, indices),
+            temperature=temperature,
+            user_block=self.user_block,
+            num_threads=self.num_threads,
+        )
         ids = result.indices
         if self.offset:
             ids = np.where(ids >= 0, ids + self.offset, -1)
@@ -93,5 +99,6 @@ def actor_class(*, num_cpus: float, num_gpus: float, max_restarts: int):
     from ._ray import require_ray
 
     ray = require_ray()
-    return ray.remote(ShardWorker).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
-                                           max_task_retries=0)
+    return ray.remote(ShardWorker).options(
+        num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, max_task_retries=0
+    )

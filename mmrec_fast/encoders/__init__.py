@@ -14,8 +14,15 @@ from .text import TextEncoder
 def __getattr__(name):
     # Image/audio encoders and the catalogue helpers pull in Pillow/soundfile at import; load them
     # on first use so ``from mmrec_fast.encoders import TextEncoder`` stays as light as before.
-    lazy = {"BagOfWordsEncoder": ".bow", "ImageEncoder": ".image", "AudioEncoder": ".audio", "encode_items": ".multimodal",
-            "image_to_text": ".multimodal", "audio_to_text": ".multimodal", "ImageCaptioner": ".multimodal"}
+    lazy = {
+        "BagOfWordsEncoder": ".bow",
+        "ImageEncoder": ".image",
+        "AudioEncoder": ".audio",
+        "encode_items": ".multimodal",
+        "image_to_text": ".multimodal",
+        "audio_to_text": ".multimodal",
+        "ImageCaptioner": ".multimodal",
+    }
     if name in lazy:
         import importlib
 
@@ -23,6 +30,22 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Encoder", "EncodeResult", "EncodingError", "EncodingWarning", "ItemError", "EmbeddingCache",
-           "TextEncoder", "BagOfWordsEncoder", "ImageEncoder", "AudioEncoder", "fuse", "FusedItems", "ModalityBlock", "encode_items",
-           "image_to_text", "audio_to_text", "ImageCaptioner"]
+__all__ = [
+    "Encoder",
+    "EncodeResult",
+    "EncodingError",
+    "EncodingWarning",
+    "ItemError",
+    "EmbeddingCache",
+    "TextEncoder",
+    "BagOfWordsEncoder",
+    "ImageEncoder",
+    "AudioEncoder",
+    "fuse",
+    "FusedItems",
+    "ModalityBlock",
+    "encode_items",
+    "image_to_text",
+    "audio_to_text",
+    "ImageCaptioner",
+]

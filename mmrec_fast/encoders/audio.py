@@ -82,12 +82,30 @@ class AudioEncoder(Encoder):
 
     chunk_size = 64
 
-    def __init__(self, model_dir=None, *, device="cpu", batch_size: int = 8, num_threads: int | None = None,
-                 compute_type: str | None = None, cache_dir=None, progress: bool | None = None,
-                 preprocessor: AudioPreprocessor | None = None, normalize: bool = True, on_error: str = "raise"):
-        self._set_options(batch_size=batch_size, num_threads=num_threads, on_error=on_error, progress=progress,
-                          normalize=normalize, device=device, preprocessor=preprocessor,
-                          preprocessor_type=AudioPreprocessor)
+    def __init__(
+        self,
+        model_dir=None,
+        *,
+        device="cpu",
+        batch_size: int = 8,
+        num_threads: int | None = None,
+        compute_type: str | None = None,
+        cache_dir=None,
+        progress: bool | None = None,
+        preprocessor: AudioPreprocessor | None = None,
+        normalize: bool = True,
+        on_error: str = "raise",
+    ):
+        self._set_options(
+            batch_size=batch_size,
+            num_threads=num_threads,
+            on_error=on_error,
+            progress=progress,
+            normalize=normalize,
+            device=device,
+            preprocessor=preprocessor,
+            preprocessor_type=AudioPreprocessor,
+        )
 
         if model_dir is None:
             path, self.name = default_audio_model_dir(), "whisper-tiny.en"
@@ -96,8 +114,11 @@ class AudioEncoder(Encoder):
             self.name = path.name
         self.model_path = path
         self.last_transcribe_errors: list = []
-        is_ct2 = (path / "model.bin").exists() and not (path / "preprocessor_config.json").exists() \
+        is_ct2 = (
+            (path / "model.bin").exists()
+            and not (path / "preprocessor_config.json").exists()
             and not any(path.glob("*.safetensors"))
+        )
         if is_ct2:
             self.kind = "faster-whisper"
             from faster_whisper import WhisperModel
@@ -108,11 +129,15 @@ class AudioEncoder(Encoder):
             if compute_type is None:
                 compute_type = "float16" if dev == "cuda" else "float32"
             self.compute_type = compute_type
-            self.whisper = WhisperModel(str(path), device=dev, device_index=int(index or 0),
-                                        compute_type=compute_type,
-                                        # CTranslate2's own default is 4 threads: too many on a 2-core machine.
-                                        cpu_threads=self.num_threads or min(4, os.cpu_count() or 1),
-                                        local_files_only=True)
+            self.whisper = WhisperModel(
+                str(path),
+                device=dev,
+                device_index=int(index or 0),
+                compute_type=compute_type,
+                # CTranslate2's own default is 4 threads: too many on a 2-core machine.
+                cpu_threads=self.num_threads or min(4, os.cpu_count() or 1),
+                local_files_only=True,
+            )
             sr = self.whisper.feature_extractor.sampling_rate
             # One window of silence gives the hidden size (the CTranslate2 config has none) and the
             # per-position baseline subtracted before pooling (see the module docstring).
@@ -139,8 +164,9 @@ class AudioEncoder(Encoder):
             sr = int(self.feature_extractor.sampling_rate)
         self.preprocessor = preprocessor or AudioPreprocessor(sample_rate=sr)
         if self.preprocessor.sample_rate != sr:
-            raise ValueError(f"preprocessor: sample_rate {self.preprocessor.sample_rate} differs from the "
-                             f"model's {sr} Hz")
+            raise ValueError(
+                f"preprocessor: sample_rate {self.preprocessor.sample_rate} differs from the model's {sr} Hz"
+            )
         self.cache = None if cache_dir is None else EmbeddingCache(cache_dir, self.settings(), self.dim)
 
     @property
@@ -150,9 +176,15 @@ class AudioEncoder(Encoder):
 
     def settings(self) -> dict:
         """Model identity and preprocessing settings (the cache namespace)."""
-        return {"kind": "audio", "backend": self.kind, "name": self.name, "compute_type": self.compute_type,
-                "model": model_fingerprint(self.model_path), "normalize": self.normalize,
-                "preprocess": self.preprocessor.settings()}
+        return {
+            "kind": "audio",
+            "backend": self.kind,
+            "name": self.name,
+            "compute_type": self.compute_type,
+            "model": model_fingerprint(self.model_path),
+            "normalize": self.normalize,
+            "preprocess": self.preprocessor.settings(),
+        }
 
     def _content_hash(self, item) -> bytes:
         return audio_content_bytes(item)
@@ -165,8 +197,7 @@ class AudioEncoder(Encoder):
         """Encoder states ``(B, 1500, d)`` for ``(B, n_mels, 3000)`` log-mel windows."""
         import ctranslate2
 
-        out = self.whisper.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mels)),
-                                        to_cpu=True)
+        out = self.whisper.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mels)), to_cpu=True)
         return np.asarray(out, dtype=np.float32)
 
     def _embed_whisper(self, clips: list, advance: Callable[[int], None]) -> np.ndarray:
@@ -178,7 +209,7 @@ class AudioEncoder(Encoder):
             mel = fe(y)  # (n_mels, frames), 100 frames per second
             n = mel.shape[-1]
             for start in range(0, max(n, 1), _WINDOW_FRAMES):
-                part = mel[:, start:start + _WINDOW_FRAMES]
+                part = mel[:, start : start + _WINDOW_FRAMES]
                 windows.append(pad_or_trim(part))
                 owner.append(c)
                 valid.append(max(1, math.ceil(part.shape[-1] / 2)))  # encoder halves the frame rate
@@ -189,10 +220,10 @@ class AudioEncoder(Encoder):
             last_window[c] = w
         done = 0
         for start in range(0, len(windows), self.batch_size):
-            states = self._whisper_states(np.stack(windows[start:start + self.batch_size]).astype(np.float32))
+            states = self._whisper_states(np.stack(windows[start : start + self.batch_size]).astype(np.float32))
             for j, st in enumerate(states):
                 w = start + j
-                sums[owner[w]] += st[:valid[w]].sum(axis=0, dtype=np.float64) - self._baseline_cumsum[valid[w]]
+                sums[owner[w]] += st[: valid[w]].sum(axis=0, dtype=np.float64) - self._baseline_cumsum[valid[w]]
                 counts[owner[w]] += valid[w]
             finished = int((last_window < start + len(states)).sum())
             advance(finished - done)
@@ -207,9 +238,10 @@ class AudioEncoder(Encoder):
         sr = self.preprocessor.sample_rate
         with torch.inference_mode():
             for start in range(0, len(clips), self.batch_size):
-                part = clips[start:start + self.batch_size]
-                feats = self.feature_extractor(part, sampling_rate=sr, padding=True, return_attention_mask=True,
-                                               return_tensors="pt")
+                part = clips[start : start + self.batch_size]
+                feats = self.feature_extractor(
+                    part, sampling_rate=sr, padding=True, return_attention_mask=True, return_tensors="pt"
+                )
                 feats = {k: v.to(self.device) for k, v in feats.items()}
                 mask = feats.pop("attention_mask", None)
                 kwargs = dict(feats)
@@ -223,20 +255,30 @@ class AudioEncoder(Encoder):
                     pooled = (hidden * m[..., None]).sum(1) / m.sum(1, keepdim=True)
                 else:
                     pooled = hidden.mean(dim=1)
-                out[start:start + len(part)] = pooled.float().cpu().numpy()
+                out[start : start + len(part)] = pooled.float().cpu().numpy()
                 advance(len(part))
         return out
 
     def _embed(self, clips: list, advance: Callable[[int], None]) -> np.ndarray:
-        vecs = self._embed_whisper(clips, advance) if self.kind == "faster-whisper" \
+        vecs = (
+            self._embed_whisper(clips, advance)
+            if self.kind == "faster-whisper"
             else self._embed_transformers(clips, advance)
+        )
         if self.normalize:
             vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         return vecs
 
     # -- transcripts ---------------------------------------------------------------------------
-    def transcribe(self, batch: Sequence, *, ids: Sequence | None = None, on_error: str | None = None,
-                   language: str | None = "en", beam_size: int = 1) -> list:
+    def transcribe(
+        self,
+        batch: Sequence,
+        *,
+        ids: Sequence | None = None,
+        on_error: str | None = None,
+        language: str | None = "en",
+        beam_size: int = 1,
+    ) -> list:
         """Transcribe clips with Whisper (default model only).
 
         Parameters
@@ -265,8 +307,14 @@ class AudioEncoder(Encoder):
 
         def one(item):
             y = self.preprocessor(item)
-            segments, _ = self.whisper.transcribe(y, language=language, beam_size=beam_size, vad_filter=False,
-                                                  condition_on_previous_text=False, without_timestamps=True)
+            segments, _ = self.whisper.transcribe(
+                y,
+                language=language,
+                beam_size=beam_size,
+                vad_filter=False,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+            )
             return " ".join(seg.text.strip() for seg in segments).strip()
 
         with torch_threads(self.num_threads):

@@ -88,8 +88,10 @@ class EncodingError(ValueError):
     def __init__(self, encoder_name: str, errors: Sequence[ItemError]):
         self.errors = list(errors)
         first = self.errors[0]
-        super().__init__(f"{encoder_name}: {first} (on_error='raise'; use on_error='skip' or 'zero' to "
-                         f"encode the other items and get a per-item report)")
+        super().__init__(
+            f"{encoder_name}: {first} (on_error='raise'; use on_error='skip' or 'zero' to "
+            f"encode the other items and get a per-item report)"
+        )
 
 
 class EncodingWarning(UserWarning):
@@ -161,8 +163,10 @@ def resolve_device(device) -> str:
     if kind not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device, got {device!r}")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but torch sees no CUDA device "
-                         f"(torch {torch.__version__}); use device='cpu' or 'auto'")
+        raise ValueError(
+            f"device: {device!r} requested but torch sees no CUDA device "
+            f"(torch {torch.__version__}); use device='cpu' or 'auto'"
+        )
     return device
 
 
@@ -199,8 +203,9 @@ def _progress_bar(enabled, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="item")
 
 
-def map_with_policy(fn: Callable, items: Sequence, *, ids: Sequence | None, policy: str, name: str,
-                    stage: str = "preprocess") -> tuple[list, list[ItemError]]:
+def map_with_policy(
+    fn: Callable, items: Sequence, *, ids: Sequence | None, policy: str, name: str, stage: str = "preprocess"
+) -> tuple[list, list[ItemError]]:
     """Apply ``fn`` item by item under an error policy (for per-item outputs such as transcripts).
 
     Returns ``(outputs, errors)``; a failed item's output is ``None`` (``"zero"``/``"skip"``: the
@@ -223,8 +228,9 @@ def map_with_policy(fn: Callable, items: Sequence, *, ids: Sequence | None, poli
             outputs.append(None)
     if errors:
         shown = ", ".join(repr(e.id) for e in errors[:10]) + (" ..." if len(errors) > 10 else "")
-        warnings.warn(f"{name}: {len(errors)} of {len(items)} items failed (ids {shown})", EncodingWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{name}: {len(errors)} of {len(items)} items failed (ids {shown})", EncodingWarning, stacklevel=3
+        )
     return outputs, errors
 
 
@@ -247,8 +253,9 @@ class Encoder(ABC):
     on_error: str = "raise"
     cache = None
 
-    def _set_options(self, *, batch_size, num_threads, on_error, progress, normalize, device,
-                     preprocessor, preprocessor_type) -> None:
+    def _set_options(
+        self, *, batch_size, num_threads, on_error, progress, normalize, device, preprocessor, preprocessor_type
+    ) -> None:
         """Check and store the options every encoder takes (the offline switches are set first)."""
         from ._offline import force_offline
 
@@ -260,8 +267,9 @@ class Encoder(ABC):
         self.normalize = bool(normalize)
         self.device = resolve_device(device)
         if preprocessor is not None and not isinstance(preprocessor, preprocessor_type):
-            raise ValueError(f"preprocessor: expected a {preprocessor_type.__name__} or None, "
-                             f"got {type(preprocessor).__name__}")
+            raise ValueError(
+                f"preprocessor: expected a {preprocessor_type.__name__} or None, got {type(preprocessor).__name__}"
+            )
 
     @property
     @abstractmethod
@@ -306,8 +314,9 @@ class Encoder(ABC):
         """
         return self.encode_with_report(batch, on_error=on_error).embeddings
 
-    def encode_with_report(self, batch: Sequence, *, ids: Sequence | None = None,
-                           on_error: str | None = None) -> EncodeResult:
+    def encode_with_report(
+        self, batch: Sequence, *, ids: Sequence | None = None, on_error: str | None = None
+    ) -> EncodeResult:
         """Encode a batch and report every item that failed.
 
         Parameters
@@ -325,8 +334,9 @@ class Encoder(ABC):
         """
         policy = check_on_error(self.on_error if on_error is None else on_error)
         if isinstance(batch, (str, bytes)) or not hasattr(batch, "__len__"):
-            raise ValueError(f"batch: expected a sequence of items, got {type(batch).__name__} "
-                             f"(wrap a single item in a list)")
+            raise ValueError(
+                f"batch: expected a sequence of items, got {type(batch).__name__} (wrap a single item in a list)"
+            )
         items = list(batch)
         n = len(items)
         if ids is None:
@@ -380,8 +390,9 @@ class Encoder(ABC):
         def fail_all(i: int, stage: str, exc: BaseException) -> None:
             fail(i, stage, exc)
             for j in dups[i]:
-                errors.append(ItemError(ids[j], j, stage, type(exc).__name__,
-                                        f"{exc} (same content as item {ids[i]!r})"))
+                errors.append(
+                    ItemError(ids[j], j, stage, type(exc).__name__, f"{exc} (same content as item {ids[i]!r})")
+                )
 
         # Stages 2 and 3 chunk by chunk: bounded memory for decoded media; each finished chunk is
         # written to the cache so an interrupted long run keeps its progress.
@@ -390,7 +401,7 @@ class Encoder(ABC):
         try:
             with torch_threads(self.num_threads):
                 for start in range(0, len(todo), self.chunk_size):
-                    chunk = todo[start:start + self.chunk_size]
+                    chunk = todo[start : start + self.chunk_size]
                     good, prepared = [], []
                     for i in chunk:
                         try:
@@ -403,8 +414,9 @@ class Encoder(ABC):
                         continue
                     vecs = np.asarray(self._embed(prepared, advance), dtype=np.float32)
                     if vecs.shape != (len(good), self.dim):  # pragma: no cover - subclass bug guard
-                        raise RuntimeError(f"{self.name}: embed returned shape {vecs.shape}, "
-                                           f"expected {(len(good), self.dim)}")
+                        raise RuntimeError(
+                            f"{self.name}: embed returned shape {vecs.shape}, expected {(len(good), self.dim)}"
+                        )
                     out[good] = vecs
                     ok[good] = True
                     for row, i in enumerate(good):
@@ -420,10 +432,13 @@ class Encoder(ABC):
         errors.sort(key=lambda e: e.index)
         if errors:
             shown = ", ".join(repr(e.id) for e in errors[:10]) + (" ..." if len(errors) > 10 else "")
-            warnings.warn(f"{self.name}: {len(errors)} of {n} items failed and were "
-                          f"{'skipped' if policy == 'skip' else 'encoded as zero rows'} "
-                          f"(ids {shown}); see encode_with_report(...).errors", EncodingWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"{self.name}: {len(errors)} of {n} items failed and were "
+                f"{'skipped' if policy == 'skip' else 'encoded as zero rows'} "
+                f"(ids {shown}); see encode_with_report(...).errors",
+                EncodingWarning,
+                stacklevel=3,
+            )
         if policy == "skip":
             return EncodeResult(out[ok], [ids[i] for i in range(n) if ok[i]], ok, errors, hits)
         return EncodeResult(out, ids, ok, errors, hits)

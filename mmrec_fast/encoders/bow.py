@@ -39,9 +39,16 @@ class BagOfWordsEncoder(Encoder):
 
     chunk_size = 100_000
 
-    def __init__(self, dim: int = 4096, *, stop_words="english", sublinear_tf: bool = True,
-                 preprocessor: TextPreprocessor | None = TextPreprocessor(), cache_dir=None,
-                 on_error: str = "raise"):
+    def __init__(
+        self,
+        dim: int = 4096,
+        *,
+        stop_words="english",
+        sublinear_tf: bool = True,
+        preprocessor: TextPreprocessor | None = TextPreprocessor(),
+        cache_dir=None,
+        on_error: str = "raise",
+    ):
         self._dim = check_positive_int(dim, "dim")
         self.stop_words = stop_words if stop_words is None or isinstance(stop_words, str) else frozenset(stop_words)
         if isinstance(self.stop_words, str) and self.stop_words != "english":
@@ -62,10 +69,17 @@ class BagOfWordsEncoder(Encoder):
     def settings(self) -> dict:
         """Everything that changes the output (IDF included, by digest)."""
         idf = None if self.idf is None else hashlib.sha256(self.idf.tobytes()).hexdigest()[:16]
-        stop = self.stop_words if self.stop_words is None or isinstance(self.stop_words, str) \
-            else sorted(self.stop_words)
-        return {"kind": "bow", "name": self.name, "stop_words": stop, "sublinear_tf": self.sublinear_tf,
-                "idf": idf, "preprocess": None if self.preprocessor is None else self.preprocessor.settings()}
+        stop = (
+            self.stop_words if self.stop_words is None or isinstance(self.stop_words, str) else sorted(self.stop_words)
+        )
+        return {
+            "kind": "bow",
+            "name": self.name,
+            "stop_words": stop,
+            "sublinear_tf": self.sublinear_tf,
+            "idf": idf,
+            "preprocess": None if self.preprocessor is None else self.preprocessor.settings(),
+        }
 
     def _tokens(self, text: str) -> list[str]:
         tokens = word_tokens(text)

@@ -84,8 +84,9 @@ class EmbeddingCache:
             self.path.mkdir(parents=True, exist_ok=True)
             info = self.path / "settings.json"
             if not info.exists():
-                self._atomic_write_bytes(info, json.dumps(self.settings, indent=1, sort_keys=True,
-                                                          default=str).encode("utf-8"))
+                self._atomic_write_bytes(
+                    info, json.dumps(self.settings, indent=1, sort_keys=True, default=str).encode("utf-8")
+                )
         except OSError as exc:
             # A read-only cache still serves what it holds; encoding must not fail because of it.
             self._disable_writes(exc)
@@ -104,18 +105,27 @@ class EmbeddingCache:
             try:
                 with np.load(self.path / entry, allow_pickle=False) as data:
                     keys, vectors = data["keys"], data["vectors"]
-                if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != self.dim \
-                        or keys.shape != (vectors.shape[0],):
+                if (
+                    vectors.dtype != np.float32
+                    or vectors.ndim != 2
+                    or vectors.shape[1] != self.dim
+                    or keys.shape != (vectors.shape[0],)
+                ):
                     raise ValueError(f"unexpected shapes keys {keys.shape}, vectors {vectors.shape}")
                 if keys.dtype.kind != "U":
                     raise ValueError(f"keys of dtype {keys.dtype}, expected text digests")
                 if not np.isfinite(vectors).all():
                     # NaN/inf rows are damage (a torn write, a bad model run), never an embedding.
-                    raise ValueError(f"{int((~np.isfinite(vectors)).any(axis=1).sum())} row(s) hold "
-                                     f"NaN or infinite values")
+                    raise ValueError(
+                        f"{int((~np.isfinite(vectors)).any(axis=1).sum())} row(s) hold NaN or infinite values"
+                    )
             except Exception as exc:  # noqa: BLE001 - a damaged shard only costs recomputation
-                warnings.warn(f"embedding cache: ignoring unreadable shard {self.path / entry} ({exc}); "
-                              f"its items will be re-encoded", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"embedding cache: ignoring unreadable shard {self.path / entry} ({exc}); "
+                    f"its items will be re-encoded",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 continue
             shard_id = len(self._shards)
             self._shards.append(vectors)
@@ -189,8 +199,12 @@ class EmbeddingCache:
         self.writable = False
         if str(self.path) not in _WARNED_READONLY:
             _WARNED_READONLY.add(str(self.path))
-            warnings.warn(f"embedding cache: cannot write to {self.path} ({type(exc).__name__}: {exc}); "
-                          f"vectors are returned but not cached", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"embedding cache: cannot write to {self.path} ({type(exc).__name__}: {exc}); "
+                f"vectors are returned but not cached",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def clean(self) -> int:
         """Remove temporary files left by interrupted writes; returns how many were removed."""

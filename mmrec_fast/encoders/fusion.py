@@ -146,8 +146,9 @@ class FusedItems:
             miss = ~present[name]
             if miss.any():
                 if self.missing_policy == "raise":
-                    raise ValueError(f"blocks[{name!r}]: row {int(np.flatnonzero(miss)[0])} is missing "
-                                     f"(missing='raise')")
+                    raise ValueError(
+                        f"blocks[{name!r}]: row {int(np.flatnonzero(miss)[0])} is missing (missing='raise')"
+                    )
                 if self.missing_policy == "mean":
                     concat[np.ix_(miss, np.arange(cols.start, cols.stop))] = self.fill[name]
         if self.components is None:
@@ -198,14 +199,22 @@ def _concat(blocks: Mapping[str, object], columns: dict | None, weights: Mapping
         elif emb.shape[0] != n_items:
             raise ValueError(f"blocks[{name!r}]: has {emb.shape[0]} rows, {names[0]!r} has {n_items}")
         if columns is not None and emb.shape[1] != columns[name].stop - columns[name].start:
-            raise ValueError(f"blocks[{name!r}]: has {emb.shape[1]} dimensions, the fusion was fitted with "
-                             f"{columns[name].stop - columns[name].start}")
+            raise ValueError(
+                f"blocks[{name!r}]: has {emb.shape[1]} dimensions, the fusion was fitted with "
+                f"{columns[name].stop - columns[name].start}"
+            )
         parts[name], present[name] = emb * np.float32(weights[name]), mask
     return np.concatenate([parts[n] for n in names], axis=1), present
 
 
-def fuse(blocks: Mapping[str, object], weights: Mapping[str, float] | None = None, *, missing: str = "zero",
-         target_dim: int | None = None, center: bool = True) -> FusedItems:
+def fuse(
+    blocks: Mapping[str, object],
+    weights: Mapping[str, float] | None = None,
+    *,
+    missing: str = "zero",
+    target_dim: int | None = None,
+    center: bool = True,
+) -> FusedItems:
     """Build the item matrix from per-modality blocks.
 
     Parameters
@@ -241,8 +250,13 @@ def fuse(blocks: Mapping[str, object], weights: Mapping[str, float] | None = Non
     concat, present = _concat(blocks, None, weights)
     columns, start = {}, 0
     for name in blocks:
-        emb = blocks[name].embeddings if isinstance(blocks[name], ModalityBlock) else \
-            blocks[name][0] if isinstance(blocks[name], tuple) else blocks[name]
+        emb = (
+            blocks[name].embeddings
+            if isinstance(blocks[name], ModalityBlock)
+            else blocks[name][0]
+            if isinstance(blocks[name], tuple)
+            else blocks[name]
+        )
         width = np.shape(emb)[1]
         columns[name] = slice(start, start + width)
         start += width
@@ -253,8 +267,10 @@ def fuse(blocks: Mapping[str, object], weights: Mapping[str, float] | None = Non
         if not miss.any():
             continue
         if missing == "raise":
-            raise ValueError(f"blocks[{name!r}]: row {int(np.flatnonzero(miss)[0])} is missing "
-                             f"({missing_counts[name]} rows in all; missing='raise')")
+            raise ValueError(
+                f"blocks[{name!r}]: row {int(np.flatnonzero(miss)[0])} is missing "
+                f"({missing_counts[name]} rows in all; missing='raise')"
+            )
         if missing == "mean":
             if not present[name].any():
                 raise ValueError(f"blocks[{name!r}]: no item has this modality, so missing='mean' has no mean")
@@ -268,11 +284,15 @@ def fuse(blocks: Mapping[str, object], weights: Mapping[str, float] | None = Non
         return FusedItems(concat, columns, weights, present, missing_counts, missing, fill=fill)
     total = concat.shape[1]
     if isinstance(target_dim, bool) or not isinstance(target_dim, (int, np.integer)) or not 1 <= target_dim < total:
-        raise ValueError(f"target_dim: must be an integer in [1, {total - 1}] (the concatenation has {total} "
-                         f"dimensions), got {target_dim!r}")
+        raise ValueError(
+            f"target_dim: must be an integer in [1, {total - 1}] (the concatenation has {total} "
+            f"dimensions), got {target_dim!r}"
+        )
     if target_dim > concat.shape[0]:
-        raise ValueError(f"target_dim: {target_dim} exceeds the number of items ({concat.shape[0]}); PCA "
-                         f"cannot find more directions than items")
+        raise ValueError(
+            f"target_dim: {target_dim} exceeds the number of items ({concat.shape[0]}); PCA "
+            f"cannot find more directions than items"
+        )
     x = concat.astype(np.float64)
     mu = x.mean(axis=0) if center else None
     xc = x - mu if center else x

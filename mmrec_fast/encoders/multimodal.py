@@ -30,14 +30,22 @@ __all__ = ["encode_items", "image_to_text", "audio_to_text", "ImageCaptioner"]
 
 def _label_phrase(labels: list, min_prob: float, template: str) -> str:
     # ImageNet descriptions list synonyms ("bell cote, bell cot"): keep the first name of each.
-    names = [name.split(",")[0].strip() for name, p in labels if p >= min_prob] or \
-        [labels[0][0].split(",")[0].strip()]
+    names = [name.split(",")[0].strip() for name, p in labels if p >= min_prob] or [labels[0][0].split(",")[0].strip()]
     return template.format(labels=", ".join(names))
 
 
-def image_to_text(images: Sequence, image_encoder=None, *, captioner=None, top_k: int = 3, min_prob: float = 0.05,
-                  template: str = "a photo of {labels}", ids=None, on_error: str = "raise",
-                  return_errors: bool = False):
+def image_to_text(
+    images: Sequence,
+    image_encoder=None,
+    *,
+    captioner=None,
+    top_k: int = 3,
+    min_prob: float = 0.05,
+    template: str = "a photo of {labels}",
+    ids=None,
+    on_error: str = "raise",
+    return_errors: bool = False,
+):
     """Describe images in words: a caption (``captioner``) or their top ImageNet labels.
 
     Parameters
@@ -79,8 +87,9 @@ def image_to_text(images: Sequence, image_encoder=None, *, captioner=None, top_k
     return (out, errors) if return_errors else out
 
 
-def audio_to_text(clips: Sequence, audio_encoder=None, *, ids=None, on_error: str = "raise",
-                  return_errors: bool = False, **kwargs):
+def audio_to_text(
+    clips: Sequence, audio_encoder=None, *, ids=None, on_error: str = "raise", return_errors: bool = False, **kwargs
+):
     """Transcribe clips with the Whisper audio encoder (``None`` for failed clips under skip/zero).
 
     ``kwargs`` go to :meth:`AudioEncoder.transcribe` (``language``, ``beam_size``).
@@ -105,8 +114,9 @@ class ImageCaptioner:
         Caption length limit.
     """
 
-    def __init__(self, model_dir, *, device="cpu", batch_size: int = 8, num_threads: int | None = None,
-                 max_new_tokens: int = 30):
+    def __init__(
+        self, model_dir, *, device="cpu", batch_size: int = 8, num_threads: int | None = None, max_new_tokens: int = 30
+    ):
         force_offline()
         path = resolve_model_dir(model_dir, required=("config.json",))
         self.name = path.name
@@ -143,13 +153,14 @@ class ImageCaptioner:
         from ..preprocess.image import load_image
 
         check_on_error(on_error)
-        decoded, errs = map_with_policy(lambda im: load_image(im).convert("RGB"), images, ids=ids,
-                                        policy=on_error, name=f"{self.name} caption")
+        decoded, errs = map_with_policy(
+            lambda im: load_image(im).convert("RGB"), images, ids=ids, policy=on_error, name=f"{self.name} caption"
+        )
         good = [i for i, im in enumerate(decoded) if im is not None]
         out: list = [None] * len(decoded)
         with torch_threads(self.num_threads), torch.inference_mode():
             for start in range(0, len(good), self.batch_size):
-                idx = good[start:start + self.batch_size]
+                idx = good[start : start + self.batch_size]
                 inputs = self.image_processor(images=[decoded[i] for i in idx], return_tensors="pt")
                 inputs = {k: v.to(self.device) for k, v in inputs.items()}
                 tokens = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens)
@@ -168,10 +179,20 @@ def _aligned(name: str, values, n: int | None):
     return values, len(values)
 
 
-def encode_items(*, texts: Sequence | None = None, images: Sequence | None = None, audio: Sequence | None = None,
-                 route: str = "direct", text_encoder=None, image_encoder=None, audio_encoder=None,
-                 captioner=None, ids: Sequence | None = None, on_error: str = "zero",
-                 label_top_k: int = 3) -> dict:
+def encode_items(
+    *,
+    texts: Sequence | None = None,
+    images: Sequence | None = None,
+    audio: Sequence | None = None,
+    route: str = "direct",
+    text_encoder=None,
+    image_encoder=None,
+    audio_encoder=None,
+    captioner=None,
+    ids: Sequence | None = None,
+    on_error: str = "zero",
+    label_top_k: int = 3,
+) -> dict:
     """Encode a catalogue's content into one :class:`ModalityBlock` per modality.
 
     Parameters
@@ -236,8 +257,11 @@ def encode_items(*, texts: Sequence | None = None, images: Sequence | None = Non
             errors += [e._replace(index=idx[e.index]) for e in conv_errors]
             failed_conv = {e.index for e in conv_errors}
             # A clip that decodes but yields no words (music, noise) is missing for this route.
-            errors += [ItemError(sub_ids[k], idx[k], "to_text", "ValueError", "no words (empty transcript or caption)")
-                       for k, w in enumerate(words) if not w and k not in failed_conv]
+            errors += [
+                ItemError(sub_ids[k], idx[k], "to_text", "ValueError", "no words (empty transcript or caption)")
+                for k, w in enumerate(words)
+                if not w and k not in failed_conv
+            ]
             keep = [k for k, w in enumerate(words) if w]
             idx, sub_ids, items = [idx[k] for k in keep], [sub_ids[k] for k in keep], [words[k] for k in keep]
         if items:
@@ -264,9 +288,19 @@ def encode_items(*, texts: Sequence | None = None, images: Sequence | None = Non
                 from .image import ImageEncoder
 
                 image_encoder = ImageEncoder()
-            blocks["image"] = run(text_enc(), images, lambda items, sid: image_to_text(
-                items, image_encoder, captioner=captioner, top_k=label_top_k, ids=sid, on_error=policy,
-                return_errors=True))
+            blocks["image"] = run(
+                text_enc(),
+                images,
+                lambda items, sid: image_to_text(
+                    items,
+                    image_encoder,
+                    captioner=captioner,
+                    top_k=label_top_k,
+                    ids=sid,
+                    on_error=policy,
+                    return_errors=True,
+                ),
+            )
     if audio is not None:
         if audio_encoder is None:
             from .audio import AudioEncoder
@@ -275,6 +309,9 @@ def encode_items(*, texts: Sequence | None = None, images: Sequence | None = Non
         if route == "direct":
             blocks["audio"] = run(audio_encoder, audio)
         else:
-            blocks["audio"] = run(text_enc(), audio, lambda items, sid: audio_to_text(
-                items, audio_encoder, ids=sid, on_error=policy, return_errors=True))
+            blocks["audio"] = run(
+                text_enc(),
+                audio,
+                lambda items, sid: audio_to_text(items, audio_encoder, ids=sid, on_error=policy, return_errors=True),
+            )
     return blocks

@@ -9,11 +9,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["make_tiny_text_model", "make_tiny_vision_model", "make_tiny_audio_model", "make_tiny_clip_model",
-           "write_sample_photos",
-           "speak", "write_corrupt_files"]
+__all__ = [
+    "make_tiny_text_model",
+    "make_tiny_vision_model",
+    "make_tiny_audio_model",
+    "make_tiny_clip_model",
+    "write_sample_photos",
+    "speak",
+    "write_corrupt_files",
+]
 
-_WORDS = ["the", "a", "an", "and", "of", "to", "in", "is", "red", "blue", "green", "wool", "sweater", "jeans", "cotton", "shirt", "song", "music", "guitar", "piano", "movie", "film", "comedy", "drama", "cat", "dog", "flower", "daisy", "photo", "image", "sound", "speech", "hello", "world"]
+_WORDS = [
+    "the",
+    "a",
+    "an",
+    "and",
+    "of",
+    "to",
+    "in",
+    "is",
+    "red",
+    "blue",
+    "green",
+    "wool",
+    "sweater",
+    "jeans",
+    "cotton",
+    "shirt",
+    "song",
+    "music",
+    "guitar",
+    "piano",
+    "movie",
+    "film",
+    "comedy",
+    "drama",
+    "cat",
+    "dog",
+    "flower",
+    "daisy",
+    "photo",
+    "image",
+    "sound",
+    "speech",
+    "hello",
+    "world",
+]
 
 
 def _seeded():
@@ -34,8 +75,14 @@ def make_tiny_text_model(path, *, hidden_size: int = 32, layers: int = 2) -> Pat
     tokenizer = BertTokenizer(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(str(path))
     _seeded()
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=64,
+    )
     BertModel(config).eval().save_pretrained(str(path))
     return path
 
@@ -47,11 +94,18 @@ def make_tiny_vision_model(path, *, image_size: int = 32, hidden_size: int = 32)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _seeded()
-    config = ViTConfig(image_size=image_size, patch_size=8, hidden_size=hidden_size, num_hidden_layers=2,
-                       num_attention_heads=2, intermediate_size=2 * hidden_size)
+    config = ViTConfig(
+        image_size=image_size,
+        patch_size=8,
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+    )
     ViTModel(config).eval().save_pretrained(str(path))
-    ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3,
-                      image_std=[0.5] * 3).save_pretrained(str(path))
+    ViTImageProcessor(
+        size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    ).save_pretrained(str(path))
     return path
 
 
@@ -63,14 +117,28 @@ def make_tiny_clip_model(path, *, image_size: int = 32) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     _seeded()
     config = CLIPConfig(
-        text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=32),
-        vision_config=dict(image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=2, intermediate_size=64),
-        projection_dim=16)
+        text_config=dict(
+            vocab_size=99,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+        ),
+        vision_config=dict(
+            image_size=image_size,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
+        projection_dim=16,
+    )
     CLIPModel(config).eval().save_pretrained(str(path))
-    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-                       do_center_crop=True).save_pretrained(str(path))
+    CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}, do_center_crop=True
+    ).save_pretrained(str(path))
     return path
 
 
@@ -81,13 +149,23 @@ def make_tiny_audio_model(path, *, hidden_size: int = 32) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _seeded()
-    config = Wav2Vec2Config(hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=2 * hidden_size, conv_dim=(16, 16, 16), conv_stride=(5, 4, 4),
-                            conv_kernel=(10, 4, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                            do_stable_layer_norm=True, feat_extract_norm="layer")
+    config = Wav2Vec2Config(
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        conv_dim=(16, 16, 16),
+        conv_stride=(5, 4, 4),
+        conv_kernel=(10, 4, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+    )
     Wav2Vec2Model(config).eval().save_pretrained(str(path))
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(str(path))
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    ).save_pretrained(str(path))
     return path
 
 
@@ -118,8 +196,12 @@ def speak(text: str, path, *, voice: str = "en-us", speed: int = 140) -> Path | 
     if exe is None:
         return None
     path = Path(path)
-    subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(path), text], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [exe, "-v", voice, "-s", str(speed), "-w", str(path), text],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return path
 
 
@@ -130,8 +212,13 @@ def write_corrupt_files(folder, valid_jpeg=None, valid_wav=None) -> dict:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = {"garbage_jpg": folder / "garbage.jpg", "garbage_wav": folder / "garbage.wav",
-           "unsupported": folder / "vector.svg", "missing": folder / "does_not_exist.png", "empty": folder / "empty.jpg"}
+    out = {
+        "garbage_jpg": folder / "garbage.jpg",
+        "garbage_wav": folder / "garbage.wav",
+        "unsupported": folder / "vector.svg",
+        "missing": folder / "does_not_exist.png",
+        "empty": folder / "empty.jpg",
+    }
     out["garbage_jpg"].write_bytes(b"this is not a JPEG file at all" * 10)
     out["garbage_wav"].write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
     out["unsupported"].write_text('<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>')

@@ -81,13 +81,31 @@ class TextEncoder(Encoder):
 
     chunk_size = 8192  # texts are small: sort a large chunk by length, as sentence-transformers does
 
-    def __init__(self, model_dir=None, *, device="cpu", batch_size: int = 64, max_length: int | None = None,
-                 num_threads: int | None = None, cache_dir=None, progress: bool | None = None,
-                 preprocessor: TextPreprocessor | None = TextPreprocessor(), pooling: str | None = None,
-                 normalize: bool = True, on_error: str = "raise"):
-        self._set_options(batch_size=batch_size, num_threads=num_threads, on_error=on_error, progress=progress,
-                          normalize=normalize, device=device, preprocessor=preprocessor,
-                          preprocessor_type=TextPreprocessor)
+    def __init__(
+        self,
+        model_dir=None,
+        *,
+        device="cpu",
+        batch_size: int = 64,
+        max_length: int | None = None,
+        num_threads: int | None = None,
+        cache_dir=None,
+        progress: bool | None = None,
+        preprocessor: TextPreprocessor | None = TextPreprocessor(),
+        pooling: str | None = None,
+        normalize: bool = True,
+        on_error: str = "raise",
+    ):
+        self._set_options(
+            batch_size=batch_size,
+            num_threads=num_threads,
+            on_error=on_error,
+            progress=progress,
+            normalize=normalize,
+            device=device,
+            preprocessor=preprocessor,
+            preprocessor_type=TextPreprocessor,
+        )
         self.preprocessor = preprocessor
         if model_dir is None:
             path, self.name = default_text_model_dir(), "sentence-transformers/all-MiniLM-L6-v2"
@@ -98,8 +116,13 @@ class TextEncoder(Encoder):
 
         st_pooling = _read_json(path / "1_Pooling" / "config.json")
         if pooling is None:
-            pooling = "cls" if st_pooling.get("pooling_mode_cls_token") else \
-                "max" if st_pooling.get("pooling_mode_max_tokens") else "mean"
+            pooling = (
+                "cls"
+                if st_pooling.get("pooling_mode_cls_token")
+                else "max"
+                if st_pooling.get("pooling_mode_max_tokens")
+                else "mean"
+            )
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling: must be one of {_POOLINGS}, got {pooling!r}")
         self.pooling = pooling
@@ -115,8 +138,10 @@ class TextEncoder(Encoder):
         self._dim = int(model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.d_model)
 
         if max_length is None:
-            limits = [_read_json(path / "sentence_bert_config.json").get("max_seq_length"),
-                      getattr(model.config, "max_position_embeddings", None)]
+            limits = [
+                _read_json(path / "sentence_bert_config.json").get("max_seq_length"),
+                getattr(model.config, "max_position_embeddings", None),
+            ]
             tok_max = getattr(self.tokenizer, "model_max_length", None)
             if tok_max and tok_max < 1_000_000:  # transformers uses 1e30 for "no limit"
                 limits.append(tok_max)
@@ -135,9 +160,15 @@ class TextEncoder(Encoder):
 
     def settings(self) -> dict:
         """Model identity and every setting that changes the output (the cache namespace)."""
-        return {"kind": "text", "name": self.name, "model": model_fingerprint(self.model_dir),
-                "max_length": self.max_length, "pooling": self.pooling, "normalize": self.normalize,
-                "preprocess": None if self.preprocessor is None else self.preprocessor.settings()}
+        return {
+            "kind": "text",
+            "name": self.name,
+            "model": model_fingerprint(self.model_dir),
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "preprocess": None if self.preprocessor is None else self.preprocessor.settings(),
+        }
 
     def _content_hash(self, item) -> bytes:
         if not isinstance(item, str):
@@ -161,15 +192,21 @@ class TextEncoder(Encoder):
         # batches of texts with similar *token* counts, longest first. sentence-transformers sorts
         # by character length, a proxy; sorting by the real token count pads less, and each text's
         # embedding does not depend on its batch (padding is masked out).
-        encoded = self.tokenizer(list(texts), padding=False, truncation="longest_first", max_length=self.max_length,
-                                 return_attention_mask=False)
+        encoded = self.tokenizer(
+            list(texts),
+            padding=False,
+            truncation="longest_first",
+            max_length=self.max_length,
+            return_attention_mask=False,
+        )
         features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
         order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                enc = self.tokenizer.pad([features[i] for i in idx], padding=True, return_attention_mask=True,
-                                         return_tensors="pt")
+                idx = order[start : start + self.batch_size]
+                enc = self.tokenizer.pad(
+                    [features[i] for i in idx], padding=True, return_attention_mask=True, return_tensors="pt"
+                )
                 enc = {k: v.to(self.device) for k, v in enc.items()}
                 hidden = self.model(**enc).last_hidden_state
                 out[idx] = self._pool(hidden, enc["attention_mask"]).float().cpu().numpy()

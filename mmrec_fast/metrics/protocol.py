@@ -46,10 +46,14 @@ def cornac_protocol(train, test, rating_threshold: float = 1.0):
     seen[train.items] = True
     unseen = np.flatnonzero(~seen)
     # Every user excludes every unseen item: n_users x n_unseen entries (never the full U x I).
-    unseen_mat = sp.csr_matrix((np.ones(n_users * len(unseen), dtype=np.float32),
-                                np.tile(unseen, n_users),
-                                np.arange(n_users + 1, dtype=np.int64) * len(unseen)),
-                               shape=(n_users, n_items))
+    unseen_mat = sp.csr_matrix(
+        (
+            np.ones(n_users * len(unseen), dtype=np.float32),
+            np.tile(unseen, n_users),
+            np.arange(n_users + 1, dtype=np.int64) * len(unseen),
+        ),
+        shape=(n_users, n_items),
+    )
     exclude = (train_pos + unseen_mat).tocsr()
     exclude.data[:] = 1.0
     exclude.sort_indices()

@@ -62,8 +62,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["evaluate", "evaluate_per_user", "candidate_counts", "AT_K_METRICS", "FULL_METRICS",
-           "ALL_METRICS"]
+__all__ = ["evaluate", "evaluate_per_user", "candidate_counts", "AT_K_METRICS", "FULL_METRICS", "ALL_METRICS"]
 
 #: Metrics computed at every k of ``ks`` (keys ``"<name>@<k>"``).
 AT_K_METRICS = ("precision", "recall", "f1", "ndcg", "hit", "mrr@k", "map@k", "coverage")
@@ -93,19 +92,21 @@ def _check_ranked(ranked, n_items: int) -> np.ndarray:
     if arr.size:
         lo, hi = arr.min(), arr.max()
         if lo < -1 or hi >= n_items:
-            raise ValueError(f"ranked: item ids must lie in 0..{n_items - 1} (or -1 for padding), "
-                             f"got range {lo}..{hi}")
+            raise ValueError(f"ranked: item ids must lie in 0..{n_items - 1} (or -1 for padding), got range {lo}..{hi}")
     return arr
 
 
 def _check_positives(positives, n_users: int, n_items) -> sp.csr_matrix:
     if not sp.issparse(positives):
-        raise ValueError(f"positives: expected a scipy.sparse matrix (users x items), got "
-                         f"{type(positives).__name__} (never a dense users x items array)")
+        raise ValueError(
+            f"positives: expected a scipy.sparse matrix (users x items), got "
+            f"{type(positives).__name__} (never a dense users x items array)"
+        )
     pos = sp.csr_matrix(positives, copy=True)
     if pos.shape[0] != n_users:
-        raise ValueError(f"positives: has {pos.shape[0]} rows but ranked has {n_users} users "
-                         f"(row u of both must be the same user)")
+        raise ValueError(
+            f"positives: has {pos.shape[0]} rows but ranked has {n_users} users (row u of both must be the same user)"
+        )
     if n_items is not None and pos.shape[1] != n_items:
         raise ValueError(f"positives: has {pos.shape[1]} columns but n_items={n_items}")
     pos.sum_duplicates()  # sorts indices, merges repeated entries
@@ -197,8 +198,9 @@ def candidate_counts(n_items: int, exclude=None, n_users: int | None = None) -> 
 # ---------------------------------------------------------------------------------------------
 # the kernel
 # ---------------------------------------------------------------------------------------------
-def evaluate_per_user(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=None,
-                      n_items=None, scores=None) -> dict:
+def evaluate_per_user(
+    ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=None, n_items=None, scores=None
+) -> dict:
     """Per-user metric values; see :func:`evaluate` for the arguments and the module docstring for
     the definitions.
 
@@ -210,13 +212,20 @@ def evaluate_per_user(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, m
         ``"evaluated"`` (bool, shape (U,)) and ``"n_pos"`` (int64). Coverage is a catalogue-level
         number and has no per-user value: it is only in :func:`evaluate`.
     """
-    out, _ = _evaluate(ranked, positives, ks, n_candidates=n_candidates, metrics=metrics,
-                       n_items=n_items, scores=scores, want_coverage=False)
+    out, _ = _evaluate(
+        ranked,
+        positives,
+        ks,
+        n_candidates=n_candidates,
+        metrics=metrics,
+        n_items=n_items,
+        scores=scores,
+        want_coverage=False,
+    )
     return out
 
 
-def evaluate(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=None, n_items=None,
-             scores=None) -> dict:
+def evaluate(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=None, n_items=None, scores=None) -> dict:
     """Mean ranking metrics over the users with held-out positives.
 
     Parameters
@@ -264,9 +273,16 @@ def evaluate(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=No
     >>> r["precision@2"], r["recall@2"], r["map"], r["auc"]
     (0.5, 0.5, 0.5, 0.25)
     """
-    per_user, coverage = _evaluate(ranked, positives, ks, n_candidates=n_candidates,
-                                   metrics=metrics, n_items=n_items, scores=scores,
-                                   want_coverage=True)
+    per_user, coverage = _evaluate(
+        ranked,
+        positives,
+        ks,
+        n_candidates=n_candidates,
+        metrics=metrics,
+        n_items=n_items,
+        scores=scores,
+        want_coverage=True,
+    )
     evaluated = per_user.pop("evaluated")
     per_user.pop("n_pos")
     n_eval = int(evaluated.sum())
@@ -282,8 +298,7 @@ def evaluate(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=No
 
 
 def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, want_coverage):
-    if n_items is not None and (isinstance(n_items, bool) or not isinstance(n_items, numbers.Integral)
-                                or n_items < 1):
+    if n_items is not None and (isinstance(n_items, bool) or not isinstance(n_items, numbers.Integral) or n_items < 1):
         raise ValueError(f"n_items: expected a positive integer, got {n_items!r}")
     if not sp.issparse(positives):
         _check_positives(positives, 0, None)  # raises the "expected a scipy.sparse" error
@@ -322,8 +337,7 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
         over = n_valid > ncand
         if over.any():
             u = int(np.flatnonzero(over)[0])
-            raise ValueError(f"n_candidates: user {u} has {ncand[u]} candidate(s) but ranked lists "
-                             f"{n_valid[u]} items")
+            raise ValueError(f"n_candidates: user {u} has {ncand[u]} candidate(s) but ranked lists {n_valid[u]} items")
         complete = n_valid == ncand
     else:
         complete = (n_valid < K) | (n_valid == n_items)
@@ -332,23 +346,26 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
     too_long = [k for k in ks if k > K]
     if too_long and (evaluated & ~complete).any():
         u = int(np.flatnonzero(evaluated & ~complete)[0])
-        raise ValueError(f"ks: k={too_long[0]} exceeds the list length K={K}, but user {u}'s list is "
-                         f"not complete (more candidates than listed), so hits beyond position "
-                         f"{K} are unknown; compute top-{max(ks)} lists"
-                         + ("" if ncand is not None else " or pass n_candidates"))
+        raise ValueError(
+            f"ks: k={too_long[0]} exceeds the list length K={K}, but user {u}'s list is "
+            f"not complete (more candidates than listed), so hits beyond position "
+            f"{K} are unknown; compute top-{max(ks)} lists" + ("" if ncand is not None else " or pass n_candidates")
+        )
 
     # Full-ranking metrics: which can be computed?
     incomplete_users = evaluated & ~complete
     if incomplete_users.any():
         u = int(np.flatnonzero(incomplete_users)[0])
-        why = (f"user {u}'s list has {n_valid[u]} of its "
-               + (f"{ncand[u]} candidates" if ncand is not None else
-                  "candidates (no -1 padding and n_candidates not given)"))
+        why = f"user {u}'s list has {n_valid[u]} of its " + (
+            f"{ncand[u]} candidates" if ncand is not None else "candidates (no -1 padding and n_candidates not given)"
+        )
         blocked = {m for m in full if m != "mrr"}
         if explicit and blocked:
-            raise ValueError(f"metrics: {sorted(blocked)} need the full ranking of every candidate, "
-                             f"but {why}; request top-k with k = the catalogue size, or leave these "
-                             f"metrics out")
+            raise ValueError(
+                f"metrics: {sorted(blocked)} need the full ranking of every candidate, "
+                f"but {why}; request top-k with k = the catalogue size, or leave these "
+                f"metrics out"
+            )
         full = full - blocked
     # MRR needs the first hit's rank: known when it is listed, or when the list is complete.
     if "mrr" in full:
@@ -356,9 +373,11 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
         if unknown.any():
             if explicit:
                 u = int(np.flatnonzero(unknown)[0])
-                raise ValueError(f"metrics: 'mrr' needs the rank of each user's first relevant item, "
-                                 f"but user {u}'s list is incomplete and holds no held-out positive; "
-                                 f"request longer lists or leave 'mrr' out")
+                raise ValueError(
+                    f"metrics: 'mrr' needs the rank of each user's first relevant item, "
+                    f"but user {u}'s list is incomplete and holds no held-out positive; "
+                    f"request longer lists or leave 'mrr' out"
+                )
             full = full - {"mrr"}
 
     # Discount table: disc[p] = 1/log2(p+2); idcg[m] = sum_{p<m} disc[p].
@@ -406,7 +425,7 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
             if "map@k" in at_k:
                 out[f"map@{k}"] = per_user(row_sum(within, hq_over_pos) / np.minimum(npos, k))
             if want_coverage and "coverage" in at_k:
-                top = r_all[ev_idx, :min(k, K)]
+                top = r_all[ev_idx, : min(k, K)]
                 seen = np.zeros(n_items, dtype=bool)
                 seen[top[top >= 0]] = True
                 coverage[f"coverage@{k}"] = float(seen.sum()) / n_items if len(ev_idx) else float("nan")
@@ -501,7 +520,7 @@ def _hit_lists(r_all: np.ndarray, pos: sp.csr_matrix, evaluated: np.ndarray):
         q = (local_row[:nb] * n_items + np.maximum(r, 0)).ravel()
         vf = v.ravel()
         # Repeated id: two listed slots write the same scratch cell, so one reads the other's slot.
-        sl = slot[:nb * K]
+        sl = slot[: nb * K]
         scratch[q[vf]] = sl[vf]
         dup = vf & (scratch[q] != sl)
         if dup.any():

@@ -77,8 +77,9 @@ def _prefetch(typingctx, array, offset):
         byte = builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), item)
         ptr = cgutils.pointer_add(builder, arr.data, byte, return_type=ir.IntType(8).as_pointer())
         i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic("llvm.prefetch", [ptr.type],
-                                              ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]))
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [ptr.type], ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        )
         builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
 
@@ -166,14 +167,14 @@ def sample_triples(indptr, indices, user_of, n_items, n_samples, seed, max_tries
         user = np.int64(user_of[entry])
         users[t] = user
         positives[t] = indices[entry]
-        retry, negatives[t] = _negative(bits & _LOW32, retry, indices, indptr[user], indptr[user + 1], n_items,
-                                        max_tries)
+        retry, negatives[t] = _negative(
+            bits & _LOW32, retry, indices, indptr[user], indptr[user + 1], n_items, max_tries
+        )
     return users, positives, negatives
 
 
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def bpr_epoch(user_factors, item_factors, item_bias, indptr, indices, user_of, n_samples, lr, reg,
-              seeds, max_tries):
+def bpr_epoch(user_factors, item_factors, item_bias, indptr, indices, user_of, n_samples, lr, reg, seeds, max_tries):
     """Run one Hogwild SGD epoch of BPR in place; return per-chunk (loss sums, steps, skipped).
 
     Parameters

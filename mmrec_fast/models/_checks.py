@@ -43,13 +43,19 @@ def check_features(features, n_items: int, feature_blocks) -> tuple[np.ndarray, 
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr).all(axis=1)).sum())
-        raise ValueError(f"features contain NaN or infinite values in {bad} item row(s); encode missing "
-                         "modalities as zero rows (see mmrec_fast.encoders.fuse)")
+        raise ValueError(
+            f"features contain NaN or infinite values in {bad} item row(s); encode missing "
+            "modalities as zero rows (see mmrec_fast.encoders.fuse)"
+        )
     if feature_blocks is None:
         blocks = [ScoreBlock("content", 0, arr.shape[1])]
     elif isinstance(feature_blocks, dict):
-        blocks = [ScoreBlock(str(name), int(cols.start), int(cols.stop)) if isinstance(cols, slice)
-                  else ScoreBlock(str(name), int(cols[0]), int(cols[1])) for name, cols in feature_blocks.items()]
+        blocks = [
+            ScoreBlock(str(name), int(cols.start), int(cols.stop))
+            if isinstance(cols, slice)
+            else ScoreBlock(str(name), int(cols[0]), int(cols[1]))
+            for name, cols in feature_blocks.items()
+        ]
     else:
         blocks = [b if isinstance(b, ScoreBlock) else ScoreBlock(*b) for b in feature_blocks]
     blocks = sorted(blocks, key=lambda b: b.start)

@@ -38,9 +38,18 @@ class FactorNet(torch.nn.Module):
         Source of the initial weights (seeded by the caller for reproducible training).
     """
 
-    def __init__(self, n_users: int, n_items: int, dim: int, *, features: np.ndarray | None = None,
-                 feature_blocks: list[ScoreBlock] | None = None, content_dim: int = 32,
-                 init_std: float = 0.1, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        *,
+        features: np.ndarray | None = None,
+        feature_blocks: list[ScoreBlock] | None = None,
+        content_dim: int = 32,
+        init_std: float = 0.1,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.n_users, self.n_items, self.dim = int(n_users), int(n_items), int(dim)
         self.user_id = torch.nn.Embedding(n_users, dim)
@@ -81,7 +90,7 @@ class FactorNet(torch.nn.Module):
         if self.features is not None:
             rows = self.features[index]
             for block, proj in zip(self.feature_blocks, self.projections):
-                parts.append(proj(rows[:, block.start:block.stop]))
+                parts.append(proj(rows[:, block.start : block.stop]))
         parts.append(self.item_bias(index))
         return torch.cat(parts, dim=1)
 

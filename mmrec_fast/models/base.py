@@ -65,8 +65,10 @@ class Recommender(ABC):
         previous = _KINDS.get(kind)
         # The same class defined again (a module reloaded, a notebook cell re-run) replaces its entry.
         if previous is not None and (previous.__module__, previous.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise TypeError(f"{cls.__module__}.{cls.__qualname__}.kind: {kind!r} is already the kind of "
-                            f"{previous.__module__}.{previous.__qualname__}; choose another kind")
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__}.kind: {kind!r} is already the kind of "
+                f"{previous.__module__}.{previous.__qualname__}; choose another kind"
+            )
         _KINDS[kind] = cls
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -21,8 +21,10 @@ TRAINERS = ("auto", "native", "torch")
 #: Early stopping: a native epoch is cheap and noisy (plain SGD), so it is judged every 5 epochs with
 #: a patience of 6 evaluations; every epoch with patience 4 stops it long before its best (measured:
 #: NDCG@10 0.289 instead of 0.327 on the same split).
-TRAINER_DEFAULTS = {"torch": {"lr": 5e-3, "reg": 1e-3, "epochs": 60, "eval_every": 1, "patience": 4},
-                    "native": {"lr": 0.02, "reg": 0.02, "epochs": 300, "eval_every": 5, "patience": 6}}
+TRAINER_DEFAULTS = {
+    "torch": {"lr": 5e-3, "reg": 1e-3, "epochs": 60, "eval_every": 1, "patience": 4},
+    "native": {"lr": 0.02, "reg": 0.02, "epochs": 300, "eval_every": 5, "patience": 6},
+}
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,16 @@ class EASE(Recommender):
 
     kind = "ease"
 
-    def __init__(self, n_users: int, n_items: int, *, reg: float = 500.0, max_items: int = 20_000,
-                 use_values: bool = False, positive_only: bool = False):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        *,
+        reg: float = 500.0,
+        max_items: int = 20_000,
+        use_values: bool = False,
+        positive_only: bool = False,
+    ):
         for name, value in (("n_users", n_users), ("n_items", n_items), ("max_items", max_items)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -59,9 +67,11 @@ class EASE(Recommender):
         if not np.isfinite(reg) or reg <= 0:
             raise ValueError(f"reg must be finite and > 0 (X^T X alone is singular), got {reg!r}")
         if n_items > max_items:
-            raise ValueError(f"n_items={n_items} exceeds EASE's max_items={max_items}: EASE needs O(n_items^2) "
-                             f"memory ({3 * 8 * n_items ** 2 / 1e9:.1f} GB here); use IALS (mmrec_fast.models.IALS), "
-                             "whose factors serve any catalogue size, or raise max_items")
+            raise ValueError(
+                f"n_items={n_items} exceeds EASE's max_items={max_items}: EASE needs O(n_items^2) "
+                f"memory ({3 * 8 * n_items**2 / 1e9:.1f} GB here); use IALS (mmrec_fast.models.IALS), "
+                "whose factors serve any catalogue size, or raise max_items"
+            )
         self._n_users, self._n_items = int(n_users), int(n_items)
         self.reg, self.max_items = reg, int(max_items)
         self.use_values, self.positive_only = bool(use_values), bool(positive_only)
@@ -79,8 +89,14 @@ class EASE(Recommender):
 
     def params(self) -> dict:
         """The constructor's arguments (JSON-able), as saved with the model."""
-        return {"n_users": self._n_users, "n_items": self._n_items, "reg": self.reg, "max_items": self.max_items,
-                "use_values": self.use_values, "positive_only": self.positive_only}
+        return {
+            "n_users": self._n_users,
+            "n_items": self._n_items,
+            "reg": self.reg,
+            "max_items": self.max_items,
+            "use_values": self.use_values,
+            "positive_only": self.positive_only,
+        }
 
     def fit(self, train: sp.spmatrix, *, validation=None) -> EASE:
         """Compute ``B`` from ``train`` (n_users x n_items, binarised unless ``use_values``); ``validation`` is unused.
@@ -96,8 +112,8 @@ class EASE(Recommender):
         # gram is symmetric positive definite (reg > 0): a Cholesky inverse is exact and half the work of LU.
         factor = scipy.linalg.cho_factor(gram, overwrite_a=True, check_finite=False)
         p = scipy.linalg.cho_solve(factor, np.eye(self._n_items), overwrite_b=True, check_finite=False)
-        weights = p / (-np.diag(p))          # B = I - P diag(1/diag P): off-diagonal -P_ij / P_jj ...
-        weights[np.diag_indices_from(weights)] = 0.0   # ... and the diagonal exactly 0.
+        weights = p / (-np.diag(p))  # B = I - P diag(1/diag P): off-diagonal -P_ij / P_jj ...
+        weights[np.diag_indices_from(weights)] = 0.0  # ... and the diagonal exactly 0.
         if self.positive_only:
             weights[weights < 0] = 0.0
         self._train = x
@@ -124,8 +140,10 @@ class EASE(Recommender):
     def _dense(self, rows: sp.csr_matrix) -> np.ndarray:
         size = rows.shape[0] * rows.shape[1] * 4
         if size > DENSE_USER_BYTES:
-            raise ValueError(f"EASE user vectors are dense rows of n_items={self._n_items}: {size / 2**30:.1f} GiB "
-                             "for these users; score them in batches with fold_in(history[batch]), or use IALS")
+            raise ValueError(
+                f"EASE user vectors are dense rows of n_items={self._n_items}: {size / 2**30:.1f} GiB "
+                "for these users; score them in batches with fold_in(history[batch]), or use IALS"
+            )
         return np.ascontiguousarray(rows.toarray(), dtype=np.float32)
 
     def item_vectors(self) -> np.ndarray:
@@ -158,8 +176,10 @@ class EASE(Recommender):
                 raise ValueError(f"history must have {self._n_items} columns (one per item), got shape {history.shape}")
             return self._dense(self._binary(history, "history", history.shape[0]))
         if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
-            raise TypeError("history must be a scipy sparse matrix or a sequence of item-id sequences, got "
-                            f"{type(history).__name__}")
+            raise TypeError(
+                "history must be a scipy sparse matrix or a sequence of item-id sequences, got "
+                f"{type(history).__name__}"
+            )
         out = np.zeros((len(history), self._n_items), dtype=np.float32)
         for r, items in enumerate(history):
             ids = np.asarray(items).ravel()
@@ -175,9 +195,12 @@ class EASE(Recommender):
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """Arrays (saved bit-exact: the training rows and the float32 weights) and parameters."""
         self._check_fitted()
-        return {"train_indptr": self._train.indptr.astype(np.int64),
-                "train_indices": self._train.indices.astype(np.int64),
-                "train_values": self._train.data.astype(np.float32), "weights": self._weights}, self.params()
+        return {
+            "train_indptr": self._train.indptr.astype(np.int64),
+            "train_indices": self._train.indices.astype(np.int64),
+            "train_values": self._train.data.astype(np.float32),
+            "weights": self._weights,
+        }, self.params()
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> EASE:
@@ -187,15 +210,15 @@ class EASE(Recommender):
             if name not in arrays:
                 raise ValueError(f"arrays lacks {name!r}")
         if arrays["weights"].shape != (model.n_items, model.n_items):
-            raise ValueError(f"arrays['weights'] has shape {arrays['weights'].shape}, "
-                             f"expected {(model.n_items, model.n_items)}")
+            raise ValueError(
+                f"arrays['weights'] has shape {arrays['weights'].shape}, expected {(model.n_items, model.n_items)}"
+            )
         indptr, indices = np.asarray(arrays["train_indptr"]), np.asarray(arrays["train_indices"])
         if indptr.shape != (model.n_users + 1,):
             raise ValueError(f"arrays['train_indptr'] has shape {indptr.shape}, expected {(model.n_users + 1,)}")
         values = np.asarray(arrays["train_values"], dtype=np.float32)
         if values.shape != indices.shape:
             raise ValueError(f"arrays['train_values'] has shape {values.shape}, expected {indices.shape}")
-        model._train = sp.csr_matrix((values, indices, indptr),
-                                     shape=(model.n_users, model.n_items))
+        model._train = sp.csr_matrix((values, indices, indptr), shape=(model.n_users, model.n_items))
         model._weights = np.ascontiguousarray(arrays["weights"], dtype=np.float32)
         return model

@@ -37,8 +37,15 @@ class FactorModel(Recommender):
 
     kind = "factor"
 
-    def __init__(self, n_users: int, n_items: int, config: TrainConfig | None = None, *,
-                 features: np.ndarray | None = None, feature_blocks=None):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        config: TrainConfig | None = None,
+        *,
+        features: np.ndarray | None = None,
+        feature_blocks=None,
+    ):
         for name, value in (("n_users", n_users), ("n_items", n_items)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -48,9 +55,16 @@ class FactorModel(Recommender):
         if features is not None:
             self.features, self.feature_blocks = check_features(features, self._n_items, feature_blocks)
         generator = torch.Generator().manual_seed(self.config.seed)
-        self.net = FactorNet(self._n_users, self._n_items, self.config.dim, features=self.features,
-                             feature_blocks=self.feature_blocks, content_dim=self.config.content_dim,
-                             init_std=self.config.init_std, generator=generator)
+        self.net = FactorNet(
+            self._n_users,
+            self._n_items,
+            self.config.dim,
+            features=self.features,
+            feature_blocks=self.feature_blocks,
+            content_dim=self.config.content_dim,
+            init_std=self.config.init_std,
+            generator=generator,
+        )
         self.net.to(resolve_device(self.config.device))
         self.net.eval()
         self.history: list[dict] = []
@@ -91,8 +105,10 @@ class FactorModel(Recommender):
             with torch.no_grad():
                 users = self.net.users(torch.arange(self._n_users, device=device))
                 items = self.net.items(torch.arange(self._n_items, device=device))
-            self._vectors = (np.ascontiguousarray(users.cpu().numpy(), np.float32),
-                             np.ascontiguousarray(items.cpu().numpy(), np.float32))
+            self._vectors = (
+                np.ascontiguousarray(users.cpu().numpy(), np.float32),
+                np.ascontiguousarray(items.cpu().numpy(), np.float32),
+            )
         return self._vectors
 
     def user_vectors(self) -> np.ndarray:
@@ -109,7 +125,7 @@ class FactorModel(Recommender):
         # BPR-MF has only its learned ID vectors.
         if self.features is not None:
             return self.features
-        return self.item_vectors()[:, :self.config.dim]
+        return self.item_vectors()[:, : self.config.dim]
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything needed to rebuild the model bit for bit (weights and the content buffer)."""
@@ -155,8 +171,15 @@ class HybridMF(FactorModel):
 
     kind = "hybrid"
 
-    def __init__(self, n_users: int, n_items: int, features: np.ndarray, config: TrainConfig | None = None,
-                 *, feature_blocks=None):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        features: np.ndarray,
+        config: TrainConfig | None = None,
+        *,
+        feature_blocks=None,
+    ):
         if features is None:
             raise ValueError("features is required for HybridMF (use BPRMF for an ID-only model)")
         super().__init__(n_users, n_items, config, features=features, feature_blocks=feature_blocks)

@@ -110,10 +110,23 @@ class IALS(Recommender):
 
     kind = "ials"
 
-    def __init__(self, n_users: int, n_items: int, *, dim: int = 128, alpha0: float = 0.07, reg: float = 0.4,
-                 nu: float = 0.5, epochs: int = 16, solver: str = "cg", cg_steps: int = 3,
-                 init_scale: float = 0.1, use_values: bool = False, seed: int = 0,
-                 num_threads: int | None = None):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        *,
+        dim: int = 128,
+        alpha0: float = 0.07,
+        reg: float = 0.4,
+        nu: float = 0.5,
+        epochs: int = 16,
+        solver: str = "cg",
+        cg_steps: int = 3,
+        init_scale: float = 0.1,
+        use_values: bool = False,
+        seed: int = 0,
+        num_threads: int | None = None,
+    ):
         self._n_users = _positive_int(n_users, "n_users")
         self._n_items = _positive_int(n_items, "n_items")
         self.dim = _positive_int(dim, "dim")
@@ -150,10 +163,20 @@ class IALS(Recommender):
 
     def params(self) -> dict:
         """The constructor's arguments (JSON-able), as saved with the model."""
-        return {"n_users": self._n_users, "n_items": self._n_items, "dim": self.dim, "alpha0": self.alpha0,
-                "reg": self.reg, "nu": self.nu, "epochs": self.epochs, "solver": self.solver,
-                "cg_steps": self.cg_steps, "init_scale": self.init_scale, "use_values": self.use_values,
-                "seed": self.seed}
+        return {
+            "n_users": self._n_users,
+            "n_items": self._n_items,
+            "dim": self.dim,
+            "alpha0": self.alpha0,
+            "reg": self.reg,
+            "nu": self.nu,
+            "epochs": self.epochs,
+            "solver": self.solver,
+            "cg_steps": self.cg_steps,
+            "init_scale": self.init_scale,
+            "use_values": self.use_values,
+            "seed": self.seed,
+        }
 
     # ------------------------------------------------------------------------------------- training
     def _weighted(self, matrix, name: str, n_rows: int) -> sp.csr_matrix:
@@ -171,16 +194,16 @@ class IALS(Recommender):
         """Per-row ridge ``reg * (n_r + alpha0 * n_other)**nu`` (float64)."""
         return self.reg * (totals.astype(np.float64) + self.alpha0 * n_other) ** self.nu
 
-    def _half_step(self, csr: sp.csr_matrix, fixed: np.ndarray, reg: np.ndarray, out: np.ndarray,
-                   exact: bool) -> None:
+    def _half_step(self, csr: sp.csr_matrix, fixed: np.ndarray, reg: np.ndarray, out: np.ndarray, exact: bool) -> None:
         """Solve every row of ``out`` against ``fixed`` (in place)."""
         fixed64 = fixed.astype(np.float64)
         gram = self.alpha0 * (fixed64.T @ fixed64)
         if exact:
             kernels.solve_rows_exact(csr.indptr, csr.indices, csr.data, fixed, gram, reg, out)
         else:
-            kernels.solve_rows_cg(csr.indptr, csr.indices, csr.data, fixed, gram.astype(np.float32), reg, out,
-                                  self.cg_steps)
+            kernels.solve_rows_cg(
+                csr.indptr, csr.indices, csr.data, fixed, gram.astype(np.float32), reg, out, self.cg_steps
+            )
 
     def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> IALS:
         """Train on ``train`` (n_users x n_items; nonzero entries are the observed pairs).
@@ -230,8 +253,9 @@ class IALS(Recommender):
         observed = kernels.observed_loss(x.indptr, x.indices, x.data, self._users, self._items).sum()
         # sum over all pairs of (w_u . h_i)^2 = <W^T W, H^T H> (Frobenius): O((U + I) d^2), no U x I matrix.
         everything = float(np.sum((users64.T @ users64) * (items64.T @ items64)))
-        ridge = float(user_reg @ np.einsum("ij,ij->i", users64, users64)
-                      + item_reg @ np.einsum("ij,ij->i", items64, items64))
+        ridge = float(
+            user_reg @ np.einsum("ij,ij->i", users64, users64) + item_reg @ np.einsum("ij,ij->i", items64, items64)
+        )
         return float(observed + self.alpha0 * everything + ridge)
 
     def loss(self, train: sp.spmatrix) -> float:
@@ -294,19 +318,21 @@ class IALS(Recommender):
         out = np.zeros((x.shape[0], self.dim), dtype=np.float32)
         items64 = self._items.astype(np.float64)
         with _threads(self.num_threads):
-            kernels.solve_rows_exact(x.indptr, x.indices, x.data, self._items,
-                                     self.alpha0 * (items64.T @ items64), reg, out)
+            kernels.solve_rows_exact(
+                x.indptr, x.indices, x.data, self._items, self.alpha0 * (items64.T @ items64), reg, out
+            )
         return out
 
     def _history_matrix(self, history) -> sp.csr_matrix:
         if sp.issparse(history):
             if history.ndim != 2 or history.shape[1] != self._n_items:
-                raise ValueError(f"history must have {self._n_items} columns (one per item), got shape "
-                                 f"{history.shape}")
+                raise ValueError(f"history must have {self._n_items} columns (one per item), got shape {history.shape}")
             return self._weighted(history, "history", history.shape[0])
         if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
-            raise TypeError("history must be a scipy sparse matrix or a sequence of item-id sequences, got "
-                            f"{type(history).__name__}")
+            raise TypeError(
+                "history must be a scipy sparse matrix or a sequence of item-id sequences, got "
+                f"{type(history).__name__}"
+            )
         rows, cols = [], []
         for r, items in enumerate(history):
             ids = np.asarray(items).ravel()
@@ -376,9 +402,17 @@ class ContentIALS(IALS):
 
     kind = "ials-content"
 
-    def __init__(self, n_users: int, n_items: int, features, *, feature_blocks=None,
-                 map_alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0), map_weighting: str = "none",
-                 **kwargs):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        features,
+        *,
+        feature_blocks=None,
+        map_alphas=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
+        map_weighting: str = "none",
+        **kwargs,
+    ):
         super().__init__(n_users, n_items, **kwargs)
         self.features, _ = check_features(features, self._n_items, feature_blocks)
         alphas = np.asarray(map_alphas, dtype=np.float64).ravel()
@@ -394,8 +428,12 @@ class ContentIALS(IALS):
         self.cold_items: np.ndarray | None = None  # items whose vectors came from content at fit time
 
     def params(self) -> dict:
-        return {**super().params(), "map_alphas": list(self.map_alphas), "map_weighting": self.map_weighting,
-                "map_alpha": self.map_alpha}
+        return {
+            **super().params(),
+            "map_alphas": list(self.map_alphas),
+            "map_weighting": self.map_weighting,
+            "map_alpha": self.map_alpha,
+        }
 
     def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> ContentIALS:
         """Fit iALS on ``train`` (see :meth:`IALS.fit`), then the content map; cold items get mapped vectors."""
@@ -407,12 +445,12 @@ class ContentIALS(IALS):
         if warm.sum() < 2:
             raise ValueError("train must have interactions on at least 2 items to fit the content map")
         weights = {"none": None, "log1p": np.log1p(counts[warm]), "count": counts[warm].astype(np.float64)}[
-            self.map_weighting]
+            self.map_weighting
+        ]
         ridge = RidgeCV(alphas=np.array(self.map_alphas), fit_intercept=True)
-        ridge.fit(self.features[warm].astype(np.float64), self._items[warm].astype(np.float64),
-                  sample_weight=weights)
+        ridge.fit(self.features[warm].astype(np.float64), self._items[warm].astype(np.float64), sample_weight=weights)
         self.map_alpha = float(ridge.alpha_)
-        self._coef = np.ascontiguousarray(ridge.coef_.T, dtype=np.float32)            # (C, d)
+        self._coef = np.ascontiguousarray(ridge.coef_.T, dtype=np.float32)  # (C, d)
         self._intercept = np.asarray(ridge.intercept_, dtype=np.float32).reshape(self.dim)
         if (~warm).any():
             self._items = self._items.copy()
@@ -439,14 +477,14 @@ class ContentIALS(IALS):
             raise ValueError(f"features must be a 2-D (n, C) array, got shape {matrix.shape}")
         arr, _ = check_features(matrix, matrix.shape[0], None)
         if arr.shape[1] != self._coef.shape[0]:
-            raise ValueError(f"features must have {self._coef.shape[0]} columns like the training features, "
-                             f"got {arr.shape[1]}")
+            raise ValueError(
+                f"features must have {self._coef.shape[0]} columns like the training features, got {arr.shape[1]}"
+            )
         return np.ascontiguousarray(arr @ self._coef + self._intercept, dtype=np.float32)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays, params = super().state()
-        return {**arrays, "features": self.features, "map_coef": self._coef,
-                "map_intercept": self._intercept}, params
+        return {**arrays, "features": self.features, "map_coef": self._coef, "map_intercept": self._intercept}, params
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> ContentIALS:

@@ -95,34 +95,47 @@ def saved_model_files(directory) -> frozenset[str] | None:
 
 # -- saving -----------------------------------------------------------------------------------------
 
+
 def _arrays_of(model: Recommender) -> tuple[dict[str, np.ndarray], dict]:
     """The arrays to store and the kind-specific JSON entries of ``model.json``."""
     if model.kind in _BUILTIN_KINDS and isinstance(model, FactorModel):
         arrays = {name: t.numpy() for name, t in model.state_tensors().items()}
-        return arrays, {"config": model.config.to_dict(),
-                        "feature_blocks": [[b.name, b.start, b.stop] for b in model.feature_blocks]}
+        return arrays, {
+            "config": model.config.to_dict(),
+            "feature_blocks": [[b.name, b.start, b.stop] for b in model.feature_blocks],
+        }
     if model.kind == "content" and isinstance(model, ContentProfile):
-        return ({"features": model.features, "users": model.user_vectors()},
-                {"feature_blocks": [[b.name, b.start, b.stop] for b in model.feature_blocks],
-                 "use_values": model.use_values})
+        return (
+            {"features": model.features, "users": model.user_vectors()},
+            {
+                "feature_blocks": [[b.name, b.start, b.stop] for b in model.feature_blocks],
+                "use_values": model.use_values,
+            },
+        )
     registered = registered_kinds().get(model.kind)
     if registered is not type(model):
         # A subclass that inherits its parent's kind would load back as the parent: refuse.
-        raise ValueError(f"model: a {type(model).__name__} cannot be saved: its kind {model.kind!r} is "
-                         + ("not registered" if registered is None else f"registered to {registered.__name__}")
-                         + "; give the class its own `kind` and implement state()/from_state()")
+        raise ValueError(
+            f"model: a {type(model).__name__} cannot be saved: its kind {model.kind!r} is "
+            + ("not registered" if registered is None else f"registered to {registered.__name__}")
+            + "; give the class its own `kind` and implement state()/from_state()"
+        )
     try:
         arrays, params = model.state()
     except NotImplementedError as exc:
         raise ValueError(f"model: {exc}") from None
     if not isinstance(arrays, dict) or not isinstance(params, dict):
-        raise TypeError(f"{type(model).__name__}.state() must return (dict of arrays, dict of params), "
-                        f"got ({type(arrays).__name__}, {type(params).__name__})")
+        raise TypeError(
+            f"{type(model).__name__}.state() must return (dict of arrays, dict of params), "
+            f"got ({type(arrays).__name__}, {type(params).__name__})"
+        )
     for name, value in arrays.items():
         if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in _ARRAY_KINDS:
-            raise TypeError(f"{type(model).__name__}.state(): array {name!r} must be a NumPy array of a bool, "
-                            f"integer or float dtype, got {type(value).__name__} "
-                            f"{getattr(value, 'dtype', '')}".rstrip())
+            raise TypeError(
+                f"{type(model).__name__}.state(): array {name!r} must be a NumPy array of a bool, "
+                f"integer or float dtype, got {type(value).__name__} "
+                f"{getattr(value, 'dtype', '')}".rstrip()
+            )
     try:
         json.dumps(params, allow_nan=True)
     except (TypeError, ValueError) as exc:
@@ -153,8 +166,14 @@ def _check_extra_files(extra_files) -> dict[str, Callable[[Path], object]]:
     if not isinstance(extra_files, Mapping):
         raise TypeError(f"extra_files: expected a mapping of file name -> writer, got {type(extra_files).__name__}")
     for name, writer in extra_files.items():
-        if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
-                or name.startswith(".")):
+        if (
+            not isinstance(name, str)
+            or not name
+            or name in (".", "..")
+            or "/" in name
+            or "\\" in name
+            or name.startswith(".")
+        ):
             raise ValueError(f"extra_files: {name!r} is not a plain, visible file name")
         if name in _RESERVED:
             raise ValueError(f"extra_files: {name!r} is one of the model's own files")
@@ -163,8 +182,16 @@ def _check_extra_files(extra_files) -> dict[str, Callable[[Path], object]]:
     return dict(extra_files)
 
 
-def save_model(model: Recommender, directory, *, user_map=None, item_map=None, metadata: dict | None = None,
-               overwrite: bool = False, extra_files: Mapping[str, Callable[[Path], object]] | None = None) -> Path:
+def save_model(
+    model: Recommender,
+    directory,
+    *,
+    user_map=None,
+    item_map=None,
+    metadata: dict | None = None,
+    overwrite: bool = False,
+    extra_files: Mapping[str, Callable[[Path], object]] | None = None,
+) -> Path:
     """Write ``model`` to ``directory``, atomically and without destroying anything.
 
     Layout (format 2, see ``docs/models_io.md``): ``weights.safetensors`` (every array, bit-exact),
@@ -211,8 +238,9 @@ def save_model(model: Recommender, directory, *, user_map=None, item_map=None, m
     extras = _check_extra_files(extra_files)
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
-    target = check_output_dir(directory, argument="directory", overwrite=overwrite,
-                              recognise=saved_model_files, what="saved model")
+    target = check_output_dir(
+        directory, argument="directory", overwrite=overwrite, recognise=saved_model_files, what="saved model"
+    )
     for name, mapping, size in (("user_map", user_map, model.n_users), ("item_map", item_map, model.n_items)):
         if mapping is not None and len(mapping) != size:
             raise ValueError(f"{name} has {len(mapping)} ids, the model has {size}")
@@ -244,8 +272,9 @@ def save_model(model: Recommender, directory, *, user_map=None, item_map=None, m
             if not (staging / name).is_file():
                 raise ValueError(f"extra_files[{name!r}]: the writer did not create the file")
         written = list_files(staging)
-        meta["files"] = {name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
-                         for name in written}
+        meta["files"] = {
+            name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size} for name in written
+        }
         (staging / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         replace_dir(staging, target, saved_model_files)
     except BaseException:
@@ -274,8 +303,12 @@ def _require(meta: dict, key: str, types, where: Path, *, what: str = ""):
 
 def _blocks(value, key: str, where: Path) -> list[ScoreBlock]:
     ok = isinstance(value, list) and all(
-        isinstance(b, list) and len(b) == 3 and isinstance(b[0], str)
-        and all(isinstance(x, int) and not isinstance(x, bool) for x in b[1:]) for b in value)
+        isinstance(b, list)
+        and len(b) == 3
+        and isinstance(b[0], str)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in b[1:])
+        for b in value
+    )
     if not ok:
         raise ValueError(f"{where}: {key!r} must be a list of [name, start, stop], got {value!r:.80}")
     return [ScoreBlock(*b) for b in value]
@@ -301,7 +334,7 @@ def _read_meta(path: Path) -> dict:
             raise ValueError(f"{meta_path}: {key!r} must be >= 0, got {meta[key]}")
     if fmt == FORMAT_VERSION:
         if meta.get("library") != _LIBRARY:
-            raise ValueError(f"{meta_path}: not written by mmrec_fast (no \"library\": \"mmrec_fast\")")
+            raise ValueError(f'{meta_path}: not written by mmrec_fast (no "library": "mmrec_fast")')
         _require(meta, "files", dict, meta_path, what="an object of file entries")
         _require(meta, "arrays", dict, meta_path, what="an object of array entries")
     for key, types in (("history", list), ("metadata", dict)):
@@ -318,9 +351,13 @@ def _verify_files(path: Path, meta: dict) -> None:
     for name, entry in meta["files"].items():
         if not isinstance(name, str) or Path(name).name != name or name in (".", "..", _META):
             raise ValueError(f"{meta_path}: bad file name {name!r} in the file list")
-        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
-                and isinstance(entry.get("bytes"), int) and not isinstance(entry.get("bytes"), bool)):
-            raise ValueError(f"{meta_path}: file entry {name!r} must be {{\"sha256\": str, \"bytes\": int}}")
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("bytes"), int)
+            and not isinstance(entry.get("bytes"), bool)
+        ):
+            raise ValueError(f'{meta_path}: file entry {name!r} must be {{"sha256": str, "bytes": int}}')
         file = path / name
         if not file.is_file():
             raise ValueError(f"{file}: missing (listed in {_META})")
@@ -328,8 +365,9 @@ def _verify_files(path: Path, meta: dict) -> None:
         if size != entry["bytes"]:
             raise ValueError(f"{file}: {size} bytes, but {entry['bytes']} were saved (truncated or replaced)")
         if sha256_file(file) != entry["sha256"]:
-            raise ValueError(f"{file}: SHA-256 differs from the one saved in {_META} (the file is damaged "
-                             f"or was altered)")
+            raise ValueError(
+                f"{file}: SHA-256 differs from the one saved in {_META} (the file is damaged or was altered)"
+            )
 
 
 def _read_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:
@@ -347,11 +385,12 @@ def _read_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:
         raise ValueError(f"{weights}: holds arrays {sorted(arrays)}, {_META} lists {sorted(manifest)}")
     for name, entry in manifest.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
-            raise ValueError(f"{path / _META}: array entry {name!r} must be {{\"dtype\": str, \"shape\": list}}")
+            raise ValueError(f'{path / _META}: array entry {name!r} must be {{"dtype": str, "shape": list}}')
         got = (str(arrays[name].dtype), list(arrays[name].shape))
         if got != (entry.get("dtype"), entry["shape"]):
-            raise ValueError(f"{weights}: array {name!r} is {got[0]} {got[1]}, {_META} says "
-                             f"{entry.get('dtype')} {entry['shape']}")
+            raise ValueError(
+                f"{weights}: array {name!r} is {got[0]} {got[1]}, {_META} says {entry.get('dtype')} {entry['shape']}"
+            )
     return arrays
 
 
@@ -364,8 +403,9 @@ def _need(arrays: dict, names, kind: str, path: Path) -> None:
 def _float_matrix(arrays: dict, name: str, path: Path) -> np.ndarray:
     value = arrays[name]
     if value.ndim != 2 or value.dtype != np.float32:
-        raise ValueError(f"{path / _WEIGHTS}: array {name!r} must be a float32 matrix, got {value.dtype} "
-                         f"{list(value.shape)}")
+        raise ValueError(
+            f"{path / _WEIGHTS}: array {name!r} must be a float32 matrix, got {value.dtype} {list(value.shape)}"
+        )
     return value
 
 
@@ -383,30 +423,40 @@ def _build(path: Path, meta: dict, arrays: dict[str, np.ndarray], device: str | 
             model = BPRMF(meta["n_users"], meta["n_items"], config)
         else:
             _need(arrays, ["features"], kind, path)
-            model = HybridMF(meta["n_users"], meta["n_items"], _float_matrix(arrays, "features", path).copy(),
-                             config, feature_blocks=blocks)
+            model = HybridMF(
+                meta["n_users"],
+                meta["n_items"],
+                _float_matrix(arrays, "features", path).copy(),
+                config,
+                feature_blocks=blocks,
+            )
         try:
             model.load_state_tensors({name: torch.from_numpy(a.copy()) for name, a in arrays.items()})
         except RuntimeError as exc:  # torch's state-dict mismatch: names or shapes
             detail = " ".join(str(exc).split())
-            raise ValueError(f"{path / _WEIGHTS}: does not fit a {kind!r} model of {meta_path}: "
-                             f"{detail[:400]}") from None
+            raise ValueError(
+                f"{path / _WEIGHTS}: does not fit a {kind!r} model of {meta_path}: {detail[:400]}"
+            ) from None
         return model
     if kind == "content":
         _need(arrays, ["features", "users"], kind, path)
         features, users = _float_matrix(arrays, "features", path), _float_matrix(arrays, "users", path)
         if users.shape[1] != features.shape[1]:
-            raise ValueError(f"{path / _WEIGHTS}: 'users' has {users.shape[1]} columns, 'features' "
-                             f"{features.shape[1]}")
+            raise ValueError(f"{path / _WEIGHTS}: 'users' has {users.shape[1]} columns, 'features' {features.shape[1]}")
         use_values = _require(meta, "use_values", bool, meta_path)
-        model = ContentProfile(features.copy(), use_values=use_values,
-                               feature_blocks=_blocks(meta.get("feature_blocks", []), "feature_blocks", meta_path))
+        model = ContentProfile(
+            features.copy(),
+            use_values=use_values,
+            feature_blocks=_blocks(meta.get("feature_blocks", []), "feature_blocks", meta_path),
+        )
         model._users = np.ascontiguousarray(users.copy())
         return model
     cls = registered_kinds().get(kind)
     if cls is None or meta["format"] == 1:
-        raise ValueError(f"{meta_path}: unknown model kind {kind!r}; known: {sorted(registered_kinds())} "
-                         f"(import the module that defines it first)")
+        raise ValueError(
+            f"{meta_path}: unknown model kind {kind!r}; known: {sorted(registered_kinds())} "
+            f"(import the module that defines it first)"
+        )
     params = _require(meta, "params", dict, meta_path, what="an object")
     try:
         return cls.from_state({name: a.copy() for name, a in arrays.items()}, params)
@@ -420,17 +470,21 @@ def _cross_check(path: Path, meta: dict, model: Recommender) -> None:
     meta_path = path / _META
     for key in ("n_users", "n_items"):
         if getattr(model, key) != meta[key]:
-            raise ValueError(f"{path / _WEIGHTS}: the weights hold {getattr(model, key)} "
-                             f"{key[2:]}, {_META} says {meta[key]}")
+            raise ValueError(
+                f"{path / _WEIGHTS}: the weights hold {getattr(model, key)} {key[2:]}, {_META} says {meta[key]}"
+            )
     saved_blocks = _blocks(_require(meta, "blocks", list, meta_path), "blocks", meta_path)
     if saved_blocks != list(model.blocks()):
-        raise ValueError(f"{meta_path}: score blocks {[(b.name, b.start, b.stop) for b in saved_blocks]} "
-                         f"differ from the rebuilt model's {[(b.name, b.start, b.stop) for b in model.blocks()]}")
+        raise ValueError(
+            f"{meta_path}: score blocks {[(b.name, b.start, b.stop) for b in saved_blocks]} "
+            f"differ from the rebuilt model's {[(b.name, b.start, b.stop) for b in model.blocks()]}"
+        )
     users, items = model.user_vectors(), model.item_vectors()
     for name, vectors, n in (("user", users, meta["n_users"]), ("item", items, meta["n_items"])):
         if vectors.shape[0] != n or (saved_blocks and vectors.shape[1] != max(b.stop for b in saved_blocks)):
-            raise ValueError(f"{path / _WEIGHTS}: {name} vectors have shape {list(vectors.shape)}, which does "
-                             f"not match {_META}")
+            raise ValueError(
+                f"{path / _WEIGHTS}: {name} vectors have shape {list(vectors.shape)}, which does not match {_META}"
+            )
 
 
 def _read_map(path: Path, name: str, expected: int, label: str):
@@ -476,8 +530,12 @@ def load_model(directory, *, device: str | None = None) -> SavedModel:
         raise ValueError(f"directory {str(path)!r} is not a saved model (needs {_META} and {_WEIGHTS})")
     meta = _read_meta(path)
     if meta["format"] == 1:
-        warnings.warn(f"{path}: saved in format 1, without checksums; its files cannot be verified. "
-                      f"Save it again to upgrade it to format {FORMAT_VERSION}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: saved in format 1, without checksums; its files cannot be verified. "
+            f"Save it again to upgrade it to format {FORMAT_VERSION}",
+            UserWarning,
+            stacklevel=2,
+        )
         listed = sorted(_V1_FILES & set(os.listdir(path)))
     else:
         _verify_files(path, meta)

@@ -100,8 +100,10 @@ def _numba_threads(threads: int):
         try:
             numba.set_num_threads(threads)
         except ValueError as err:
-            raise ValueError(f"TrainConfig.threads={threads} exceeds Numba's pool "
-                             f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})") from err
+            raise ValueError(
+                f"TrainConfig.threads={threads} exceeds Numba's pool "
+                f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})"
+            ) from err
     try:
         yield numba.get_num_threads()
     finally:
@@ -122,7 +124,7 @@ class _NativeBPREpochs:
         for name, array in (("user", self.users), ("item", self.items), ("bias", self.bias)):
             if array.dtype != np.float32 or not array.flags.c_contiguous:
                 raise TypeError(f"native trainer: the {name} table must be contiguous float32, got {array.dtype}")
-        if max(train.nnz, train.shape[1]) >= 2 ** 31:
+        if max(train.nnz, train.shape[1]) >= 2**31:
             raise ValueError("train: the native trainer handles fewer than 2**31 positives and items")
         # No copies when the CSR already has these dtypes (10M positives: 40 MB saved per array).
         self.indptr = train.indptr.astype(np.int64, copy=False)
@@ -135,8 +137,18 @@ class _NativeBPREpochs:
         with _numba_threads(config.threads) as threads:
             seeds = self.kernels.epoch_seeds(config.seed, epoch, threads)
             loss, steps, skipped = self.kernels.bpr_epoch(
-                self.users, self.items, self.bias, self.indptr, self.indices, self.user_of, len(self.indices),
-                config.lr, config.reg, seeds, self.kernels.MAX_TRIES)
+                self.users,
+                self.items,
+                self.bias,
+                self.indptr,
+                self.indices,
+                self.user_of,
+                len(self.indices),
+                config.lr,
+                config.reg,
+                seeds,
+                self.kernels.MAX_TRIES,
+            )
         done = int(steps.sum())
         return {"loss": float(loss.sum()) / max(done, 1), "skipped": int(skipped.sum())}
 
@@ -160,9 +172,15 @@ class _TorchEpochs:
         order = torch.randperm(n, generator=self.generator)
         total = 0.0
         for start in range(0, n, self.config.batch_size):
-            batch = order[start:start + self.config.batch_size]
-            loss = _batch_loss(self.net, self.all_users[batch].to(self.device), self.all_items[batch].to(self.device),
-                               self.config, self.sampler, self.generator)
+            batch = order[start : start + self.config.batch_size]
+            loss = _batch_loss(
+                self.net,
+                self.all_users[batch].to(self.device),
+                self.all_items[batch].to(self.device),
+                self.config,
+                self.sampler,
+                self.generator,
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -183,8 +201,14 @@ def validation_ndcg(net: FactorNet, train: sp.csr_matrix, validation: sp.csr_mat
     return float(evaluate(ranked, validation, ks=(k,), metrics=("ndcg",))[f"ndcg@{k}"])
 
 
-def _batch_loss(net: FactorNet, users: torch.Tensor, positives: torch.Tensor, config: TrainConfig,
-                sampler: _NegativeSampler, generator: torch.Generator) -> torch.Tensor:
+def _batch_loss(
+    net: FactorNet,
+    users: torch.Tensor,
+    positives: torch.Tensor,
+    config: TrainConfig,
+    sampler: _NegativeSampler,
+    generator: torch.Generator,
+) -> torch.Tensor:
     user_vec = net.users(users)
     pos_vec = net.items(positives)
     # The constant-1 user column meets the item bias; it is not a parameter, so it is not penalised.
@@ -210,8 +234,14 @@ def _batch_loss(net: FactorNet, users: torch.Tensor, positives: torch.Tensor, co
     return torch.nn.functional.cross_entropy(logits, target) + config.reg * penalty.mean()
 
 
-def train_factor_net(net: FactorNet, train: sp.csr_matrix, config: TrainConfig, *,
-                     validation: sp.csr_matrix | None = None, desc: str = "train") -> list[dict]:
+def train_factor_net(
+    net: FactorNet,
+    train: sp.csr_matrix,
+    config: TrainConfig,
+    *,
+    validation: sp.csr_matrix | None = None,
+    desc: str = "train",
+) -> list[dict]:
     """Fit ``net`` on the positive pairs of ``train``; return the per-epoch history.
 
     The trainer is :func:`resolve_trainer`'s choice; ``lr``/``reg`` left as None take its defaults.
@@ -257,8 +287,11 @@ def train_factor_net(net: FactorNet, train: sp.csr_matrix, config: TrainConfig, 
             else:
                 bar.set_postfix(loss=f"{entry['loss']:.4f}")
     except KeyboardInterrupt:
-        warnings.warn(f"{desc}: interrupted after {len(history)} epoch(s); keeping the best weights so far",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{desc}: interrupted after {len(history)} epoch(s); keeping the best weights so far",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     finally:
         bar.close()
     if best_state is not None:

@@ -27,8 +27,17 @@ import scipy.sparse as sp
 from ..engine import topk
 from ..models.base import Recommender, ScoreBlock
 
-__all__ = ["ColdItemSplit", "ColdUserSplit", "cold_item_split", "cold_user_split", "VectorOverride",
-           "cold_item_vectors", "fold_in_users", "random_ndcg", "cold_item_landing"]
+__all__ = [
+    "ColdItemSplit",
+    "ColdUserSplit",
+    "cold_item_split",
+    "cold_user_split",
+    "VectorOverride",
+    "cold_item_vectors",
+    "fold_in_users",
+    "random_ndcg",
+    "cold_item_landing",
+]
 
 
 def _check_matrix(matrix, name: str = "interactions") -> sp.csr_matrix:
@@ -97,8 +106,9 @@ class ColdItemSplit:
     exclude_catalogue: sp.csr_matrix
 
 
-def cold_item_split(interactions: sp.spmatrix, *, fraction: float = 0.2, seed: int = 0,
-                    relevance: float | None = None) -> ColdItemSplit:
+def cold_item_split(
+    interactions: sp.spmatrix, *, fraction: float = 0.2, seed: int = 0, relevance: float | None = None
+) -> ColdItemSplit:
     """Hold out ``fraction`` of the items with all their interactions (seeded).
 
     Parameters
@@ -175,8 +185,14 @@ class ColdUserSplit:
         return out
 
 
-def cold_user_split(interactions: sp.spmatrix, *, fraction: float = 0.1, history_fraction: float = 0.5,
-                    seed: int = 0, relevance: float | None = None) -> ColdUserSplit:
+def cold_user_split(
+    interactions: sp.spmatrix,
+    *,
+    fraction: float = 0.1,
+    history_fraction: float = 0.5,
+    seed: int = 0,
+    relevance: float | None = None,
+) -> ColdUserSplit:
     """Hold out ``fraction`` of the users; split each one's interactions into history and targets.
 
     Parameters
@@ -206,8 +222,7 @@ def cold_user_split(interactions: sp.spmatrix, *, fraction: float = 0.1, history
     eligible = np.flatnonzero(counts >= 2)
     if len(eligible) < 1 or np.count_nonzero(counts) < 2:
         raise ValueError("interactions: need at least two users, one of them with two or more interactions")
-    n_cold = min(max(int(round(fraction * np.count_nonzero(counts))), 1), len(eligible),
-                 np.count_nonzero(counts) - 1)
+    n_cold = min(max(int(round(fraction * np.count_nonzero(counts))), 1), len(eligible), np.count_nonzero(counts) - 1)
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(eligible, size=n_cold, replace=False)).astype(np.int64)
     is_cold = np.zeros(n_users, dtype=bool)
@@ -254,8 +269,7 @@ class VectorOverride(Recommender):
         The same for items.
     """
 
-    def __init__(self, model: Recommender, *, user_rows=None, user_vectors=None, item_rows=None,
-                 item_vectors=None):
+    def __init__(self, model: Recommender, *, user_rows=None, user_vectors=None, item_rows=None, item_vectors=None):
         self.model = model
         self.kind = model.kind
         self._users = self._replace(model.user_vectors(), user_rows, user_vectors, "user")
@@ -394,8 +408,10 @@ def cold_item_landing(model: Recommender, split: ColdItemSplit, k: int = 10) -> 
     if (ranks < 0).any():
         raise ValueError("split: a target item is excluded from its user's candidates")
     percentile = 100.0 * ranks / np.maximum(n_candidates[pos.row] - 1, 1)
-    return {f"cold_share@{k}": float(is_cold[ranked[:, :k]].mean()),
-            "cold_catalogue_share": float(len(split.cold_items) / model.n_items),
-            "median_percentile": float(np.median(percentile)),
-            f"in_top@{k}": float(np.mean(ranks < k)),
-            "n_users": int(len(users))}
+    return {
+        f"cold_share@{k}": float(is_cold[ranked[:, :k]].mean()),
+        "cold_catalogue_share": float(len(split.cold_items) / model.n_items),
+        "median_percentile": float(np.median(percentile)),
+        f"in_top@{k}": float(np.mean(ranks < k)),
+        "n_users": int(len(users)),
+    }

@@ -1,4 +1,7 @@
-"""The whole pipeline on one data set: split -> text features -> models (EASE, iALS, BPR-MF, hybrid, content) -> metrics -> lists."""
+"""The whole pipeline on one data set: split -> text features -> models -> metrics -> lists.
+
+The models by default: EASE, iALS, BPR-MF, the hybrid and content profiles (:data:`MODELS`).
+"""
 
 from __future__ import annotations
 
@@ -57,10 +60,23 @@ def format_table(metrics: dict[str, dict], columns) -> str:
     return "\n".join(rows)
 
 
-def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | None = None,
-                   hybrid_config: TrainConfig | None = None, ks=(5, 10, 20), test_size: float = 0.2,
-                   seed: int = 123, relevance: float | None = 4.0, out_dir=None, list_k: int = 10,
-                   show_users: int = 3, device: str = "cpu", progress: bool = True, log=print) -> ExperimentResult:
+def run_experiment(
+    data: Interactions,
+    *,
+    models=MODELS,
+    config: TrainConfig | None = None,
+    hybrid_config: TrainConfig | None = None,
+    ks=(5, 10, 20),
+    test_size: float = 0.2,
+    seed: int = 123,
+    relevance: float | None = 4.0,
+    out_dir=None,
+    list_k: int = 10,
+    show_users: int = 3,
+    device: str = "cpu",
+    progress: bool = True,
+    log=print,
+) -> ExperimentResult:
     """Train and evaluate the requested models on ``data`` under the Cornac-compatible protocol.
 
     Parameters
@@ -97,23 +113,35 @@ def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | N
         out.mkdir(parents=True, exist_ok=True)
 
     split = make_eval_split(data, test_size=test_size, seed=seed, relevance=relevance)
-    log(f"split: {len(split.train)} train / {len(split.test)} test rows, "
-        f"{int((np.diff(split.positives.indptr) > 0).sum())} users with relevant test items")
+    log(
+        f"split: {len(split.train)} train / {len(split.test)} test rows, "
+        f"{int((np.diff(split.positives.indptr) > 0).sum())} users with relevant test items"
+    )
     features = None
     if set(CONTENT_KINDS) & set(models):
         started = time.perf_counter()
-        features = text_features(item_texts(data), cache_dir=None if out is None else out / "cache",
-                                 device=device, progress=progress)
-        log(f"text features: {features.shape[0]} items x {features.shape[1]} dims "
-            f"(all-MiniLM-L6-v2) in {time.perf_counter() - started:.1f} s")
+        features = text_features(
+            item_texts(data), cache_dir=None if out is None else out / "cache", device=device, progress=progress
+        )
+        log(
+            f"text features: {features.shape[0]} items x {features.shape[1]} dims "
+            f"(all-MiniLM-L6-v2) in {time.perf_counter() - started:.1f} s"
+        )
     blocks = None if features is None else {"text": (0, features.shape[1])}
 
     trained: dict[str, Recommender] = {}
     train_seconds: dict[str, float] = {}
     for name in models:
         started = time.perf_counter()
-        model = train_model(name, data.n_users, data.n_items, split.train_matrix,
-                            hybrid_config if name == "hybrid" else config, features=features, feature_blocks=blocks)
+        model = train_model(
+            name,
+            data.n_users,
+            data.n_items,
+            split.train_matrix,
+            hybrid_config if name == "hybrid" else config,
+            features=features,
+            feature_blocks=blocks,
+        )
         train_seconds[name] = time.perf_counter() - started
         epochs = len(getattr(model, "history", []))
         log(f"trained {name}: {train_seconds[name]:.1f} s" + (f", {epochs} epochs" if epochs else ""))
@@ -126,39 +154,59 @@ def run_experiment(data: Interactions, *, models=MODELS, config: TrainConfig | N
         eval_seconds[name] = time.perf_counter() - started
     columns = [f"{m}@{k}" for k in ks for m in ("precision", "recall", "f1", "ndcg")] + ["map", "mrr", "auc"]
     log("\n" + format_table(metrics, columns))
-    log("full-catalogue evaluation (ranking + metrics): "
-        + ", ".join(f"{n} {s:.2f} s" for n, s in eval_seconds.items()))
+    log(
+        "full-catalogue evaluation (ranking + metrics): " + ", ".join(f"{n} {s:.2f} s" for n, s in eval_seconds.items())
+    )
 
     result = ExperimentResult(split, trained, metrics, eval_seconds, train_seconds)
     titles = item_titles(data)
     show = trained.get("hybrid") or next(iter(trained.values()))
     recs = recommend(show, None, list_k, exclude=split.exclude, history=split.train_matrix)
     for row in range(min(show_users, len(recs.users))):
-        uid = data.user_map.decode(recs.users[row:row + 1])[0]
+        uid = data.user_map.decode(recs.users[row : row + 1])[0]
         log(f"\nuser {uid} -- top {min(5, list_k)} ({show.kind}); p = probability over the eligible catalogue")
         for rank in range(min(5, list_k)):
             code = recs.items[row, rank]
             parts = ", ".join(f"{b} {v[row, rank]:+.2f}" for b, v in recs.contributions.items())
             because = "; ".join(titles[s] for s in recs.similar[row, rank] if s >= 0)
-            log(f"  {rank + 1}. {titles[code]:<45} p={recs.probs[row, rank]:.4f} score={recs.scores[row, rank]:.2f} "
-                f"[{parts}] because you liked: {because}")
+            log(
+                f"  {rank + 1}. {titles[code]:<45} p={recs.probs[row, rank]:.4f} score={recs.scores[row, rank]:.2f} "
+                f"[{parts}] because you liked: {because}"
+            )
     if out is not None:
         from .plots import plot_metrics_at_k, plot_training
 
         for name, model in trained.items():
-            result.outputs[f"model_{name}"] = save_model(model, out / "models" / name, user_map=data.user_map,
-                                                        item_map=data.item_map, metadata={"data": data.source})
+            result.outputs[f"model_{name}"] = save_model(
+                model,
+                out / "models" / name,
+                user_map=data.user_map,
+                item_map=data.item_map,
+                metadata={"data": data.source},
+            )
         options = {"user_map": data.user_map, "item_map": data.item_map, "item_labels": titles}
         for suffix in ("csv", "parquet", "jsonl"):
             result.outputs[f"lists_{suffix}"] = recs.write(out / f"recommendations.{suffix}", **options)
-        (out / "metrics.json").write_text(json.dumps(
-            {"metrics": metrics, "eval_seconds": eval_seconds, "train_seconds": train_seconds,
-             "protocol": {"test_size": test_size, "seed": seed, "relevance": relevance}}, indent=2))
+        (out / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "metrics": metrics,
+                    "eval_seconds": eval_seconds,
+                    "train_seconds": train_seconds,
+                    "protocol": {"test_size": test_size, "seed": seed, "relevance": relevance},
+                },
+                indent=2,
+            )
+        )
         result.outputs["metrics"] = out / "metrics.json"
         result.outputs["plot_metrics"] = plot_metrics_at_k(metrics, ks, out / "metrics_at_k.png")
-        histories = {n: getattr(m, "search_history", []) for n, m in trained.items() if getattr(m, "search_history", None)}
+        histories = {
+            n: getattr(m, "search_history", []) for n, m in trained.items() if getattr(m, "search_history", None)
+        }
         if histories:
             result.outputs["plot_training"] = plot_training(histories, out / "training.png")
-        log(f"\nwrote {out}/: models/, recommendations.(csv|parquet|jsonl), metrics.json, "
-            + ", ".join(p.name for k, p in result.outputs.items() if k.startswith("plot")))
+        log(
+            f"\nwrote {out}/: models/, recommendations.(csv|parquet|jsonl), metrics.json, "
+            + ", ".join(p.name for k, p in result.outputs.items() if k.startswith("plot"))
+        )
     return result

@@ -38,8 +38,11 @@ def item_texts(data: Interactions) -> list[str]:
             texts.append("")
             continue
         genres = frame.at[code, "genres"] if "genres" in frame.columns else None
-        genre_list = list(genres) if isinstance(genres, (list, tuple, np.ndarray)) else (
-            str(genres).split() if isinstance(genres, str) else [])
+        genre_list = (
+            list(genres)
+            if isinstance(genres, (list, tuple, np.ndarray))
+            else (str(genres).split() if isinstance(genres, str) else [])
+        )
         text = titles[code] + "."
         if genre_list:
             text += " Genres: " + ", ".join(genre_list) + "."

@@ -13,7 +13,9 @@ from ..data import Interactions, drop_unseen
 __all__ = ["EvalSplit", "cornac_ratio_split", "make_eval_split"]
 
 
-def cornac_ratio_split(data: Interactions, test_size: float = 0.2, seed: int = 123) -> tuple[Interactions, Interactions]:
+def cornac_ratio_split(
+    data: Interactions, test_size: float = 0.2, seed: int = 123
+) -> tuple[Interactions, Interactions]:
     """Cornac 3.0.1's ``RatioSplit`` on the rows of ``data`` in their stored (file) order.
 
     Cornac draws ``numpy.random.RandomState(seed).permutation(n)`` and takes the first
@@ -58,8 +60,9 @@ class EvalSplit:
     exclude: sp.csr_matrix
 
 
-def make_eval_split(data: Interactions, *, test_size: float = 0.2, seed: int = 123,
-                    relevance: float | None = 4.0) -> EvalSplit:
+def make_eval_split(
+    data: Interactions, *, test_size: float = 0.2, seed: int = 123, relevance: float | None = 4.0
+) -> EvalSplit:
     """Cornac-protocol split of ``data``: ratio split, unknowns dropped, positives rated >= ``relevance``.
 
     Parameters
@@ -90,9 +93,13 @@ def make_eval_split(data: Interactions, *, test_size: float = 0.2, seed: int = 1
     positives.sum_duplicates()
     positives.data[:] = 1.0
     unseen_items = np.flatnonzero(np.diff(train_matrix.tocsc().indptr) == 0)
-    outside = sp.csr_matrix((np.ones(data.n_users * len(unseen_items)),
-                             (np.repeat(np.arange(data.n_users), len(unseen_items)),
-                              np.tile(unseen_items, data.n_users))), shape=shape)
+    outside = sp.csr_matrix(
+        (
+            np.ones(data.n_users * len(unseen_items)),
+            (np.repeat(np.arange(data.n_users), len(unseen_items)), np.tile(unseen_items, data.n_users)),
+        ),
+        shape=shape,
+    )
     exclude = (train_matrix + outside).tocsr()
     exclude.data[:] = 1.0
     exclude.sort_indices()

@@ -20,8 +20,7 @@ import numpy as np
 
 from ._source import file_bytes
 
-__all__ = ["AudioPreprocessor", "load_audio", "to_mono", "resample", "denoise", "trim_silence",
-           "audio_content_bytes"]
+__all__ = ["AudioPreprocessor", "load_audio", "to_mono", "resample", "denoise", "trim_silence", "audio_content_bytes"]
 
 
 def load_audio(source) -> tuple[np.ndarray, int]:
@@ -58,8 +57,10 @@ def load_audio(source) -> tuple[np.ndarray, int]:
         if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr < 1:
             raise ValueError(f"sample_rate: must be a positive integer, got {sr!r}")
         if data.ndim not in (1, 2) or data.size == 0 or data.dtype.kind not in "fiu":
-            raise ValueError(f"audio array: expected non-empty numeric (n,) or (n, channels), "
-                             f"got shape {data.shape}, dtype {data.dtype}")
+            raise ValueError(
+                f"audio array: expected non-empty numeric (n,) or (n, channels), "
+                f"got shape {data.shape}, dtype {data.dtype}"
+            )
         if data.dtype.kind in "iu":  # PCM integers -> [-1, 1]
             data = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
         data = data.astype(np.float32, copy=False)
@@ -109,9 +110,17 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return resample_poly(samples, target_sr // g, orig_sr // g, axis=0).astype(np.float32)
 
 
-def denoise(samples: np.ndarray, sr: int, *, noise_clip: np.ndarray | None = None,
-            prop_decrease: float = 1.0, n_std_thresh: float = 1.5, noise_fraction: float = 0.2,
-            freq_smooth_hz: float | None = None, time_smooth_ms: float = 50.0) -> np.ndarray:
+def denoise(
+    samples: np.ndarray,
+    sr: int,
+    *,
+    noise_clip: np.ndarray | None = None,
+    prop_decrease: float = 1.0,
+    n_std_thresh: float = 1.5,
+    noise_fraction: float = 0.2,
+    freq_smooth_hz: float | None = None,
+    time_smooth_ms: float = 50.0,
+) -> np.ndarray:
     """Stationary spectral gating (``noisereduce``).
 
     Per frequency, the noise threshold is the mean + ``n_std_thresh`` std of the dB magnitude of a
@@ -145,15 +154,23 @@ def denoise(samples: np.ndarray, sr: int, *, noise_clip: np.ndarray | None = Non
         noise_clip = samples[: n_frames * frame].reshape(n_frames, frame)[quiet].reshape(-1)
     if freq_smooth_hz is None:
         freq_smooth_hz = 2.0 * sr / 1024
-    out = noisereduce.reduce_noise(y=samples, sr=sr, stationary=True, y_noise=noise_clip,
-                                   prop_decrease=prop_decrease, n_std_thresh_stationary=n_std_thresh,
-                                   n_fft=1024, freq_mask_smooth_hz=freq_smooth_hz,
-                                   time_mask_smooth_ms=time_smooth_ms)
+    out = noisereduce.reduce_noise(
+        y=samples,
+        sr=sr,
+        stationary=True,
+        y_noise=noise_clip,
+        prop_decrease=prop_decrease,
+        n_std_thresh_stationary=n_std_thresh,
+        n_fft=1024,
+        freq_mask_smooth_hz=freq_smooth_hz,
+        time_mask_smooth_ms=time_smooth_ms,
+    )
     return np.asarray(out, dtype=np.float32)
 
 
-def trim_silence(samples: np.ndarray, sr: int, *, top_db: float = 40.0, frame_ms: float = 25.0,
-                 pad_ms: float = 50.0) -> np.ndarray:
+def trim_silence(
+    samples: np.ndarray, sr: int, *, top_db: float = 40.0, frame_ms: float = 25.0, pad_ms: float = 50.0
+) -> np.ndarray:
     """Cut leading and trailing frames more than ``top_db`` dB below the loudest frame.
 
     Returns an empty array when the whole clip is digital silence. ``pad_ms`` of margin is kept
@@ -164,7 +181,7 @@ def trim_silence(samples: np.ndarray, sr: int, *, top_db: float = 40.0, frame_ms
     frame = max(1, int(sr * frame_ms / 1000))
     n_frames = int(math.ceil(len(samples) / frame))
     padded = np.zeros(n_frames * frame, dtype=np.float32)
-    padded[:len(samples)] = samples
+    padded[: len(samples)] = samples
     rms = np.sqrt((padded.reshape(n_frames, frame) ** 2).mean(axis=1))
     peak = rms.max() if rms.size else 0.0
     if peak <= 1e-10:

@@ -16,17 +16,145 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-__all__ = ["TextPreprocessor", "clean_text", "word_tokens", "remove_stop_words", "tokenize",
-           "ENGLISH_STOP_WORDS"]
+__all__ = ["TextPreprocessor", "clean_text", "word_tokens", "remove_stop_words", "tokenize", "ENGLISH_STOP_WORDS"]
 
-_TAG = re.compile(r"</?[A-Za-z][^<>]*>")   # an HTML tag, not a bare "<" in "a < b"
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")  # an HTML tag, not a bare "<" in "a < b"
 _URL = re.compile(r"(?:https?://|www\.)\S+")
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")  # letters/digits, inner apostrophes kept ("don't")
 
 # A compact English list (articles, pronouns, auxiliaries, prepositions, conjunctions): the usual
 # core of the NLTK/scikit-learn lists, without content words such as "computer" or "system".
-ENGLISH_STOP_WORDS = frozenset(["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves"])
+ENGLISH_STOP_WORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -55,8 +183,9 @@ class TextPreprocessor:
 
     def __post_init__(self):
         if self.unicode_form not in (None, "NFC", "NFKC", "NFD", "NFKD"):
-            raise ValueError(f"unicode_form: must be one of None, 'NFC', 'NFKC', 'NFD', 'NFKD', "
-                             f"got {self.unicode_form!r}")
+            raise ValueError(
+                f"unicode_form: must be one of None, 'NFC', 'NFKC', 'NFD', 'NFKD', got {self.unicode_form!r}"
+            )
 
     def __call__(self, text) -> str:
         return clean_text(text, self)
@@ -144,5 +273,6 @@ def tokenize(texts: Sequence[str], tokenizer, *, max_length: int, return_tensors
     """
     if not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length: must be an integer >= 2, got {max_length!r}")
-    return tokenizer(list(texts), padding=True, truncation="longest_first", max_length=max_length,
-                     return_tensors=return_tensors)
+    return tokenizer(
+        list(texts), padding=True, truncation="longest_first", max_length=max_length, return_tensors=return_tensors
+    )

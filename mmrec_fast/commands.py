@@ -255,9 +255,12 @@ def cmd_train(args) -> int:
     config = load_config(args.config) if args.config else {}
     train_config = _train_config(args, config, "hybrid" if args.model == "hybrid" else "train")
     data, split, split_cfg, data_options = _data_and_split(args, config)
-    train = split.train_matrix
+    # Ratings as values: EASE and iALS use them as confidences (their tuned defaults assume it).
+    train, relevance = split.train_ratings, split_cfg.get("relevance", 4.0)
+    if split.train.ratings is None:
+        relevance = None
     if args.all_data:
-        train = data.to_csr("ones", duplicates="sum")
+        train, relevance = data.to_csr("ones", duplicates="sum"), None
         train.data[:] = 1.0
     features = blocks = None
     if args.model in CONTENT_KINDS:
@@ -271,7 +274,14 @@ def cmd_train(args) -> int:
         )
         blocks = {"text": (0, features.shape[1])}
     model = train_model(
-        args.model, data.n_users, data.n_items, train, train_config, features=features, feature_blocks=blocks
+        args.model,
+        data.n_users,
+        data.n_items,
+        train,
+        train_config,
+        features=features,
+        feature_blocks=blocks,
+        relevance=relevance,
     )
     labels = json.dumps(item_titles(data))
     # The training matrix and labels go into the same atomic, checksummed save as the model.

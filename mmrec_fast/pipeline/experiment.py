@@ -137,10 +137,11 @@ def run_experiment(
             name,
             data.n_users,
             data.n_items,
-            split.train_matrix,
+            split.train_ratings,  # rating values: EASE / iALS confidences (0/1 without ratings)
             hybrid_config if name == "hybrid" else config,
             features=features,
             feature_blocks=blocks,
+            relevance=relevance if split.train.ratings is not None else None,
         )
         train_seconds[name] = time.perf_counter() - started
         epochs = len(getattr(model, "history", []))

@@ -59,6 +59,16 @@ class EvalSplit:
     positives: sp.csr_matrix
     exclude: sp.csr_matrix
 
+    @property
+    def train_ratings(self) -> sp.csr_matrix:
+        """Training interactions with their rating values (EASE and iALS learn from them as confidences).
+
+        The 0/1 :attr:`train_matrix` when the data has no ratings; the last rating of a repeated pair.
+        """
+        if self.train.ratings is None:
+            return self.train_matrix
+        return self.train.to_csr("ratings", duplicates="last")
+
 
 def make_eval_split(
     data: Interactions, *, test_size: float = 0.2, seed: int = 123, relevance: float | None = 4.0

@@ -232,47 +232,66 @@ def cmd_demo(args) -> int:
     return run_movielens_demo(args.out, device=args.device, progress=not args.no_progress, overwrite=args.overwrite)
 
 
-def cmd_train(args) -> int:
-    """Train one model on the split's training part and save it (with its training matrix and labels)."""
+def check_model_out(args, overwrite_hint: str):
+    """``--model`` names a kind and ``--out`` may receive a saved model: checked before any training."""
     from ._outputs import check_output_dir
-    from .evaluation import evaluate_model
-    from .models import save_model
     from .models.io import saved_model_files
-    from .pipeline import CONTENT_KINDS, MODEL_KINDS, item_texts, item_titles, text_features, train_model
+    from .pipeline import MODEL_KINDS
 
-    # Every check that can fail runs before minutes of training, not after.
     if args.model not in MODEL_KINDS:
         raise ValueError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {args.model!r}")
-    out_dir = check_output_dir(
+    return check_output_dir(
         args.out,
         argument="--out",
         overwrite=args.overwrite,
         recognise=saved_model_files,
         what="saved model",
-        overwrite_hint=_OVERWRITE_HINT,
+        overwrite_hint=overwrite_hint,
     )
+
+
+def training_part(split, split_cfg: dict):
+    """The split's training part with its ratings as values (EASE / iALS confidences), and the relevance
+    threshold of the validation positives (``None`` when the data has no ratings)."""
+    if split.train.ratings is None:
+        return split.train_matrix, None
+    return split.train_ratings, split_cfg.get("relevance", 4.0)
+
+
+def content_features(args, data, out_dir):
+    """``(features, blocks)`` of the item texts for the content kinds, ``(None, None)`` for the others."""
+    from .pipeline import CONTENT_KINDS, item_texts, text_features
+
+    if args.model not in CONTENT_KINDS:
+        return None, None
+    if data.item_features is None:
+        raise ValueError(f"--model {args.model}: the data has no item side information to embed")
+    features = text_features(
+        item_texts(data),
+        cache_dir=out_dir.parent / ".mmrec_cache",
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    return features, {"text": (0, features.shape[1])}
+
+
+def cmd_train(args) -> int:
+    """Train one model on the split's training part and save it (with its training matrix and labels)."""
+    from .evaluation import evaluate_model
+    from .models import save_model
+    from .pipeline import item_titles, train_model
+
+    # Every check that can fail runs before minutes of training, not after.
+    out_dir = check_model_out(args, _OVERWRITE_HINT)
     check_device(args.device)
     config = load_config(args.config) if args.config else {}
     train_config = _train_config(args, config, "hybrid" if args.model == "hybrid" else "train")
     data, split, split_cfg, data_options = _data_and_split(args, config)
-    # Ratings as values: EASE and iALS use them as confidences (their tuned defaults assume it).
-    train, relevance = split.train_ratings, split_cfg.get("relevance", 4.0)
-    if split.train.ratings is None:
-        relevance = None
+    train, relevance = training_part(split, split_cfg)
     if args.all_data:
         train, relevance = data.to_csr("ones", duplicates="sum"), None
         train.data[:] = 1.0
-    features = blocks = None
-    if args.model in CONTENT_KINDS:
-        if data.item_features is None:
-            raise ValueError(f"--model {args.model}: the data has no item side information to embed")
-        features = text_features(
-            item_texts(data),
-            cache_dir=out_dir.parent / ".mmrec_cache",
-            device=args.device,
-            progress=not args.no_progress,
-        )
-        blocks = {"text": (0, features.shape[1])}
+    features, blocks = content_features(args, data, out_dir)
     model = train_model(
         args.model,
         data.n_users,

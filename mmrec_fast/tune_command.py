@@ -48,21 +48,11 @@ def add_tune_parser(sub, add_data_flags, positive_int, positive_float, add_overw
 def cmd_tune(args) -> int:
     """Search, refit the best on all of train, save it with ``metadata["tuning"]``."""
     from . import commands
-    from ._outputs import check_output_dir, check_output_file, write_file_atomically
+    from ._outputs import check_output_file, write_file_atomically
     from .models import save_model
-    from .models.io import saved_model_files
-    from .pipeline import CONTENT_KINDS, MODEL_KINDS, item_texts, item_titles, text_features, train_model
+    from .pipeline import item_titles, train_model
 
-    if args.model not in MODEL_KINDS:
-        raise ValueError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {args.model!r}")
-    out_dir = check_output_dir(
-        args.out,
-        argument="--out",
-        overwrite=args.overwrite,
-        recognise=saved_model_files,
-        what="saved model",
-        overwrite_hint="--overwrite",
-    )
+    out_dir = commands.check_model_out(args, "--overwrite")
     if args.json:
         check_output_file(args.json, argument="--json", overwrite=args.overwrite, inputs=[args.config, args.data])
     if not 0 < args.val_fraction < 1:
@@ -71,22 +61,8 @@ def cmd_tune(args) -> int:
     config = commands.load_config(args.config) if args.config else {}
     data, split, split_cfg, data_options = commands._data_and_split(args, config)
     # Only the training part of the split is read from here on.
-    relevance = split_cfg.get("relevance")
-    if relevance is not None and split.train.ratings is not None:
-        train = split.train.to_csr("ratings", duplicates="last")
-    else:
-        train, relevance = split.train_matrix, None
-    features = blocks = None
-    if args.model in CONTENT_KINDS:
-        if data.item_features is None:
-            raise ValueError(f"--model {args.model}: the data has no item side information to embed")
-        features = text_features(
-            item_texts(data),
-            cache_dir=out_dir.parent / ".mmrec_cache",
-            device=args.device,
-            progress=not args.no_progress,
-        )
-        blocks = {"text": (0, features.shape[1])}
+    train, relevance = commands.training_part(split, split_cfg)
+    features, blocks = commands.content_features(args, data, out_dir)
     budget = {"trials": args.trials, "seconds": args.seconds}
     model = train_model(
         args.model,

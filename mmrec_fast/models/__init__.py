@@ -6,6 +6,7 @@
 - :class:`EASE` -- closed-form item-item model (Steck 2019), catalogues up to 20,000 items.
 - :class:`IALS` -- implicit ALS (numba, multi-threaded) with fold-in of new users;
   :class:`ContentIALS` adds a content -> factor map so new items are scorable from content alone.
+- :class:`EASEIALSBlend` -- EASE and iALS blended into one model (score blocks ``ease`` / ``ials``).
 - :class:`MostPop` -- popularity, the floor of every table.
 
 All expose ``user_vectors()``, ``item_vectors()`` and ``blocks()`` (how a score splits into ID,
@@ -13,6 +14,7 @@ per-modality and bias parts); :func:`save_model` / :func:`load_model` round-trip
 """
 
 from .base import Recommender, ScoreBlock
+from .blend import EASEIALSBlend
 from .config import TrainConfig
 from .content import ContentProfile
 from .ease import EASE
@@ -22,5 +24,5 @@ from .io import SavedModel, load_model, save_model
 from .popularity import MostPop
 
 __all__ = ["Recommender", "ScoreBlock", "TrainConfig", "BPRMF", "HybridMF", "FactorModel", "ContentProfile",
-           "EASE", "IALS", "ContentIALS", "MostPop",
+           "EASE", "IALS", "ContentIALS", "EASEIALSBlend", "MostPop",
            "save_model", "load_model", "SavedModel"]

@@ -17,15 +17,16 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..models import (BPRMF, EASE, IALS, ContentIALS, ContentProfile, FactorModel, HybridMF, MostPop, Recommender,
-                      TrainConfig)
+from ..models import (BPRMF, EASE, IALS, ContentIALS, ContentProfile, EASEIALSBlend, FactorModel, HybridMF, MostPop,
+                      Recommender, TrainConfig)
 
 __all__ = ["holdout_entries", "validation_split", "defaults_for", "BINARY_DEFAULTS", "fit_with_early_stopping", "train_model", "fit_kind", "MODEL_KINDS",
            "CONTENT_KINDS", "DEFAULT_PARAMS", "SEARCH_SPACES"]
 
 #: What :func:`train_model` builds: BPR-MF, the VBPR-style hybrid, content profiles, EASE, iALS, the
-#: content-aware iALS (new items scored from content) and popularity (the floor of every table).
-MODEL_KINDS = ("bpr", "hybrid", "content", "ease", "ials", "ials-content", "mostpop")
+#: content-aware iALS (new items scored from content), the EASE + iALS blend and popularity (the floor of
+#: every table).
+MODEL_KINDS = ("bpr", "hybrid", "content", "ease", "ials", "ials-content", "ease-ials", "mostpop")
 
 #: Kinds that need item content (``features=``).
 CONTENT_KINDS = ("hybrid", "content", "ials-content")
@@ -50,6 +51,10 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "ease": {"reg": 5000.0, "use_values": True},
     "ials": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
     "ials-content": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
+    # The parts keep their own defaults above; the EASE share was chosen by tune("ease-ials") on the
+    # same validation split (docs/quality.md, "EASE + iALS blend").
+    "ease-ials": {"weight": 0.2, "ease_reg": 5000.0, "dim": 128, "alpha0": 0.55, "ials_reg": 0.67, "nu": 0.5,
+                  "epochs": 20, "use_values": True},
     "mostpop": {"scale": "log"},
 }
 
@@ -61,6 +66,9 @@ BINARY_DEFAULTS: dict[str, dict] = {
     "ease": {"reg": 200.0, "use_values": False},
     "ials": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
     "ials-content": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
+    # The binary parts above; the weight is the rating-valued one (normalised scores make it comparable).
+    "ease-ials": {"weight": 0.2, "ease_reg": 200.0, "dim": 256, "alpha0": 1.0, "ials_reg": 0.01, "nu": 1.0,
+                  "epochs": 16, "use_values": False},
 }
 
 
@@ -83,6 +91,7 @@ SEARCH_SPACES: dict[str, dict] = {
              "nu": [0.5, 1.0], "epochs": [10, 20]},
     "ials-content": {"dim": [64, 128, 256], "alpha0": [0.1, 0.3, 0.55, 1.0], "reg": [0.1, 0.3, 0.67, 1.0],
                      "nu": [0.5, 1.0], "epochs": [10, 20]},
+    "ease-ials": {"weight": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], "ease_reg": [2000.0, 3000.0, 5000.0, 8000.0]},
     "mostpop": {"scale": ["log", "count"]},
 }
 
@@ -196,6 +205,8 @@ def _make(kind: str, n_users: int, n_items: int, params: dict, *, features, feat
             return IALS(n_users, n_items, seed=seed, **params)
         if kind == "ials-content":
             return ContentIALS(n_users, n_items, features, feature_blocks=feature_blocks, seed=seed, **params)
+        if kind == "ease-ials":
+            return EASEIALSBlend(n_users, n_items, seed=seed, **params)
         return MostPop(n_users, n_items, **params)
     except TypeError as exc:  # an unknown keyword: say which argument, as a ValueError
         raise ValueError(f"params: {exc}") from None

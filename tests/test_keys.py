@@ -37,13 +37,13 @@ def test_signed_zeros_tie_on_the_index():
 
 
 def test_numba_key_is_the_complement_of_the_python_key():
-    numba_kernels = pytest.importorskip("mmrec_fast.backends.numba_kernels", reason="numba unavailable")
+    numba_select = pytest.importorskip("mmrec_fast.backends.numba_select", reason="numba unavailable")
     rng = np.random.default_rng(0)
     indices = rng.integers(0, 2**32 - 1, size=SCORES.size)
     finite = ~np.isneginf(SCORES)
     ours = _keys.encode(SCORES, indices)
     for q in np.flatnonzero(finite):
-        theirs = numba_kernels._make_key(SCORES[q], np.int64(indices[q]))
+        theirs = numba_select._make_key(SCORES[q], np.int64(indices[q]))
         assert int(theirs) == int(~ours[q]), (SCORES[q], indices[q])
 
 

@@ -6,10 +6,10 @@ SIMD level nor on the block sizes, so one prepared catalogue serves every config
 query (``persistent=False``) the items stay row-major and each item block is packed on the fly into a
 per-thread buffer: no full copy, bitwise the same results.
 
-Few users (fewer than 512) are not enough to keep every core busy with user blocks: the engine then
-cuts the items into a fixed number of shards (a function of U, I, k and the item block only, never of
-the thread count), computes each shard's best k and (max, sum) separately and merges them exactly in
-shard order, so results still do not depend on the number of threads.
+Few users (fewer than ``kSplitBelowUsers`` = 128 in ``csrc/cpu/topk.cpp``) cannot keep every core busy
+with user blocks: the engine then cuts the items into a fixed number of shards (a function of U, I, k
+and the item block only, never of the thread count), computes each shard's best k and (max, sum)
+separately and merges them exactly in shard order, so results still do not depend on the number of threads.
 
 The SIMD path (AVX-512 / AVX2+FMA / portable scalar) is chosen at run time per call; the environment
 variable ``MMREC_FAST_SIMD`` ("avx512", "avx2", "scalar", "auto") can lower it, e.g. for tests. All

@@ -42,6 +42,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import validation
+
 __all__ = [
     "Encoder",
     "EncodeResult",
@@ -137,12 +139,10 @@ def check_on_error(on_error: str, argument: str = "on_error") -> str:
 
 
 def check_positive_int(value, argument: str, *, allow_none: bool = False):
-    """Validate a positive integer argument (``batch_size``, ``num_threads`` ...)."""
+    """Validate a positive integer argument (``batch_size``, ``num_threads`` ...); ``None`` if allowed."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{argument}: must be a positive integer, got {value!r}")
-    return int(value)
+    return validation.check_positive_int(value, argument)
 
 
 def resolve_device(device) -> str:

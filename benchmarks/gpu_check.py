@@ -40,7 +40,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 T_START = time.perf_counter()
 
@@ -87,7 +86,7 @@ def _to_numpy_result(result, mf):
 
 def run_checks(mf, np, torch, cupy):
     from mmrec_fast import _arrays
-    from testing import assert_topk_matches, random_exclusion, random_problem
+    from mmrec_fast.testing import assert_topk_matches, random_exclusion, random_problem
 
     status = mf.available_backends()
     for s in status.values():

@@ -22,3 +22,11 @@ def pytest_report_header(config):
 def rng(request):
     """A generator per test: the session seed mixed with the test's id (zlib.crc32, stable across runs)."""
     return np.random.default_rng([SESSION_SEED, zlib.crc32(request.node.nodeid.encode())])
+
+
+@pytest.fixture(autouse=True)
+def _forced_simd_level(request, monkeypatch):
+    """Tests parametrized with a ``simd`` marker (mmrec_fast.testing.BACKENDS) run at that native level."""
+    marker = request.node.get_closest_marker("simd")
+    if marker is not None:
+        monkeypatch.setenv("MMREC_FAST_SIMD", marker.args[0])

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import mmrec_fast as mf
 from mmrec_fast.result import probabilities
-from testing import assert_topk_matches
+from mmrec_fast.testing import assert_topk_matches
 
 CPU = [name for name in ("native", "numba", "numpy", "torch") if mf.available_backends()[name].available]
 CPU_PARAMS = [pytest.param(name, id=name) for name in CPU]

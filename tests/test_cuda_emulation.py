@@ -16,7 +16,7 @@ import pytest
 
 import mmrec_fast as mf
 from mmrec_fast import _keys, validation
-from testing import assert_topk_matches, random_exclusion, random_problem
+from mmrec_fast.testing import assert_topk_matches, random_exclusion, random_problem
 
 U64 = np.uint64
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import mmrec_fast as mf
-from testing import assert_topk_matches, random_exclusion, random_problem
+from mmrec_fast.testing import assert_topk_matches, random_exclusion, random_problem
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")

@@ -11,7 +11,7 @@ import pytest
 
 import mmrec_fast as mf
 from mmrec_fast import _arrays
-from testing import assert_topk_matches, random_exclusion, random_problem
+from mmrec_fast.testing import assert_topk_matches, random_exclusion, random_problem
 
 torch = pytest.importorskip("torch", reason="torch not installed")
 

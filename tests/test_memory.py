@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from testing import BACKENDS
+from mmrec_fast.testing import BACKENDS_BEST_SIMD
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -71,7 +71,7 @@ def test_full_size_memory_bound():
     assert m["extra"] <= m["outputs"] + BUDGET, m
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS_BEST_SIMD)
 def test_every_backend_memory_bound(backend):
     if backend in ("cuda", "cupy"):
         pytest.skip(

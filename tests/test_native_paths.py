@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import mmrec_fast as mf
-from testing import assert_topk_matches, random_exclusion, random_problem
+from mmrec_fast.testing import assert_topk_matches, random_exclusion, random_problem
 
 native = pytest.importorskip("mmrec_fast._native", reason="native extension not built")
 LEVELS = native.supported_simd_levels()

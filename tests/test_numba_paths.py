@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mmrec_fast as mf
-from testing import assert_topk_matches, random_exclusion, random_problem
+from mmrec_fast.testing import assert_topk_matches, random_exclusion, random_problem
 
 nb = pytest.importorskip("mmrec_fast.backends.numba_backend", reason="numba unavailable")
 from mmrec_fast.backends import numba_kernels as nk  # noqa: E402

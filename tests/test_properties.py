@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mmrec_fast as mf
-from testing import BACKENDS, assert_topk_matches
+from mmrec_fast.testing import BACKENDS, assert_topk_matches
 
 
 @st.composite

@@ -5,7 +5,7 @@ import pytest
 
 import mmrec_fast as mf
 from mmrec_fast.reference import scores_reference, topk_reference
-from testing import BACKENDS, random_exclusion, random_problem
+from mmrec_fast.testing import BACKENDS, random_exclusion, random_problem
 
 
 def test_score_dense(rng):

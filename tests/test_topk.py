@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 import mmrec_fast as mf
-from testing import BACKENDS, assert_topk_matches, random_exclusion, random_problem
+from mmrec_fast.testing import BACKENDS, assert_topk_matches, random_exclusion, random_problem
 
 SHAPES = [  # (U, I, d, k)
     (1, 1, 1, 1),

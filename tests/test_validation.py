@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 import mmrec_fast as mf
-from testing import BACKENDS
+from mmrec_fast.testing import BACKENDS
 
 U = np.ones((4, 3), dtype=np.float32)
 V = np.ones((10, 3), dtype=np.float32)

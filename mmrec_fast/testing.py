@@ -1,5 +1,8 @@
-"""Shared test helpers: the backend list every test parametrizes over, random problems, and the one
-comparison against the float64 reference (:func:`mmrec_fast.reference.topk_reference`).
+"""Shared test helpers, shipped with the package (tests and benchmarks use the same axes): the backend
+list every test parametrizes over -- with every native SIMD level as its own entry -- random problems,
+and the one comparison against the float64 reference (:func:`mmrec_fast.reference.topk_reference`).
+
+Needs pytest (the ``[test]`` extra); nothing in the package imports this module.
 
 Tolerances follow float32 arithmetic honestly. A float32 dot product of u and v carries a rounding
 error proportional to ``sum_k |u_k v_k|`` (its condition scale), not to the (possibly cancelled) result,
@@ -20,17 +23,34 @@ SCORE_RTOL = 1e-5
 LSE_ATOL = 1e-5
 
 
+def simd_levels() -> list[str]:
+    """The native engine's SIMD levels this CPU runs, best first (empty without the native build)."""
+    try:
+        from mmrec_fast import _native
+    except ImportError:
+        return []
+    return list(_native.supported_simd_levels())
+
+
 def _backend_params():
     params = []
     for name, status in mf.available_backends().items():
         marks = [] if status.available else [pytest.mark.skip(reason=f"{name} unavailable: {status.detail}")]
         params.append(pytest.param(name, id=name, marks=marks))
+        if name == "native" and status.available:
+            # Every lower SIMD level runs the same matrix: "native" with MMREC_FAST_SIMD forced by the
+            # `simd` marker (tests/conftest.py sets it for the test).
+            for level in simd_levels()[1:]:
+                params.append(pytest.param(name, id=f"native-{level}", marks=[pytest.mark.simd(level)]))
     return params
 
 
-#: Every backend -- the CPU engines, then "cuda", "cupy" and "torch" (NumPy inputs, so "torch" runs on
-#: CPU tensors and "cuda" through its host path); unavailable ones show up as skipped with the reason.
+#: Every backend -- the CPU engines (the native one once per SIMD level), then "cuda", "cupy" and "torch"
+#: (NumPy inputs, so "torch" runs on CPU tensors and "cuda" through its host path); unavailable ones show
+#: up as skipped with the reason.
 BACKENDS = _backend_params()
+#: The same backends with the native engine at its best SIMD level only (for full-size checks).
+BACKENDS_BEST_SIMD = [p for p in BACKENDS if not p.id.startswith("native-")]
 
 
 def random_problem(rng, n_users, n_items, dim, *, scale=None, dtype=np.float32):

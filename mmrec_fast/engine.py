@@ -7,11 +7,14 @@ Ctrl-C between chunks) and wraps the results.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import _arrays, validation
 from .backends import BlockConfig
+from .backends.base import ArrayBackend
 from .index import ItemIndex
 from .result import PairScores, TopK
 
@@ -165,7 +168,7 @@ def _topk_arrays(
     CuPy input, NumPy otherwise.
     """
     out_family = _arrays.family(users)
-    backend = index.backend
+    backend = cast(ArrayBackend, index.backend)
     users = validation.as_float_matrix_any(
         users, "users", dim=index.dim, dim_from="items", keep_half=getattr(backend, "half_inputs", False)
     )

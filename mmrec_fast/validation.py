@@ -323,15 +323,15 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
                 f"exclude: a list must hold one id sequence per user (U = {n_users}), "
                 f"got {len(exclude)} entries; pass (indptr, indices) as a tuple"
             )
-        rows = [to_numpy(row, f"exclude[{u}]") for u, row in enumerate(exclude)]
-        for u, row in enumerate(rows):
+        id_rows = [to_numpy(row, f"exclude[{u}]") for u, row in enumerate(exclude)]
+        for u, row in enumerate(id_rows):
             if row.ndim != 1:
                 raise ValueError(f"exclude[{u}]: expected a 1-D sequence of item ids, got shape {row.shape}")
         indptr = np.zeros(n_users + 1, dtype=np.int64)
-        np.cumsum([row.shape[0] for row in rows], out=indptr[1:])
+        np.cumsum([row.shape[0] for row in id_rows], out=indptr[1:])
         indices = (
-            np.concatenate([row if row.size else row.astype(np.int64) for row in rows])
-            if rows
+            np.concatenate([row if row.size else row.astype(np.int64) for row in id_rows])
+            if id_rows
             else np.zeros(0, dtype=np.int64)
         )
     else:

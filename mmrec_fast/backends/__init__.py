@@ -21,6 +21,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from .base import Backend, BlockConfig
 
@@ -58,7 +59,7 @@ _MISSING_PACKAGE = {
     "torch": "torch not installed (pip install torch)",
     "numba": "numba not installed (pip install numba)",
 }
-_loaded: dict[str, object] = {}
+_loaded: dict[str, Any] = {}
 _failures: dict[str, str] = {}  # memoised: a real absence, never retried
 _interrupted_once: set[str] = set()  # backends whose import was interrupted (Ctrl-C) at least once
 _last_error: dict[str, str] = {}  # failures after an interruption: reported, not memoised
@@ -80,11 +81,12 @@ class BackendStatus:
 def _interrupted(exc: BaseException) -> bool:
     """Whether an import failure is really a Ctrl-C (some libraries re-raise it as ImportError)."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
             return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return False
 
 

@@ -145,3 +145,27 @@ class Backend(Protocol):
         out_lse: np.ndarray,
     ) -> None:
         """Fill ``out_*`` per the kernel contract of this module."""
+
+
+class ArrayBackend(Backend, Protocol):
+    """A backend with ``array_api = True`` ("cuda", "cupy", "torch"): computes on the caller's arrays."""
+
+    array_api: bool
+
+    def adopt_users(self, users: Any, prepared: Any) -> Any:
+        """The users in the form :meth:`topk_arrays` takes (e.g. moved to the items' device)."""
+
+    def chunk_users(self, n_items: int, dim: int, prepared: Any) -> int | None:
+        """Users per engine call, or ``None`` for the CPU default."""
+
+    def topk_arrays(
+        self,
+        users: Any,
+        prepared: Any,
+        k: int,
+        inv_temperature: float,
+        excl_indptr: np.ndarray,
+        excl_indices: np.ndarray,
+        config: BlockConfig,
+    ) -> tuple[Any, Any, Any]:
+        """``(indices, scores, lse)`` as arrays of the family of ``users``."""

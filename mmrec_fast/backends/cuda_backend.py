@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrec_fast import _cuda
+from mmrec_fast import _cuda  # type: ignore[attr-defined]  # compiled extension, no stubs
 
 from .. import _arrays
 from .base import BlockConfig
@@ -132,9 +132,9 @@ class CudaBackend:
     def prepare_items(self, items, config: BlockConfig, *, persistent: bool = True) -> PreparedItems:
         n_items, dim = int(items.shape[0]), int(items.shape[1])
         if _arrays.is_device(items):
-            return PreparedItems(
-                _device_ptr(items), n_items, dim, _arrays.device_index(items), items, _dtype_name(items)
-            )
+            device = _arrays.device_index(items)
+            assert device is not None  # a device array has an ordinal
+            return PreparedItems(_device_ptr(items), n_items, dim, device, items, _dtype_name(items))
         host = np.ascontiguousarray(_arrays.asnumpy(_as_float32(items)), dtype=np.float32)
         device = self._default_device()
         buffer = _cuda.DeviceBuffer(host.nbytes, device)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmrec_fast import _native
+from mmrec_fast import _native  # type: ignore[attr-defined]  # compiled extension, no stubs
 
 from .base import BlockConfig
 

@@ -152,7 +152,7 @@ class NumbaBackend:
         previous = numba.get_num_threads()
         n_threads = previous
         if config.num_threads is not None:
-            n_threads = max(1, min(int(config.num_threads), numba.config.NUMBA_NUM_THREADS))
+            n_threads = max(1, min(int(config.num_threads), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
         n_shards = item_shards(n_users, n_items, item_block, k)
         user_block = (
             min(int(config.user_block), n_users)
@@ -184,10 +184,11 @@ class NumbaBackend:
 
     # -- info ----------------------------------------------------------------------------------------
     def describe(self) -> str:
+        layer: str
         try:
             layer = numba.threading_layer()
         except ValueError:  # no parallel kernel has run yet in this process
-            layer = f"{numba.config.THREADING_LAYER} (not initialised yet)"
+            layer = f"{numba.config.THREADING_LAYER} (not initialised yet)"  # type: ignore[attr-defined]
         return f"numba {numba.__version__} ({numba.get_num_threads()} threads, threading layer: {layer})"
 
 

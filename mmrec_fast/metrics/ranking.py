@@ -58,6 +58,7 @@ users. ``n_users`` in the result is their number.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -298,19 +299,35 @@ def evaluate(ranked, positives, ks=(5, 10, 20), *, n_candidates=None, metrics=No
 
 
 def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, want_coverage):
+    """Per-user metric arrays (NaN for users without positives) and the coverage values."""
+    r_all, pos, ks, at_k, full, explicit, ncand, s_all, n_items = _checked_inputs(
+        ranked, positives, ks, n_candidates, metrics, n_items, scores
+    )
+    n_pos = np.diff(pos.indptr).astype(np.int64)
+    hits = _Hits.of(r_all, pos, n_pos)
+    complete = _complete_rows(hits, ncand, ks, r_all.shape[1], n_items)
+    full = _computable_full_metrics(hits, complete, full, explicit, ncand)
+
+    out, coverage = _metrics_at_k(hits, r_all, ks, at_k, n_items, want_coverage)
+    out.update(_full_ranking_metrics(hits, s_all, full))
+    out["evaluated"] = hits.evaluated
+    out["n_pos"] = n_pos
+    return out, coverage
+
+
+def _checked_inputs(ranked, positives, ks, n_candidates, metrics, n_items, scores):
+    """Every argument of :func:`_evaluate` validated (errors name the argument)."""
     if n_items is not None and (isinstance(n_items, bool) or not isinstance(n_items, numbers.Integral) or n_items < 1):
         raise ValueError(f"n_items: expected a positive integer, got {n_items!r}")
     if not sp.issparse(positives):
         _check_positives(positives, 0, None)  # raises the "expected a scipy.sparse" error
     n_items = int(positives.shape[1]) if n_items is None else int(n_items)
     r_all = _check_ranked(ranked, n_items)
-    U, K = r_all.shape
-    pos = _check_positives(positives, U, n_items)
+    pos = _check_positives(positives, r_all.shape[0], n_items)
     ks = _check_ks(ks)
     at_k, full, explicit = _check_metrics(metrics)
-    ncand = _check_n_candidates(n_candidates, U)
+    ncand = _check_n_candidates(n_candidates, r_all.shape[0])
     s_all = _check_scores(scores, r_all.shape)
-
     if s_all is not None:
         # Listed part of each row non-increasing and free of NaN (padding slots are ignored).
         # ``not (next <= prev)`` is true for a rise and for NaN alike: one pass over U x K.
@@ -322,41 +339,83 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
             if np.isnan(s_all[u][valid[u]]).any():
                 raise ValueError(f"scores: row {u} holds NaN for a listed item")
             raise ValueError(f"scores: row {u} is not sorted in non-increasing order")
+    return r_all, pos, ks, at_k, full, explicit, ncand, s_all, n_items
 
-    n_pos = np.diff(pos.indptr).astype(np.int64)
-    evaluated = n_pos > 0
 
-    # Sparse hit list: one entry per (evaluated user, listed positive), row-major, positions
-    # increasing within a row. Every metric below is a per-user sum over these entries.
-    hr, hp, n_hits, n_valid = _hit_lists(r_all, pos, evaluated)
-    hit_start = np.cumsum(n_hits) - n_hits  # first entry of each user in hr/hp
-    hq = np.arange(len(hr), dtype=np.int64) - hit_start[hr] + 1  # tp@(hp+1): rank among the hits
-    m_hits = n_hits
+@dataclass
+class _Hits:
+    """The sparse hit list: one entry per (evaluated user, listed positive), row-major, positions
+    increasing within a row. Every metric is a per-user sum over these entries."""
 
+    hr: np.ndarray  # user of each hit
+    hp: np.ndarray  # 0-based list position of each hit
+    hq: np.ndarray  # rank of each hit among the user's hits (1-based): tp at its position
+    n_hits: np.ndarray  # listed positives per user
+    n_valid: np.ndarray  # listed (non-padding) items per user
+    n_pos: np.ndarray  # held-out positives per user
+    evaluated: np.ndarray  # users with at least one positive
+
+    @classmethod
+    def of(cls, r_all: np.ndarray, pos: sp.csr_matrix, n_pos: np.ndarray) -> _Hits:
+        evaluated = n_pos > 0
+        hr, hp, n_hits, n_valid = _hit_lists(r_all, pos, evaluated)
+        hit_start = np.cumsum(n_hits) - n_hits  # first entry of each user in hr/hp
+        hq = np.arange(len(hr), dtype=np.int64) - hit_start[hr] + 1
+        return cls(hr, hp, hq, n_hits, n_valid, n_pos, evaluated)
+
+    @property
+    def n_users(self) -> int:
+        return self.evaluated.shape[0]
+
+    def per_user(self, values: np.ndarray) -> np.ndarray:
+        """``values`` for evaluated users, NaN for the others."""
+        arr = np.full(self.n_users, np.nan)
+        ev_idx = np.flatnonzero(self.evaluated)
+        arr[ev_idx] = values[ev_idx]
+        return arr
+
+    def row_sum(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Per-user sum of ``weights`` (or counts) over the hits selected by ``mask``."""
+        w = None if weights is None else weights[mask]
+        return np.bincount(self.hr[mask], weights=w, minlength=self.n_users).astype(np.float64)
+
+    def first_position(self) -> np.ndarray:
+        """Each user's first hit position; beyond every k (k may exceed K for complete lists) if none."""
+        first = np.full(self.n_users, np.iinfo(np.int64).max // 2, dtype=np.int64)
+        first[self.hr[self.hq == 1]] = self.hp[self.hq == 1]
+        return first
+
+
+def _complete_rows(hits: _Hits, ncand, ks, K: int, n_items: int) -> np.ndarray:
+    """Which users' lists are their whole ranking; errors for k beyond an incomplete list."""
     if ncand is not None:
-        over = n_valid > ncand
+        over = hits.n_valid > ncand
         if over.any():
             u = int(np.flatnonzero(over)[0])
-            raise ValueError(f"n_candidates: user {u} has {ncand[u]} candidate(s) but ranked lists {n_valid[u]} items")
-        complete = n_valid == ncand
+            raise ValueError(
+                f"n_candidates: user {u} has {ncand[u]} candidate(s) but ranked lists {hits.n_valid[u]} items"
+            )
+        complete = hits.n_valid == ncand
     else:
-        complete = (n_valid < K) | (n_valid == n_items)
-
+        complete = (hits.n_valid < K) | (hits.n_valid == n_items)
     # @k beyond the list: only meaningful when the list is the whole ranking.
     too_long = [k for k in ks if k > K]
-    if too_long and (evaluated & ~complete).any():
-        u = int(np.flatnonzero(evaluated & ~complete)[0])
+    if too_long and (hits.evaluated & ~complete).any():
+        u = int(np.flatnonzero(hits.evaluated & ~complete)[0])
         raise ValueError(
             f"ks: k={too_long[0]} exceeds the list length K={K}, but user {u}'s list is "
             f"not complete (more candidates than listed), so hits beyond position "
             f"{K} are unknown; compute top-{max(ks)} lists" + ("" if ncand is not None else " or pass n_candidates")
         )
+    return complete
 
-    # Full-ranking metrics: which can be computed?
-    incomplete_users = evaluated & ~complete
+
+def _computable_full_metrics(hits: _Hits, complete: np.ndarray, full: set, explicit: bool, ncand) -> set:
+    """The full-ranking metrics the lists allow (asking explicitly for one they do not is an error)."""
+    incomplete_users = hits.evaluated & ~complete
     if incomplete_users.any():
         u = int(np.flatnonzero(incomplete_users)[0])
-        why = f"user {u}'s list has {n_valid[u]} of its " + (
+        why = f"user {u}'s list has {hits.n_valid[u]} of its " + (
             f"{ncand[u]} candidates" if ncand is not None else "candidates (no -1 padding and n_candidates not given)"
         )
         blocked = {m for m in full if m != "mrr"}
@@ -369,7 +428,7 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
         full = full - blocked
     # MRR needs the first hit's rank: known when it is listed, or when the list is complete.
     if "mrr" in full:
-        unknown = evaluated & (m_hits == 0) & ~complete
+        unknown = hits.evaluated & (hits.n_hits == 0) & ~complete
         if unknown.any():
             if explicit:
                 u = int(np.flatnonzero(unknown)[0])
@@ -379,81 +438,80 @@ def _evaluate(ranked, positives, ks, *, n_candidates, metrics, n_items, scores, 
                     f"request longer lists or leave 'mrr' out"
                 )
             full = full - {"mrr"}
+    return full
 
+
+def _metrics_at_k(hits: _Hits, r_all: np.ndarray, ks, at_k: set, n_items: int, want_coverage: bool):
+    """Precision, recall, F1, hit, NDCG, MRR@k, MAP@k per user, and coverage@k, for every k."""
+    hp, hq, n_pos = hits.hp, hits.hq, hits.n_pos
     # Discount table: disc[p] = 1/log2(p+2); idcg[m] = sum_{p<m} disc[p].
-    kmax = max(max(ks), K)
+    kmax = max(max(ks), r_all.shape[1])
     disc = 1.0 / np.log2(np.arange(kmax, dtype=np.float64) + 2.0)
     idcg = np.concatenate([[0.0], np.cumsum(disc)])
-
-    ev_idx = np.flatnonzero(evaluated)
     npos = n_pos.astype(np.float64)
-    # First hit position; the sentinel lies beyond every k (k may exceed K for complete lists).
-    first = np.full(U, np.iinfo(np.int64).max // 2, dtype=np.int64)
-    first[hr[hq == 1]] = hp[hq == 1]
-
-    def per_user(values_at_eval):
-        arr = np.full(U, np.nan)
-        arr[ev_idx] = values_at_eval[ev_idx]
-        return arr
-
-    def row_sum(mask, weights=None):
-        w = None if weights is None else weights[mask]
-        return np.bincount(hr[mask], weights=w, minlength=U).astype(np.float64)
-
-    out = {}
-    coverage = {}
+    first = hits.first_position()
+    ev_idx = np.flatnonzero(hits.evaluated)
+    out: dict = {}
+    coverage: dict = {}
     hp_disc = disc[hp] if "ndcg" in at_k else None
     hq_over_pos = hq / (hp + 1.0)  # precision at each hit's position
     with np.errstate(divide="ignore", invalid="ignore"):  # only non-evaluated users divide by 0
         for k in ks:
             within = hp < k
-            tp = row_sum(within)
+            tp = hits.row_sum(within)
             prec, rec = tp / k, tp / npos
             if "precision" in at_k:
-                out[f"precision@{k}"] = per_user(prec)
+                out[f"precision@{k}"] = hits.per_user(prec)
             if "recall" in at_k:
-                out[f"recall@{k}"] = per_user(rec)
+                out[f"recall@{k}"] = hits.per_user(rec)
             if "f1" in at_k:
                 denom = prec + rec
-                out[f"f1@{k}"] = per_user(np.where(denom > 0, 2 * prec * rec / denom, 0.0))
+                out[f"f1@{k}"] = hits.per_user(np.where(denom > 0, 2 * prec * rec / denom, 0.0))
             if "hit" in at_k:
-                out[f"hit@{k}"] = per_user((tp > 0).astype(np.float64))
+                out[f"hit@{k}"] = hits.per_user((tp > 0).astype(np.float64))
             if "ndcg" in at_k:
-                out[f"ndcg@{k}"] = per_user(row_sum(within, hp_disc) / idcg[np.minimum(n_pos, k)])
+                out[f"ndcg@{k}"] = hits.per_user(hits.row_sum(within, hp_disc) / idcg[np.minimum(n_pos, k)])
             if "mrr@k" in at_k:
-                out[f"mrr@{k}"] = per_user(np.where(first < k, 1.0 / (first + 1.0), 0.0))
+                out[f"mrr@{k}"] = hits.per_user(np.where(first < k, 1.0 / (first + 1.0), 0.0))
             if "map@k" in at_k:
-                out[f"map@{k}"] = per_user(row_sum(within, hq_over_pos) / np.minimum(npos, k))
+                out[f"map@{k}"] = hits.per_user(hits.row_sum(within, hq_over_pos) / np.minimum(npos, k))
             if want_coverage and "coverage" in at_k:
-                top = r_all[ev_idx, : min(k, K)]
+                top = r_all[ev_idx, : min(k, r_all.shape[1])]
                 seen = np.zeros(n_items, dtype=bool)
                 seen[top[top >= 0]] = True
                 coverage[f"coverage@{k}"] = float(seen.sum()) / n_items if len(ev_idx) else float("nan")
+    return out, coverage
 
-        m = m_hits.astype(np.float64)
+
+def _full_ranking_metrics(hits: _Hits, s_all, full: set) -> dict:
+    """MRR, MAP and AUC over each user's whole ranking (Cornac's tie rules when scores are given)."""
+    out: dict = {}
+    m_hits = hits.n_hits
+    m = m_hits.astype(np.float64)
+    everything = np.ones(len(hits.hr), dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
         if "mrr" in full:
-            out["mrr"] = per_user(np.where(m_hits > 0, 1.0 / (first + 1.0), 0.0))
+            first = hits.first_position()
+            out["mrr"] = hits.per_user(np.where(m_hits > 0, 1.0 / (first + 1.0), 0.0))
         if "auc" in full or "map" in full:
             if s_all is None:
-                end, ch_end = hp, hq  # strict order: each position is its own tie group
+                end, ch_end = hits.hp, hits.hq  # strict order: each position is its own tie group
             else:
-                end, ch_end = _tie_ends(s_all, hr, hp, n_valid)
+                end, ch_end = _tie_ends(s_all, hits.hr, hits.hp, hits.n_valid)
             if "map" in full:
                 # Cornac: rankdata(-scores, "max") of each positive among candidates (end + 1) and
                 # among positives (ch_end): AP = mean over listed positives of ch_end / (end + 1).
-                ap = row_sum(np.ones(len(hr), dtype=bool), ch_end / (end + 1.0))
-                out["map"] = per_user(np.where(m_hits > 0, ap / np.maximum(m, 1.0), 0.0))
+                ap = hits.row_sum(everything, ch_end / (end + 1.0))
+                out["map"] = hits.per_user(np.where(m_hits > 0, ap / np.maximum(m, 1.0), 0.0))
             if "auc" in full:
-                n_neg = n_valid.astype(np.float64) - m
+                n_neg = hits.n_valid.astype(np.float64) - m
                 # Negatives ranked strictly below a positive: all negatives minus those at or above
                 # it, ties included ((end + 1) slots hold ch_end positives).
-                below = n_neg[hr] - ((end + 1.0) - ch_end)
-                pairs = row_sum(np.ones(len(hr), dtype=bool), below)
+                below = n_neg[hits.hr] - ((end + 1.0) - ch_end)
+                pairs = hits.row_sum(everything, below)
                 ok = (m > 0) & (n_neg > 0)
-                out["auc"] = per_user(np.where(ok, pairs / (m * n_neg), np.nan))
-    out["evaluated"] = evaluated
-    out["n_pos"] = n_pos
-    return out, coverage
+                out["auc"] = hits.per_user(np.where(ok, pairs / (m * n_neg), np.nan))
+    return out
 
 
 def _tie_ends(s_all: np.ndarray, hr: np.ndarray, hp: np.ndarray, n_valid: np.ndarray):

@@ -23,7 +23,8 @@ all of train; their item/user factors are scored by our engine under the same pr
 
 Usage::
 
-    python benchmarks/quality.py [--seeds 0 1 2] [--search] [--trials 12] [--quick] [--out docs/benchmarks]
+    python benchmarks/quality.py [--seeds 0 1 2] [--search [--search-seeds 0 1 2]] [--trials 12] [--quick] \
+        [--out docs/benchmarks]
 
 ``--quick`` runs everything on a tiny synthetic log with random "content" (a smoke test of the script).
 Cells are mean +- half range over the seeds.
@@ -46,17 +47,39 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from mmrec_fast.evaluation import evaluate_model  # noqa: E402
-from mmrec_fast.models import (BPRMF, EASE, IALS, ContentIALS, ContentProfile, HybridMF, MostPop,  # noqa: E402
-                               Recommender, ScoreBlock)
-from mmrec_fast.pipeline import (DEFAULT_PARAMS, MODEL_KINDS, VectorOverride, cold_item_landing,  # noqa: E402
-                                 cold_item_split, cold_item_vectors, cold_user_split, fold_in_users, random_ndcg,
-                                 train_model, tune, validation_split)
+from mmrec_fast.models import (  # noqa: E402
+    BPRMF,
+    EASE,
+    IALS,
+    ContentIALS,
+    ContentProfile,
+    EASEIALSBlend,
+    HybridMF,
+    MostPop,
+    Recommender,
+    ScoreBlock,
+)
+from mmrec_fast.pipeline import (  # noqa: E402
+    DEFAULT_PARAMS,
+    MODEL_KINDS,
+    VectorOverride,
+    cold_item_landing,
+    cold_item_split,
+    cold_item_vectors,
+    cold_user_split,
+    fold_in_users,
+    random_ndcg,
+    train_model,
+    tune,
+    validation_split,
+)
 from mmrec_fast.pipeline.tuning import search_points  # noqa: E402
 
 METRICS = ("ndcg@10", "precision@10", "recall@10", "map", "auc")
 RELEVANCE = 4.0
 #: Search budgets (trials) per kind for --search; the hybrid trains with torch and costs the most.
-SEARCH_TRIALS = {"hybrid": 4, "mostpop": 2, "content": 1, "ials": 20, "ials-content": 20, "bpr": 10, "ease": 10}
+SEARCH_TRIALS = {"hybrid": 4, "mostpop": 2, "content": 1, "ials": 20, "ials-content": 20, "bpr": 10, "ease": 10,
+                 "ease-ials": 29}
 CORNAC_SPACES = {
     "cornac-ease": {"lamb": [100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0], "posB": [True, False]},
     "cornac-bpr": {"k": [50, 100, 200], "learning_rate": [0.005, 0.01, 0.05], "lambda_reg": [0.001, 0.01, 0.03],
@@ -67,7 +90,7 @@ CORNAC_DEFAULTS = {"cornac-ease": {"lamb": 1000.0, "posB": True},
 
 
 KIND_CLASSES = {"bpr": BPRMF, "hybrid": HybridMF, "content": ContentProfile, "ease": EASE, "ials": IALS,
-                "ials-content": ContentIALS, "mostpop": MostPop}
+                "ials-content": ContentIALS, "ease-ials": EASEIALSBlend, "mostpop": MostPop}
 
 
 def has_content_path(kind: str) -> bool:
@@ -182,6 +205,31 @@ def cornac_tune(kind: str, ratings: sp.csr_matrix, trials: int, seed: int = 0) -
         print(f"  tune {kind}: {params} -> val ndcg@10 {score:.4f}", flush=True)
     best = max(log, key=lambda t: t["score"])
     return dict(best["params"]), log
+
+
+def search(kind: str, ratings: sp.csr_matrix, features, seeds, default_trials: int = 12) -> dict:
+    """tune() on the validation split carved from ``ratings`` (warm TRAIN) with each seed; best mean score wins."""
+    runs = []
+    for seed in seeds:
+        best, trials = tune(kind, ratings, budget=SEARCH_TRIALS.get(kind, default_trials), seed=seed, features=features,
+                            feature_blocks={"text": (0, features.shape[1])}, relevance=RELEVANCE, log=print)
+        runs.append(trials)
+    if len(runs) == 1:
+        top = max(runs[0], key=lambda t: (t.score, -t.index))
+        return {"best": dict(top.chosen), "best_score": top.score, "trials": [t.to_dict() for t in runs[0]]}
+    # Settings tried under every seed (the grid is the same; the order is seeded), scored by their mean.
+    key = lambda t: json.dumps(t.chosen, sort_keys=True)  # noqa: E731
+    scores: dict[str, list[float]] = {}
+    for trials in runs:
+        for t in trials:
+            scores.setdefault(key(t), []).append(t.score)
+    common = {k: float(np.mean(v)) for k, v in scores.items() if len(v) == len(seeds)}
+    if not common:
+        raise ValueError(f"{kind}: no setting was tried under every search seed; raise its SEARCH_TRIALS")
+    best = max(common, key=common.get)
+    return {"best": json.loads(best), "best_score": common[best], "seeds": list(seeds),
+            "mean_scores": dict(sorted(common.items(), key=lambda kv: -kv[1])),
+            "trials": [[t.to_dict() for t in trials] for trials in runs]}
 
 
 # ------------------------------------------------------------------------------------------ protocols
@@ -321,9 +369,12 @@ def markdown(report: dict) -> str:
         lines.append(f"- rows merged from `{merged['file']}` (`{merged['command']}`)")
     if report.get("search"):
         lines += ["", "## Validation search (`--search`)", "",
-                  "| model | best setting | val NDCG@10 | trials |", "|---|---|---:|---:|"]
+                  "| model | best setting | val NDCG@10 (mean over search seeds) | trials | search seeds |",
+                  "|---|---|---:|---:|---|"]
         for kind, entry in report["search"].items():
-            lines.append(f"| {kind} | `{json.dumps(entry['best'])}` | {entry['best_score']:.4f} | {len(entry['trials'])} |")
+            n = sum(len(t) if isinstance(t, list) else 1 for t in entry["trials"])
+            lines.append(f"| {kind} | `{json.dumps(entry['best'])}` | {entry['best_score']:.4f} | {n} | "
+                         f"{entry.get('seeds', [0])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -370,6 +421,10 @@ def main(argv=None) -> int:
     parser.add_argument("--search", action="store_true",
                         help="first search each kind's settings on validation (report them; the tables still "
                              "use train_model's defaults, which is what --search is for choosing)")
+    parser.add_argument("--search-seeds", dest="search_seeds", type=int, nargs="+", default=[0],
+                        help="--search on the validation split carved with each seed; the setting with the best "
+                             "mean validation NDCG@10 over them wins (differences between neighbouring settings "
+                             "are often smaller than one split's noise)")
     parser.add_argument("--trials", type=int, default=12, help="search budget per kind (--search, Cornac)")
     parser.add_argument("--no-cornac", action="store_true", help="skip Cornac's EASE/BPR anchors")
     parser.add_argument("--quick", action="store_true", help="tiny synthetic log (a smoke test)")
@@ -395,13 +450,8 @@ def main(argv=None) -> int:
               "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
               "when": time.strftime("%Y-%m-%d"), "defaults": {k: DEFAULT_PARAMS[k] for k in args.models}}
     if args.search:
-        report["search"] = {}
-        for kind in args.models:
-            best, trials = tune(kind, warm_ratings(split), budget=SEARCH_TRIALS.get(kind, args.trials), seed=0,
-                                features=features, feature_blocks={"text": (0, features.shape[1])},
-                                relevance=RELEVANCE, log=print)
-            top = max(trials, key=lambda t: (t.score, -t.index))
-            report["search"][kind] = {"best": best, "best_score": top.score, "trials": [t.to_dict() for t in trials]}
+        report["search"] = {kind: search(kind, warm_ratings(split), features, args.search_seeds, args.trials)
+                            for kind in args.models}
     cornac_kinds, cornac_params = [], {}
     if not args.no_cornac and "warm" in args.protocols:
         try:

@@ -100,7 +100,7 @@ class EASEIALSBlend(Recommender):
 
     kind = "ease-ials"
 
-    def __init__(self, n_users: int, n_items: int, *, weight: float = 0.2, ease_reg: float = 5000.0,
+    def __init__(self, n_users: int, n_items: int, *, weight: float = 0.15, ease_reg: float = 5000.0,
                  max_items: int = 20_000, use_values: bool = False, dim: int = 128, alpha0: float = 0.55,
                  ials_reg: float = 0.67, nu: float = 0.5, epochs: int = 20, solver: str = "cg", cg_steps: int = 3,
                  init_scale: float = 0.1, seed: int = 0, num_threads: int | None = None, normalize: bool = True):

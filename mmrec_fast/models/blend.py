@@ -31,9 +31,19 @@ RMS_BLOCK_BYTES = 64 << 20
 # Keyword -> the part and its argument name. Flat names keep every setting a scalar that
 # pipeline.tune can search (a nested dict would be replaced wholesale by a grid point).
 _EASE_ARGS = {"ease_reg": "reg", "max_items": "max_items", "use_values": "use_values"}
-_IALS_ARGS = {"dim": "dim", "alpha0": "alpha0", "ials_reg": "reg", "nu": "nu", "epochs": "epochs",
-              "solver": "solver", "cg_steps": "cg_steps", "init_scale": "init_scale", "use_values": "use_values",
-              "seed": "seed", "num_threads": "num_threads"}
+_IALS_ARGS = {
+    "dim": "dim",
+    "alpha0": "alpha0",
+    "ials_reg": "reg",
+    "nu": "nu",
+    "epochs": "epochs",
+    "solver": "solver",
+    "cg_steps": "cg_steps",
+    "init_scale": "init_scale",
+    "use_values": "use_values",
+    "seed": "seed",
+    "num_threads": "num_threads",
+}
 
 
 def score_rms(users, items: np.ndarray) -> float:
@@ -61,7 +71,7 @@ def score_rms(users, items: np.ndarray) -> float:
     rows = max(1, RMS_BLOCK_BYTES // (8 * n_items))
     total = 0.0
     for start in range(0, n_users, rows):
-        block = users[start:start + rows]
+        block = users[start : start + rows]
         scores = np.asarray(block @ items64.T)
         total += float(np.einsum("ij,ij->", scores, scores))
     return float(np.sqrt(total / (n_users * n_items)))
@@ -100,10 +110,27 @@ class EASEIALSBlend(Recommender):
 
     kind = "ease-ials"
 
-    def __init__(self, n_users: int, n_items: int, *, weight: float = 0.15, ease_reg: float = 5000.0,
-                 max_items: int = 20_000, use_values: bool = False, dim: int = 128, alpha0: float = 0.55,
-                 ials_reg: float = 0.67, nu: float = 0.5, epochs: int = 20, solver: str = "cg", cg_steps: int = 3,
-                 init_scale: float = 0.1, seed: int = 0, num_threads: int | None = None, normalize: bool = True):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        *,
+        weight: float = 0.15,
+        ease_reg: float = 5000.0,
+        max_items: int = 20_000,
+        use_values: bool = False,
+        dim: int = 128,
+        alpha0: float = 0.55,
+        ials_reg: float = 0.67,
+        nu: float = 0.5,
+        epochs: int = 20,
+        solver: str = "cg",
+        cg_steps: int = 3,
+        init_scale: float = 0.1,
+        seed: int = 0,
+        num_threads: int | None = None,
+        normalize: bool = True,
+    ):
         if isinstance(weight, bool):
             raise TypeError(f"weight must be a real number, got {weight!r}")
         try:
@@ -113,9 +140,21 @@ class EASEIALSBlend(Recommender):
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight must be in [0, 1] (EASE's share of the blend), got {weight!r}")
         self.weight, self.normalize = weight, bool(normalize)
-        given = {"ease_reg": ease_reg, "max_items": max_items, "use_values": use_values, "dim": dim,
-                 "alpha0": alpha0, "ials_reg": ials_reg, "nu": nu, "epochs": epochs, "solver": solver,
-                 "cg_steps": cg_steps, "init_scale": init_scale, "seed": seed, "num_threads": num_threads}
+        given = {
+            "ease_reg": ease_reg,
+            "max_items": max_items,
+            "use_values": use_values,
+            "dim": dim,
+            "alpha0": alpha0,
+            "ials_reg": ials_reg,
+            "nu": nu,
+            "epochs": epochs,
+            "solver": solver,
+            "cg_steps": cg_steps,
+            "init_scale": init_scale,
+            "seed": seed,
+            "num_threads": num_threads,
+        }
         # The parts validate their own arguments; their messages name the part's argument, so say
         # which of ours it was.
         try:
@@ -127,7 +166,7 @@ class EASEIALSBlend(Recommender):
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"iALS part (dim, alpha0, ials_reg, nu, epochs, ...): {exc}") from None
         self._scales: np.ndarray | None = None  # (s_ease, s_ials), float64
-        self._users: np.ndarray | None = None    # cached concatenation (EASE's user rows are dense)
+        self._users: np.ndarray | None = None  # cached concatenation (EASE's user rows are dense)
         self._items: np.ndarray | None = None
         self.history: list[dict] = []
 
@@ -156,7 +195,7 @@ class EASEIALSBlend(Recommender):
         return float(self._scales[0]), float(self._scales[1])
 
     # ------------------------------------------------------------------------------------- training
-    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> "EASEIALSBlend":
+    def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> EASEIALSBlend:
         """Fit EASE and iALS on ``train`` and measure their score scales on it.
 
         Parameters
@@ -176,8 +215,10 @@ class EASEIALSBlend(Recommender):
         self.history = self.ials.history
         if self.normalize:
             # EASE's user vectors are its (sparse) training rows: measure from them, not a dense copy.
-            scales = [score_rms(self.ease._train, self.ease.item_vectors()),
-                      score_rms(self.ials.user_vectors(), self.ials.item_vectors())]
+            scales = [
+                score_rms(self.ease._train, self.ease.item_vectors()),
+                score_rms(self.ials.user_vectors(), self.ials.item_vectors()),
+            ]
             # A part whose every score is 0 (e.g. EASE on a one-item catalogue) keeps scale 1:
             # dividing by 0 would put inf into the vectors.
             scales = [s if s > 0 and np.isfinite(s) else 1.0 for s in scales]
@@ -189,16 +230,17 @@ class EASEIALSBlend(Recommender):
     def _set_scales(self, scales: np.ndarray) -> None:
         self._scales = scales
         self._users = self._combine_users(self.ease.user_vectors(), self.ials.user_vectors())
-        self._items = np.ascontiguousarray(np.hstack([self.ease.item_vectors(), self.ials.item_vectors()]),
-                                           dtype=np.float32)
+        self._items = np.ascontiguousarray(
+            np.hstack([self.ease.item_vectors(), self.ials.item_vectors()]), dtype=np.float32
+        )
 
     def _combine_users(self, ease_rows: np.ndarray, ials_rows: np.ndarray) -> np.ndarray:
         """User side of the blend: each part's rows times its weight over its scale, side by side."""
         w_ease = self.weight / self._scales[0]
         w_ials = (1.0 - self.weight) / self._scales[1]
         out = np.empty((ease_rows.shape[0], ease_rows.shape[1] + ials_rows.shape[1]), dtype=np.float32)
-        out[:, :ease_rows.shape[1]] = ease_rows * np.float32(w_ease)
-        out[:, ease_rows.shape[1]:] = ials_rows * np.float32(w_ials)
+        out[:, : ease_rows.shape[1]] = ease_rows * np.float32(w_ease)
+        out[:, ease_rows.shape[1] :] = ials_rows * np.float32(w_ials)
         return out
 
     # ------------------------------------------------------------------------------------- serving
@@ -246,12 +288,15 @@ class EASEIALSBlend(Recommender):
         self._check_fitted()
         ease_arrays, _ = self.ease.state()
         ials_arrays, _ = self.ials.state()
-        arrays = {**{f"ease.{k}": v for k, v in ease_arrays.items()},
-                  **{f"ials.{k}": v for k, v in ials_arrays.items()}, "scales": self._scales.copy()}
+        arrays = {
+            **{f"ease.{k}": v for k, v in ease_arrays.items()},
+            **{f"ials.{k}": v for k, v in ials_arrays.items()},
+            "scales": self._scales.copy(),
+        }
         return arrays, self.params()
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> "EASEIALSBlend":
+    def from_state(cls, arrays: dict[str, np.ndarray], params: dict) -> EASEIALSBlend:
         """Rebuild a fitted blend from :meth:`state`'s output (bit-identical vectors)."""
         model = cls(**params)
         if "scales" not in arrays:
@@ -260,7 +305,7 @@ class EASEIALSBlend(Recommender):
         if scales.shape != (2,) or not np.isfinite(scales).all() or (scales <= 0).any():
             raise ValueError(f"arrays['scales'] must be 2 positive finite numbers, got {arrays['scales']!r}")
         for prefix, part in (("ease.", model.ease), ("ials.", model.ials)):
-            sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            sub = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
             rebuilt = type(part).from_state(sub, part.params())
             setattr(model, prefix[:-1], rebuilt)
         model.ials.num_threads = params.get("num_threads")

@@ -187,3 +187,36 @@ def test_fused_items_feed_the_hybrid_with_their_modality_blocks(rng):
     assert np.all(model.item_vectors()[:4, model.blocks()[2].columns] == 0)
     profile = ContentProfile(fused).fit(train)
     assert [b.name for b in profile.blocks()] == ["text", "image"]
+
+
+@pytest.mark.parametrize("kind", ["bpr", "hybrid"])
+def test_fold_in_places_new_users_with_their_group(rng, kind):
+    data, _, item_group = planted(rng, n_users=200, n_items=120, density=0.3)
+    config = TrainConfig(**{**FAST, **LEARN["native" if kind == "bpr" else "torch"]})
+    if kind == "bpr":
+        model = BPRMF(*data.shape, config).fit(data)
+    else:
+        features = np.eye(3, dtype=np.float32)[item_group]  # the content says the group
+        model = HybridMF(*data.shape, features, config).fit(data)
+    # Six "new" users, each with 6 items of one group as their history: their folded vectors must
+    # prefer that group's unseen items, and keep the constant 1 that meets the item bias.
+    user_group = np.arange(6) % 3
+    picks = [rng.choice(np.flatnonzero(item_group == g), size=6, replace=False) for g in user_group]
+    history = sp.csr_matrix(
+        (np.ones(36), (np.repeat(np.arange(6), 6), np.concatenate(picks))), shape=(6, data.shape[1])
+    )
+    vectors = model.fold_in(history)
+    assert vectors.shape == (6, model.user_vectors().shape[1]) and np.all(vectors[:, -1] == 1.0)
+    scores = vectors @ model.item_vectors().T
+    in_group = []
+    for u in range(6):
+        unseen = np.setdiff1d(np.arange(data.shape[1]), history[u].indices)
+        top = unseen[np.argsort(-scores[u, unseen])[:10]]
+        in_group.append(np.mean(item_group[top] == user_group[u]))
+    # A random top-10 holds ~1/3 of the user's group; folded users hold most of it.
+    assert np.mean(in_group) >= 0.75 and min(in_group) >= 0.5, in_group
+    assert np.array_equal(model.fold_in(history), vectors)  # seeded negatives: deterministic
+    empty = model.fold_in(sp.csr_matrix((1, data.shape[1]), dtype=np.float32))
+    assert np.all(empty[0, :-1] == 0) and empty[0, -1] == 1.0
+    with pytest.raises(ValueError, match="history must be a scipy sparse matrix with 120 columns"):
+        model.fold_in(sp.csr_matrix((1, 7)))

@@ -127,6 +127,60 @@ class FactorModel(Recommender):
             return self.features
         return self.item_vectors()[:, : self.config.dim]
 
+    def fold_in(self, history, *, n_negatives: int = 32, max_steps: int = 50, seed: int = 0) -> np.ndarray:
+        """User vectors for users not seen in training, from their interactions, without retraining.
+
+        With the item side fixed, each new user's free columns (ID and content parts; the last column
+        stays the constant 1 that meets the item bias) minimise the BPR loss of their items against
+        ``n_negatives`` seeded random negatives per item (mean over pairs), with training's L2 weight
+        per sample, by L-BFGS from 0
+        ("a few steps": at most ``max_steps``). The same objective serves the hybrid, whichever loss
+        trained it.
+
+        Parameters
+        ----------
+        history : scipy sparse (n, n_items)
+            Each new user's observed items (stored entries are positives; values are ignored).
+        n_negatives, max_steps, seed : int
+            Negatives per positive, the L-BFGS step limit and the negatives' seed.
+
+        Returns
+        -------
+        ndarray (n, D) float32
+            Rows usable beside :meth:`user_vectors` (same columns, the constant 1 last).
+        """
+        from scipy.optimize import minimize
+
+        if not sp.issparse(history) or history.ndim != 2 or history.shape[1] != self._n_items:
+            raise ValueError(f"history must be a scipy sparse matrix with {self._n_items} columns")
+        rows = sp.csr_matrix(history)
+        items = self.item_vectors().astype(np.float64)
+        free = items.shape[1] - 1  # the last column is the item bias, met by a constant 1
+        reg = float(self.config.reg if self.config.reg is not None else 0.0)
+        rng = np.random.default_rng(seed)
+        out = np.zeros((rows.shape[0], items.shape[1]), dtype=np.float32)
+        out[:, -1] = 1.0
+        for u in range(rows.shape[0]):
+            positives = rows.indices[rows.indptr[u] : rows.indptr[u + 1]]
+            if positives.size == 0:
+                continue  # no history: a zero user (the bias alone ranks the items)
+            negatives = rng.integers(0, self._n_items, size=(positives.size, n_negatives))
+            keep = ~np.isin(negatives, positives)
+            diff = (items[positives][:, None, :] - items[negatives])[keep]  # (pairs, D)
+            d_free, d_bias = diff[:, :free], diff[:, -1]
+
+            def loss(x, d_free=d_free, d_bias=d_bias):
+                margin = d_free @ x + d_bias
+                # Mean over pairs: training's per-sample SGD applies the L2 weight once per triple.
+                n_pairs = margin.shape[0]
+                value = np.logaddexp(0.0, -margin).sum() / n_pairs + reg * (x @ x)
+                grad = -(d_free.T @ (1.0 / (1.0 + np.exp(margin)))) / n_pairs + 2.0 * reg * x
+                return value, grad
+
+            solution = minimize(loss, np.zeros(free), jac=True, method="L-BFGS-B", options={"maxiter": max_steps})
+            out[u, :free] = solution.x
+        return out
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything needed to rebuild the model bit for bit (weights and the content buffer)."""
         return {name: t.detach().cpu().contiguous() for name, t in self.net.state_dict().items()}

@@ -78,19 +78,41 @@ from mmrec_fast.pipeline.tuning import search_points  # noqa: E402
 METRICS = ("ndcg@10", "precision@10", "recall@10", "map", "auc")
 RELEVANCE = 4.0
 #: Search budgets (trials) per kind for --search; the hybrid trains with torch and costs the most.
-SEARCH_TRIALS = {"hybrid": 4, "mostpop": 2, "content": 1, "ials": 20, "ials-content": 20, "bpr": 10, "ease": 10,
-                 "ease-ials": 29}
+SEARCH_TRIALS = {
+    "hybrid": 4,
+    "mostpop": 2,
+    "content": 1,
+    "ials": 20,
+    "ials-content": 20,
+    "bpr": 10,
+    "ease": 10,
+    "ease-ials": 29,
+}
 CORNAC_SPACES = {
     "cornac-ease": {"lamb": [100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0], "posB": [True, False]},
-    "cornac-bpr": {"k": [50, 100, 200], "learning_rate": [0.005, 0.01, 0.05], "lambda_reg": [0.001, 0.01, 0.03],
-                   "max_iter": [100, 200, 400]},
+    "cornac-bpr": {
+        "k": [50, 100, 200],
+        "learning_rate": [0.005, 0.01, 0.05],
+        "lambda_reg": [0.001, 0.01, 0.03],
+        "max_iter": [100, 200, 400],
+    },
 }
-CORNAC_DEFAULTS = {"cornac-ease": {"lamb": 1000.0, "posB": True},
-                   "cornac-bpr": {"k": 100, "learning_rate": 0.01, "lambda_reg": 0.01, "max_iter": 200}}
+CORNAC_DEFAULTS = {
+    "cornac-ease": {"lamb": 1000.0, "posB": True},
+    "cornac-bpr": {"k": 100, "learning_rate": 0.01, "lambda_reg": 0.01, "max_iter": 200},
+}
 
 
-KIND_CLASSES = {"bpr": BPRMF, "hybrid": HybridMF, "content": ContentProfile, "ease": EASE, "ials": IALS,
-                "ials-content": ContentIALS, "ease-ials": EASEIALSBlend, "mostpop": MostPop}
+KIND_CLASSES = {
+    "bpr": BPRMF,
+    "hybrid": HybridMF,
+    "content": ContentProfile,
+    "ease": EASE,
+    "ials": IALS,
+    "ials-content": ContentIALS,
+    "ease-ials": EASEIALSBlend,
+    "mostpop": MostPop,
+}
 
 
 def has_content_path(kind: str) -> bool:
@@ -140,15 +162,24 @@ def load(quick: bool):
         mask[np.argmax(logits, axis=0), np.arange(n_items)] = True
         users, items = np.nonzero(mask)
         ratings = np.clip(np.round(3 + logits[users, items] / 2), 1, 5).astype(np.float32)
-        data = Interactions(users=users.astype(np.int64), items=items.astype(np.int64), ratings=ratings,
-                            timestamps=None, user_map=IdMap(np.arange(n_users)), item_map=IdMap(np.arange(n_items)))
+        data = Interactions(
+            users=users.astype(np.int64),
+            items=items.astype(np.int64),
+            ratings=ratings,
+            timestamps=None,
+            user_map=IdMap(np.arange(n_users)),
+            item_map=IdMap(np.arange(n_items)),
+        )
         split = make_eval_split(data, test_size=0.2, seed=123, relevance=RELEVANCE)
-        return data.to_csr("ratings"), split, features / np.linalg.norm(features, axis=1, keepdims=True), \
-            "synthetic quick log"
+        return (
+            data.to_csr("ratings"),
+            split,
+            features / np.linalg.norm(features, axis=1, keepdims=True),
+            "synthetic quick log",
+        )
     data = load_movielens_100k()
     split = make_eval_split(data, test_size=0.2, seed=123, relevance=RELEVANCE)
-    features = text_features(item_texts(data), cache_dir=Path.home() / ".cache" / "mmrec_fast_quality",
-                             progress=False)
+    features = text_features(item_texts(data), cache_dir=Path.home() / ".cache" / "mmrec_fast_quality", progress=False)
     return data.to_csr("ratings"), split, features, "MovieLens-100K"
 
 
@@ -211,8 +242,16 @@ def search(kind: str, ratings: sp.csr_matrix, features, seeds, default_trials: i
     """tune() on the validation split carved from ``ratings`` (warm TRAIN) with each seed; best mean score wins."""
     runs = []
     for seed in seeds:
-        best, trials = tune(kind, ratings, budget=SEARCH_TRIALS.get(kind, default_trials), seed=seed, features=features,
-                            feature_blocks={"text": (0, features.shape[1])}, relevance=RELEVANCE, log=print)
+        best, trials = tune(
+            kind,
+            ratings,
+            budget=SEARCH_TRIALS.get(kind, default_trials),
+            seed=seed,
+            features=features,
+            feature_blocks={"text": (0, features.shape[1])},
+            relevance=RELEVANCE,
+            log=print,
+        )
         runs.append(trials)
     if len(runs) == 1:
         top = max(runs[0], key=lambda t: (t.score, -t.index))
@@ -227,9 +266,13 @@ def search(kind: str, ratings: sp.csr_matrix, features, seeds, default_trials: i
     if not common:
         raise ValueError(f"{kind}: no setting was tried under every search seed; raise its SEARCH_TRIALS")
     best = max(common, key=common.get)
-    return {"best": json.loads(best), "best_score": common[best], "seeds": list(seeds),
-            "mean_scores": dict(sorted(common.items(), key=lambda kv: -kv[1])),
-            "trials": [[t.to_dict() for t in trials] for trials in runs]}
+    return {
+        "best": json.loads(best),
+        "best_score": common[best],
+        "seeds": list(seeds),
+        "mean_scores": dict(sorted(common.items(), key=lambda kv: -kv[1])),
+        "trials": [[t.to_dict() for t in trials] for trials in runs],
+    }
 
 
 # ------------------------------------------------------------------------------------------ protocols
@@ -239,9 +282,17 @@ def pick(metrics: dict) -> dict:
 
 def fit(kind, ratings: sp.csr_matrix, features, seed, params=None):
     n_users, n_items = ratings.shape
-    return train_model(kind, n_users, n_items, ratings, features=features,
-                       feature_blocks={"text": (0, features.shape[1])}, params=params, seed=seed,
-                       relevance=RELEVANCE)
+    return train_model(
+        kind,
+        n_users,
+        n_items,
+        ratings,
+        features=features,
+        feature_blocks={"text": (0, features.shape[1])},
+        params=params,
+        seed=seed,
+        relevance=RELEVANCE,
+    )
 
 
 def run_warm(kinds, split, features, seeds, cornac_params) -> dict:
@@ -267,10 +318,12 @@ def run_cold_items(kinds, ratings, features, seeds) -> dict:
     out = {"random": []}
     for seed in seeds:
         s = cold_item_split(ratings, fraction=0.2, seed=seed, relevance=RELEVANCE)
-        out["random"].append({"among_cold": {"ndcg@10": random_ndcg(s.positives, s.exclude_among_cold,
-                                                                    ratings.shape[1])},
-                              "catalogue": {"ndcg@10": random_ndcg(s.positives, s.exclude_catalogue,
-                                                                   ratings.shape[1])}})
+        out["random"].append(
+            {
+                "among_cold": {"ndcg@10": random_ndcg(s.positives, s.exclude_among_cold, ratings.shape[1])},
+                "catalogue": {"ndcg@10": random_ndcg(s.positives, s.exclude_catalogue, ratings.shape[1])},
+            }
+        )
         warm = ratings.multiply(s.train).tocsr()
         for kind in kinds:
             if not has_content_path(kind):
@@ -279,13 +332,18 @@ def run_cold_items(kinds, ratings, features, seeds) -> dict:
             model = fit(kind, warm, features, seed)
             vectors = cold_item_vectors(model, features, s.cold_items)
             scored = VectorOverride(model, item_rows=s.cold_items, item_vectors=vectors)
-            entry = {"among_cold": pick(evaluate_model(scored, s.positives, exclude=s.exclude_among_cold, ks=(10,))),
-                     "catalogue": pick(evaluate_model(scored, s.positives, exclude=s.exclude_catalogue, ks=(10,))),
-                     "landing": cold_item_landing(scored, s)}
+            entry = {
+                "among_cold": pick(evaluate_model(scored, s.positives, exclude=s.exclude_among_cold, ks=(10,))),
+                "catalogue": pick(evaluate_model(scored, s.positives, exclude=s.exclude_catalogue, ks=(10,))),
+                "landing": cold_item_landing(scored, s),
+            }
             out.setdefault(kind, []).append(entry)
-            print(f"cold items {kind:<13} seed {seed}: among cold ndcg@10 {entry['among_cold']['ndcg@10']:.4f}, "
-                  f"catalogue {entry['catalogue']['ndcg@10']:.4f}, cold share of top-10 "
-                  f"{entry['landing']['cold_share@10']:.3f}", flush=True)
+            print(
+                f"cold items {kind:<13} seed {seed}: among cold ndcg@10 {entry['among_cold']['ndcg@10']:.4f}, "
+                f"catalogue {entry['catalogue']['ndcg@10']:.4f}, cold share of top-10 "
+                f"{entry['landing']['cold_share@10']:.3f}",
+                flush=True,
+            )
     return out
 
 
@@ -307,10 +365,14 @@ def run_cold_users(kinds, ratings, features, seeds) -> dict:
             retrained = fit(kind, full, features, seed)
             retrain_metrics = pick(evaluate_model(retrained, s.positives, exclude=s.exclude, ks=(10,)))
             ratio = fold_metrics["ndcg@10"] / retrain_metrics["ndcg@10"] if retrain_metrics["ndcg@10"] else float("nan")
-            out.setdefault(kind, []).append({"fold_in": fold_metrics, "retrain": retrain_metrics,
-                                             "ratio_ndcg@10": ratio})
-            print(f"cold users {kind:<13} seed {seed}: fold-in ndcg@10 {fold_metrics['ndcg@10']:.4f}, retrain "
-                  f"{retrain_metrics['ndcg@10']:.4f} (ratio {ratio:.3f})", flush=True)
+            out.setdefault(kind, []).append(
+                {"fold_in": fold_metrics, "retrain": retrain_metrics, "ratio_ndcg@10": ratio}
+            )
+            print(
+                f"cold users {kind:<13} seed {seed}: fold-in ndcg@10 {fold_metrics['ndcg@10']:.4f}, retrain "
+                f"{retrain_metrics['ndcg@10']:.4f} (ratio {ratio:.3f})",
+                flush=True,
+            )
     return out
 
 
@@ -329,52 +391,80 @@ def mean(values) -> float:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Recommendation quality ({report['data']})", "",
-             f"Command: `{report['command']}` on {report['machine']}; {report['when']}. Cells: mean ± half "
-             f"range over seeds {report['seeds']}. Metrics by `evaluate_model` (full-catalogue ranking, "
-             "ratings ≥ 4 relevant). Settings: `train_model` defaults (`DEFAULT_PARAMS`) for ours; Cornac's "
-             "tuned on the same validation split (carved from the warm training part) with the same evaluator.",
-             "", "## Warm (Cornac RatioSplit 0.2, seed 123)", "",
-             "| model | " + " | ".join(METRICS) + " | train s |", "|---|" + "---:|" * (len(METRICS) + 1)]
+    lines = [
+        f"# Recommendation quality ({report['data']})",
+        "",
+        f"Command: `{report['command']}` on {report['machine']}; {report['when']}. Cells: mean ± half "
+        f"range over seeds {report['seeds']}. Metrics by `evaluate_model` (full-catalogue ranking, "
+        "ratings ≥ 4 relevant). Settings: `train_model` defaults (`DEFAULT_PARAMS`) for ours; Cornac's "
+        "tuned on the same validation split (carved from the warm training part) with the same evaluator.",
+        "",
+        "## Warm (Cornac RatioSplit 0.2, seed 123)",
+        "",
+        "| model | " + " | ".join(METRICS) + " | train s |",
+        "|---|" + "---:|" * (len(METRICS) + 1),
+    ]
     for kind, runs in report["warm"].items():
-        lines.append(f"| {kind} | " + " | ".join(cell([r[m] for r in runs]) for m in METRICS)
-                     + f" | {mean([r['train_seconds'] for r in runs]):.1f} |")
-    lines += ["", "## Cold items (20% of items held out with all their interactions)", "",
-              "| model | NDCG@10 among cold | P@10 among cold | NDCG@10 whole catalogue | cold share of top-10 "
-              "| median percentile of cold targets | targets in top-10 |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {kind} | "
+            + " | ".join(cell([r[m] for r in runs]) for m in METRICS)
+            + f" | {mean([r['train_seconds'] for r in runs]):.1f} |"
+        )
+    lines += [
+        "",
+        "## Cold items (20% of items held out with all their interactions)",
+        "",
+        "| model | NDCG@10 among cold | P@10 among cold | NDCG@10 whole catalogue | cold share of top-10 "
+        "| median percentile of cold targets | targets in top-10 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for kind, runs in report["cold_items"].items():
         if any("skipped" in r for r in runs):
             lines.append(f"| {kind} | n/a (no content path) | | | | | |")
             continue
         land = [r.get("landing", {}) for r in runs]
-        lines.append(f"| {kind} | {cell([r['among_cold']['ndcg@10'] for r in runs])} | "
-                     f"{cell([r['among_cold'].get('precision@10') for r in runs])} | "
-                     f"{cell([r['catalogue']['ndcg@10'] for r in runs])} | "
-                     f"{cell([x.get('cold_share@10') for x in land])} | "
-                     f"{cell([x.get('median_percentile') for x in land])} | {cell([x.get('in_top@10') for x in land])} |")
-    lines += ["", "## Cold users (10% of users; half of each one's interactions folded in, the rest the targets)",
-              "", "| model | NDCG@10 fold-in | NDCG@10 retrain | fold-in / retrain | recall@10 fold-in | "
-              "recall@10 retrain |", "|---|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {kind} | {cell([r['among_cold']['ndcg@10'] for r in runs])} | "
+            f"{cell([r['among_cold'].get('precision@10') for r in runs])} | "
+            f"{cell([r['catalogue']['ndcg@10'] for r in runs])} | "
+            f"{cell([x.get('cold_share@10') for x in land])} | "
+            f"{cell([x.get('median_percentile') for x in land])} | {cell([x.get('in_top@10') for x in land])} |"
+        )
+    lines += [
+        "",
+        "## Cold users (10% of users; half of each one's interactions folded in, the rest the targets)",
+        "",
+        "| model | NDCG@10 fold-in | NDCG@10 retrain | fold-in / retrain | recall@10 fold-in | recall@10 retrain |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for kind, runs in report["cold_users"].items():
         if any("skipped" in r for r in runs):
             lines.append(f"| {kind} | n/a (no fold-in path) | | | | |")
             continue
-        lines.append(f"| {kind} | {cell([r['fold_in']['ndcg@10'] for r in runs])} | "
-                     f"{cell([r['retrain']['ndcg@10'] for r in runs])} | {cell([r['ratio_ndcg@10'] for r in runs])} | "
-                     f"{cell([r['fold_in']['recall@10'] for r in runs])} | {cell([r['retrain']['recall@10'] for r in runs])} |")
+        lines.append(
+            f"| {kind} | {cell([r['fold_in']['ndcg@10'] for r in runs])} | "
+            f"{cell([r['retrain']['ndcg@10'] for r in runs])} | {cell([r['ratio_ndcg@10'] for r in runs])} | "
+            f"{cell([r['fold_in']['recall@10'] for r in runs])} | {cell([r['retrain']['recall@10'] for r in runs])} |"
+        )
     lines += ["", "## Targets (issue 16)", ""]
     for name, value in report["targets"].items():
         lines.append(f"- {name}: {value}")
     for merged in report.get("merged", []):
         lines.append(f"- rows merged from `{merged['file']}` (`{merged['command']}`)")
     if report.get("search"):
-        lines += ["", "## Validation search (`--search`)", "",
-                  "| model | best setting | val NDCG@10 (mean over search seeds) | trials | search seeds |",
-                  "|---|---|---:|---:|---|"]
+        lines += [
+            "",
+            "## Validation search (`--search`)",
+            "",
+            "| model | best setting | val NDCG@10 (mean over search seeds) | trials | search seeds |",
+            "|---|---|---:|---:|---|",
+        ]
         for kind, entry in report["search"].items():
             n = sum(len(t) if isinstance(t, list) else 1 for t in entry["trials"])
-            lines.append(f"| {kind} | `{json.dumps(entry['best'])}` | {entry['best_score']:.4f} | {n} | "
-                         f"{entry.get('seeds', [0])} |")
+            lines.append(
+                f"| {kind} | `{json.dumps(entry['best'])}` | {entry['best_score']:.4f} | {n} | "
+                f"{entry.get('seeds', [0])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -383,33 +473,41 @@ def targets(report: dict) -> dict:
     ours = {k: v for k, v in warm.items() if not k.startswith("cornac-")}
     best = max(ours, key=lambda k: ours[k]["ndcg@10"])
     factor = [k for k in ("bpr", "ials", "ials-content", "hybrid") if k in ours]
-    out = {"warm best (ours)": f"{best} NDCG@10 {ours[best]['ndcg@10']:.4f} (target >= 0.38: "
-                               f"{'met' if ours[best]['ndcg@10'] >= 0.38 else 'NOT met'})"}
+    out = {
+        "warm best (ours)": f"{best} NDCG@10 {ours[best]['ndcg@10']:.4f} (target >= 0.38: "
+        f"{'met' if ours[best]['ndcg@10'] >= 0.38 else 'NOT met'})"
+    }
     for anchor in ("ease", "cornac-ease"):
         if anchor in warm and anchor != best:
             ok = {m: ours[best][m] >= warm[anchor][m] for m in METRICS}
             out[f"{best} >= {anchor} on every metric"] = f"{'met' if all(ok.values()) else 'NOT met'} {ok}"
     if factor:
         f = max(factor, key=lambda k: ours[k]["ndcg@10"])
-        out["best factor model"] = (f"{f} NDCG@10 {ours[f]['ndcg@10']:.4f} (target >= 0.35: "
-                                    f"{'met' if ours[f]['ndcg@10'] >= 0.35 else 'NOT met'})")
+        out["best factor model"] = (
+            f"{f} NDCG@10 {ours[f]['ndcg@10']:.4f} (target >= 0.35: "
+            f"{'met' if ours[f]['ndcg@10'] >= 0.35 else 'NOT met'})"
+        )
     cold = report["cold_items"]
     if "ials-content" in cold and "content" in cold and not any("skipped" in r for r in cold["ials-content"]):
         ca = mean([r["among_cold"]["ndcg@10"] for r in cold["ials-content"]])
         cp = mean([r["among_cold"]["ndcg@10"] for r in cold["content"]])
         rnd = mean([r["among_cold"]["ndcg@10"] for r in cold["random"]])
         out["cold items: ials-content / content profile (among cold)"] = (
-            f"{ca / cp:.2f}x (target >= 1.5x: {'met' if ca >= 1.5 * cp else 'NOT met'})")
+            f"{ca / cp:.2f}x (target >= 1.5x: {'met' if ca >= 1.5 * cp else 'NOT met'})"
+        )
         out["cold items: ials-content / random (among cold)"] = (
-            f"{ca / rnd:.2f}x (target >= 5x: {'met' if ca >= 5 * rnd else 'NOT met'})")
+            f"{ca / rnd:.2f}x (target >= 5x: {'met' if ca >= 5 * rnd else 'NOT met'})"
+        )
     for kind, runs in report["cold_users"].items():
         if not any("skipped" in r for r in runs):
             ratio = mean([r["ratio_ndcg@10"] for r in runs])
             out[f"cold users {kind}: fold-in / retrain NDCG@10"] = (
-                f"{ratio:.3f} (within 5%: {'met' if ratio >= 0.95 else 'NOT met'})")
+                f"{ratio:.3f} (within 5%: {'met' if ratio >= 0.95 else 'NOT met'})"
+            )
     if "ials" in warm and "ials-content" in warm:
         out["warm: ials-content vs its ID-only twin (ials) NDCG@10"] = (
-            f"{warm['ials-content']['ndcg@10']:.4f} vs {warm['ials']['ndcg@10']:.4f}")
+            f"{warm['ials-content']['ndcg@10']:.4f} vs {warm['ials']['ndcg@10']:.4f}"
+        )
     return out
 
 
@@ -418,21 +516,34 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODEL_KINDS), help="our kinds to run")
     parser.add_argument("--protocols", nargs="+", default=["warm", "cold-items", "cold-users"])
-    parser.add_argument("--search", action="store_true",
-                        help="first search each kind's settings on validation (report them; the tables still "
-                             "use train_model's defaults, which is what --search is for choosing)")
-    parser.add_argument("--search-seeds", dest="search_seeds", type=int, nargs="+", default=[0],
-                        help="--search on the validation split carved with each seed; the setting with the best "
-                             "mean validation NDCG@10 over them wins (differences between neighbouring settings "
-                             "are often smaller than one split's noise)")
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="first search each kind's settings on validation (report them; the tables still "
+        "use train_model's defaults, which is what --search is for choosing)",
+    )
+    parser.add_argument(
+        "--search-seeds",
+        dest="search_seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="--search on the validation split carved with each seed; the setting with the best "
+        "mean validation NDCG@10 over them wins (differences between neighbouring settings "
+        "are often smaller than one split's noise)",
+    )
     parser.add_argument("--trials", type=int, default=12, help="search budget per kind (--search, Cornac)")
     parser.add_argument("--no-cornac", action="store_true", help="skip Cornac's EASE/BPR anchors")
     parser.add_argument("--quick", action="store_true", help="tiny synthetic log (a smoke test)")
     parser.add_argument("--out", default="benchmarks/results", help="directory for quality.json / quality.md")
     parser.add_argument("--from-json", dest="from_json", help="re-render this quality.json instead of running")
-    parser.add_argument("--merge", nargs="+", default=[],
-                        help="quality.json files of other runs (e.g. the slow hybrid alone) whose rows are added "
-                             "for kinds this run did not measure")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        help="quality.json files of other runs (e.g. the slow hybrid alone) whose rows are added "
+        "for kinds this run did not measure",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models) - set(MODEL_KINDS))
     if unknown:
@@ -444,14 +555,23 @@ def main(argv=None) -> int:
         return finish(report, args.merge, Path(args.out), time.perf_counter())
     started = time.perf_counter()
     ratings, split, features, name = load(args.quick)
-    print(f"{name}: {ratings.nnz} ratings, {ratings.shape[0]} users x {ratings.shape[1]} items; "
-          f"features {features.shape}", flush=True)
-    report = {"data": name, "seeds": args.seeds, "machine": f"{platform.machine()} {os.cpu_count()} cpus (shared VM)",
-              "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
-              "when": time.strftime("%Y-%m-%d"), "defaults": {k: DEFAULT_PARAMS[k] for k in args.models}}
+    print(
+        f"{name}: {ratings.nnz} ratings, {ratings.shape[0]} users x {ratings.shape[1]} items; "
+        f"features {features.shape}",
+        flush=True,
+    )
+    report = {
+        "data": name,
+        "seeds": args.seeds,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus (shared VM)",
+        "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "when": time.strftime("%Y-%m-%d"),
+        "defaults": {k: DEFAULT_PARAMS[k] for k in args.models},
+    }
     if args.search:
-        report["search"] = {kind: search(kind, warm_ratings(split), features, args.search_seeds, args.trials)
-                            for kind in args.models}
+        report["search"] = {
+            kind: search(kind, warm_ratings(split), features, args.search_seeds, args.trials) for kind in args.models
+        }
     cornac_kinds, cornac_params = [], {}
     if not args.no_cornac and "warm" in args.protocols:
         try:
@@ -465,12 +585,17 @@ def main(argv=None) -> int:
                 cornac_kinds.append(kind)
         except ImportError:
             print("cornac is not installed: no Cornac anchors (pip install cornac==3.0.1)")
-    report["warm"] = run_warm(args.models + cornac_kinds, split, features, args.seeds, cornac_params) \
-        if "warm" in args.protocols else {}
-    report["cold_items"] = run_cold_items(args.models, ratings, features, args.seeds) \
-        if "cold-items" in args.protocols else {}
-    report["cold_users"] = run_cold_users(args.models, ratings, features, args.seeds) \
-        if "cold-users" in args.protocols else {}
+    report["warm"] = (
+        run_warm(args.models + cornac_kinds, split, features, args.seeds, cornac_params)
+        if "warm" in args.protocols
+        else {}
+    )
+    report["cold_items"] = (
+        run_cold_items(args.models, ratings, features, args.seeds) if "cold-items" in args.protocols else {}
+    )
+    report["cold_users"] = (
+        run_cold_users(args.models, ratings, features, args.seeds) if "cold-users" in args.protocols else {}
+    )
     return finish(report, args.merge, Path(args.out), started)
 
 
@@ -478,8 +603,9 @@ def finish(report: dict, merge, out: Path, started: float) -> int:
     """Merge other runs' rows, check the targets, write quality.json / quality.md."""
     for path in merge:
         other = json.loads(Path(path).read_text())
-        report.setdefault("merged", []).append({"file": str(path), "command": other.get("command"),
-                                                "seconds": other.get("seconds")})
+        report.setdefault("merged", []).append(
+            {"file": str(path), "command": other.get("command"), "seconds": other.get("seconds")}
+        )
         for section in ("warm", "cold_items", "cold_users"):
             for kind, runs in other.get(section, {}).items():
                 report.setdefault(section, {}).setdefault(kind, runs)

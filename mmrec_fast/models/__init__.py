@@ -23,6 +23,20 @@ from .ials import IALS, ContentIALS
 from .io import SavedModel, load_model, save_model
 from .popularity import MostPop
 
-__all__ = ["Recommender", "ScoreBlock", "TrainConfig", "BPRMF", "HybridMF", "FactorModel", "ContentProfile",
-           "EASE", "IALS", "ContentIALS", "EASEIALSBlend", "MostPop",
-           "save_model", "load_model", "SavedModel"]
+__all__ = [
+    "Recommender",
+    "ScoreBlock",
+    "TrainConfig",
+    "BPRMF",
+    "HybridMF",
+    "FactorModel",
+    "ContentProfile",
+    "EASE",
+    "IALS",
+    "ContentIALS",
+    "EASEIALSBlend",
+    "MostPop",
+    "save_model",
+    "load_model",
+    "SavedModel",
+]

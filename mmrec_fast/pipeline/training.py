@@ -11,17 +11,39 @@ CLI and the demo).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import fields, replace
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..models import (BPRMF, EASE, IALS, ContentIALS, ContentProfile, EASEIALSBlend, FactorModel, HybridMF, MostPop,
-                      Recommender, TrainConfig)
+from ..models import (
+    BPRMF,
+    EASE,
+    IALS,
+    ContentIALS,
+    ContentProfile,
+    EASEIALSBlend,
+    FactorModel,
+    HybridMF,
+    MostPop,
+    Recommender,
+    TrainConfig,
+)
 
-__all__ = ["holdout_entries", "validation_split", "defaults_for", "BINARY_DEFAULTS", "fit_with_early_stopping", "train_model", "fit_kind", "MODEL_KINDS",
-           "CONTENT_KINDS", "DEFAULT_PARAMS", "SEARCH_SPACES"]
+__all__ = [
+    "holdout_entries",
+    "validation_split",
+    "defaults_for",
+    "BINARY_DEFAULTS",
+    "fit_with_early_stopping",
+    "train_model",
+    "fit_kind",
+    "MODEL_KINDS",
+    "CONTENT_KINDS",
+    "DEFAULT_PARAMS",
+    "SEARCH_SPACES",
+]
 
 #: What :func:`train_model` builds: BPR-MF, the VBPR-style hybrid, content profiles, EASE, iALS, the
 #: content-aware iALS (new items scored from content), the EASE + iALS blend and popularity (the floor of
@@ -45,16 +67,23 @@ _CONFIG_KINDS = ("bpr", "hybrid")
 #: With a binary ``train`` (no ratings), ``use_values`` changes nothing.
 DEFAULT_PARAMS: dict[str, dict] = {
     "bpr": {"dim": 64, "lr": 0.02, "reg": 0.02},
-    "hybrid": {"dim": 64, "content_dim": 32, "loss": "softmax", "lr": 5e-3, "reg": 1e-3, "epochs": 60,
-               "patience": 4},
+    "hybrid": {"dim": 64, "content_dim": 32, "loss": "softmax", "lr": 5e-3, "reg": 1e-3, "epochs": 60, "patience": 4},
     "content": {},
     "ease": {"reg": 5000.0, "use_values": True},
     "ials": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
     "ials-content": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
     # The parts keep their own defaults above; the EASE share and ridge are the best mean validation
     # NDCG@10 of tune("ease-ials") over the splits carved with seeds 0, 1, 2 (docs/quality.md, "EASE + iALS").
-    "ease-ials": {"weight": 0.15, "ease_reg": 5000.0, "dim": 128, "alpha0": 0.55, "ials_reg": 0.67, "nu": 0.5,
-                  "epochs": 20, "use_values": True},
+    "ease-ials": {
+        "weight": 0.15,
+        "ease_reg": 5000.0,
+        "dim": 128,
+        "alpha0": 0.55,
+        "ials_reg": 0.67,
+        "nu": 0.5,
+        "epochs": 20,
+        "use_values": True,
+    },
     "mostpop": {"scale": "log"},
 }
 
@@ -67,8 +96,16 @@ BINARY_DEFAULTS: dict[str, dict] = {
     "ials": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
     "ials-content": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
     # The binary parts above; the weight is the rating-valued one (normalised scores make it comparable).
-    "ease-ials": {"weight": 0.15, "ease_reg": 200.0, "dim": 256, "alpha0": 1.0, "ials_reg": 0.01, "nu": 1.0,
-                  "epochs": 16, "use_values": False},
+    "ease-ials": {
+        "weight": 0.15,
+        "ease_reg": 200.0,
+        "dim": 256,
+        "alpha0": 1.0,
+        "ials_reg": 0.01,
+        "nu": 1.0,
+        "epochs": 16,
+        "use_values": False,
+    },
 }
 
 
@@ -87,10 +124,20 @@ SEARCH_SPACES: dict[str, dict] = {
     "hybrid": {"dim": [32, 64, 128], "lr": [2e-3, 5e-3, 1e-2], "reg": [1e-4, 1e-3, 1e-2]},
     "content": {},
     "ease": {"reg": [200.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0, 8000.0], "use_values": [True, False]},
-    "ials": {"dim": [64, 128, 256], "alpha0": [0.1, 0.3, 0.55, 1.0], "reg": [0.1, 0.3, 0.67, 1.0],
-             "nu": [0.5, 1.0], "epochs": [10, 20]},
-    "ials-content": {"dim": [64, 128, 256], "alpha0": [0.1, 0.3, 0.55, 1.0], "reg": [0.1, 0.3, 0.67, 1.0],
-                     "nu": [0.5, 1.0], "epochs": [10, 20]},
+    "ials": {
+        "dim": [64, 128, 256],
+        "alpha0": [0.1, 0.3, 0.55, 1.0],
+        "reg": [0.1, 0.3, 0.67, 1.0],
+        "nu": [0.5, 1.0],
+        "epochs": [10, 20],
+    },
+    "ials-content": {
+        "dim": [64, 128, 256],
+        "alpha0": [0.1, 0.3, 0.55, 1.0],
+        "reg": [0.1, 0.3, 0.67, 1.0],
+        "nu": [0.5, 1.0],
+        "epochs": [10, 20],
+    },
     "ease-ials": {"weight": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], "ease_reg": [2000.0, 3000.0, 5000.0, 8000.0]},
     "mostpop": {"scale": ["log", "count"]},
 }
@@ -104,10 +151,12 @@ def holdout_entries(matrix: sp.spmatrix, fraction: float, seed: int) -> tuple[sp
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
     coo = sp.coo_matrix(matrix)
     held = np.random.default_rng(seed).random(coo.nnz) < fraction
+
     def part(mask):
         out = sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=coo.shape)
         out.sort_indices()
         return out
+
     return part(~held), part(held)
 
 
@@ -129,17 +178,22 @@ def validation_split(train: sp.spmatrix, fraction: float = 0.1, seed: int = 0, *
     keep = seen[coo.col] & (coo.data != 0)
     if relevance is not None:
         keep &= coo.data >= float(relevance)
-    val = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (coo.row[keep], coo.col[keep])),
-                        shape=train.shape)
+    val = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (coo.row[keep], coo.col[keep])), shape=train.shape)
     val.sort_indices()
     if fit_part.nnz == 0 or val.nnz == 0:
-        raise ValueError(f"train: {held.nnz + fit_part.nnz} entries leave no fit part or no validation "
-                         f"positive at fraction={fraction}" + ("" if relevance is None else f", relevance={relevance}"))
+        raise ValueError(
+            f"train: {held.nnz + fit_part.nnz} entries leave no fit part or no validation "
+            f"positive at fraction={fraction}" + ("" if relevance is None else f", relevance={relevance}")
+        )
     unseen = np.flatnonzero(~seen)
     n_users = fit_part.shape[0]
-    outside = sp.csr_matrix((np.ones(n_users * len(unseen), dtype=np.float32),
-                             (np.repeat(np.arange(n_users), len(unseen)), np.tile(unseen, n_users))),
-                            shape=fit_part.shape)
+    outside = sp.csr_matrix(
+        (
+            np.ones(n_users * len(unseen), dtype=np.float32),
+            (np.repeat(np.arange(n_users), len(unseen)), np.tile(unseen, n_users)),
+        ),
+        shape=fit_part.shape,
+    )
     exclude = (fit_part + outside).tocsr()
     exclude.data[:] = 1.0
     exclude.sort_indices()
@@ -150,8 +204,13 @@ def _best_epoch(history: list[dict]) -> int:
     return next((e["epoch"] for e in history if e.get("best")), len(history))
 
 
-def fit_with_early_stopping(make_model: Callable[[TrainConfig], FactorModel], train: sp.csr_matrix,
-                            config: TrainConfig, *, val_fraction: float = 0.1) -> FactorModel:
+def fit_with_early_stopping(
+    make_model: Callable[[TrainConfig], FactorModel],
+    train: sp.csr_matrix,
+    config: TrainConfig,
+    *,
+    val_fraction: float = 0.1,
+) -> FactorModel:
     """Choose the number of epochs by early stopping on held-out training entries, then refit.
 
     Parameters
@@ -185,8 +244,9 @@ def _check_kind(kind: str, features) -> None:
         raise ValueError(f"features are required for the {kind!r} model")
 
 
-def _make(kind: str, n_users: int, n_items: int, params: dict, *, features, feature_blocks, seed: int,
-          progress: bool) -> Recommender:
+def _make(
+    kind: str, n_users: int, n_items: int, params: dict, *, features, feature_blocks, seed: int, progress: bool
+) -> Recommender:
     """An unfitted model of ``kind`` with ``params`` (keys as in :data:`DEFAULT_PARAMS`)."""
     if kind in _CONFIG_KINDS:
         unknown = sorted(set(params) - _CONFIG_FIELDS)
@@ -212,9 +272,19 @@ def _make(kind: str, n_users: int, n_items: int, params: dict, *, features, feat
         raise ValueError(f"params: {exc}") from None
 
 
-def fit_kind(kind: str, n_users: int, n_items: int, train: sp.spmatrix, params: dict, *, features=None,
-             feature_blocks=None, seed: int = 0, validation: sp.spmatrix | None = None,
-             progress: bool = False) -> tuple[Recommender, dict]:
+def fit_kind(
+    kind: str,
+    n_users: int,
+    n_items: int,
+    train: sp.spmatrix,
+    params: dict,
+    *,
+    features=None,
+    feature_blocks=None,
+    seed: int = 0,
+    validation: sp.spmatrix | None = None,
+    progress: bool = False,
+) -> tuple[Recommender, dict]:
     """Fit one model of ``kind`` with exactly ``params`` on ``train``.
 
     With ``validation`` (held-out positives carved from the training data), the TrainConfig kinds
@@ -231,8 +301,9 @@ def fit_kind(kind: str, n_users: int, n_items: int, train: sp.spmatrix, params: 
     _check_kind(kind, features)
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    model = _make(kind, n_users, n_items, params, features=features, feature_blocks=feature_blocks, seed=seed,
-                  progress=progress)
+    model = _make(
+        kind, n_users, n_items, params, features=features, feature_blocks=feature_blocks, seed=seed, progress=progress
+    )
     chosen = dict(params)
     if kind in _CONFIG_KINDS and validation is not None:
         model.fit(train, validation=validation)
@@ -242,10 +313,24 @@ def fit_kind(kind: str, n_users: int, n_items: int, train: sp.spmatrix, params: 
     return model, chosen
 
 
-def train_model(kind: str, n_users: int, n_items: int, train: sp.csr_matrix, config: TrainConfig | None = None, *,
-                features=None, feature_blocks=None, params: dict | None = None, tune: bool = False,
-                budget=None, seed: int | None = None, val_fraction: float = 0.1, relevance: float | None = None,
-                progress: bool = False, log=None) -> Recommender:
+def train_model(
+    kind: str,
+    n_users: int,
+    n_items: int,
+    train: sp.csr_matrix,
+    config: TrainConfig | None = None,
+    *,
+    features=None,
+    feature_blocks=None,
+    params: dict | None = None,
+    tune: bool = False,
+    budget=None,
+    seed: int | None = None,
+    val_fraction: float = 0.1,
+    relevance: float | None = None,
+    progress: bool = False,
+    log=None,
+) -> Recommender:
     """Build and fit one model of ``kind`` the pipeline's way (the demo, CLI and benchmarks use it).
 
     Parameters
@@ -308,34 +393,70 @@ def train_model(kind: str, n_users: int, n_items: int, train: sp.csr_matrix, con
             raise ValueError("config: pass either a full TrainConfig or params/tune, not both")
         config = replace(config, seed=int(seed))
         if kind == "bpr":
-            model = fit_with_early_stopping(lambda c: BPRMF(n_users, n_items, c), train, config,
-                                            val_fraction=val_fraction)
+            model = fit_with_early_stopping(
+                lambda c: BPRMF(n_users, n_items, c), train, config, val_fraction=val_fraction
+            )
         else:
             model = fit_with_early_stopping(
-                lambda c: HybridMF(n_users, n_items, features, c, feature_blocks=feature_blocks), train, config,
-                val_fraction=val_fraction)
+                lambda c: HybridMF(n_users, n_items, features, c, feature_blocks=feature_blocks),
+                train,
+                config,
+                val_fraction=val_fraction,
+            )
         model.tuning = {"source": "config", "params": model.config.to_dict(), "seed": int(seed)}
         return model
     chosen = {**defaults_for(kind, train), **(params or {})}
     record: dict = {"source": "defaults", "seed": int(seed), "val_fraction": val_fraction, "relevance": relevance}
     if tune:
-        from .tuning import Budget, tune as run_search
+        from .tuning import Budget
+        from .tuning import tune as run_search
 
         budget = Budget.coerce(budget)
-        chosen, trials = run_search(kind, ratings, budget=budget, seed=seed, features=features,
-                                    feature_blocks=feature_blocks, defaults=chosen, val_fraction=val_fraction,
-                                    relevance=relevance, log=log)
-        record.update(source="search", budget={"trials": budget.trials, "seconds": budget.seconds},
-                      trials=[t.to_dict() for t in trials])
+        chosen, trials = run_search(
+            kind,
+            ratings,
+            budget=budget,
+            seed=seed,
+            features=features,
+            feature_blocks=feature_blocks,
+            defaults=chosen,
+            val_fraction=val_fraction,
+            relevance=relevance,
+            log=log,
+        )
+        record.update(
+            source="search",
+            budget={"trials": budget.trials, "seconds": budget.seconds},
+            trials=[t.to_dict() for t in trials],
+        )
     search_history = None
     if kind in _CONFIG_KINDS and not tune:
         # Defaults: the epoch count still comes from early stopping on held-out training entries.
         fit_part, val, _ = validation_split(ratings, val_fraction, seed, relevance=relevance)
-        search, chosen = fit_kind(kind, n_users, n_items, fit_part, chosen, features=features,
-                                  feature_blocks=feature_blocks, seed=seed, validation=val, progress=progress)
+        search, chosen = fit_kind(
+            kind,
+            n_users,
+            n_items,
+            fit_part,
+            chosen,
+            features=features,
+            feature_blocks=feature_blocks,
+            seed=seed,
+            validation=val,
+            progress=progress,
+        )
         search_history = search.history
-    model, _ = fit_kind(kind, n_users, n_items, train, chosen, features=features, feature_blocks=feature_blocks,
-                        seed=seed, progress=progress)
+    model, _ = fit_kind(
+        kind,
+        n_users,
+        n_items,
+        train,
+        chosen,
+        features=features,
+        feature_blocks=feature_blocks,
+        seed=seed,
+        progress=progress,
+    )
     if search_history is not None:
         model.search_history = search_history
     record["params"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in chosen.items()}

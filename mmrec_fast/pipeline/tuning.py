@@ -18,7 +18,7 @@ import itertools
 import math
 import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,15 +46,17 @@ class Budget:
     seconds: float | None = None
 
     def __post_init__(self):
-        if self.trials is not None and (isinstance(self.trials, bool) or not isinstance(self.trials, numbers.Integral)
-                                        or self.trials < 1):
+        if self.trials is not None and (
+            isinstance(self.trials, bool) or not isinstance(self.trials, numbers.Integral) or self.trials < 1
+        ):
             raise ValueError(f"budget.trials must be a positive integer or None, got {self.trials!r}")
-        if self.seconds is not None and (isinstance(self.seconds, bool) or not isinstance(self.seconds, numbers.Real)
-                                         or not self.seconds > 0):
+        if self.seconds is not None and (
+            isinstance(self.seconds, bool) or not isinstance(self.seconds, numbers.Real) or not self.seconds > 0
+        ):
             raise ValueError(f"budget.seconds must be a positive number or None, got {self.seconds!r}")
 
     @classmethod
-    def coerce(cls, budget) -> "Budget":
+    def coerce(cls, budget) -> Budget:
         """A Budget from a Budget, an int (trials), a dict of fields, or None (the default)."""
         if budget is None:
             return cls()
@@ -117,7 +119,7 @@ def search_points(space: dict, defaults: dict, n: int | None, seed: int) -> list
     size = math.prod(len(space[name]) for name in names) if names else 0
     limit = size + 1 if n is None else n
     if size == 0 or limit <= 1:
-        return points[:max(limit, 1)]
+        return points[: max(limit, 1)]
     rng = np.random.default_rng(seed)
     seen = {tuple(sorted((k, repr(v)) for k, v in first.items()))}
     if size <= 4096:
@@ -126,8 +128,7 @@ def search_points(space: dict, defaults: dict, n: int | None, seed: int) -> list
         grid = list(itertools.product(*(space[name] for name in names)))
         candidates = (grid[i] for i in order)
     else:
-        candidates = (tuple(space[name][rng.integers(len(space[name]))] for name in names)
-                      for _ in range(50 * limit))
+        candidates = (tuple(space[name][rng.integers(len(space[name]))] for name in names) for _ in range(50 * limit))
     for values in candidates:
         point = {**defaults, **dict(zip(names, values))}
         key = tuple(sorted((k, repr(v)) for k, v in point.items()))
@@ -145,9 +146,21 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def tune(kind: str, train: sp.spmatrix, space: dict | None = None, *, budget=None, seed: int = 0,
-         features=None, feature_blocks=None, defaults: dict | None = None, val_fraction: float = 0.1,
-         relevance: float | None = None, metric: str = "ndcg@10", log=None) -> tuple[dict, list[Trial]]:
+def tune(
+    kind: str,
+    train: sp.spmatrix,
+    space: dict | None = None,
+    *,
+    budget=None,
+    seed: int = 0,
+    features=None,
+    feature_blocks=None,
+    defaults: dict | None = None,
+    val_fraction: float = 0.1,
+    relevance: float | None = None,
+    metric: str = "ndcg@10",
+    log=None,
+) -> tuple[dict, list[Trial]]:
     """Search settings of ``kind`` on a validation split carved from ``train`` only.
 
     Parameters
@@ -196,8 +209,9 @@ def tune(kind: str, train: sp.spmatrix, space: dict | None = None, *, budget=Non
     base = defaults_for(kind, train) if defaults is None else dict(defaults)
     unknown = sorted(set(space) - set(DEFAULT_PARAMS.get(kind, {})) - set(base))
     if unknown:
-        raise ValueError(f"space: unknown parameter(s) {unknown} for kind {kind!r}; "
-                         f"known: {sorted(DEFAULT_PARAMS.get(kind, {}))}")
+        raise ValueError(
+            f"space: unknown parameter(s) {unknown} for kind {kind!r}; known: {sorted(DEFAULT_PARAMS.get(kind, {}))}"
+        )
     n_users, n_items = train.shape
     fit_part, val, val_exclude = validation_split(train, val_fraction, seed, relevance=relevance)
     points = search_points(space, base, budget.trials, seed)
@@ -209,10 +223,20 @@ def tune(kind: str, train: sp.spmatrix, space: dict | None = None, *, budget=Non
         params = {k: _plain(v) for k, v in params.items()}
         t0 = time.perf_counter()
         try:
-            model, chosen = fit_kind(kind, n_users, n_items, fit_part, params, features=features,
-                                     feature_blocks=feature_blocks, seed=seed, validation=val)
-            metrics = evaluate_model(model, val, exclude=val_exclude, ks=(10,), metrics=("ndcg", "precision",
-                                                                                          "recall", "map", "auc"))
+            model, chosen = fit_kind(
+                kind,
+                n_users,
+                n_items,
+                fit_part,
+                params,
+                features=features,
+                feature_blocks=feature_blocks,
+                seed=seed,
+                validation=val,
+            )
+            metrics = evaluate_model(
+                model, val, exclude=val_exclude, ks=(10,), metrics=("ndcg", "precision", "recall", "map", "auc")
+            )
         except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
             # A setting the model rejects (or that diverges) is a failed trial, not a failed search;
             # the defaults, tried first, must succeed.
@@ -222,8 +246,14 @@ def tune(kind: str, train: sp.spmatrix, space: dict | None = None, *, budget=Non
             continue
         if metric not in metrics:
             raise ValueError(f"metric {metric!r} is not one of {sorted(k for k in metrics if k != 'n_users')}")
-        trial = Trial(params, {k: _plain(v) for k, v in chosen.items()}, float(metrics[metric]),
-                      {k: float(v) for k, v in metrics.items()}, time.perf_counter() - t0, index)
+        trial = Trial(
+            params,
+            {k: _plain(v) for k, v in chosen.items()},
+            float(metrics[metric]),
+            {k: float(v) for k, v in metrics.items()},
+            time.perf_counter() - t0,
+            index,
+        )
         trials.append(trial)
         if log is not None:
             log(f"tune {kind} trial {index}: {trial.chosen} -> val {metric} {trial.score:.4f} ({trial.seconds:.1f} s)")

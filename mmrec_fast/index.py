@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import validation
+from ._search import search
 from .backends import BlockConfig, get_backend
 
 __all__ = ["ItemIndex"]
@@ -76,11 +77,35 @@ class ItemIndex:
         """Name of the backend the items are packed for."""
         return self.backend.name
 
-    def topk(self, users, k: int, **kwargs):
+    def topk(
+        self,
+        users,
+        k: int,
+        *,
+        exclude=None,
+        temperature=1.0,
+        backend: str = "auto",
+        user_block=None,
+        item_block=None,
+        num_threads=None,
+        progress=False,
+    ):
         """Top-k against this index; same arguments and result as :func:`mmrec_fast.topk`."""
-        from .engine import topk
+        k = validation.check_k(k)
+        temperature = validation.check_temperature(temperature)
+        self.check_compatible(backend, item_block)
+        return search(self, users, k, exclude, temperature, user_block, num_threads, progress)
 
-        return topk(users, self, k, **kwargs)
+    def check_compatible(self, backend: str, item_block) -> None:
+        """A query may name this index's backend (or "auto") and item block (or None), nothing else."""
+        if backend not in ("auto", self.backend_name):
+            raise ValueError(
+                f"backend: {backend!r} requested, but items is an ItemIndex prepared for {self.backend_name!r}"
+            )
+        if item_block is not None and item_block != self.item_block:
+            raise ValueError(
+                "item_block: an ItemIndex is packed with its own item_block; set it when building the index"
+            )
 
     def __repr__(self) -> str:
         return f"ItemIndex(n_items={self.n_items}, dim={self.dim}, backend={self.backend_name!r})"

@@ -33,8 +33,7 @@ void check_array(const py::array& arr, const char* name, std::initializer_list<i
                                         std::to_string(arr.shape(axis)) + ", expected " + std::to_string(extent));
         ++axis;
     }
-    if (!(arr.flags() & py::array::c_style))
-        throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+    if (!(arr.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
     if (writable && !arr.writeable()) throw std::invalid_argument(std::string(name) + ": must be writeable");
 }
 
@@ -57,8 +56,7 @@ py::array pack_items(const py::array& items, int num_threads) {
 
 void topk(const py::array& users, const py::array& packed, int64_t n_items, int64_t k, double inv_temperature,
           const py::array& excl_indptr, const py::array& excl_indices, int64_t user_block, int64_t item_block,
-          int64_t capacity, int num_threads, py::array out_indices, py::array out_scores,
-          py::array out_lse) {
+          int64_t capacity, int num_threads, py::array out_indices, py::array out_scores, py::array out_lse) {
     check_array<float>(users, "users", {-1, -1}, false);
     const int64_t n_users = users.shape(0), d = users.shape(1);
     if (n_items < 0) throw std::invalid_argument("n_items must be >= 0");
@@ -95,8 +93,7 @@ void topk(const py::array& users, const py::array& packed, int64_t n_items, int6
     // One rounding from the double 1 / temperature (the Python layer keeps it within float32 range).
     a.inv_temperature = inv_temperature;
     const double scale2 = 1.4426950408889634 * inv_temperature;
-    if (!(inv_temperature > 0.0) || !std::isfinite(inv_temperature) ||
-        !std::isfinite(static_cast<float>(scale2)))
+    if (!(inv_temperature > 0.0) || !std::isfinite(inv_temperature) || !std::isfinite(static_cast<float>(scale2)))
         throw std::invalid_argument("temperature: log2(e) / temperature must be a positive, finite float32");
     // At temperatures past ~1e38 the float32 scale would round to 0 (and -inf * 0 to NaN): keep it at
     // the smallest normal float32; the double remainder below puts the difference back.
@@ -124,20 +121,25 @@ PYBIND11_MODULE(_native, m) {
 
     m.attr("PANEL") = mmrec::kPanel;
 
-    m.def("simd_level", [] { return std::string(mmrec::simd_level_name(mmrec::active_simd_level())); },
-          "SIMD path the next call uses: 'avx512', 'avx2' or 'scalar' (honours MMREC_FAST_SIMD).");
-    m.def("best_simd_level", [] { return std::string(mmrec::simd_level_name(mmrec::best_simd_level())); },
-          "Best SIMD path this CPU supports (ignores MMREC_FAST_SIMD).");
+    m.def(
+        "simd_level", [] { return std::string(mmrec::simd_level_name(mmrec::active_simd_level())); },
+        "SIMD path the next call uses: 'avx512', 'avx2' or 'scalar' (honours MMREC_FAST_SIMD).");
+    m.def(
+        "best_simd_level", [] { return std::string(mmrec::simd_level_name(mmrec::best_simd_level())); },
+        "Best SIMD path this CPU supports (ignores MMREC_FAST_SIMD).");
     m.def("supported_simd_levels", &mmrec::supported_simd_levels, "SIMD paths this CPU can run, best first.");
     m.def("openmp_enabled", &mmrec::openmp_enabled, "Whether the extension was built with OpenMP.");
     m.def("max_threads", &mmrec::max_threads, "OpenMP's default thread count (1 without OpenMP).");
     m.def("packed_size", &mmrec::packed_size, py::arg("n_items"), py::arg("d"),
           "Length (float32 elements) of the packed item array.");
-    m.def("item_shards", [](int64_t n_users, int64_t n_items, int64_t k, int64_t item_block) {
-              return mmrec::item_shards(n_users, n_items, k, item_block, nullptr);
-          }, py::arg("n_users"), py::arg("n_items"), py::arg("k"), py::arg("item_block"),
-          "How many item shards topk() splits the catalogue into for these sizes (1: none). Depends only\n"
-          "on the arguments, never on the thread count.");
+    m.def(
+        "item_shards",
+        [](int64_t n_users, int64_t n_items, int64_t k, int64_t item_block) {
+            return mmrec::item_shards(n_users, n_items, k, item_block, nullptr);
+        },
+        py::arg("n_users"), py::arg("n_items"), py::arg("k"), py::arg("item_block"),
+        "How many item shards topk() splits the catalogue into for these sizes (1: none). Depends only\n"
+        "on the arguments, never on the thread count.");
     m.def("threshold_guess_rank", &mmrec::threshold_guess_rank, py::arg("n_users"), py::arg("n_items"), py::arg("k"),
           py::arg("item_block"),
           "Rank in the strided item sample whose score starts each user's threshold for these sizes (0: no\n"

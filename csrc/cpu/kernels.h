@@ -43,8 +43,8 @@ struct KernelOps {
     SimdLevel level;
     const char* name;
     // c[r * ldc + j] = dot(a[r * lda ...], item j of the panels), r < n_rows, j < n_panels * 16.
-    void (*tile_scores)(const float* a, int64_t lda, int64_t n_rows, const float* panels,
-                        int64_t n_panels, int64_t d, float* c, int64_t ldc);
+    void (*tile_scores)(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels, int64_t d,
+                        float* c, int64_t ldc);
     // Epilogue over one tile row of n entries (n a multiple of 16; padding entries hold -inf): the
     // base-2 exp-sum of the row, and the positions j (ascending) with s[j] > threshold. The terms are
     // relative to the integer m = ceil(fl(row max * scale2)): it depends on this row only (so item
@@ -91,7 +91,7 @@ const KernelOps& kernels_avx512();
 namespace expc {
 constexpr float kMinExponent = -126.0f;
 constexpr float kFastExponentLimit = 16777216.0f;  // 2^24
-constexpr float kQ1 = 0.693147004f;  // minimax fit of 2^f on [-1/2, 1/2], constant term fixed to 1
+constexpr float kQ1 = 0.693147004f;                // minimax fit of 2^f on [-1/2, 1/2], constant term fixed to 1
 constexpr float kQ2 = 0.240222424f;
 constexpr float kQ3 = 0.0555073358f;
 constexpr float kQ4 = 0.00967148226f;

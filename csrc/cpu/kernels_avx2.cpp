@@ -16,9 +16,8 @@ namespace {
 constexpr int kMR = 6;  // users per register tile (12 accumulators + 2 panel halves + 1 broadcast)
 
 template <int MR>
-__attribute__((always_inline)) inline void micro(const float* __restrict a, int64_t lda,
-                                                 const float* __restrict b, int64_t d,
-                                                 float* __restrict c, int64_t ldc) {
+__attribute__((always_inline)) inline void micro(const float* __restrict a, int64_t lda, const float* __restrict b,
+                                                 int64_t d, float* __restrict c, int64_t ldc) {
     __m256 lo[MR], hi[MR];
     for (int i = 0; i < MR; ++i) {
         lo[i] = _mm256_setzero_ps();
@@ -39,8 +38,8 @@ __attribute__((always_inline)) inline void micro(const float* __restrict a, int6
     }
 }
 
-void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels,
-                 int64_t d, float* c, int64_t ldc) {
+void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels, int64_t d,
+                 float* c, int64_t ldc) {
     const int64_t pstride = d * kPanel;
     for (int64_t p = 0; p < n_panels; ++p) {
         const float* b = panels + p * pstride;
@@ -50,12 +49,23 @@ void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panel
         const float* ai = a + i * lda;
         float* ci = cp + i * ldc;
         switch (n_rows - i) {
-            case 5: micro<5>(ai, lda, b, d, ci, ldc); break;
-            case 4: micro<4>(ai, lda, b, d, ci, ldc); break;
-            case 3: micro<3>(ai, lda, b, d, ci, ldc); break;
-            case 2: micro<2>(ai, lda, b, d, ci, ldc); break;
-            case 1: micro<1>(ai, lda, b, d, ci, ldc); break;
-            default: break;
+            case 5:
+                micro<5>(ai, lda, b, d, ci, ldc);
+                break;
+            case 4:
+                micro<4>(ai, lda, b, d, ci, ldc);
+                break;
+            case 3:
+                micro<3>(ai, lda, b, d, ci, ldc);
+                break;
+            case 2:
+                micro<2>(ai, lda, b, d, ci, ldc);
+                break;
+            case 1:
+                micro<1>(ai, lda, b, d, ci, ldc);
+                break;
+            default:
+                break;
         }
     }
 }
@@ -102,7 +112,8 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     const float smax = hmax(_mm256_max_ps(_mm256_max_ps(mx0, mx1), _mm256_max_ps(mx2, mx3)));
     if (smax == neg_inf) return RowStats{neg_inf, 0.0f, neg_inf, 0};
     const float block = smax * scale2;
-    if (!(__builtin_fabsf(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
+    if (!(__builtin_fabsf(block) < expc::kFastExponentLimit))
+        return row_epilogue_large(s, n, smax, scale2, threshold, pos);
     const float m = __builtin_ceilf(block);
     const __m256 tv = _mm256_set1_ps(scale2);
     const __m256 neg_m = _mm256_set1_ps(-m);
@@ -139,6 +150,8 @@ namespace {
 const KernelOps kOps{SimdLevel::Avx2, "avx2", &tile_scores, &row_epilogue, &pack_panels_portable};
 }  // namespace
 
-const KernelOps& kernels_avx2() { return kOps; }
+const KernelOps& kernels_avx2() {
+    return kOps;
+}
 
 }  // namespace mmrec

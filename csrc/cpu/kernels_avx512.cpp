@@ -23,9 +23,8 @@ constexpr int kNP = 2;  // 16-item panels per register tile: 16 accumulators + 2
 
 // Register tile: acc[MR][NP] zmm (MR*NP <= 16 accumulators), one pass over d.
 template <int MR, int NP>
-__attribute__((always_inline)) inline void micro(const float* __restrict a, int64_t lda,
-                                                 const float* __restrict b, int64_t pstride, int64_t d,
-                                                 float* __restrict c, int64_t ldc) {
+__attribute__((always_inline)) inline void micro(const float* __restrict a, int64_t lda, const float* __restrict b,
+                                                 int64_t pstride, int64_t d, float* __restrict c, int64_t ldc) {
     __m512 acc[MR][NP];
     for (int i = 0; i < MR; ++i)
         for (int p = 0; p < NP; ++p) acc[i][p] = _mm512_setzero_ps();
@@ -42,26 +41,41 @@ __attribute__((always_inline)) inline void micro(const float* __restrict a, int6
 }
 
 template <int NP>
-void column_strip(const float* a, int64_t lda, int64_t n_rows, const float* b, int64_t pstride,
-                  int64_t d, float* c, int64_t ldc) {
+void column_strip(const float* a, int64_t lda, int64_t n_rows, const float* b, int64_t pstride, int64_t d, float* c,
+                  int64_t ldc) {
     int64_t i = 0;
     for (; i + kMR <= n_rows; i += kMR) micro<kMR, NP>(a + i * lda, lda, b, pstride, d, c + i * ldc, ldc);
     const float* ai = a + i * lda;
     float* ci = c + i * ldc;
     switch (n_rows - i) {
-        case 7: micro<7, NP>(ai, lda, b, pstride, d, ci, ldc); break;
-        case 6: micro<6, NP>(ai, lda, b, pstride, d, ci, ldc); break;
-        case 5: micro<5, NP>(ai, lda, b, pstride, d, ci, ldc); break;
-        case 4: micro<4, NP>(ai, lda, b, pstride, d, ci, ldc); break;
-        case 3: micro<3, NP>(ai, lda, b, pstride, d, ci, ldc); break;
-        case 2: micro<2, NP>(ai, lda, b, pstride, d, ci, ldc); break;
-        case 1: micro<1, NP>(ai, lda, b, pstride, d, ci, ldc); break;
-        default: break;
+        case 7:
+            micro<7, NP>(ai, lda, b, pstride, d, ci, ldc);
+            break;
+        case 6:
+            micro<6, NP>(ai, lda, b, pstride, d, ci, ldc);
+            break;
+        case 5:
+            micro<5, NP>(ai, lda, b, pstride, d, ci, ldc);
+            break;
+        case 4:
+            micro<4, NP>(ai, lda, b, pstride, d, ci, ldc);
+            break;
+        case 3:
+            micro<3, NP>(ai, lda, b, pstride, d, ci, ldc);
+            break;
+        case 2:
+            micro<2, NP>(ai, lda, b, pstride, d, ci, ldc);
+            break;
+        case 1:
+            micro<1, NP>(ai, lda, b, pstride, d, ci, ldc);
+            break;
+        default:
+            break;
     }
 }
 
-void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels,
-                 int64_t d, float* c, int64_t ldc) {
+void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels, int64_t d,
+                 float* c, int64_t ldc) {
     const int64_t pstride = d * kPanel;
     int64_t p = 0;
     for (; p + kNP <= n_panels; p += kNP)
@@ -116,7 +130,8 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     const float smax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(mx0, mx1), _mm512_max_ps(mx2, mx3)));
     if (smax == neg_inf) return RowStats{neg_inf, 0.0f, neg_inf, 0};
     const float block = smax * scale2;
-    if (!(__builtin_fabsf(block) < expc::kFastExponentLimit)) return row_epilogue_large(s, n, smax, scale2, threshold, pos);
+    if (!(__builtin_fabsf(block) < expc::kFastExponentLimit))
+        return row_epilogue_large(s, n, smax, scale2, threshold, pos);
     const float m = __builtin_ceilf(block);
     const __m512 cv = _mm512_set1_ps(scale2);
     const __m512 neg_m = _mm512_set1_ps(-m);
@@ -214,7 +229,9 @@ namespace {
 const KernelOps kOps{SimdLevel::Avx512, "avx512", &tile_scores, &row_epilogue, &pack_panels};
 }  // namespace
 
-const KernelOps& kernels_avx512() { return kOps; }
+const KernelOps& kernels_avx512() {
+    return kOps;
+}
 
 }  // namespace mmrec
 

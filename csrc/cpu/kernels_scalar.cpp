@@ -39,8 +39,8 @@ inline float reduce16(const float* a) {
     return d0 + d1;
 }
 
-void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels,
-                 int64_t d, float* c, int64_t ldc) {
+void tile_scores(const float* a, int64_t lda, int64_t n_rows, const float* panels, int64_t n_panels, int64_t d,
+                 float* c, int64_t ldc) {
     const int64_t pstride = d * kPanel;
     for (int64_t p = 0; p < n_panels; ++p) {
         const float* b = panels + p * pstride;
@@ -109,6 +109,8 @@ RowStats row_epilogue_large(const float* s, int64_t n, float smax, float scale2,
                    [&](float v) { return (v - smax) * scale2; });
 }
 
-const KernelOps& kernels_scalar() { return kOps; }
+const KernelOps& kernels_scalar() {
+    return kOps;
+}
 
 }  // namespace mmrec

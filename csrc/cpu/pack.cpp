@@ -24,7 +24,9 @@ int max_threads() {
 #endif
 }
 
-int64_t packed_size(int64_t n_items, int64_t d) { return round_up(n_items, kPanel) * d; }
+int64_t packed_size(int64_t n_items, int64_t d) {
+    return round_up(n_items, kPanel) * d;
+}
 
 void pack_items(const float* items, int64_t n_items, int64_t d, float* packed, int num_threads) {
     const int64_t n_panels = round_up(n_items, kPanel) / kPanel;

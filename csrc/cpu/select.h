@@ -50,7 +50,7 @@ inline uint32_t radix_kth_key(const Candidate* c, int64_t count, int64_t k, uint
     // serialise on the store-to-load dependency of its counter.
     int32_t hist[4][256];
     const bool wide = count >= 2048;  // four interleaved histograms only pay off on large inputs
-    int64_t left = k;  // how many of the best are still to be located inside the current bucket
+    int64_t left = k;                 // how many of the best are still to be located inside the current bucket
     uint32_t prefix = 0;
     int64_t n = count;
     for (int q = 0; q < count; ++q) keys[q] = order_key(c[q].score);

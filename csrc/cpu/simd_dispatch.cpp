@@ -27,16 +27,20 @@ SimdLevel active_simd_level() {
     const std::string want(env);
     SimdLevel requested;
     if (want == "auto") return best;
-    if (want == "avx512") requested = SimdLevel::Avx512;
-    else if (want == "avx2") requested = SimdLevel::Avx2;
-    else if (want == "scalar") requested = SimdLevel::Scalar;
+    if (want == "avx512")
+        requested = SimdLevel::Avx512;
+    else if (want == "avx2")
+        requested = SimdLevel::Avx2;
+    else if (want == "scalar")
+        requested = SimdLevel::Scalar;
     else
-        throw std::invalid_argument("MMREC_FAST_SIMD=" + want +
-                                    ": expected one of 'auto', 'avx512', 'avx2', 'scalar'");
+        throw std::invalid_argument("MMREC_FAST_SIMD=" + want + ": expected one of 'auto', 'avx512', 'avx2', 'scalar'");
     return static_cast<int>(requested) < static_cast<int>(best) ? requested : best;
 }
 
-const char* simd_level_name(SimdLevel level) { return kernel_ops(level).name; }
+const char* simd_level_name(SimdLevel level) {
+    return kernel_ops(level).name;
+}
 
 std::vector<std::string> supported_simd_levels() {
     std::vector<std::string> out;
@@ -47,9 +51,12 @@ std::vector<std::string> supported_simd_levels() {
 
 const KernelOps& kernel_ops(SimdLevel level) {
     switch (level) {
-        case SimdLevel::Avx512: return kernels_avx512();
-        case SimdLevel::Avx2: return kernels_avx2();
-        default: return kernels_scalar();
+        case SimdLevel::Avx512:
+            return kernels_avx512();
+        case SimdLevel::Avx2:
+            return kernels_avx2();
+        default:
+            return kernels_scalar();
     }
 }
 

@@ -26,6 +26,8 @@ inline int thread_id() {
 #endif
 }
 
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+inline int64_t round_up(int64_t x, int64_t m) {
+    return (x + m - 1) / m * m;
+}
 
 }  // namespace mmrec

@@ -23,7 +23,7 @@ namespace mmrec {
 // the end, every item at or below t is outside the top k and the result is exact; a user with fewer
 // (a guess too high: odd item orders, ties, exclusions, few items) is scored again without one.
 // The exp-sum does not depend on the threshold, so the outputs are bitwise those of a run without guess.
-constexpr int64_t kGuessStride = 64;    // one sampled panel in this many
+constexpr int64_t kGuessStride = 64;      // one sampled panel in this many
 constexpr int64_t kGuessMinExpected = 4;  // k * sample fraction below this: no guess
 
 struct GuessPlan {

@@ -91,9 +91,15 @@ struct Workspace {
     AlignedArray<float> guess;         // ub x guess capacity: the sample's best scores per user
     std::vector<int64_t> failed;       // users whose guess was too high (rerun without one)
     Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap, int64_t pack_floats, int64_t guess_cap)
-        : tile(size_t(ub * ldt)), pos(size_t(ib + kPanel)), cand(size_t(ub * cap)), state(size_t(ub)),
-          select_keys(size_t(cap)), select_ties(size_t(cap)), sort_keys(size_t(2 * cap)),
-          pack(size_t(pack_floats)), guess(size_t(ub * guess_cap)) {}
+        : tile(size_t(ub * ldt)),
+          pos(size_t(ib + kPanel)),
+          cand(size_t(ub * cap)),
+          state(size_t(ub)),
+          select_keys(size_t(cap)),
+          select_ties(size_t(cap)),
+          sort_keys(size_t(2 * cap)),
+          pack(size_t(pack_floats)),
+          guess(size_t(ub * guess_cap)) {}
 };
 
 struct Plan {
@@ -148,8 +154,8 @@ void write_row(const TopkArgs& a, int64_t u, const Candidate* c, int64_t take, d
 // and its (max, sum) go to `sh` for the merge.
 // Each user's guess (see "Threshold guess"): the sample scored in item-block chunks, the best scores
 // kept in a small buffer cut back to the best `rank` whenever it fills. -inf when no guess.
-void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan, const GuessPlan& g,
-                      int64_t u0, int64_t nu, Workspace& ws) {
+void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan, const GuessPlan& g, int64_t u0,
+                      int64_t nu, Workspace& ws) {
     UserState* st = ws.state.ptr;
     std::vector<int64_t> count(size_t(nu), 0);
     std::vector<float> cut(size_t(nu), kNegInf);
@@ -198,8 +204,8 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
     }
 }
 
-void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int64_t u0, int64_t nu,
-                  int64_t shard, Workspace& ws, const ShardResults& sh, const GuessPlan& g) {
+void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int64_t u0, int64_t nu, int64_t shard,
+                  Workspace& ws, const ShardResults& sh, const GuessPlan& g) {
     const int64_t d = a.d, k = a.k, cap = plan.cap;
     const int64_t lo = shard * plan.shard_len, hi = std::min(a.n_items, lo + plan.shard_len);
     const float scale2 = a.log2e_over_temperature;
@@ -285,8 +291,8 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
 
 // Users whose threshold guess was too high, scored again without one (same plan, one item shard, so
 // the same float operations as a run without guess): gathered into a contiguous problem of their own.
-void rerun_failed_guesses(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int nt,
-                          std::vector<Workspace>& ws, const ShardResults& sh) {
+void rerun_failed_guesses(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int nt, std::vector<Workspace>& ws,
+                          const ShardResults& sh) {
     std::vector<int64_t> failed;
     for (const Workspace& w : ws) failed.insert(failed.end(), w.failed.begin(), w.failed.end());
     if (failed.empty()) return;

@@ -33,10 +33,10 @@ void pack_items(const float* items, int64_t n_items, int64_t d, float* packed, i
 
 // ---- top-k ------------------------------------------------------------------------------------------
 struct TopkArgs {
-    const float* users = nullptr;    // (n_users, d) row-major
+    const float* users = nullptr;  // (n_users, d) row-major
     int64_t n_users = 0;
-    const float* packed = nullptr;   // packed_size(n_items, d) floats, or nullptr:
-    const float* items = nullptr;    // (n_items, d) row-major, packed block by block on the fly
+    const float* packed = nullptr;  // packed_size(n_items, d) floats, or nullptr:
+    const float* items = nullptr;   // (n_items, d) row-major, packed block by block on the fly
     int64_t n_items = 0;
     int64_t d = 0;
     int64_t k = 1;
@@ -46,9 +46,9 @@ struct TopkArgs {
     const int64_t* excl_indptr = nullptr;   // (n_users + 1)
     const int64_t* excl_indices = nullptr;  // (nnz)
     int64_t user_block = 128;
-    int64_t item_block = 512;   // rounded up to a multiple of kPanel
-    int64_t capacity = 0;       // candidate buffer slots per user, > k
-    int num_threads = 0;        // 0: OpenMP default
+    int64_t item_block = 512;  // rounded up to a multiple of kPanel
+    int64_t capacity = 0;      // candidate buffer slots per user, > k
+    int num_threads = 0;       // 0: OpenMP default
     // Start each user's threshold at a guess from a strided item sample when k is large (see topk.cpp,
     // "Threshold guess"); the results do not depend on it, bit for bit.
     bool guess_threshold = true;

@@ -15,10 +15,10 @@ int mmrec_cuda_max_k();
 const char* mmrec_cuda_topk_error_string(int code);
 int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capacity, int sm_count,
                          long long workspace_bytes, int* n_shards, long long* shard_len, long long* batch_users);
-int mmrec_cuda_topk(const void* users, long long n_users, const void* items, long long n_items, int dim,
-                    int dtype, int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
-                        int capacity, long long workspace_bytes, long long* out_idx, float* out_scores,
-                        double* out_lse, int device, void* stream);
+int mmrec_cuda_topk(const void* users, long long n_users, const void* items, long long n_items, int dim, int dtype,
+                    int k, float inv_t, const long long* excl_indptr, const long long* excl_indices, int capacity,
+                    long long workspace_bytes, long long* out_idx, float* out_scores, double* out_lse, int device,
+                    void* stream);
 int mmrec_cuda_malloc(void** ptr, std::size_t nbytes, int device);
 int mmrec_cuda_free(void* ptr);
 int mmrec_cuda_memcpy_htod(void* dst, const void* src, std::size_t nbytes);

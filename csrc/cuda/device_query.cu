@@ -16,27 +16,29 @@ extern "C" {
 // Number of visible devices; returns a cudaError_t code (0 on success). With no driver or no device the
 // runtime reports an error code, which the bindings turn into count 0 plus a reason.
 int mmrec_cuda_device_count(int* count) {
-  *count = 0;
-  return static_cast<int>(cudaGetDeviceCount(count));
+    *count = 0;
+    return static_cast<int>(cudaGetDeviceCount(count));
 }
 
 // Name and compute capability of one device.
 int mmrec_cuda_device_info(int device, char* name, std::size_t name_len, int* major, int* minor) {
-  cudaDeviceProp prop;
-  cudaError_t err = cudaGetDeviceProperties(&prop, device);
-  if (err != cudaSuccess) return static_cast<int>(err);
-  std::size_t i = 0;
-  for (; i + 1 < name_len && prop.name[i] != '\0'; ++i) name[i] = prop.name[i];
-  if (name_len) name[i] = '\0';
-  *major = prop.major;
-  *minor = prop.minor;
-  return 0;
+    cudaDeviceProp prop;
+    cudaError_t err = cudaGetDeviceProperties(&prop, device);
+    if (err != cudaSuccess) return static_cast<int>(err);
+    std::size_t i = 0;
+    for (; i + 1 < name_len && prop.name[i] != '\0'; ++i) name[i] = prop.name[i];
+    if (name_len) name[i] = '\0';
+    *major = prop.major;
+    *minor = prop.minor;
+    return 0;
 }
 
 const char* mmrec_cuda_error_string(int code) {
-  return cudaGetErrorString(static_cast<cudaError_t>(code));
+    return cudaGetErrorString(static_cast<cudaError_t>(code));
 }
 
-int mmrec_cuda_runtime_version(int* version) { return static_cast<int>(cudaRuntimeGetVersion(version)); }
+int mmrec_cuda_runtime_version(int* version) {
+    return static_cast<int>(cudaRuntimeGetVersion(version));
+}
 
 }  // extern "C"

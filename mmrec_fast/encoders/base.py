@@ -345,103 +345,127 @@ class Encoder(ABC):
             ids = list(ids)
             if len(ids) != n:
                 raise ValueError(f"ids: has {len(ids)} entries but batch has {n} items")
+        run = _BatchRun(self, items, ids, policy)
+        run.read_keys_and_cache()
+        run.encode(run.unique_misses())
+        return run.result()
 
-        out = np.zeros((n, self.dim), dtype=np.float32)
-        ok = np.zeros(n, dtype=bool)
-        errors: list[ItemError] = []
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
-        def fail(i: int, stage: str, exc: BaseException) -> None:
-            err = ItemError(ids[i], i, stage, type(exc).__name__, str(exc))
-            if policy == "raise":
-                raise EncodingError(self.name, [err]) from exc
-            errors.append(err)
 
-        # Stage 1: content keys (always: they also deduplicate the batch), then the cache.
-        keys: list[str | None] = [None] * n
-        hits = 0
-        for i, item in enumerate(items):
+class _BatchRun:
+    """One :meth:`Encoder.encode_with_report` call: content keys and cache, duplicates, chunked
+    preprocessing and embedding, and the per-item error report under the call's policy."""
+
+    def __init__(self, encoder: Encoder, items: list, ids: list, policy: str):
+        self.encoder, self.items, self.ids, self.policy = encoder, items, ids, policy
+        n = len(items)
+        self.out = np.zeros((n, encoder.dim), dtype=np.float32)
+        self.ok = np.zeros(n, dtype=bool)
+        self.errors: list[ItemError] = []
+        self.keys: list[str | None] = [None] * n
+        self.hits = 0
+        self.dups: dict[int, list[int]] = {}  # first item of some content -> later items with it
+
+    def fail(self, i: int, stage: str, exc: BaseException) -> None:
+        err = ItemError(self.ids[i], i, stage, type(exc).__name__, str(exc))
+        if self.policy == "raise":
+            raise EncodingError(self.encoder.name, [err]) from exc
+        self.errors.append(err)
+
+    def fail_all(self, i: int, stage: str, exc: BaseException) -> None:
+        """Item ``i`` failed: so did every later item with the same content."""
+        self.fail(i, stage, exc)
+        for j in self.dups[i]:
+            note = f"{exc} (same content as item {self.ids[i]!r})"
+            self.errors.append(ItemError(self.ids[j], j, stage, type(exc).__name__, note))
+
+    def read_keys_and_cache(self) -> None:
+        """Stage 1: content keys (always: they also deduplicate the batch), then the cache."""
+        for i, item in enumerate(self.items):
             try:
-                keys[i] = hashlib.sha256(self._content_hash(item)).hexdigest()
+                self.keys[i] = hashlib.sha256(self.encoder._content_hash(item)).hexdigest()
             except Exception as exc:  # noqa: BLE001 - reported per item under the policy
-                fail(i, "read", exc)
-        if self.cache is not None:
-            valid = [i for i in range(n) if keys[i] is not None]
-            found = self.cache.get_many([keys[i] for i in valid])
+                self.fail(i, "read", exc)
+        cache = self.encoder.cache
+        if cache is not None:
+            valid = [i for i in range(len(self.items)) if self.keys[i] is not None]
+            found = cache.get_many([self.keys[i] for i in valid])
             for i, vec in zip(valid, found):
                 if vec is not None:
-                    out[i] = vec
-                    ok[i] = True
-                    hits += 1
-        # Identical content (a placeholder image used by many items, a repeated title) is encoded
-        # once; its row is copied to the duplicates, and a failure is reported for each of them.
+                    self.out[i] = vec
+                    self.ok[i] = True
+                    self.hits += 1
+
+    def unique_misses(self) -> list[int]:
+        """Items still to encode, one per distinct content (a placeholder image used by many items, a
+        repeated title is encoded once; its row is copied to the duplicates)."""
         first: dict[str, int] = {}
-        dups: dict[int, list[int]] = {}
         todo = []
-        for i in range(n):
-            if ok[i] or keys[i] is None:
+        for i, key in enumerate(self.keys):
+            if self.ok[i] or key is None:
                 continue
-            if keys[i] in first:
-                dups[first[keys[i]]].append(i)
+            if key in first:
+                self.dups[first[key]].append(i)
                 continue
-            first[keys[i]] = i
-            dups[i] = []
+            first[key] = i
+            self.dups[i] = []
             todo.append(i)
+        return todo
 
-        def fail_all(i: int, stage: str, exc: BaseException) -> None:
-            fail(i, stage, exc)
-            for j in dups[i]:
-                errors.append(
-                    ItemError(ids[j], j, stage, type(exc).__name__, f"{exc} (same content as item {ids[i]!r})")
-                )
-
-        # Stages 2 and 3 chunk by chunk: bounded memory for decoded media; each finished chunk is
-        # written to the cache so an interrupted long run keeps its progress.
-        bar = _progress_bar(self.progress, len(todo), self.name)
+    def encode(self, todo: list[int]) -> None:
+        """Stages 2 and 3 chunk by chunk: bounded memory for decoded media; each finished chunk is
+        written to the cache so an interrupted long run keeps its progress."""
+        enc = self.encoder
+        bar = _progress_bar(enc.progress, len(todo), enc.name)
         advance = bar.update if bar is not None else (lambda k: None)
         try:
-            with torch_threads(self.num_threads):
-                for start in range(0, len(todo), self.chunk_size):
-                    chunk = todo[start : start + self.chunk_size]
-                    good, prepared = [], []
-                    for i in chunk:
-                        try:
-                            prepared.append(self._prepare(items[i]))
-                            good.append(i)
-                        except Exception as exc:  # noqa: BLE001 - reported per item under the policy
-                            fail_all(i, "preprocess", exc)
-                            advance(1)
-                    if not good:
-                        continue
-                    vecs = np.asarray(self._embed(prepared, advance), dtype=np.float32)
-                    if vecs.shape != (len(good), self.dim):  # pragma: no cover - subclass bug guard
-                        raise RuntimeError(
-                            f"{self.name}: embed returned shape {vecs.shape}, expected {(len(good), self.dim)}"
-                        )
-                    out[good] = vecs
-                    ok[good] = True
-                    for row, i in enumerate(good):
-                        for j in dups[i]:
-                            out[j] = vecs[row]
-                            ok[j] = True
-                    if self.cache is not None:
-                        self.cache.put_many([keys[i] for i in good], vecs)
+            with torch_threads(enc.num_threads):
+                for start in range(0, len(todo), enc.chunk_size):
+                    self._encode_chunk(todo[start : start + enc.chunk_size], advance)
         finally:
             if bar is not None:
                 bar.close()
 
-        errors.sort(key=lambda e: e.index)
-        if errors:
-            shown = ", ".join(repr(e.id) for e in errors[:10]) + (" ..." if len(errors) > 10 else "")
+    def _encode_chunk(self, chunk: list[int], advance) -> None:
+        enc = self.encoder
+        good, prepared = [], []
+        for i in chunk:
+            try:
+                prepared.append(enc._prepare(self.items[i]))
+                good.append(i)
+            except Exception as exc:  # noqa: BLE001 - reported per item under the policy
+                self.fail_all(i, "preprocess", exc)
+                advance(1)
+        if not good:
+            return
+        vecs = np.asarray(enc._embed(prepared, advance), dtype=np.float32)
+        if vecs.shape != (len(good), enc.dim):  # pragma: no cover - subclass bug guard
+            raise RuntimeError(f"{enc.name}: embed returned shape {vecs.shape}, expected {(len(good), enc.dim)}")
+        self.out[good] = vecs
+        self.ok[good] = True
+        for row, i in enumerate(good):
+            for j in self.dups[i]:
+                self.out[j] = vecs[row]
+                self.ok[j] = True
+        if enc.cache is not None:
+            enc.cache.put_many([self.keys[i] for i in good], vecs)
+
+    def result(self) -> EncodeResult:
+        """The rows (all, or the good ones under "skip"), their ids, and the sorted error report."""
+        n = len(self.items)
+        self.errors.sort(key=lambda e: e.index)
+        if self.errors:
+            shown = ", ".join(repr(e.id) for e in self.errors[:10]) + (" ..." if len(self.errors) > 10 else "")
             warnings.warn(
-                f"{self.name}: {len(errors)} of {n} items failed and were "
-                f"{'skipped' if policy == 'skip' else 'encoded as zero rows'} "
+                f"{self.encoder.name}: {len(self.errors)} of {n} items failed and were "
+                f"{'skipped' if self.policy == 'skip' else 'encoded as zero rows'} "
                 f"(ids {shown}); see encode_with_report(...).errors",
                 EncodingWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        if policy == "skip":
-            return EncodeResult(out[ok], [ids[i] for i in range(n) if ok[i]], ok, errors, hits)
-        return EncodeResult(out, ids, ok, errors, hits)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
+        if self.policy == "skip":
+            kept = [self.ids[i] for i in range(n) if self.ok[i]]
+            return EncodeResult(self.out[self.ok], kept, self.ok, self.errors, self.hits)
+        return EncodeResult(self.out, self.ids, self.ok, self.errors, self.hits)

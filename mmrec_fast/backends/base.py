@@ -32,8 +32,7 @@ Semantics, identical on every backend:
   ``inv_t32`` from :func:`scale_factor32`), the running (``m * inv_temperature`` in float64, sum)
   rescaled and accumulated in float64 so catalogues of 10^7 items do not drift. The float64 reference
   ``m * inv_temperature`` is the very product :func:`mmrec_fast.result.probabilities` computes for
-  the top score, so the normaliser and the probabilities come from the same scaled scores. (The native
-  engine works in base 2 with integer block references; see ``csrc/cpu/kernels.h``.)
+  the top score, so the normaliser and the probabilities come from the same scaled scores.
   A user with no eligible item gets ``-inf`` (never ``-inf - -inf``).
 * Top-k: eligible items ordered by (score descending, item index ascending) -- ties go to the lower
   index -- first k of them. Slots beyond the number of eligible items hold index -1 and score -inf.
@@ -41,13 +40,10 @@ Semantics, identical on every backend:
   running threshold (its k-th best so far, -inf until k candidates were seen) and appends only items
   with ``score > threshold`` (strict: a later item with an equal score loses the tie) to a candidate
   buffer of a few k; when the buffer is full it is pruned and the threshold raised to a score that at
-  least k kept, earlier candidates reach (the exact k-th best, or -- native engine -- the floor of the
-  histogram bucket holding it, which keeps a few more than k for a cheaper prune); the final buffer is
-  cut to the exact best k and sorted. (The native engine, for large k with one item shard, starts each
-  user's threshold just below a guess -- a rank of the user's scores over a strided 1/64 item sample,
-  exclusions skipped -- instead of -inf; a user with fewer than k buffered candidates at the end is
-  scored again without one, so results are the same bit for bit.) Working memory is
-  O(threads x (user_block x item_block + user_block x buffer)), independent of U x I.
+  least k kept, earlier candidates reach; the final buffer is cut to the exact best k and sorted.
+  Working memory is O(threads x (user_block x item_block + user_block x buffer)), independent of U x I.
+  How each engine meets this (the native engine's base-2 exponents, bucket prune and threshold guess):
+  ``docs/engine.md``.
 * The result must not depend on the number of threads.
 
 Array backends (``array_api = True``: "cuda", "cupy", "torch")

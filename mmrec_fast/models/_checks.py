@@ -71,3 +71,33 @@ def check_features(features, n_items: int, feature_blocks) -> tuple[np.ndarray, 
     if edge != arr.shape[1]:
         raise ValueError(f"feature_blocks cover columns 0..{edge}, features have {arr.shape[1]}")
     return arr, blocks
+
+
+def history_rows(history, n_items: int) -> sp.spmatrix:
+    """New users' histories as a sparse (n, n_items) matrix, for ``fold_in``.
+
+    ``history`` is a scipy sparse matrix with one column per item (returned as is, values kept) or a
+    sequence of integer item-id sequences (one row of ones each; a repeated id counts once).
+    """
+    if sp.issparse(history):
+        if history.ndim != 2 or history.shape[1] != n_items:
+            raise ValueError(f"history must have {n_items} columns (one per item), got shape {history.shape}")
+        return history
+    if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
+        raise TypeError(
+            f"history must be a scipy sparse matrix or a sequence of item-id sequences, got {type(history).__name__}"
+        )
+    rows, cols = [], []
+    for r, items in enumerate(history):
+        ids = np.asarray(items).ravel()
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"history[{r}] must hold integer item ids, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+            raise ValueError(f"history[{r}] has item ids outside [0, {n_items})")
+        rows.append(np.full(ids.size, r))
+        cols.append(ids.astype(np.int64))
+    rows_a = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    cols_a = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    matrix = sp.csr_matrix((np.ones(rows_a.size, np.float32), (rows_a, cols_a)), shape=(len(history), n_items))
+    matrix.data[:] = 1.0  # a repeated id is one interaction, not a doubled confidence
+    return matrix

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ._checks import check_interactions
+from ._checks import check_interactions, history_rows
 from .base import Recommender, ScoreBlock
 
 __all__ = ["EASE"]
@@ -171,26 +171,8 @@ class EASE(Recommender):
         ndarray (n, n_items) float32
         """
         self._check_fitted()
-        if sp.issparse(history):
-            if history.ndim != 2 or history.shape[1] != self._n_items:
-                raise ValueError(f"history must have {self._n_items} columns (one per item), got shape {history.shape}")
-            return self._dense(self._binary(history, "history", history.shape[0]))
-        if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
-            raise TypeError(
-                "history must be a scipy sparse matrix or a sequence of item-id sequences, got "
-                f"{type(history).__name__}"
-            )
-        out = np.zeros((len(history), self._n_items), dtype=np.float32)
-        for r, items in enumerate(history):
-            ids = np.asarray(items).ravel()
-            if ids.size == 0:
-                continue
-            if not np.issubdtype(ids.dtype, np.integer):
-                raise TypeError(f"history[{r}] must hold integer item ids, got dtype {ids.dtype}")
-            if ids.min() < 0 or ids.max() >= self._n_items:
-                raise ValueError(f"history[{r}] has item ids outside [0, {self._n_items})")
-            out[r, ids] = 1.0
-        return out
+        rows = history_rows(history, self._n_items)
+        return self._dense(self._binary(rows, "history", rows.shape[0]))
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """Arrays (saved bit-exact: the training rows and the float32 weights) and parameters."""

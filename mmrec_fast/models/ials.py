@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import threadpoolctl
 
 from . import _ials_kernels as kernels
-from ._checks import check_features, check_interactions
+from ._checks import check_features, check_interactions, history_rows
 from .base import Recommender, ScoreBlock
 
 __all__ = ["IALS", "ContentIALS"]
@@ -324,30 +324,8 @@ class IALS(Recommender):
         return out
 
     def _history_matrix(self, history) -> sp.csr_matrix:
-        if sp.issparse(history):
-            if history.ndim != 2 or history.shape[1] != self._n_items:
-                raise ValueError(f"history must have {self._n_items} columns (one per item), got shape {history.shape}")
-            return self._weighted(history, "history", history.shape[0])
-        if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
-            raise TypeError(
-                "history must be a scipy sparse matrix or a sequence of item-id sequences, got "
-                f"{type(history).__name__}"
-            )
-        rows, cols = [], []
-        for r, items in enumerate(history):
-            ids = np.asarray(items).ravel()
-            if ids.size and not np.issubdtype(ids.dtype, np.integer):
-                raise TypeError(f"history[{r}] must hold integer item ids, got dtype {ids.dtype}")
-            if ids.size and (ids.min() < 0 or ids.max() >= self._n_items):
-                raise ValueError(f"history[{r}] has item ids outside [0, {self._n_items})")
-            rows.append(np.full(ids.size, r))
-            cols.append(ids.astype(np.int64))
-        n = len(history)
-        rows_a = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        cols_a = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-        matrix = sp.csr_matrix((np.ones(rows_a.size, np.float32), (rows_a, cols_a)), shape=(n, self._n_items))
-        matrix.data[:] = 1.0  # a repeated id is one interaction, not a doubled confidence
-        return self._weighted(matrix, "history", n)
+        rows = history_rows(history, self._n_items)
+        return self._weighted(rows, "history", rows.shape[0])
 
     # -------------------------------------------------------------------------------------- saving
     def state(self) -> tuple[dict[str, np.ndarray], dict]:

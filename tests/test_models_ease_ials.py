@@ -176,9 +176,20 @@ def test_ials_objective_decreases_and_matches_reference(solver, use_values):
     x = random_interactions(40, 30, 0.15, seed=7, empty_users=(3,), empty_items=(5,))
     x.data = np.random.default_rng(0).integers(1, 6, size=x.nnz).astype(np.float32)  # ratings
     model = IALS(
-        40, 30, dim=4, alpha0=0.2, reg=0.05, nu=1.0, epochs=6, solver=solver, seed=1, use_values=use_values
+        40,
+        30,
+        dim=4,
+        alpha0=0.2,
+        reg=0.05,
+        nu=1.0,
+        epochs=6,
+        solver=solver,
+        seed=1,
+        use_values=use_values,
+        track_loss=True,
     ).fit(x)
     losses = [h["loss"] for h in model.history]
+    assert "loss" not in IALS(40, 30, dim=4, epochs=1).fit(x).history[0]  # off by default (a third of an epoch)
     assert np.isclose(losses[-1], objective_reference(model, x), rtol=1e-6)
     assert np.isclose(model.loss(x), losses[-1], rtol=1e-12)
     if solver == "cholesky":  # each half-step is an exact minimisation: never up

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ScoreBlock", "Recommender", "registered_kinds", "model_class"]
+__all__ = ["ScoreBlock", "Recommender", "SizedRecommender", "registered_kinds", "model_class"]
 
 # kind -> the Recommender subclass that declared it. Filled by Recommender.__init_subclass__ so that
 # load_model can rebuild any registered kind from its saved state without a hand-kept table.
@@ -167,3 +167,26 @@ def model_class(kind: str) -> type:
         return _KINDS[kind]
     except (KeyError, TypeError):
         raise ValueError(f"kind: unknown model kind {kind!r}; known: {sorted(_KINDS)}") from None
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as an int >= 1 (bools refused); ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class SizedRecommender(Recommender):
+    """A recommender over fixed id spaces: ``n_users`` users and ``n_items`` items (checked, >= 1)."""
+
+    def __init__(self, n_users: int, n_items: int):
+        self._n_users = positive_int(n_users, "n_users")
+        self._n_items = positive_int(n_items, "n_items")
+
+    @property
+    def n_users(self) -> int:
+        return self._n_users
+
+    @property
+    def n_items(self) -> int:
+        return self._n_items

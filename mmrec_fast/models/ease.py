@@ -18,7 +18,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from ._checks import check_interactions, history_rows
-from .base import Recommender, ScoreBlock
+from .base import ScoreBlock, SizedRecommender, positive_int
 
 __all__ = ["EASE"]
 
@@ -26,7 +26,7 @@ __all__ = ["EASE"]
 DENSE_USER_BYTES = 2 << 30
 
 
-class EASE(Recommender):
+class EASE(SizedRecommender):
     """Closed-form item-item regression with a zero-diagonal constraint (Steck 2019).
 
     Parameters
@@ -57,9 +57,8 @@ class EASE(Recommender):
         use_values: bool = False,
         positive_only: bool = False,
     ):
-        for name, value in (("n_users", n_users), ("n_items", n_items), ("max_items", max_items)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__(n_users, n_items)
+        max_items = positive_int(max_items, "max_items")
         try:
             reg = float(reg)
         except (TypeError, ValueError):
@@ -72,20 +71,11 @@ class EASE(Recommender):
                 f"memory ({3 * 8 * n_items**2 / 1e9:.1f} GB here); use IALS (mmrec_fast.models.IALS), "
                 "whose factors serve any catalogue size, or raise max_items"
             )
-        self._n_users, self._n_items = int(n_users), int(n_items)
         self.reg, self.max_items = reg, int(max_items)
         self.use_values, self.positive_only = bool(use_values), bool(positive_only)
         self._train: sp.csr_matrix | None = None
         self._weights: np.ndarray | None = None
         self.history: list[dict] = []
-
-    @property
-    def n_users(self) -> int:
-        return self._n_users
-
-    @property
-    def n_items(self) -> int:
-        return self._n_items
 
     def params(self) -> dict:
         """The constructor's arguments (JSON-able), as saved with the model."""

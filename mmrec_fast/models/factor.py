@@ -13,14 +13,14 @@ import torch
 
 from ._checks import check_features, check_interactions
 from ._net import FactorNet
-from .base import Recommender, ScoreBlock
+from .base import ScoreBlock, SizedRecommender
 from .config import TrainConfig
 from .training import resolve_device, train_factor_net
 
 __all__ = ["FactorModel", "BPRMF", "HybridMF"]
 
 
-class FactorModel(Recommender):
+class FactorModel(SizedRecommender):
     """ID embeddings (+ optional projected content per modality) + item bias, trained with BPR or softmax.
 
     Parameters
@@ -46,11 +46,8 @@ class FactorModel(Recommender):
         features: np.ndarray | None = None,
         feature_blocks=None,
     ):
-        for name, value in (("n_users", n_users), ("n_items", n_items)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__(n_users, n_items)
         self.config = config or TrainConfig()
-        self._n_users, self._n_items = int(n_users), int(n_items)
         self.features, self.feature_blocks = (None, [])
         if features is not None:
             self.features, self.feature_blocks = check_features(features, self._n_items, feature_blocks)
@@ -69,14 +66,6 @@ class FactorModel(Recommender):
         self.net.eval()
         self.history: list[dict] = []
         self._vectors: tuple[np.ndarray, np.ndarray] | None = None
-
-    @property
-    def n_users(self) -> int:
-        return self._n_users
-
-    @property
-    def n_items(self) -> int:
-        return self._n_items
 
     def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> FactorModel:
         """Train on the positive (nonzero) pairs of ``train``; early-stop on ``validation`` if given.

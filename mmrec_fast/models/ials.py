@@ -25,17 +25,11 @@ import threadpoolctl
 
 from . import _ials_kernels as kernels
 from ._checks import check_features, check_interactions, history_rows
-from .base import Recommender, ScoreBlock
+from .base import ScoreBlock, SizedRecommender, positive_int
 
 __all__ = ["IALS", "ContentIALS"]
 
 _SOLVERS = ("cg", "cholesky")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _nonnegative(value, name: str) -> float:
@@ -66,7 +60,7 @@ def _threads(num_threads: int | None):
         numba.set_num_threads(previous)
 
 
-class IALS(Recommender):
+class IALS(SizedRecommender):
     """Implicit alternating least squares: ``score(u, i) = w_u . h_i`` with ``d = dim`` float32 factors.
 
     Parameters
@@ -126,41 +120,35 @@ class IALS(Recommender):
         use_values: bool = False,
         seed: int = 0,
         num_threads: int | None = None,
+        track_loss: bool = False,
     ):
-        self._n_users = _positive_int(n_users, "n_users")
-        self._n_items = _positive_int(n_items, "n_items")
-        self.dim = _positive_int(dim, "dim")
+        super().__init__(n_users, n_items)
+        # The objective costs about a third of an epoch at 10M entries; off unless asked for.
+        self.track_loss = bool(track_loss)
+        self.dim = positive_int(dim, "dim")
         self.alpha0 = _nonnegative(alpha0, "alpha0")
         if self.alpha0 == 0:
             raise ValueError("alpha0 must be > 0 (without the all-pairs term every score is pulled to 1)")
         self.reg = _nonnegative(reg, "reg")
         self.nu = _nonnegative(nu, "nu")
-        self.epochs = _positive_int(epochs, "epochs")
+        self.epochs = positive_int(epochs, "epochs")
         if solver not in _SOLVERS:
             raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
         self.solver = solver
-        self.cg_steps = _positive_int(cg_steps, "cg_steps")
+        self.cg_steps = positive_int(cg_steps, "cg_steps")
         self.init_scale = _nonnegative(init_scale, "init_scale")
         self.use_values = bool(use_values)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
         if num_threads is not None:
-            _positive_int(num_threads, "num_threads")
+            positive_int(num_threads, "num_threads")
         self.num_threads = num_threads
         self._users: np.ndarray | None = None
         self._items: np.ndarray | None = None
         self.history: list[dict] = []
 
     # ----------------------------------------------------------------------------------------- shape
-    @property
-    def n_users(self) -> int:
-        return self._n_users
-
-    @property
-    def n_items(self) -> int:
-        return self._n_items
-
     def params(self) -> dict:
         """The constructor's arguments (JSON-able), as saved with the model."""
         return {
@@ -176,6 +164,7 @@ class IALS(Recommender):
             "init_scale": self.init_scale,
             "use_values": self.use_values,
             "seed": self.seed,
+            "track_loss": self.track_loss,
         }
 
     # ------------------------------------------------------------------------------------- training
@@ -219,8 +208,8 @@ class IALS(Recommender):
         Returns
         -------
         IALS
-            ``self``; ``history`` holds per-epoch ``loss`` (the objective), ``seconds`` and, with
-            ``validation``, ``val_ndcg@10``.
+            ``self``; ``history`` holds per-epoch ``seconds``, the objective ``loss`` with
+            ``track_loss=True`` and, with ``validation``, ``val_ndcg@10``.
         """
         x = self._weighted(train, "train", self._n_users)
         if validation is not None:
@@ -242,7 +231,9 @@ class IALS(Recommender):
                 self._half_step(x, items, user_reg, users, exact)
                 seconds = time.perf_counter() - started
                 self._users, self._items = users, items
-                entry = {"epoch": epoch, "seconds": seconds, "loss": self._objective(x, user_reg, item_reg)}
+                entry = {"epoch": epoch, "seconds": seconds}
+                if self.track_loss:
+                    entry["loss"] = self._objective(x, user_reg, item_reg)
                 if validation is not None:
                     entry["val_ndcg@10"] = self._validation_ndcg(validation, x)
                 self.history.append(entry)

@@ -6,14 +6,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._checks import check_interactions
-from .base import Recommender, ScoreBlock
+from .base import ScoreBlock, SizedRecommender
 
 __all__ = ["MostPop"]
 
 _SCALES = ("log", "count")
 
 
-class MostPop(Recommender):
+class MostPop(SizedRecommender):
     """Popularity baseline: user vector ``[1]``, item vector ``[log(1 + n_i)]`` (or ``[n_i]``).
 
     ``n_i`` is the number of distinct training users of item ``i``. Both scales rank identically
@@ -31,22 +31,12 @@ class MostPop(Recommender):
     kind = "mostpop"
 
     def __init__(self, n_users: int, n_items: int, *, scale: str = "log"):
-        for name, value in (("n_users", n_users), ("n_items", n_items)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__(n_users, n_items)
         if scale not in _SCALES:
             raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
-        self._n_users, self._n_items, self.scale = int(n_users), int(n_items), scale
+        self.scale = scale
         self.counts: np.ndarray | None = None
         self.history: list[dict] = []
-
-    @property
-    def n_users(self) -> int:
-        return self._n_users
-
-    @property
-    def n_items(self) -> int:
-        return self._n_items
 
     def params(self) -> dict:
         """The constructor's arguments (JSON-able), as saved with the model."""

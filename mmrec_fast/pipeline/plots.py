@@ -40,7 +40,8 @@ def plot_training(histories: dict[str, list[dict]], path) -> Path:
     fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
     for model, history in histories.items():
         epochs = [e["epoch"] for e in history]
-        loss_ax.plot(epochs, [e["loss"] for e in history], marker=".", label=model)
+        if all("loss" in e for e in history):  # closed-form and untracked fits have no loss curve
+            loss_ax.plot(epochs, [e["loss"] for e in history], marker=".", label=model)
         val = [(e["epoch"], e["val_ndcg@10"]) for e in history if "val_ndcg@10" in e]
         if val:
             val_ax.plot(*zip(*val), marker=".", label=model)

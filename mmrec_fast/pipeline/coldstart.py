@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from ..engine import topk
 from ..models.base import Recommender, ScoreBlock
+from .protocol import own_and_unseen, pairs_block
 
 __all__ = [
     "ColdItemSplit",
@@ -73,12 +74,6 @@ def _relevant(matrix: sp.csr_matrix, relevance) -> sp.csr_matrix:
         out.data = np.where(out.data >= float(relevance), 1.0, 0.0)
         out.eliminate_zeros()
     return _ones(out)
-
-
-def _rows_block(n_rows: int, rows: np.ndarray, columns: np.ndarray, shape) -> sp.csr_matrix:
-    """CSR with every column of ``columns`` set in every row of ``rows`` (a per-user candidate filter)."""
-    data = np.ones(len(rows) * len(columns), dtype=np.float32)
-    return sp.csr_matrix((data, (np.repeat(rows, len(columns)), np.tile(columns, len(rows)))), shape=shape)
 
 
 @dataclass
@@ -145,7 +140,7 @@ def cold_item_split(
     held = sp.csr_matrix((coo.data[take], (coo.row[take], coo.col[take])), shape=matrix.shape)
     positives = _relevant(held, relevance)
     users = np.flatnonzero(np.diff(positives.indptr) > 0)
-    among_cold = _rows_block(n_users, users, np.flatnonzero(~is_cold), matrix.shape)
+    among_cold = pairs_block(users, np.flatnonzero(~is_cold), matrix.shape)
     train = _ones(warm)
     train.sort_indices()
     return ColdItemSplit(train, cold, positives, among_cold.tocsr(), train.copy())
@@ -247,9 +242,8 @@ def cold_user_split(
     history = _ones(part(in_history))
     positives = _relevant(part(in_target), relevance)
     unseen = np.flatnonzero(np.diff(train.tocsc().indptr) == 0)
-    exclude = (history + _rows_block(n_users, cold, unseen, matrix.shape)).tocsr()
-    exclude.data[:] = 1.0
-    for m in (train, history, positives, exclude):
+    exclude = own_and_unseen(history, unseen, rows=cold)
+    for m in (train, history, positives):
         m.sort_indices()
     return ColdUserSplit(train, cold, history, positives, exclude)
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from ..data import Interactions, drop_unseen
 
-__all__ = ["EvalSplit", "cornac_ratio_split", "make_eval_split"]
+__all__ = ["EvalSplit", "cornac_ratio_split", "make_eval_split", "own_and_unseen", "pairs_block"]
 
 
 def cornac_ratio_split(
@@ -103,14 +103,21 @@ def make_eval_split(
     positives.sum_duplicates()
     positives.data[:] = 1.0
     unseen_items = np.flatnonzero(np.diff(train_matrix.tocsc().indptr) == 0)
-    outside = sp.csr_matrix(
-        (
-            np.ones(data.n_users * len(unseen_items)),
-            (np.repeat(np.arange(data.n_users), len(unseen_items)), np.tile(unseen_items, data.n_users)),
-        ),
-        shape=shape,
-    )
-    exclude = (train_matrix + outside).tocsr()
+    exclude = own_and_unseen(train_matrix, unseen_items)
+    return EvalSplit(train, test, train_matrix, positives, exclude)
+
+
+def pairs_block(rows: np.ndarray, columns: np.ndarray, shape) -> sp.csr_matrix:
+    """CSR of ones with every column of ``columns`` set in every row of ``rows`` (a candidate filter)."""
+    data = np.ones(len(rows) * len(columns), dtype=np.float32)
+    return sp.csr_matrix((data, (np.repeat(rows, len(columns)), np.tile(columns, len(rows)))), shape=shape)
+
+
+def own_and_unseen(own: sp.spmatrix, unseen_items: np.ndarray, rows: np.ndarray | None = None) -> sp.csr_matrix:
+    """The protocol's non-candidates as a 0/1 CSR: each user's ``own`` items, plus ``unseen_items`` (items a
+    model cannot have learned) for ``rows`` (every user by default)."""
+    rows = np.arange(own.shape[0]) if rows is None else rows
+    exclude = (own + pairs_block(rows, unseen_items, own.shape)).tocsr()
     exclude.data[:] = 1.0
     exclude.sort_indices()
-    return EvalSplit(train, test, train_matrix, positives, exclude)
+    return exclude

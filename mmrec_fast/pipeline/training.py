@@ -30,6 +30,7 @@ from ..models import (
     Recommender,
     TrainConfig,
 )
+from .protocol import own_and_unseen
 
 __all__ = [
     "holdout_entries",
@@ -56,6 +57,19 @@ CONTENT_KINDS = ("hybrid", "content", "ials-content")
 #: Kinds trained by :class:`~mmrec_fast.models.TrainConfig`-driven loops (early stopping on validation).
 _CONFIG_KINDS = ("bpr", "hybrid")
 
+# iALS's measured settings, shared by the kinds built on it (see DEFAULT_PARAMS / BINARY_DEFAULTS).
+_IALS_RATINGS = {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True}
+_IALS_BINARY = {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False}
+
+
+def _blend(ease_reg: float, ials: dict) -> dict:
+    """The blend's setting from its parts' (iALS's ``reg`` is the blend's ``ials_reg``). The EASE share is
+    the best mean validation NDCG@10 of tune("ease-ials") over the splits carved with seeds 0, 1, 2
+    (docs/quality.md, "EASE + iALS"); normalised scores let the binary setting reuse it."""
+    parts = {("ials_reg" if key == "reg" else key): value for key, value in ials.items()}
+    return {"weight": 0.15, "ease_reg": ease_reg, **parts}
+
+
 #: The settings :func:`train_model` uses when given none, chosen on validation splits carved from
 #: MovieLens-100K's Cornac-protocol *training* part (held-out ratings >= 4 relevant; the test split never
 #: read): EASE and iALS with the ratings as values/confidences (``use_values``; binary input loses ~0.03
@@ -70,20 +84,9 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "hybrid": {"dim": 64, "content_dim": 32, "loss": "softmax", "lr": 5e-3, "reg": 1e-3, "epochs": 60, "patience": 4},
     "content": {},
     "ease": {"reg": 5000.0, "use_values": True},
-    "ials": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
-    "ials-content": {"dim": 128, "alpha0": 0.55, "reg": 0.67, "nu": 0.5, "epochs": 20, "use_values": True},
-    # The parts keep their own defaults above; the EASE share and ridge are the best mean validation
-    # NDCG@10 of tune("ease-ials") over the splits carved with seeds 0, 1, 2 (docs/quality.md, "EASE + iALS").
-    "ease-ials": {
-        "weight": 0.15,
-        "ease_reg": 5000.0,
-        "dim": 128,
-        "alpha0": 0.55,
-        "ials_reg": 0.67,
-        "nu": 0.5,
-        "epochs": 20,
-        "use_values": True,
-    },
+    "ials": dict(_IALS_RATINGS),
+    "ials-content": dict(_IALS_RATINGS),  # its warm factors are iALS's
+    "ease-ials": _blend(5000.0, _IALS_RATINGS),
     "mostpop": {"scale": "log"},
 }
 
@@ -93,19 +96,9 @@ DEFAULT_PARAMS: dict[str, dict] = {
 #: val NDCG@10 0.1792; iALS d 256, alpha0 1, reg 0.01, 16 epochs, 0.1771).
 BINARY_DEFAULTS: dict[str, dict] = {
     "ease": {"reg": 200.0, "use_values": False},
-    "ials": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
-    "ials-content": {"dim": 256, "alpha0": 1.0, "reg": 0.01, "nu": 1.0, "epochs": 16, "use_values": False},
-    # The binary parts above; the weight is the rating-valued one (normalised scores make it comparable).
-    "ease-ials": {
-        "weight": 0.15,
-        "ease_reg": 200.0,
-        "dim": 256,
-        "alpha0": 1.0,
-        "ials_reg": 0.01,
-        "nu": 1.0,
-        "epochs": 16,
-        "use_values": False,
-    },
+    "ials": dict(_IALS_BINARY),
+    "ials-content": dict(_IALS_BINARY),
+    "ease-ials": _blend(200.0, _IALS_BINARY),
 }
 
 
@@ -118,26 +111,22 @@ def defaults_for(kind: str, train: sp.spmatrix) -> dict:
     return dict(BINARY_DEFAULTS[kind] if implicit and kind in BINARY_DEFAULTS else DEFAULT_PARAMS[kind])
 
 
+_IALS_SPACE = {
+    "dim": [64, 128, 256],
+    "alpha0": [0.1, 0.3, 0.55, 1.0],
+    "reg": [0.1, 0.3, 0.67, 1.0],
+    "nu": [0.5, 1.0],
+    "epochs": [10, 20],
+}
+
 #: The grids :func:`mmrec_fast.pipeline.tune` samples from by default (around the defaults).
 SEARCH_SPACES: dict[str, dict] = {
     "bpr": {"dim": [32, 64, 128, 200], "lr": [0.01, 0.02, 0.05], "reg": [0.005, 0.01, 0.02, 0.04]},
     "hybrid": {"dim": [32, 64, 128], "lr": [2e-3, 5e-3, 1e-2], "reg": [1e-4, 1e-3, 1e-2]},
     "content": {},
     "ease": {"reg": [200.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0, 8000.0], "use_values": [True, False]},
-    "ials": {
-        "dim": [64, 128, 256],
-        "alpha0": [0.1, 0.3, 0.55, 1.0],
-        "reg": [0.1, 0.3, 0.67, 1.0],
-        "nu": [0.5, 1.0],
-        "epochs": [10, 20],
-    },
-    "ials-content": {
-        "dim": [64, 128, 256],
-        "alpha0": [0.1, 0.3, 0.55, 1.0],
-        "reg": [0.1, 0.3, 0.67, 1.0],
-        "nu": [0.5, 1.0],
-        "epochs": [10, 20],
-    },
+    "ials": _IALS_SPACE,
+    "ials-content": _IALS_SPACE,  # the same warm factors, the same search
     "ease-ials": {"weight": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5], "ease_reg": [2000.0, 3000.0, 5000.0, 8000.0]},
     "mostpop": {"scale": ["log", "count"]},
 }
@@ -185,19 +174,7 @@ def validation_split(train: sp.spmatrix, fraction: float = 0.1, seed: int = 0, *
             f"train: {held.nnz + fit_part.nnz} entries leave no fit part or no validation "
             f"positive at fraction={fraction}" + ("" if relevance is None else f", relevance={relevance}")
         )
-    unseen = np.flatnonzero(~seen)
-    n_users = fit_part.shape[0]
-    outside = sp.csr_matrix(
-        (
-            np.ones(n_users * len(unseen), dtype=np.float32),
-            (np.repeat(np.arange(n_users), len(unseen)), np.tile(unseen, n_users)),
-        ),
-        shape=fit_part.shape,
-    )
-    exclude = (fit_part + outside).tocsr()
-    exclude.data[:] = 1.0
-    exclude.sort_indices()
-    return fit_part, val, exclude
+    return fit_part, val, own_and_unseen(fit_part, np.flatnonzero(~seen))
 
 
 def _best_epoch(history: list[dict]) -> int:

@@ -31,8 +31,9 @@ from __future__ import annotations
 import ctypes
 import os
 
-for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # must happen before NumPy loads OpenBLAS
-    os.environ.pop(_var, None)
+if __name__ == "__main__":  # a process importing this module (the tests) keeps its environment
+    for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # must happen before NumPy loads OpenBLAS
+        os.environ.pop(_var, None)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import os
 
-# One thread everywhere before any numerical library loads its pools.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# One thread everywhere before any numerical library loads its pools -- only when run as a script:
+# a process that imports this module (the tests do) keeps its own environment and thread pools.
+if __name__ == "__main__":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -30,3 +30,30 @@ def _forced_simd_level(request, monkeypatch):
     marker = request.node.get_closest_marker("simd")
     if marker is not None:
         monkeypatch.setenv("MMREC_FAST_SIMD", marker.args[0])
+
+
+# Variables that size thread pools or pick BLAS kernels: a test (or a module it imports, such as a
+# benchmark script) that changes them poisons every later test in the process -- e.g. Numba refuses to
+# compile once NUMBA_NUM_THREADS differs from the pool it launched. Checked after every test.
+_PROCESS_WIDE_ENV = (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _process_environment_unchanged():
+    before = {name: os.environ.get(name) for name in _PROCESS_WIDE_ENV}
+    yield
+    after = {name: os.environ.get(name) for name in _PROCESS_WIDE_ENV}
+    changed = {name: (before[name], after[name]) for name in before if before[name] != after[name]}
+    for name, (old, _) in changed.items():  # restore, so one offender fails once, not every later test
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+    assert not changed, f"test changed process-wide environment variables (before, after): {changed}"

@@ -16,8 +16,15 @@ Quick tour
 >>> index = mf.ItemIndex(items)                # pack once, query many times
 >>> bool((index.topk(users, 10).indices == top.indices).all())
 True
+
+Installing: ``pip install mmrec_fast`` is the engine alone (NumPy, SciPy, Numba, tqdm); models, encoders,
+data loaders, plots, the service and the Ray engine are extras (``pip install "mmrec_fast[models]"``,
+docs/install.md). A feature whose extra is missing raises ``ImportError`` naming the extra.
 """
 
+import logging as _logging
+
+from ._version import __version__
 from .backends import BlockConfig, available_backends
 from .engine import score, score_pairs, topk
 from .index import ItemIndex
@@ -26,7 +33,8 @@ from .reference import topk_reference
 from .result import PairScores, TopK
 from .softmax import log_softmax, logsumexp, softmax
 
-__version__ = "0.1.0"
+# A library logs and lets the application configure handlers (Python's logging HOWTO).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "topk",

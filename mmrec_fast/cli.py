@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._optional import MissingDependencyError
+
 __all__ = ["main"]
 
-# Expected user errors: bad values, bad or missing files, unreadable paths. Each becomes exit 2 and
-# one line on stderr; anything else is a bug in this program and keeps its traceback.
-_USER_ERRORS = (ValueError, OSError)
+# Expected user errors: bad values, bad or missing files, unreadable paths, a command whose extra is
+# not installed. Each becomes exit 2 and one line on stderr; anything else is a bug in this program
+# and keeps its traceback.
+_USER_ERRORS = (ValueError, OSError, MissingDependencyError)
 
 _EPILOG = """examples:
   mmrec-fast demo                                   # MovieLens-100K end to end -> ./mmrec_fast_demo/
@@ -92,6 +95,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Full-catalogue top-k and softmax scoring for multimodal recommendation, and the "
         "pipeline around it: data, text features, BPR-MF / hybrid / content models, metrics, lists.",
     )
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mmrec-fast``; returns the process exit code.
 
     0 on success; 2 on a usage or data error (bad flags, bad or missing files, invalid values, an
-    output that would replace something: one line on stderr, no traceback); 130 on Ctrl-C.
+    output that would replace something, a missing extra: one line on stderr, no traceback); 130 on Ctrl-C.
     ``--help`` and argparse's own usage errors exit through ``SystemExit`` as usual.
     """
     command = "mmrec-fast"

@@ -44,14 +44,17 @@ def _parse_config_text(path: Path) -> object:
     if suffix == ".toml":
         try:
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
+        except ModuleNotFoundError:  # Python 3.10: the [data] extra brings tomli
+            from ._optional import require
+
+            tomllib = require("tomli", extra="data", feature="--config TOML files (Python 3.10)")
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"--config: {str(path)!r} is not valid TOML ({exc})") from None
-    import yaml
+    from ._optional import require
 
+    yaml = require("yaml", extra="data", feature="--config YAML files")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -129,7 +132,9 @@ def check_device(device: str, argument: str = "--device") -> str:
     """
     if device == "auto":
         return device
-    import torch
+    from ._optional import require
+
+    torch = require("torch", extra="models", feature=f"{argument} (a torch device)")
 
     try:
         parsed = torch.device(device)

@@ -7,8 +7,12 @@ Example (needs ``pip install --no-deps recbole==1.2.1`` for the bundled MovieLen
     train, test = random_split(data, 0.2, seed=0)
     train.to_csr()                             # (943, 1682) CSR, sorted indices
     data.user_map.save("users.json")           # the id map travels with the model
+
+Needs ``pip install "mmrec_fast[data]"`` (pandas; pyarrow reads Parquet and parses CSV logs).
 """
 
+# First: a missing [data] extra is named, not a bare ModuleNotFoundError from deep inside a loader.
+from . import _extra  # noqa: F401
 from .idmap import IdMap
 from .interactions import Interactions
 from .loaders import load_grouplens, load_interactions, load_movielens_100k, recbole_ml100k_dir

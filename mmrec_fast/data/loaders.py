@@ -582,7 +582,9 @@ def _read_parquet_columns(p: Path, wanted: list) -> pd.DataFrame:
     """The wanted columns of a Parquet file (ids keep their Arrow type: uint64 stays uint64)."""
     if p.stat().st_size == 0:
         raise ValueError(f"{p}: the file is empty")
-    import pyarrow.parquet as pq
+    from .._optional import require
+
+    pq = require("pyarrow.parquet", extra="data", feature="reading Parquet logs")
 
     try:
         names = pq.read_schema(p).names

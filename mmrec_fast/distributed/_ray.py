@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
+from .._optional import require
 
 __all__ = ["require_ray", "retryable_errors"]
 
-INSTALL_HINT = 'the distributed engine needs Ray: pip install "mmrec_fast[ray]" (or "ray[data]>=2.9" pyarrow)'
-
 
 def require_ray():
-    """The ``ray`` module, or an ImportError that says how to install it."""
-    try:
-        return importlib.import_module("ray")
-    except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
+    """The ``ray`` module, or an ImportError that names the ``[ray]`` extra."""
+    return require("ray", extra="ray", feature="the distributed engine")
 
 
 def retryable_errors() -> tuple[type[BaseException], ...]:

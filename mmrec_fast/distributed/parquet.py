@@ -15,12 +15,10 @@ __all__ = ["ParquetSink", "read_topk_parquet"]
 
 
 def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ImportError('writing Parquet needs pyarrow: pip install "mmrec_fast[ray]"') from exc
-    return pa, pq
+    from .._optional import require
+
+    pa = require("pyarrow", extra="ray", feature="Parquet output")
+    return pa, require("pyarrow.parquet", extra="ray", feature="Parquet output")
 
 
 class ParquetSink:

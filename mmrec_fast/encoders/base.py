@@ -256,10 +256,7 @@ class Encoder(ABC):
     def _set_options(
         self, *, batch_size, num_threads, on_error, progress, normalize, device, preprocessor, preprocessor_type
     ) -> None:
-        """Check and store the options every encoder takes (the offline switches are set first)."""
-        from ._offline import force_offline
-
-        force_offline()
+        """Check and store the options every encoder takes."""
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.num_threads = check_positive_int(num_threads, "num_threads", allow_none=True)
         self.on_error = check_on_error(on_error)

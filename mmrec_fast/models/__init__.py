@@ -11,6 +11,10 @@
 
 All expose ``user_vectors()``, ``item_vectors()`` and ``blocks()`` (how a score splits into ID,
 per-modality and bias parts); :func:`save_model` / :func:`load_model` round-trip them exactly.
+
+EASE, iALS, MostPop, the content profile and the blend need only the core install; BPR-MF and the hybrid
+model need ``pip install "mmrec_fast[models]"`` (torch; model files need its safetensors) and are
+imported on first use, so ``import mmrec_fast.models`` never imports torch.
 """
 
 from .base import Recommender, ScoreBlock
@@ -18,10 +22,25 @@ from .blend import EASEIALSBlend
 from .config import TrainConfig
 from .content import ContentProfile
 from .ease import EASE
-from .factor import BPRMF, FactorModel, HybridMF
 from .ials import IALS, ContentIALS
 from .io import SavedModel, load_model, save_model
 from .popularity import MostPop
+
+# name -> submodule; those submodules import torch (the [models] extra).
+_LAZY = {
+    "BPRMF": ".factor",
+    "HybridMF": ".factor",
+    "FactorModel": ".factor",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Recommender",

@@ -10,9 +10,11 @@ the same module with no modality.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from .._optional import require
 from .base import ScoreBlock
+
+torch = require("torch", extra="models", feature="BPR-MF and the hybrid model")
 
 __all__ = ["FactorNet"]
 

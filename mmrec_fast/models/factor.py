@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
+from .._optional import require
 from ._checks import check_features, check_interactions
 from ._net import FactorNet
 from .base import ScoreBlock, SizedRecommender
 from .config import TrainConfig
 from .training import resolve_device, train_factor_net
+
+torch = require("torch", extra="models", feature="BPR-MF and the hybrid model")
 
 __all__ = ["FactorModel", "BPRMF", "HybridMF"]
 

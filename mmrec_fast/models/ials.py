@@ -15,17 +15,30 @@ trained vector (exactly with ``solver="cholesky"``).
 
 from __future__ import annotations
 
+import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numba
 import numpy as np
 import scipy.sparse as sp
-import threadpoolctl
 
 from . import _ials_kernels as kernels
 from ._checks import check_features, check_interactions, history_rows
 from .base import ScoreBlock, SizedRecommender, positive_int
+
+logger = logging.getLogger(__name__)
+
+
+def _blas_one_thread():
+    """threadpoolctl's one-thread BLAS limit, or nothing when it is not installed (``[models]`` brings it)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        logger.info("threadpoolctl is not installed: BLAS threads are not limited during iALS epochs")
+        return nullcontext()
+    return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
 
 __all__ = ["IALS", "ContentIALS"]
 
@@ -54,7 +67,7 @@ def _threads(num_threads: int | None):
     if num_threads is not None:
         numba.set_num_threads(min(int(num_threads), numba.config.NUMBA_NUM_THREADS))
     try:
-        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        with _blas_one_thread():
             yield
     finally:
         numba.set_num_threads(previous)
@@ -406,7 +419,9 @@ class ContentIALS(IALS):
 
     def fit(self, train: sp.spmatrix, *, validation: sp.spmatrix | None = None) -> ContentIALS:
         """Fit iALS on ``train`` (see :meth:`IALS.fit`), then the content map; cold items get mapped vectors."""
-        from sklearn.linear_model import RidgeCV
+        from .._optional import require
+
+        RidgeCV = require("sklearn.linear_model", extra="models", feature="ContentIALS's content map").RidgeCV
 
         super().fit(train, validation=validation)
         counts = np.diff(sp.csc_matrix(train).indptr)

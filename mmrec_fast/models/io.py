@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from .._optional import require
 from .._outputs import check_output_dir, list_files, make_staging_dir, replace_dir, sha256_file
 from .base import Recommender, ScoreBlock, registered_kinds
 from .config import TrainConfig
 from .content import ContentProfile
-from .factor import BPRMF, FactorModel, HybridMF
 
 __all__ = ["SavedModel", "save_model", "load_model", "saved_model_files", "FORMAT_VERSION"]
 
@@ -96,9 +96,15 @@ def saved_model_files(directory) -> frozenset[str] | None:
 # -- saving -----------------------------------------------------------------------------------------
 
 
+def _is_factor_model(model) -> bool:
+    """``isinstance(model, FactorModel)`` without importing torch (no FactorModel exists before it is)."""
+    factor = sys.modules.get("mmrec_fast.models.factor")
+    return factor is not None and isinstance(model, factor.FactorModel)
+
+
 def _arrays_of(model: Recommender) -> tuple[dict[str, np.ndarray], dict]:
     """The arrays to store and the kind-specific JSON entries of ``model.json``."""
-    if model.kind in _BUILTIN_KINDS and isinstance(model, FactorModel):
+    if model.kind in _BUILTIN_KINDS and _is_factor_model(model):
         arrays = {name: t.numpy() for name, t in model.state_tensors().items()}
         return arrays, {
             "config": model.config.to_dict(),
@@ -231,7 +237,7 @@ def save_model(
         ``directory`` may not be replaced (the message says why), a map's length is wrong, or the
         model cannot be saved.
     """
-    from safetensors.numpy import save_file
+    save_file = require("safetensors.numpy", extra="models", feature="saving a model").save_file
 
     if not isinstance(model, Recommender):
         raise TypeError(f"model: expected a Recommender, got {type(model).__name__}")
@@ -371,7 +377,7 @@ def _verify_files(path: Path, meta: dict) -> None:
 
 
 def _read_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+    load_file = require("safetensors.numpy", extra="models", feature="loading a model").load_file
 
     weights = path / _WEIGHTS
     try:
@@ -419,6 +425,9 @@ def _build(path: Path, meta: dict, arrays: dict[str, np.ndarray], device: str | 
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{meta_path}: 'config': {exc}") from None
         blocks = _blocks(meta.get("feature_blocks", []), "feature_blocks", meta_path)
+        torch = require("torch", extra="models", feature=f"loading a {kind!r} model")
+        from .factor import BPRMF, HybridMF
+
         if kind == "bpr":
             model = BPRMF(meta["n_users"], meta["n_items"], config)
         else:

@@ -16,11 +16,13 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from tqdm.auto import tqdm
 
+from .._optional import require
 from ._net import FactorNet
 from .config import TrainConfig
+
+torch = require("torch", extra="models", feature="training BPR-MF and the hybrid model")
 
 __all__ = ["train_factor_net", "resolve_device", "resolve_trainer", "validation_ndcg"]
 

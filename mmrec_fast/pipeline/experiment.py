@@ -6,6 +6,7 @@ The models by default: EASE, iALS, BPR-MF, the hybrid and content profiles (:dat
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,8 @@ from ..recommend import recommend
 from .movielens import item_texts, item_titles, text_features
 from .protocol import EvalSplit, make_eval_split
 from .training import CONTENT_KINDS, train_model
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ExperimentResult", "run_experiment", "format_table", "default_hybrid_config"]
 
@@ -75,7 +78,7 @@ def run_experiment(
     show_users: int = 3,
     device: str = "cpu",
     progress: bool = True,
-    log=print,
+    log=None,
 ) -> ExperimentResult:
     """Train and evaluate the requested models on ``data`` under the Cornac-compatible protocol.
 
@@ -100,9 +103,12 @@ def run_experiment(
         Torch device for the encoder and training.
     progress : bool
         Progress bars.
-    log : callable
-        Where progress messages go (``print`` by default).
+    log : callable, optional
+        Where progress messages go (default: this module's logger at INFO level; the CLI passes
+        ``print``).
     """
+    if log is None:
+        log = logger.info
     unknown = sorted(set(models) - set(MODELS))
     if unknown or not models:
         raise ValueError(f"models must be a non-empty subset of {MODELS}, got {list(models)}")

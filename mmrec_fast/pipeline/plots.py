@@ -1,25 +1,32 @@
-"""PNG charts of an experiment: metric@k curves per model, and training loss per epoch."""
+"""PNG charts of an experiment: metric@k curves per model, and training loss per epoch.
+
+Drawn with matplotlib's object API (a :class:`~matplotlib.figure.Figure` with its own Agg canvas), so
+neither pyplot's global state nor the application's chosen backend is touched. Needs
+``pip install "mmrec_fast[plots]"``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .._optional import require
+
 __all__ = ["plot_metrics_at_k", "plot_training"]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+def _figure(figsize):
+    """A new Figure drawn by the Agg canvas (files only; no display, no backend switch)."""
+    figure = require("matplotlib.figure", extra="plots", feature="PNG charts")
+    backend_agg = require("matplotlib.backends.backend_agg", extra="plots", feature="PNG charts")
+    fig = figure.Figure(figsize=figsize)
+    backend_agg.FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_metrics_at_k(results: dict[str, dict], ks, path, names=("precision", "recall", "ndcg", "hit")) -> Path:
     """One panel per metric name, one line per model, x = k."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4))
+    fig = _figure((4 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):
         for model, metrics in results.items():
             ax.plot(list(ks), [metrics[f"{name}@{k}"] for k in ks], marker="o", label=model)
@@ -30,14 +37,13 @@ def plot_metrics_at_k(results: dict[str, dict], ks, path, names=("precision", "r
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_training(histories: dict[str, list[dict]], path) -> Path:
     """Training loss (left) and validation NDCG@10 of the epoch search (right), one line per model."""
-    plt = _pyplot()
-    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig = _figure((9, 3.4))
+    loss_ax, val_ax = fig.subplots(1, 2)
     for model, history in histories.items():
         epochs = [e["epoch"] for e in history]
         if all("loss" in e for e in history):  # closed-form and untracked fits have no loss curve
@@ -55,5 +61,4 @@ def plot_training(histories: dict[str, list[dict]], path) -> Path:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .._optional import require
 from ._source import file_bytes
 
 __all__ = ["AudioPreprocessor", "load_audio", "to_mono", "resample", "denoise", "trim_silence", "audio_content_bytes"]
@@ -42,7 +43,7 @@ def load_audio(source) -> tuple[np.ndarray, int]:
     TypeError, ValueError
         Unsupported source type; an array without its sample rate; non-finite samples.
     """
-    import soundfile as sf
+    sf = require("soundfile", extra="encoders", feature="audio loading")
 
     if isinstance(source, dict):
         if "array" not in source or "sampling_rate" not in source:
@@ -137,7 +138,7 @@ def denoise(
     of voiced speech with the gaps between them and roughly halves the voice (measured on a
     150-Hz harmonic signal: gain 0.44 at 500 Hz, 0.98 at two bins).
     """
-    import noisereduce
+    noisereduce = require("noisereduce", extra="encoders", feature="audio denoising")
 
     if not 0.0 <= prop_decrease <= 1.0:
         raise ValueError(f"prop_decrease: must be within [0, 1], got {prop_decrease!r}")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .._optional import require
 from ._source import file_bytes
 
 __all__ = ["ImagePreprocessor", "load_image", "image_content_bytes"]
@@ -42,7 +43,8 @@ def load_image(source):
     TypeError, ValueError
         ``source`` is of an unsupported type, or an array of the wrong shape/dtype/range.
     """
-    from PIL import Image, ImageOps
+    Image = require("PIL.Image", extra="encoders", feature="image loading")
+    ImageOps = require("PIL.ImageOps", extra="encoders", feature="image loading")
 
     if isinstance(source, Image.Image):
         img = source
@@ -76,7 +78,7 @@ def load_image(source):
 
 def image_content_bytes(source) -> bytes:
     """Bytes identifying an image's content, for the embedding cache (a file is read, not decoded)."""
-    from PIL import Image
+    Image = require("PIL.Image", extra="encoders", feature="image loading")
 
     data = file_bytes(source, "image")
     if data is not None:
@@ -144,7 +146,7 @@ class ImagePreprocessor:
 
     def to_pil(self, source):
         """Decode, orient, convert colour mode, resize and crop; returns a Pillow image."""
-        from PIL import Image
+        Image = require("PIL.Image", extra="encoders", feature="image preprocessing")
 
         img = load_image(source)
         # Palette/alpha images: composite on white so transparent areas do not turn black.

@@ -56,7 +56,8 @@ py::array pack_items(const py::array& items, int num_threads) {
 
 void topk(const py::array& users, const py::array& packed, int64_t n_items, int64_t k, double inv_temperature,
           const py::array& excl_indptr, const py::array& excl_indices, int64_t user_block, int64_t item_block,
-          int64_t capacity, int num_threads, py::array out_indices, py::array out_scores, py::array out_lse) {
+          int64_t capacity, int num_threads, py::array out_indices, py::array out_scores, py::array out_lse,
+          const py::object& item_mask, bool normalizer) {
     check_array<float>(users, "users", {-1, -1}, false);
     const int64_t n_users = users.shape(0), d = users.shape(1);
     if (n_items < 0) throw std::invalid_argument("n_items must be >= 0");
@@ -74,6 +75,13 @@ void topk(const py::array& users, const py::array& packed, int64_t n_items, int6
     check_array<float>(out_scores, "out_scores", {n_users, k}, true);
     check_array<double>(out_lse, "out_lse", {n_users}, true);
     if (num_threads < 0) throw std::invalid_argument("num_threads must be >= 0");
+    const uint8_t* mask = nullptr;
+    if (!item_mask.is_none()) {
+        if (!py::isinstance<py::array>(item_mask)) throw std::invalid_argument("item_mask: expected a NumPy array");
+        const py::array mask_arr = py::reinterpret_borrow<py::array>(item_mask);
+        check_array<uint8_t>(mask_arr, "item_mask", {n_items}, false);
+        mask = static_cast<const uint8_t*>(mask_arr.data());
+    }
 
     const int64_t* indptr = static_cast<const int64_t*>(excl_indptr.data());
     const int64_t nnz = excl_indices.shape(0);
@@ -101,6 +109,8 @@ void topk(const py::array& users, const py::array& packed, int64_t n_items, int6
     a.log2e_over_temperature_lo = scale2 - double(a.log2e_over_temperature);
     a.excl_indptr = indptr;
     a.excl_indices = static_cast<const int64_t*>(excl_indices.data());
+    a.item_mask = mask;
+    a.normalizer = normalizer;
     a.user_block = user_block;
     a.item_block = item_block;
     a.capacity = capacity;
@@ -150,8 +160,10 @@ PYBIND11_MODULE(_native, m) {
     m.def("topk", &topk, py::arg("users"), py::arg("packed"), py::arg("n_items"), py::arg("k"),
           py::arg("inv_temperature"), py::arg("excl_indptr"), py::arg("excl_indices"), py::arg("user_block"),
           py::arg("item_block"), py::arg("capacity"), py::arg("num_threads"), py::arg("out_indices"),
-          py::arg("out_scores"), py::arg("out_lse"),
+          py::arg("out_scores"), py::arg("out_lse"), py::arg("item_mask") = py::none(), py::arg("normalizer") = true,
           "Blocked top-k + log-sum-exp per the kernel contract of mmrec_fast.backends.base; fills the\n"
           "out_* arrays. `packed` is pack_items' 1-D output, or the (n_items, d) float32 C-contiguous\n"
-          "items themselves (then packed block by block on the fly, no full copy). Releases the GIL.");
+          "items themselves (then packed block by block on the fly, no full copy). `item_mask`: None or\n"
+          "uint8 (n_items,), 0 = never eligible; normalizer=False skips the exp-sum (out_lse left -inf).\n"
+          "Releases the GIL.");
 }

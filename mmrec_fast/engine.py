@@ -32,7 +32,11 @@ def topk(
     k,
     *,
     exclude=None,
+    allow=None,
+    ban=None,
+    candidates=None,
     temperature=1.0,
+    normalizer=True,
     backend="auto",
     user_block=None,
     item_block=None,
@@ -54,8 +58,20 @@ def topk(
     exclude : scipy.sparse matrix (U, I), tuple (indptr, indices), or list of U id sequences, optional
         Items removed per user (e.g. already seen): neither listed nor counted in the normaliser. Only a
         tuple is read as CSR ``(indptr, indices)``; a list holds one sequence of item ids per user.
+    allow : array-like of int ids or bool mask of length I, optional
+        Only these items are eligible, for every user (ids in any order, duplicates fine).
+    ban : array-like of int ids or bool mask of length I, optional
+        These items are never eligible, for any user.
+    candidates : same forms as ``exclude``, optional
+        Per-user candidate lists: user u may only get items in ``candidates[u]`` (only those are
+        scored). Filters compose: eligible(u) = allowed ∩ candidates(u) - banned - exclude(u); the
+        probabilities and the normaliser are over eligible(u) only, and a user with no eligible item
+        gets padding and a -inf normaliser.
     temperature : float
         Softmax temperature (> 0): probabilities are ``exp(score / T) / sum(exp(score / T))``.
+    normalizer : bool
+        False: top-k only (like FAISS) -- the normaliser is not computed (the kernels skip the exp
+        work) and the result's ``log_normalizer`` and ``probs`` are ``None``.
     backend : str
         "auto", "native", "numba", "numpy", "cuda", "cupy" or "torch". "auto" (unless
         ``$MMREC_FAST_BACKEND`` names one) keeps GPU-resident inputs on the GPU (cuda > cupy/torch),
@@ -79,8 +95,9 @@ def topk(
     Raises
     ------
     ValueError
-        NaN/inf values, wrong ranks or mismatched d, k < 1, temperature <= 0, exclusion ids out of range,
-        scores that could overflow float32, an unknown or unavailable backend.
+        NaN/inf values, wrong ranks or mismatched d, k < 1, temperature <= 0, exclusion, filter or
+        candidate ids out of range (or of the wrong dtype), a mask of the wrong length, candidates with
+        the wrong number of rows, scores that could overflow float32, an unknown or unavailable backend.
 
     Examples
     --------
@@ -92,11 +109,27 @@ def topk(
     ((2, 3), dtype('float32'))
     >>> bool(np.all(np.diff(result.scores, axis=1) <= 0))
     True
+    >>> only = mf.topk(users, items, k=3, allow=[4, 8, 15, 16, 23, 42], ban=[42])
+    >>> bool(np.isin(only.indices, [4, 8, 15, 16, 23]).all())
+    True
     """
     k = validation.check_k(k)
     temperature = validation.check_temperature(temperature)
     index = _index_for(items, backend, item_block, users)
-    return search(index, users, k, exclude, temperature, user_block, num_threads, progress)
+    return search(
+        index,
+        users,
+        k,
+        exclude,
+        temperature,
+        user_block,
+        num_threads,
+        progress,
+        allow=allow,
+        ban=ban,
+        candidates=candidates,
+        normalizer=normalizer,
+    )
 
 
 def score(users, items, *, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np.ndarray:
@@ -133,11 +166,24 @@ def score(users, items, *, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np
     return users @ items.T
 
 
-def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1.0, backend="auto") -> PairScores:
+def score_pairs(
+    users,
+    items,
+    user_ids,
+    item_ids,
+    *,
+    exclude=None,
+    allow=None,
+    ban=None,
+    candidates=None,
+    temperature=1.0,
+    backend="auto",
+) -> PairScores:
     """Scores and catalogue-softmax probabilities of given (user, item) pairs, e.g. held-out positives.
 
     The probability of pair (i, j) is ``exp(s_ij / T - logsumexp_j'(s_ij' / T))`` over user i's eligible
-    catalogue (all items minus ``exclude``), exactly the ``probs`` :func:`topk` would report for j.
+    catalogue (allowed ∩ candidates - banned - exclude), exactly the ``probs`` :func:`topk` would report
+    for j with the same filters.
 
     Parameters
     ----------
@@ -145,8 +191,9 @@ def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1
     items : array-like of shape (I, d), or ItemIndex
     user_ids, item_ids : array-like of int, shape (n,)
         The pairs, as row numbers of ``users`` and ``items``.
-    exclude, temperature, backend
-        As in :func:`topk`. An excluded pair gets probability 0 (log-probability -inf).
+    exclude, allow, ban, candidates, temperature, backend
+        As in :func:`topk`. A pair outside its user's eligible set gets probability 0 (log-probability
+        -inf).
 
     Returns
     -------
@@ -170,6 +217,10 @@ def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1
     if user_ids.shape != item_ids.shape:
         raise ValueError(f"user_ids, item_ids: lengths differ ({user_ids.shape[0]} vs {item_ids.shape[0]})")
     excl_indptr, excl_indices = validation.as_exclusion(exclude, users.shape[0], index.n_items)
+    mask, _ = validation.item_mask(allow, ban, index.n_items)
+    cand = None
+    if candidates is not None:
+        cand = validation.as_exclusion(candidates, users.shape[0], index.n_items, name="candidates")
     validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
 
     items_host = _arrays.asnumpy(index.items)  # a GPU backend's index keeps device items
@@ -177,10 +228,15 @@ def score_pairs(users, items, user_ids, item_ids, *, exclude=None, temperature=1
     # One normaliser per distinct user: a k=1 pass of the engine over that user's eligible catalogue.
     unique_users, inverse = np.unique(user_ids, return_inverse=True)
     sub = validation.exclusion_rows(excl_indptr, excl_indices, unique_users)
-    lse = _arrays.asnumpy(topk(users[unique_users], index, 1, exclude=sub, temperature=temperature).log_normalizer)[
-        inverse
-    ]
+    sub_cand = None if cand is None else validation.exclusion_rows(cand[0], cand[1], unique_users)
+    allowed = None if mask is None else mask.view(bool)
+    part = topk(users[unique_users], index, 1, exclude=sub, allow=allowed, candidates=sub_cand, temperature=temperature)
+    lse = _arrays.asnumpy(part.log_normalizer)[inverse]
     excluded = _pairs_excluded(excl_indptr, excl_indices, user_ids, item_ids)
+    if mask is not None:
+        excluded |= mask[item_ids] == 0
+    if cand is not None:
+        excluded |= ~_pairs_excluded(cand[0], cand[1], user_ids, item_ids)
     with np.errstate(invalid="ignore"):
         log_probs = np.where(excluded, -np.inf, scores.astype(np.float64) / temperature - lse)
     return PairScores(scores, log_probs, np.exp(log_probs))

@@ -30,7 +30,9 @@ def merge_topk(parts: Sequence[TopK], k: int | None = None) -> TopK:
     Returns
     -------
     TopK
-        Identical (ids, scores, normaliser up to float rounding) to a single call over all shards.
+        Identical (ids, scores, normaliser up to float rounding) to a single call over all shards. Its
+        ``log_normalizer`` (and ``probs``) is ``None`` when any part was computed with
+        ``normalizer=False``: a sum with a missing term is not a normaliser.
 
     Examples
     --------
@@ -65,7 +67,10 @@ def merge_topk(parts: Sequence[TopK], k: int | None = None) -> TopK:
     _check_disjoint(all_ids)
     keys = np.concatenate([_keys.encode(p.scores, p.indices) for p in parts], axis=1)
     scores, indices = _keys.decode(_keys.top_keys(keys, k))
-    lse = np.logaddexp.reduce(np.stack([p.log_normalizer for p in parts]), axis=0)
+    if any(p.log_normalizer is None for p in parts):
+        lse = None
+    else:
+        lse = np.logaddexp.reduce(np.stack([np.asarray(p.log_normalizer) for p in parts]), axis=0)
     return TopK(indices, scores, lse, temperature)
 
 

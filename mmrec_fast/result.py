@@ -39,23 +39,26 @@ class TopK:
         Item ids sorted by descending score, ties to the lower id; -1 in slots beyond the eligible items.
     scores : ndarray of float32, shape (U, k)
         Raw dot products ``u_i . v_j`` (-inf in padding slots).
-    log_normalizer : ndarray of float64, shape (U,)
+    log_normalizer : ndarray of float64, shape (U,), or None
         ``logsumexp`` of ``score / temperature`` over every eligible item (-inf if there is none).
-    probs : ndarray of float32, shape (U, k)
+        ``None`` for a top-k-only query (``normalizer=False``).
+    probs : ndarray of float32, shape (U, k), or None
         ``exp(score / temperature - log_normalizer)``: each listed item's probability under the softmax
-        over the whole eligible catalogue (0 in padding slots).
+        over the whole eligible catalogue (0 in padding slots). ``None`` when ``log_normalizer`` is.
     temperature : float
         The softmax temperature used.
     """
 
     indices: np.ndarray
     scores: np.ndarray
-    log_normalizer: np.ndarray
+    log_normalizer: np.ndarray | None
     temperature: float = 1.0
-    probs: np.ndarray = field(init=False)
+    probs: np.ndarray | None = field(init=False)
 
     def __post_init__(self):
-        if isinstance(self.scores, np.ndarray):
+        if self.log_normalizer is None:  # top-k only: nothing to normalise by
+            probs = None
+        elif isinstance(self.scores, np.ndarray):
             probs = probabilities(self.scores, self.log_normalizer, self.temperature).astype(np.float32)
         else:  # torch tensors / CuPy arrays from a GPU-capable backend: computed where they live
             from ._arrays import probabilities as array_probabilities

@@ -21,6 +21,9 @@ __all__ = [
     "check_score_range",
     "as_exclusion",
     "as_index_array",
+    "as_item_filter",
+    "item_mask",
+    "check_bool",
 ]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -288,7 +291,7 @@ def as_index_array(x, name: str, upper: int, *, upper_name: str) -> np.ndarray:
     return arr
 
 
-def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+def as_exclusion(exclude, n_users: int, n_items: int, *, name: str = "exclude") -> tuple[np.ndarray, np.ndarray]:
     """Normalise ``exclude`` to CSR (indptr, indices) with each row sorted and duplicate-free.
 
     Parameters
@@ -299,6 +302,8 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
         item ids per user (``len == U``); only a tuple is read as ``(indptr, indices)``.
     n_users, n_items : int
         U and I of the call.
+    name : str
+        Argument name for error messages (``candidates`` takes the same forms).
 
     Returns
     -------
@@ -310,7 +315,7 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
     if hasattr(exclude, "tocsr") and hasattr(exclude, "shape"):
         if tuple(exclude.shape) != (n_users, n_items):
             raise ValueError(
-                f"exclude: sparse matrix has shape {tuple(exclude.shape)}, expected (U, I) = ({n_users}, {n_items})"
+                f"{name}: sparse matrix has shape {tuple(exclude.shape)}, expected (U, I) = ({n_users}, {n_items})"
             )
         csr = exclude.tocsr()
         indptr, indices = csr.indptr, csr.indices
@@ -320,13 +325,13 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
         # A list is one id sequence per user -- never guessed to be (indptr, indices).
         if len(exclude) != n_users:
             raise ValueError(
-                f"exclude: a list must hold one id sequence per user (U = {n_users}), "
+                f"{name}: a list must hold one id sequence per user (U = {n_users}), "
                 f"got {len(exclude)} entries; pass (indptr, indices) as a tuple"
             )
-        id_rows = [to_numpy(row, f"exclude[{u}]") for u, row in enumerate(exclude)]
+        id_rows = [to_numpy(row, f"{name}[{u}]") for u, row in enumerate(exclude)]
         for u, row in enumerate(id_rows):
             if row.ndim != 1:
-                raise ValueError(f"exclude[{u}]: expected a 1-D sequence of item ids, got shape {row.shape}")
+                raise ValueError(f"{name}[{u}]: expected a 1-D sequence of item ids, got shape {row.shape}")
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum([row.shape[0] for row in id_rows], out=indptr[1:])
         indices = (
@@ -336,22 +341,20 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
         )
     else:
         raise ValueError(
-            "exclude: expected a scipy.sparse matrix of shape (U, I), a tuple (indptr, indices) "
+            f"{name}: expected a scipy.sparse matrix of shape (U, I), a tuple (indptr, indices) "
             f"or a list of one id sequence per user, got {type(exclude).__name__}"
         )
-    indptr = to_numpy(indptr, "exclude indptr")
-    indices = to_numpy(indices, "exclude indices")
+    indptr = to_numpy(indptr, f"{name} indptr")
+    indices = to_numpy(indices, f"{name} indices")
     if indptr.ndim != 1 or indptr.shape[0] != n_users + 1 or indptr.dtype.kind not in "iu":
         raise ValueError(
-            f"exclude: indptr must be a 1-D integer array of length U + 1 = {n_users + 1}, "
+            f"{name}: indptr must be a 1-D integer array of length U + 1 = {n_users + 1}, "
             f"got shape {indptr.shape} dtype {indptr.dtype}"
         )
     indptr = indptr.astype(np.int64)
-    indices = as_index_array(indices, "exclude", n_items, upper_name=f"I = {n_items} items")
+    indices = as_index_array(indices, name, n_items, upper_name=f"I = {n_items} items")
     if indptr[0] != 0 or indptr[-1] != indices.shape[0] or np.any(np.diff(indptr) < 0):
-        raise ValueError(
-            f"exclude: indptr must start at 0, never decrease and end at len(indices) = {indices.shape[0]}"
-        )
+        raise ValueError(f"{name}: indptr must start at 0, never decrease and end at len(indices) = {indices.shape[0]}")
     if indices.size == 0:
         return indptr, indices
     rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
@@ -364,6 +367,71 @@ def as_exclusion(exclude, n_users: int, n_items: int) -> tuple[np.ndarray, np.nd
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return indptr, np.ascontiguousarray(indices)
+
+
+def as_item_filter(x, name: str, n_items: int) -> np.ndarray | None:
+    """Normalise a global item filter (``allow`` / ``ban``) to a boolean mask of length I, or None.
+
+    Parameters
+    ----------
+    x : None, array-like of int ids, or array-like of bool
+        A 1-D sequence of item ids in [0, I) (any order, duplicates allowed), or a boolean mask of
+        length I. An empty id list is an empty set.
+    name : str
+        Argument name for error messages.
+    n_items : int
+        I of the call.
+
+    Returns
+    -------
+    ndarray of bool, shape (I,), or None when ``x`` is None
+    """
+    if x is None:
+        return None
+    arr = to_numpy(x, name)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name}: expected a 1-D array of item ids or a boolean mask of length I, got shape {arr.shape}"
+        )
+    if arr.dtype == bool:
+        if arr.shape[0] != n_items:
+            raise ValueError(f"{name}: a boolean mask must have length I = {n_items}, got {arr.shape[0]}")
+        return arr
+    ids = as_index_array(arr, name, n_items, upper_name=f"I = {n_items} items")
+    mask = np.zeros(n_items, dtype=bool)
+    mask[ids] = True
+    return mask
+
+
+def item_mask(allow, ban, n_items: int) -> tuple[np.ndarray | None, int]:
+    """The per-item eligibility the kernels take: ``allowed - banned`` as uint8 (1 = eligible), or None.
+
+    Returns
+    -------
+    mask : ndarray of uint8, shape (I,), or None
+        None when neither filter is given (every item eligible).
+    n_eligible : int
+        Number of eligible items (I when ``mask`` is None).
+    """
+    allowed = as_item_filter(allow, "allow", n_items)
+    banned = as_item_filter(ban, "ban", n_items)
+    if allowed is None and banned is None:
+        return None, n_items
+    if allowed is None:
+        eligible = ~banned
+    elif banned is None:
+        eligible = allowed  # the kernels only read it: no copy of a caller's mask
+    else:
+        eligible = allowed & ~banned
+    mask = eligible.view(np.uint8)
+    return np.ascontiguousarray(mask), int(np.count_nonzero(mask))
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` must be a bool (or NumPy bool); returns it as bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
 
 
 def exclusion_range(indptr: np.ndarray, indices: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,9 @@ struct KernelOps {
     // Packs items[0 .. n_items) (row-major, row stride d) into ceil(n_items / 16) panels [d][16] at
     // dst (zero padded): the layout above, for one block. A plain copy, so identical on every path.
     void (*pack_panels)(const float* items, int64_t n_items, int64_t d, float* dst);
+    // Top-k only (normalizer=False): the positions j (ascending) with s[j] > threshold, written to
+    // `pos` (n + 16 entries, as above), and their count; no exp-sum. n a multiple of 16.
+    int64_t (*row_select)(const float* s, int64_t n, float threshold, int32_t* pos);
 };
 
 // Portable pack_panels (used by the scalar and AVX2 paths).

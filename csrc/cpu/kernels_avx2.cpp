@@ -140,6 +140,22 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     return RowStats{m, _mm_cvtss_f32(s1), smax, count};
 }
 
+int64_t row_select(const float* s, int64_t n, float threshold, int32_t* pos) {
+    const __m256 thr = _mm256_set1_ps(threshold);
+    int64_t count = 0;
+    for (int64_t j = 0; j < n; j += kPanel) {
+        unsigned mask =
+            static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + j), thr, _CMP_GT_OQ))) |
+            (static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + j + 8), thr, _CMP_GT_OQ)))
+             << 8);
+        while (mask) {
+            pos[count++] = static_cast<int32_t>(j + __builtin_ctz(mask));
+            mask &= mask - 1;
+        }
+    }
+    return count;
+}
+
 }  // namespace
 }  // namespace mmrec
 
@@ -147,7 +163,7 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
 
 namespace mmrec {
 namespace {
-const KernelOps kOps{SimdLevel::Avx2, "avx2", &tile_scores, &row_epilogue, &pack_panels_portable};
+const KernelOps kOps{SimdLevel::Avx2, "avx2", &tile_scores, &row_epilogue, &pack_panels_portable, &row_select};
 }  // namespace
 
 const KernelOps& kernels_avx2() {

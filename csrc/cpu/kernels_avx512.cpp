@@ -159,6 +159,20 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     return RowStats{m, reduce16(acc), smax, count};
 }
 
+int64_t row_select(const float* s, int64_t n, float threshold, int32_t* pos) {
+    const __m512 thr = _mm512_set1_ps(threshold);
+    __m512i lane_pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(kPanel);
+    int64_t count = 0;
+    for (int64_t j = 0; j < n; j += kPanel) {  // the same compress-and-store as row_epilogue
+        const __mmask16 mask = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + j), thr, _CMP_GT_OQ);
+        _mm512_storeu_si512(pos + count, _mm512_maskz_compress_epi32(mask, lane_pos));
+        count += __builtin_popcount(static_cast<unsigned>(mask));
+        lane_pos = _mm512_add_epi32(lane_pos, step);
+    }
+    return count;
+}
+
 // 16 items x 16 dims: rows r[i] (item i, dims k0 .. k0+15) -> out[c] (dim k0+c, items 0 .. 15).
 __attribute__((always_inline)) inline void transpose16(__m512* r) {
     __m512 a[16], b[16];
@@ -226,7 +240,7 @@ void pack_panels(const float* items, int64_t n_items, int64_t d, float* dst) {
 
 namespace mmrec {
 namespace {
-const KernelOps kOps{SimdLevel::Avx512, "avx512", &tile_scores, &row_epilogue, &pack_panels};
+const KernelOps kOps{SimdLevel::Avx512, "avx512", &tile_scores, &row_epilogue, &pack_panels, &row_select};
 }  // namespace
 
 const KernelOps& kernels_avx512() {

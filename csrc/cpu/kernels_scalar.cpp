@@ -85,7 +85,14 @@ RowStats row_epilogue(const float* s, int64_t n, float scale2, float threshold, 
     return sum_row(s, n, threshold, pos, m, smax, [&](float v) { return std::fma(v, scale2, -m); });
 }
 
-const KernelOps kOps{SimdLevel::Scalar, "scalar", &tile_scores, &row_epilogue, &pack_panels_portable};
+int64_t row_select(const float* s, int64_t n, float threshold, int32_t* pos) {
+    int64_t count = 0;
+    for (int64_t j = 0; j < n; ++j)
+        if (s[j] > threshold) pos[count++] = static_cast<int32_t>(j);
+    return count;
+}
+
+const KernelOps kOps{SimdLevel::Scalar, "scalar", &tile_scores, &row_epilogue, &pack_panels_portable, &row_select};
 
 }  // namespace
 

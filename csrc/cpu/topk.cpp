@@ -82,6 +82,7 @@ struct AlignedArray {
 struct Workspace {
     AlignedArray<float> tile;
     AlignedArray<int32_t> pos;
+    AlignedArray<int32_t> masked;  // one item block's positions that item_mask rules out
     AlignedArray<Candidate> cand;
     AlignedArray<UserState> state;
     AlignedArray<uint32_t> select_keys;
@@ -93,6 +94,7 @@ struct Workspace {
     Workspace(int64_t ub, int64_t ldt, int64_t ib, int64_t cap, int64_t pack_floats, int64_t guess_cap)
         : tile(size_t(ub * ldt)),
           pos(size_t(ib + kPanel)),
+          masked(size_t(ib)),
           cand(size_t(ub * cap)),
           state(size_t(ub)),
           select_keys(size_t(cap)),
@@ -167,6 +169,15 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
         const int64_t np = std::min(chunk, g.n_panels - p0);
         gather_guess_panels(a, ops, p0, np, ws.pack.ptr);
         ops.tile_scores(a.users + u0 * a.d, a.d, nu, ws.pack.ptr, np, a.d, ws.tile.ptr, plan.ldt);
+        // Masked items are not in the sample either (the guess ranks eligible items only).
+        int64_t n_masked = 0;
+        if (a.item_mask != nullptr) {
+            for (int64_t i = 0; i < np; ++i) {
+                const uint8_t* m = a.item_mask + (kGuessStride / 2 + (p0 + i) * kGuessStride) * kPanel;
+                for (int64_t l = 0; l < kPanel; ++l)
+                    if (m[l] == 0) ws.masked.ptr[n_masked++] = static_cast<int32_t>(i * kPanel + l);
+            }
+        }
         // Items past the chunk's last sampled panel wait for the next chunk.
         const int64_t item_end = ((p0 + np - 1) * kGuessStride + kGuessStride / 2 + 1) * kPanel;
         for (int64_t r = 0; r < nu; ++r) {
@@ -181,6 +192,7 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
                 if (item < 0 || panel < 0 || panel % kGuessStride != 0 || panel / kGuessStride < p0) continue;
                 row[(panel / kGuessStride - p0) * kPanel + item % kPanel] = kNegInf;
             }
+            for (int64_t q = 0; q < n_masked; ++q) row[ws.masked.ptr[q]] = kNegInf;
             for (int64_t j = 0; j < np * kPanel; ++j) {
                 const float v = row[j];
                 if (!(v > cut[size_t(r)])) continue;  // also drops NaN
@@ -230,6 +242,15 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
         const int64_t n_panels = (n_valid + kPanel - 1) / kPanel;
         const int64_t n_pad = n_panels * kPanel;
         const int64_t i_end = i0 + n_valid;
+        // Items the global mask rules out in this block; a block without an eligible item is skipped
+        // (exclusion cursors catch up in the next block: entries below it are passed over).
+        int64_t n_masked = 0;
+        if (a.item_mask != nullptr) {
+            const uint8_t* m = a.item_mask + i0;
+            for (int64_t j = 0; j < n_valid; ++j)
+                if (m[j] == 0) ws.masked.ptr[n_masked++] = static_cast<int32_t>(j);
+            if (n_masked == n_valid) continue;
+        }
         const float* panels;
         if (a.packed != nullptr) {
             panels = a.packed + (i0 / kPanel) * d * kPanel;
@@ -249,11 +270,18 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
                 if (j >= 0) row[j] = kNegInf;
                 ++s.cursor;
             }
-            const RowStats rs = ops.row_epilogue(row, n_pad, scale2, s.threshold, ws.pos.ptr);
-            add_row_stats(s.run_max, s.run_sum, rs, a.log2e_over_temperature_lo);
+            for (int64_t q = 0; q < n_masked; ++q) row[ws.masked.ptr[q]] = kNegInf;
+            int64_t n_pos;
+            if (a.normalizer) {
+                const RowStats rs = ops.row_epilogue(row, n_pad, scale2, s.threshold, ws.pos.ptr);
+                add_row_stats(s.run_max, s.run_sum, rs, a.log2e_over_temperature_lo);
+                n_pos = rs.count;
+            } else {
+                n_pos = ops.row_select(row, n_pad, s.threshold, ws.pos.ptr);
+            }
             // Survivors of the threshold, in ascending item order.
             Candidate* c = ws.cand.ptr + r * cap;
-            for (int64_t q = 0; q < rs.count; ++q) {
+            for (int64_t q = 0; q < n_pos; ++q) {
                 const int32_t j = ws.pos.ptr[q];
                 const float v = row[j];
                 if (!(v > s.threshold)) continue;  // the threshold rose within this block

@@ -45,6 +45,11 @@ struct TopkArgs {
     double inv_temperature = 1.0;
     const int64_t* excl_indptr = nullptr;   // (n_users + 1)
     const int64_t* excl_indices = nullptr;  // (nnz)
+    // Global eligibility (allow / ban lists): item_mask[j] != 0 when item j may be listed; nullptr:
+    // every item. Masked items are treated like excluded ones (never listed, not in the normaliser).
+    const uint8_t* item_mask = nullptr;  // (n_items)
+    // false: top-k only; out_lse is not computed (left -inf) and the exp work is skipped.
+    bool normalizer = true;
     int64_t user_block = 128;
     int64_t item_block = 512;  // rounded up to a multiple of kPanel
     int64_t capacity = 0;      // candidate buffer slots per user, > k

@@ -51,6 +51,9 @@ WORKSPACE_BYTES = 1 << 30
 KERNEL_ITEM_TILE = 128
 # Users per engine call: the launcher batches internally by workspace, so one call per ~2e13 MACs.
 CHUNK_MACS = 20_000_000_000_000
+# An item mask is folded into the exclusion lists of at most this many (user, item) entries per launch
+# (512 MB of int64 on the host and the device).
+MASK_FOLD_ENTRIES = 1 << 26
 
 
 # Element types the kernel takes: float32 on the SIMT path, float16 / bfloat16 on tensor cores.
@@ -173,8 +176,21 @@ class CudaBackend:
         excl_indptr: np.ndarray,
         excl_indices: np.ndarray,
         config: BlockConfig,
+        *,
+        item_mask: np.ndarray | None = None,
+        normalizer: bool = True,
     ):
-        """Run the kernel; results are (indices, scores, lse) of the family and device of ``users``."""
+        """Run the kernel; results are (indices, scores, lse) of the family and device of ``users``.
+
+        ``item_mask`` (uint8 (I,), 0 = ineligible) is folded into the exclusion CSR, users in groups small
+        enough that the folded lists stay under :data:`MASK_FOLD_ENTRIES` entries. ``normalizer`` is
+        accepted for the contract; the fused kernel always computes the normaliser (its exp work hides
+        behind the tile loads), and the engine drops it when not asked for.
+        """
+        if item_mask is not None:
+            masked = np.flatnonzero(np.asarray(item_mask) == 0)
+            if masked.size:
+                return self._topk_folded(users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, masked)
         if not isinstance(prepared, PreparedItems):
             raise TypeError(f"cuda backend: expected PreparedItems, got {type(prepared).__name__}")
         if k > MAX_K:
@@ -278,6 +294,42 @@ class CudaBackend:
         if fam == "torch":  # CPU tensors in, CPU tensors out (zero-copy wrap)
             return tuple(_arrays.to_family(a, "torch") for a in (out_idx, out_scores, out_lse))
         return out_idx, out_scores, out_lse
+
+    def _topk_folded(self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, masked):
+        """:meth:`topk_arrays` with the masked ids added to every user's exclusions, group by group."""
+        from .. import validation
+
+        n_users = int(users.shape[0])
+        step = max(1, MASK_FOLD_ENTRIES // int(masked.size))
+        parts = []
+        for u0 in range(0, n_users, step):
+            u1 = min(u0 + step, n_users)
+            indptr, indices = validation.exclusion_range(excl_indptr, excl_indices, u0, u1)
+            rows = np.concatenate(
+                [
+                    np.repeat(np.arange(u1 - u0, dtype=np.int64), np.diff(indptr)),
+                    np.repeat(np.arange(u1 - u0, dtype=np.int64), masked.size),
+                ]
+            )
+            ids = np.concatenate([indices, np.tile(masked, u1 - u0)])
+            counts = np.bincount(rows, minlength=u1 - u0)
+            order = np.lexsort((ids, rows))
+            folded = validation.as_exclusion(
+                (np.concatenate([[0], np.cumsum(counts)]), ids[order]), u1 - u0, prepared.n_items
+            )
+            parts.append(self.topk_arrays(users[u0:u1], prepared, k, inv_temperature, *folded, config))
+        if len(parts) == 1:
+            return parts[0]
+        fam = _arrays.family(parts[0][0])
+        if fam == "torch":
+            import torch
+
+            return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
+        if fam == "cupy":
+            import cupy
+
+            return tuple(cupy.concatenate([p[i] for p in parts]) for i in range(3))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
 def describe() -> str:

@@ -83,7 +83,20 @@ class NativeBackend:
         return PreparedItems(packed=packed, n_items=int(items.shape[0]), dim=int(items.shape[1]))
 
     def topk_into(
-        self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, out_indices, out_scores, out_lse
+        self,
+        users,
+        prepared,
+        k,
+        inv_temperature,
+        excl_indptr,
+        excl_indices,
+        config,
+        out_indices,
+        out_scores,
+        out_lse,
+        *,
+        item_mask=None,
+        normalizer=True,
     ):
         if not isinstance(prepared, PreparedItems):
             raise TypeError(f"native backend: expected PreparedItems from prepare_items, got {type(prepared).__name__}")
@@ -106,6 +119,8 @@ class NativeBackend:
             out_indices,
             out_scores,
             out_lse,
+            item_mask,
+            bool(normalizer),
         )
 
 

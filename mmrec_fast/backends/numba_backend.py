@@ -44,6 +44,7 @@ _SHARD_USERS = 1024
 _MAX_SHARDS = 64
 _MIN_BLOCKS_PER_SHARD = 4
 _SHARD_BYTES = 64 * 1024 * 1024
+_NO_MASK = np.zeros(0, dtype=np.uint8)
 
 
 def default_item_block(n_items: int, dim: int) -> int:
@@ -121,7 +122,20 @@ class NumbaBackend:
 
     # -- kernel --------------------------------------------------------------------------------------
     def topk_into(
-        self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, out_indices, out_scores, out_lse
+        self,
+        users,
+        prepared,
+        k,
+        inv_temperature,
+        excl_indptr,
+        excl_indices,
+        config,
+        out_indices,
+        out_scores,
+        out_lse,
+        *,
+        item_mask=None,
+        normalizer=True,
     ) -> None:
         if not isinstance(prepared, NumbaPreparedItems):
             raise TypeError(f"expected NumbaPreparedItems from prepare_items, got {type(prepared).__name__}")
@@ -137,6 +151,11 @@ class NumbaBackend:
             excl_indptr = excl_indptr.copy()
         if not excl_indices.flags.writeable:
             excl_indices = excl_indices.copy()
+        # One specialisation: "no mask" is an empty (writeable) uint8 array.
+        if item_mask is None:
+            item_mask = _NO_MASK
+        elif not item_mask.flags.writeable:
+            item_mask = item_mask.copy()
         k = int(k)
         capacity = int(config.buffer_capacity(k))
         n_users = users.shape[0]
@@ -171,6 +190,8 @@ class NumbaBackend:
                 float(inv_temperature),
                 excl_indptr,
                 excl_indices,
+                item_mask,
+                bool(normalizer),
                 user_block,
                 capacity,
                 n_shards,

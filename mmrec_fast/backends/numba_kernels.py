@@ -215,6 +215,8 @@ def _task(
     inv_temperature,
     excl_indptr,
     excl_indices,
+    item_mask,
+    normalizer,
     user_block,
     capacity,
     out_indices,
@@ -225,7 +227,10 @@ def _task(
     part_max,
     part_sum,
 ):
-    """Users [bu * user_block, +user_block) x item blocks of shard ``shard`` (of ``n_shards``)."""
+    """Users [bu * user_block, +user_block) x item blocks of shard ``shard`` (of ``n_shards``).
+
+    ``item_mask``: uint8 (I,) global eligibility (0 = never listed, not in the normaliser), or an empty
+    array for none. ``normalizer`` False skips the exp-sum (``out_lse`` left -inf)."""
     _zmm()
     inv_t32 = max(np.float32(inv_temperature), _F32_TINY)  # see backends.base.scale_factor32
     n_users, dim = users.shape
@@ -248,6 +253,8 @@ def _task(
     cursor = np.empty(mu, dtype=np.int64)
     run_max = np.full(mu, -np.inf, dtype=np.float64)
     run_sum = np.zeros(mu, dtype=np.float64)
+    use_mask = item_mask.shape[0] > 0
+    masked = np.empty(item_block if use_mask else 0, dtype=np.int64)
     j_start = b_lo * item_block
     for u in range(mu):  # first excluded item >= j_start (binary search in the sorted CSR row)
         lo = excl_indptr[u0 + u]
@@ -266,6 +273,18 @@ def _task(
         p_lo = j0 // PANEL
         p_hi = (j0 + nv - 1) // PANEL
         off = j0 - p_lo * PANEL
+        n_masked = 0
+        if use_mask:  # this block's ineligible positions; a block without an eligible item is skipped
+            for j in range(nv):
+                if item_mask[j0 + j] == 0:
+                    masked[n_masked] = j
+                    n_masked += 1
+            if n_masked == nv:
+                for u in range(mu):  # the exclusion cursors skip this block's entries
+                    stop = excl_indptr[u0 + u + 1]
+                    while cursor[u] < stop and excl_indices[cursor[u]] < j0 + nv:
+                        cursor[u] += 1
+                continue
         for p in range(p_lo, p_hi + 1):
             col = (p - p_lo) * PANEL
             for g in range(0, mup, _NU):
@@ -273,17 +292,20 @@ def _task(
         for u in range(mu):
             row = tile[u, off : off + nv]
             cursor[u] = _exclude(row, j0, j0 + nv, excl_indices, cursor[u], excl_indptr[u0 + u + 1])
+            for q in range(n_masked):
+                row[masked[q]] = _F32_NEG_INF
             raw_max = _row_max(row, nv)
             if raw_max == _F32_NEG_INF:
                 continue  # every item of this block is excluded for this user
-            block_sum = _row_expsum(row, nv, inv_t32, raw_max)
-            # The float64 reference is the product result.probabilities computes for the top score.
-            bm = np.float64(raw_max) * inv_temperature
-            if bm > run_max[u]:
-                run_sum[u] = run_sum[u] * np.exp(run_max[u] - bm) + np.float64(block_sum)
-                run_max[u] = bm
-            else:
-                run_sum[u] += np.float64(block_sum) * np.exp(bm - run_max[u])
+            if normalizer:
+                block_sum = _row_expsum(row, nv, inv_t32, raw_max)
+                # The float64 reference is the product result.probabilities computes for the top score.
+                bm = np.float64(raw_max) * inv_temperature
+                if bm > run_max[u]:
+                    run_sum[u] = run_sum[u] * np.exp(run_max[u] - bm) + np.float64(block_sum)
+                    run_max[u] = bm
+                else:
+                    run_sum[u] += np.float64(block_sum) * np.exp(bm - run_max[u])
             if raw_max > threshold[u]:
                 c, t = _scan_row(row, nv, j0, k, threshold[u], keys[u], count[u])
                 if t == _F32_NEG_INF and c >= k:
@@ -346,6 +368,8 @@ def topk_blocked(
     inv_temperature,
     excl_indptr,
     excl_indices,
+    item_mask,
+    normalizer,
     user_block,
     capacity,
     n_shards,
@@ -387,6 +411,8 @@ def topk_blocked(
             inv_temperature,
             excl_indptr,
             excl_indices,
+            item_mask,
+            normalizer,
             user_block,
             capacity,
             out_indices,

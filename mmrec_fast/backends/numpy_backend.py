@@ -26,7 +26,20 @@ class NumpyBackend:
         return items
 
     def topk_into(
-        self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, out_indices, out_scores, out_lse
+        self,
+        users,
+        prepared,
+        k,
+        inv_temperature,
+        excl_indptr,
+        excl_indices,
+        config,
+        out_indices,
+        out_scores,
+        out_lse,
+        *,
+        item_mask=None,
+        normalizer=True,
     ):
         items = prepared
         n_users, n_items = users.shape[0], items.shape[0]
@@ -44,13 +57,19 @@ class NumpyBackend:
             cursor = starts.copy()
             for j0 in range(0, n_items, item_block):
                 j1 = min(j0 + item_block, n_items)
+                masked = None if item_mask is None else np.flatnonzero(item_mask[j0:j1] == 0)
+                if masked is not None and masked.size == j1 - j0:
+                    continue  # no eligible item in this block
                 tile = users[u0:u1] @ items[j0:j1].T
+                if masked is not None and masked.size:
+                    tile[:, masked] = -np.inf
                 # Exclusion: each row's sorted CSR segment advances through the blocks (O(nnz) overall).
                 for r in np.flatnonzero(cursor < stops):
                     end = cursor[r] + np.searchsorted(excl_indices[cursor[r] : stops[r]], j1)
                     tile[r, excl_indices[cursor[r] : end] - j0] = -np.inf
                     cursor[r] = end
-                self._update_normaliser(tile, inv_t, inv_temperature, run_max, run_sum)
+                if normalizer:
+                    self._update_normaliser(tile, inv_t, inv_temperature, run_max, run_sum)
                 keys = _keys.encode(tile, np.arange(j0, j1, dtype=np.int64)[None, :])
                 hot = np.flatnonzero((keys > threshold[:, None]).any(axis=1))
                 if hot.size:

@@ -79,6 +79,9 @@ class TorchBackend:
         excl_indptr: np.ndarray,
         excl_indices: np.ndarray,
         config: BlockConfig,
+        *,
+        item_mask: np.ndarray | None = None,
+        normalizer: bool = True,
     ):
         """Top-k keys and normaliser of ``users`` against ``prepared`` (1 <= k <= I).
 
@@ -98,11 +101,24 @@ class TorchBackend:
         out_idx = torch.empty((n_users, k), dtype=torch.int64, device=device)
         out_scores = torch.empty((n_users, k), dtype=torch.float32, device=device)
         out_lse = torch.empty(n_users, dtype=torch.float64, device=device)
+        # Masked (ineligible) item ids, on the device once per call; each block takes its slice.
+        masked = None
+        if item_mask is not None:
+            masked_ids = np.flatnonzero(item_mask == 0)
+            masked = (masked_ids, torch.from_numpy(masked_ids).to(device))
         with torch.inference_mode():
             for u0 in range(0, n_users, user_block):
                 u1 = min(u0 + user_block, n_users)
                 keys, lse = self._user_block(
-                    users[u0:u1], items, k, float(inv_temperature), excl_indptr[u0 : u1 + 1], excl_indices, item_block
+                    users[u0:u1],
+                    items,
+                    k,
+                    float(inv_temperature),
+                    excl_indptr[u0 : u1 + 1],
+                    excl_indices,
+                    item_block,
+                    masked,
+                    normalizer,
                 )
                 scores, indices = decode_keys(keys)
                 out_idx[u0:u1] = indices
@@ -111,7 +127,7 @@ class TorchBackend:
         return out_idx, out_scores, out_lse
 
     @staticmethod
-    def _user_block(users, items, k, inv_t, indptr, excl_indices, item_block):
+    def _user_block(users, items, k, inv_t, indptr, excl_indices, item_block, masked=None, normalizer=True):
         device = users.device
         rows = users.shape[0]
         n_items = items.shape[0]
@@ -130,10 +146,22 @@ class TorchBackend:
         run_sum = torch.zeros(rows, dtype=torch.float64, device=device)
         for j0 in range(0, n_items, item_block):
             j1 = min(j0 + item_block, n_items)
+            if masked is not None:
+                ma, mb = np.searchsorted(masked[0], [j0, j1])
+                if mb - ma == j1 - j0:
+                    continue  # no eligible item in this block
             tile = users @ items[j0:j1].T  # float32, float32 accumulation
             a, b = np.searchsorted(ex_cols, [j0, j1])
             if b > a:
                 tile[ex_rows_t[a:b], ex_cols_t[a:b] - j0] = float("-inf")
+            if masked is not None and mb > ma:
+                tile[:, masked[1][ma:mb] - j0] = float("-inf")
+            keys = encode_keys(tile, j0)
+            if not normalizer:
+                del tile
+                best = torch.topk(torch.cat([best, keys], dim=1), k, dim=1, largest=True, sorted=True).values
+                del keys
+                continue
             # Difference first, then the scale: the exponent keeps its precision at small temperatures;
             # the float64 reference block_max * inv_t is what result.probabilities computes for the top.
             block_max = tile.amax(dim=1)
@@ -146,7 +174,6 @@ class TorchBackend:
             safe = torch.where(live, new_max, 0.0)
             run_sum = torch.where(live, run_sum * torch.exp(run_max - safe) + block_sum * torch.exp(bm - safe), run_sum)
             run_max = new_max
-            keys = encode_keys(tile, j0)
             del tile
             best = torch.topk(torch.cat([best, keys], dim=1), k, dim=1, largest=True, sorted=True).values
             del keys

@@ -208,6 +208,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from .tune_command import add_tune_parser
 
     add_tune_parser(sub, _add_data_flags, _positive_int, _positive_float, _add_overwrite_flag)
+    from .serve.command import add_serve_parser  # light: no [serve] import until the command runs
+
+    add_serve_parser(sub, _positive_int, _positive_float)
     sub.add_parser("backends", help="list the engines available here (and why others are not)")
     return parser
 
@@ -243,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             from .tune_command import cmd_tune
 
             return cmd_tune(args)
+        if args.command == "serve":
+            from .serve.command import cmd_serve
+
+            return cmd_serve(args)
         from . import commands
 
         handler = {

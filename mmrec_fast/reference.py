@@ -16,7 +16,19 @@ def scores_reference(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.asarray(users, dtype=np.float64) @ np.asarray(items, dtype=np.float64).T
 
 
-def topk_reference(users, items, k, *, excl_indptr=None, excl_indices=None, temperature=1.0, chunk=512):
+def topk_reference(
+    users,
+    items,
+    k,
+    *,
+    excl_indptr=None,
+    excl_indices=None,
+    temperature=1.0,
+    chunk=512,
+    allow=None,
+    ban=None,
+    candidates=None,
+):
     """Top-k, scores and log-normaliser in float64, by sorting every row.
 
     Parameters
@@ -29,6 +41,11 @@ def topk_reference(users, items, k, *, excl_indptr=None, excl_indices=None, temp
         CSR (U + 1,) row pointers and item ids excluded per user.
     temperature : float
         The normaliser is ``logsumexp(scores / temperature)`` over eligible items.
+    allow, ban : ndarray of bool, shape (I,), optional
+        Global filters: only allowed items, never banned ones.
+    candidates : tuple (indptr, indices), optional
+        CSR of each user's candidates: nothing outside them is eligible. Eligible =
+        allowed ∩ candidates(u) - banned - excluded(u).
     chunk : int
         Users per dense float64 block.
 
@@ -48,6 +65,15 @@ def topk_reference(users, items, k, *, excl_indptr=None, excl_indices=None, temp
     for start in range(0, n_users, chunk):
         stop = min(start + chunk, n_users)
         block = users[start:stop] @ items.T
+        if allow is not None:
+            block[:, ~np.asarray(allow, dtype=bool)] = -np.inf
+        if ban is not None:
+            block[:, np.asarray(ban, dtype=bool)] = -np.inf
+        if candidates is not None:
+            keep = np.zeros(block.shape, dtype=bool)
+            for row in range(start, stop):
+                keep[row - start, candidates[1][candidates[0][row] : candidates[0][row + 1]]] = True
+            block[~keep] = -np.inf
         if excl_indptr is not None:
             for row in range(start, stop):
                 block[row - start, excl_indices[excl_indptr[row] : excl_indptr[row + 1]]] = -np.inf

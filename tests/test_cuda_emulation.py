@@ -346,6 +346,20 @@ def test_cuda_backend_host_path_with_fake_extension(rng, fake_cuda_backend):
     assert fake.calls[-1]["k"] == 40  # the kernel never sees more than I slots
 
 
+def test_cuda_backend_item_mask_folded_into_exclusions(rng, fake_cuda_backend, monkeypatch):
+    """allow / ban reach the kernel as exclusions, users grouped so the folded lists stay bounded."""
+    module, fake = fake_cuda_backend
+    monkeypatch.setattr(module, "MASK_FOLD_ENTRIES", 500)  # 500 // 130 masked ids: groups of 3 users
+    users, items = random_problem(rng, 10, 400, 6)
+    excl = random_exclusion(rng, 10, 400, density=0.1, full_rows=(4,))
+    ban = rng.choice(400, size=130, replace=False)
+    got = mf.topk(users, items, 20, exclude=excl, ban=ban, backend="cuda")
+    folded = excl.tolil()
+    folded[:, ban] = 1.0
+    assert_topk_matches(got, users, items, 20, exclude=folded.tocsr())
+    assert len(fake.calls) >= 4
+
+
 def test_cuda_backend_torch_cpu_tensors_with_fake_extension(rng, fake_cuda_backend):
     torch = pytest.importorskip("torch", reason="torch not installed")
     users, items = random_problem(rng, 9, 300, 6)

@@ -58,8 +58,10 @@ class NumpyBackend:
             for j0 in range(0, n_items, item_block):
                 j1 = min(j0 + item_block, n_items)
                 masked = None if item_mask is None else np.flatnonzero(item_mask[j0:j1] == 0)
-                if masked is not None and masked.size == j1 - j0:
-                    continue  # no eligible item in this block
+                if masked is not None and masked.size == j1 - j0:  # no eligible item in this block
+                    for r in np.flatnonzero(cursor < stops):  # its exclusions are passed over
+                        cursor[r] += np.searchsorted(excl_indices[cursor[r] : stops[r]], j1)
+                    continue
                 tile = users[u0:u1] @ items[j0:j1].T
                 if masked is not None and masked.size:
                     tile[:, masked] = -np.inf

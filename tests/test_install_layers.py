@@ -256,3 +256,44 @@ def test_version_has_one_source():
     except PackageNotFoundError:
         pytest.skip("mmrec_fast is not installed (metadata absent)")
     assert installed == __version__
+
+
+def test_plots_leave_the_matplotlib_backend_and_pyplot_alone(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib")
+    out = _run(
+        """
+        import matplotlib
+        matplotlib.use("svg")  # the application's choice
+        from mmrec_fast.pipeline.plots import plot_metrics_at_k, plot_training
+
+        metrics = {"bpr": {f"{m}@{k}": 0.1 * k for m in ("precision", "recall", "ndcg", "hit") for k in (1, 5)}}
+        a = plot_metrics_at_k(metrics, [1, 5], "m.png")
+        b = plot_training({"bpr": [{"epoch": 1, "loss": 0.5, "val_ndcg@10": 0.2}, {"epoch": 2, "loss": 0.4}]}, "t.png")
+        print(json.dumps({"backend": matplotlib.get_backend(), "pyplot": "matplotlib.pyplot" in sys.modules,
+                          "png": [open(p, "rb").read(8).hex() for p in (a, b)]}))
+        """,
+        tmp_path,
+        blocked=(),
+    )
+    assert out["backend"] == "svg" and out["pyplot"] is False
+    assert out["png"] == ["89504e470d0a1a0a"] * 2
+
+
+# The command-line layer talks to the user on stdout/stderr; serve/command.py and serve/supervisor.py
+# run only under the `mmrec-fast serve` subcommand.
+_CLI_LAYER = {"cli.py", "commands.py", "tune_command.py", "demo.py", "serve/command.py", "serve/supervisor.py"}
+
+
+def test_library_does_not_print_outside_the_cli_layer():
+    """Messages from the library go through logging (the application decides where they go)."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "mmrec_fast").rglob("*.py")):
+        if path.relative_to(ROOT / "mmrec_fast").as_posix() in _CLI_LAYER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # Any use of the name: a call, or print handed on as a callback.
+            if isinstance(node, ast.Name) and node.id == "print" and isinstance(node.ctx, ast.Load):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders

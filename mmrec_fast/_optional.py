@@ -62,6 +62,5 @@ def require(module: str, *, extra: str, feature: str | None = None) -> ModuleTyp
     except ImportError as exc:
         what = feature or EXTRAS[extra]
         raise MissingDependencyError(
-            f"{what} needs {module.split('.')[0]!r}, which is not installed: "
-            f'pip install "mmrec_fast[{extra}]" ({exc})'
+            f'{what} needs {module.split(".")[0]!r}, which is not installed: pip install "mmrec_fast[{extra}]" ({exc})'
         ) from exc

@@ -34,11 +34,13 @@ _CHUNK_MACS = 4_000_000_000
 _MIN_CHUNK_USERS = 1024
 # Host backends gather the eligible rows into a compact catalogue when at most this fraction of the
 # items is eligible (and the catalogue is at least _COMPACT_MIN_ITEMS long); otherwise the kernel
-# skips masked items in place. Measured with benchmarks/filters_cost.py (U = 1000 and U = 1, I = 200k,
-# d = 64, k = 100, native backend, docs/benchmarks/filters_cost.txt): the gather costs about one
-# read of the eligible rows and removes the scan of the others, a win up to ~50% eligible for
-# many users and ~25% for one user (whose scan is itself one read of the items).
+# skips masked items in place. Measured with benchmarks/filters_cost.py (I = 200k, d = 64, k = 100,
+# native backend, docs/benchmarks/filters_cost.txt): the gather costs about one read of the eligible
+# rows and removes the scan of the others -- a win up to ~50% eligible for many users, but only up to
+# ~5-10% for one user, whose whole query is itself one read of the (prepared) items.
 COMPACT_FRACTION = 0.25
+COMPACT_FRACTION_FEW_USERS = 0.05
+FEW_USERS = 64
 _COMPACT_MIN_ITEMS = 4096
 
 
@@ -98,7 +100,7 @@ def search(
 
     catalogue = _Catalogue(backend, index.prepared, n_items, index.dim)
     ids = None
-    if mask is not None and not array_api and _worth_compacting(n_eligible, n_items):
+    if mask is not None and not array_api and _worth_compacting(n_eligible, n_items, n_users):
         ids = np.flatnonzero(mask)
         catalogue = _compact(index, ids, config)
         excl = _remap_exclusion(excl, ids, n_items)
@@ -113,9 +115,10 @@ def search(
     return TopK(indices, scores, lse if normalizer else None, temperature)
 
 
-def _worth_compacting(n_eligible: int, n_items: int) -> bool:
+def _worth_compacting(n_eligible: int, n_items: int, n_users: int) -> bool:
     """Whether gathering the eligible rows beats scanning the catalogue with a mask (see above)."""
-    return n_eligible == 0 or (n_items >= _COMPACT_MIN_ITEMS and n_eligible <= COMPACT_FRACTION * n_items)
+    fraction = COMPACT_FRACTION if n_users >= FEW_USERS else COMPACT_FRACTION_FEW_USERS
+    return n_eligible == 0 or (n_items >= _COMPACT_MIN_ITEMS and n_eligible <= fraction * n_items)
 
 
 def _compact(index: ItemIndex, ids: np.ndarray, config: BlockConfig) -> _Catalogue:
@@ -158,11 +161,17 @@ def _run_host(users, cat: _Catalogue, k, excl, temperature, config, progress, ma
     """The CPU backends: float32 host arrays, outputs written in place chunk by chunk."""
     n_users, n_items = users.shape[0], cat.n_items
     excl_indptr, excl_indices = excl
-    indices = np.full((n_users, k), -1, dtype=np.int64)
-    scores = np.full((n_users, k), -np.inf, dtype=np.float32)
-    lse = np.full(n_users, -np.inf, dtype=np.float64)
-    # Kernels never need more than I slots; the rest is padding already in place.
+    # Kernels never need more than I slots; the rest is padding, put in place here. With k <= I every
+    # slot and normaliser is written by a kernel (the contract), so the outputs need no fill.
     k_eff = min(k, n_items)
+    if k_eff == k:
+        indices = np.empty((n_users, k), dtype=np.int64)
+        scores = np.empty((n_users, k), dtype=np.float32)
+        lse = np.empty(n_users, dtype=np.float64)
+    else:
+        indices = np.full((n_users, k), -1, dtype=np.int64)
+        scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+        lse = np.full(n_users, -np.inf, dtype=np.float64)
     if not (n_users and k_eff):
         return indices, scores, lse
     extra = {} if mask is None and normalizer else {"item_mask": mask, "normalizer": normalizer}

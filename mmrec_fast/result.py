@@ -19,6 +19,13 @@ def probabilities(scores: np.ndarray, log_normalizer: np.ndarray, temperature: f
     scores = np.asarray(scores, dtype=np.float64)
     lse = np.asarray(log_normalizer, dtype=np.float64)
     lse = lse.reshape(lse.shape + (1,) * (scores.ndim - lse.ndim))
+    if lse.size and np.isfinite(lse.sum()):
+        # Every normaliser finite (the common case, one reduction to know it): a -inf score gives
+        # exp(-inf) = 0 on its own; scores are finite or -inf, never +inf or NaN, in engine results.
+        logp = scores * (1.0 / temperature) - lse
+        np.minimum(logp, 0.0, out=logp)
+        if not np.isnan(logp).any():
+            return np.exp(logp, out=logp)
     present = np.isfinite(scores) & np.isfinite(lse)
     with np.errstate(invalid="ignore", over="ignore"):
         # score * (1 / T): the same float64 product the backends take as the normaliser's reference.

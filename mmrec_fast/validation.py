@@ -6,6 +6,7 @@ input raises a ``ValueError`` that names the offending argument and nothing is h
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 
@@ -31,6 +32,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # block maxima and exp-shifts can never overflow.
 _SCORE_LIMIT = FLOAT32_MAX / 4
 _LOG2E = 1.4426950408889634
+_NO_IDS = np.zeros(0, dtype=np.int64)
+_NO_IDS.flags.writeable = False
+# Inputs up to this many elements take the one-reduction finiteness check (per-call cost of small queries).
+_SMALL = 1 << 16
 
 
 def to_numpy(x, name: str) -> np.ndarray:
@@ -88,8 +93,14 @@ def as_float_matrix(x, name: str, *, dim: int | None = None, dim_from: str = "")
         )
     # min/max propagate NaN and expose inf: one pass each and no temporary as large as the input
     # (np.isfinite(arr).all() would allocate a U x d / I x d boolean array).
-    # (Two checks, not one of min + max: that sum overflows for huge finite values.)
-    if arr.dtype.kind == "f" and arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+    # (Two checks, not one of min + max: that sum overflows for huge finite values.) A small input
+    # first tries one sum: finite means no NaN / inf (an overflowing sum falls through to min/max).
+    if (
+        arr.dtype.kind == "f"
+        and arr.size
+        and not (arr.size <= _SMALL and np.isfinite(arr.sum()))
+        and not (np.isfinite(arr.min()) and np.isfinite(arr.max()))
+    ):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
         raise ValueError(f"{name}: contains {kind} (first at row {bad[0]}, column {bad[1]}); all values must be finite")
@@ -167,6 +178,8 @@ def as_float_matrix_any(x, name: str, *, dim: int | None = None, dim_from: str =
 
 def check_positive_int(value, name: str) -> int:
     """``value`` must be an integer >= 1 (bools refused); returns it as int."""
+    if type(value) is int and value >= 1:  # the common case, without the numbers.Integral ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
     if value < 1:
@@ -178,6 +191,7 @@ def check_positive_int(value, name: str) -> int:
 _SLOT_BYTES = 16
 
 
+@functools.lru_cache(maxsize=1)
 def _physical_memory() -> int:
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
@@ -200,6 +214,8 @@ def check_k(k, n_users: int = 1) -> int:
 
 def check_temperature(temperature) -> float:
     """temperature must be a finite real number > 0 (and >= ~4.2e-39, so log2(e) / temperature is a float32)."""
+    if type(temperature) is float and 0.0 < temperature < float("inf") and _LOG2E / temperature <= FLOAT32_MAX:
+        return temperature  # the common case, without the numbers.Real ABC check
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
     temperature = float(temperature)
@@ -311,7 +327,7 @@ def as_exclusion(exclude, n_users: int, n_items: int, *, name: str = "exclude") 
     indices : ndarray of int64, shape (nnz,)
     """
     if exclude is None:
-        return np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.zeros(n_users + 1, dtype=np.int64), _NO_IDS
     if hasattr(exclude, "tocsr") and hasattr(exclude, "shape"):
         if tuple(exclude.shape) != (n_users, n_items):
             raise ValueError(

@@ -75,6 +75,7 @@ def test_filters_match_the_reference(rng, backend, case):
 def test_sparse_allow_list_compact_catalogue(rng, backend, monkeypatch):
     """The compact-catalogue path (gathered eligible rows, ids mapped back) on any catalogue size."""
     monkeypatch.setattr(_search, "_COMPACT_MIN_ITEMS", 0)
+    monkeypatch.setattr(_search, "COMPACT_FRACTION_FEW_USERS", 0.25)
     users, items = random_problem(rng, 9, 900, 6)
     allow = rng.choice(900, size=40, replace=False)
     exclude = random_exclusion(rng, 9, 900, density=0.05).tolil()

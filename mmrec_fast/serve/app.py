@@ -84,8 +84,16 @@ def _error(status: int, message: str, field: str | None) -> JSONResponse:
     return JSONResponse({"error": message, "field": field}, status_code=status)
 
 
+# pydantic puts union members' type tags and list positions in an error's location; the field is the rest.
+_TYPE_TAGS = frozenset({"int", "str", "float", "bool", "list", "dict", "none"})
+
+
 def _field_of(loc) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    parts = [
+        p
+        for p in loc
+        if isinstance(p, str) and p not in ("body", "query", "path") and p not in _TYPE_TAGS and "[" not in p
+    ]
     return ".".join(parts) if parts else "body"
 
 

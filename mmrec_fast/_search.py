@@ -35,11 +35,11 @@ _MIN_CHUNK_USERS = 1024
 # Host backends gather the eligible rows into a compact catalogue when at most this fraction of the
 # items is eligible (and the catalogue is at least _COMPACT_MIN_ITEMS long); otherwise the kernel
 # skips masked items in place. Measured with benchmarks/filters_cost.py (I = 200k, d = 64, k = 100,
-# native backend, docs/benchmarks/filters_cost.txt): the gather costs about one read of the eligible
-# rows and removes the scan of the others -- a win up to ~50% eligible for many users, but only up to
-# ~5-10% for one user, whose whole query is itself one read of the (prepared) items.
-COMPACT_FRACTION = 0.25
-COMPACT_FRACTION_FEW_USERS = 0.05
+# native backend, docs/benchmarks/filters_cost.txt): compact / mask time 0.10, 0.15, 0.30, 0.48 at 5,
+# 10, 25, 50% eligible for U = 1000; 0.08, 0.55, 0.84, 1.5 for one user (whose query is itself one
+# read of the prepared items). The copy holds at most half the catalogue's rows.
+COMPACT_FRACTION = 0.5
+COMPACT_FRACTION_FEW_USERS = 0.2
 FEW_USERS = 64
 _COMPACT_MIN_ITEMS = 4096
 

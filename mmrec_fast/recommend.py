@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .engine import topk
+from . import validation
+from ._index_cache import cached_index
 from .models.base import Recommender
 
 __all__ = ["Recommendations", "recommend"]
@@ -126,28 +127,66 @@ def _as_user_codes(users, n_users: int) -> np.ndarray:
     return arr
 
 
+def _representation_rows(model: Recommender):
+    """A function rows -> the model's similarity representation of those items, without a full copy.
+
+    The base class builds its representation by concatenating column blocks of the whole item matrix
+    (an I x d copy per call); for it, only the rows asked for are gathered.
+    """
+    if type(model).representation is Recommender.representation:
+        items = model.item_vectors()
+        keep = [b.columns for b in model.blocks() if b.name != "bias"]
+        if not keep:
+            return lambda rows: items[rows]
+        return lambda rows: np.concatenate([items[rows][:, c] for c in keep], axis=1)
+    rep = model.representation()
+    return lambda rows: rep[rows]
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
 def _similar_past_items(
-    rep: np.ndarray, items: np.ndarray, history: sp.csr_matrix, users: np.ndarray, m: int
+    rep_rows, items: np.ndarray, history: tuple[np.ndarray, np.ndarray], m: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per recommended item, the user's ``m`` most similar past items (cosine in the representation).
+
+    ``history`` is the CSR (indptr, indices) of the served users' past items, one row per served user.
+    Only the rows involved are normalised: one user's lists are small beside the catalogue.
+    """
     n, k = items.shape
     similar = np.full((n, k, m), -1, dtype=np.int64)
     similarity = np.full((n, k, m), np.nan, dtype=np.float32)
     if m == 0:
         return similar, similarity
-    norms = np.linalg.norm(rep, axis=1, keepdims=True)
-    unit = np.divide(rep, norms, out=np.zeros_like(rep), where=norms > 0)
-    for row, user in enumerate(users):
-        past = history.indices[history.indptr[user] : history.indptr[user + 1]]
+    indptr, indices = history
+    for row in range(n):
+        past = indices[indptr[row] : indptr[row + 1]]
         listed = items[row] >= 0
         if past.size == 0 or not listed.any():
             continue
-        sims = unit[items[row, listed]] @ unit[past].T  # (k', |past|): one user's lists are small
+        sims = _unit(rep_rows(items[row, listed])) @ _unit(rep_rows(past)).T  # (k', |past|)
         take = min(m, past.size)
         # Stable sort on -sim keeps the lower item code first among equal similarities.
         order = np.argsort(-sims, axis=1, kind="stable")[:, :take]
         similar[row, listed, :take] = past[order]
         similarity[row, listed, :take] = np.take_along_axis(sims, order, axis=1)
     return similar, similarity
+
+
+def _user_rows(matrix, name: str, n_users: int, n_items: int, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, sorted unique indices) of the requested users' rows only (never the whole matrix)."""
+    if not sp.issparse(matrix) or matrix.shape != (n_users, n_items):
+        raise ValueError(f"{name} must be a sparse ({n_users}, {n_items}) matrix")
+    if matrix.format != "csr":
+        matrix = matrix.tocsr()  # other layouts cannot be row-sliced without a conversion
+    indptr, indices = validation.exclusion_rows(
+        matrix.indptr.astype(np.int64, copy=False), matrix.indices.astype(np.int64, copy=False), codes
+    )
+    # Explicitly stored entries count whatever their value; sorted, duplicate-free rows for the engine.
+    return validation.as_exclusion((indptr, indices), codes.shape[0], n_items)
 
 
 def recommend(
@@ -194,10 +233,10 @@ def recommend(
     item_vec = model.item_vectors()
     sub_exclude = None
     if exclude is not None:
-        if not sp.issparse(exclude) or exclude.shape != (model.n_users, model.n_items):
-            raise ValueError(f"exclude must be a sparse ({model.n_users}, {model.n_items}) matrix")
-        sub_exclude = sp.csr_matrix(exclude)[codes]
-    top = topk(user_vec, item_vec, k, exclude=sub_exclude, temperature=temperature, backend=backend)
+        sub_exclude = _user_rows(exclude, "exclude", model.n_users, model.n_items, codes)
+    # Packed once per item matrix (identity-keyed cache): a single-user call pays the query, not the packing.
+    index = cached_index(item_vec, backend=backend)
+    top = index.topk(user_vec, k, exclude=sub_exclude, temperature=temperature)
     listed = top.indices >= 0
     safe = np.where(listed, top.indices, 0)
     contributions = {}
@@ -209,12 +248,10 @@ def recommend(
         )
         contributions[block.name] = np.where(listed, part, 0.0).astype(np.float32)
     if history is None:
-        history = exclude
-    if history is None:
-        history = sp.csr_matrix((model.n_users, model.n_items))
-    elif not sp.issparse(history) or history.shape != (model.n_users, model.n_items):
-        raise ValueError(f"history must be a sparse ({model.n_users}, {model.n_items}) matrix")
-    similar, similarity = _similar_past_items(
-        model.representation(), top.indices, sp.csr_matrix(history), codes, int(n_similar)
-    )
+        past = (
+            sub_exclude if sub_exclude is not None else (np.zeros(codes.shape[0] + 1, np.int64), np.zeros(0, np.int64))
+        )
+    else:
+        past = _user_rows(history, "history", model.n_users, model.n_items, codes)
+    similar, similarity = _similar_past_items(_representation_rows(model), top.indices, past, int(n_similar))
     return Recommendations(codes, top.indices, top.scores, top.probs, contributions, similar, similarity)

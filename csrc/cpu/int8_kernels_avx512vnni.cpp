@@ -10,6 +10,9 @@
 #include "cpu/int8_quant.h"
 
 #pragma GCC push_options
+// GCC 12 flags its own _mm512_cvtepi32_ps (the intrinsic's undefined pass-through operand) as uninitialised.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512vnni")
 
 namespace mmrec {
@@ -55,6 +58,7 @@ void tile_approx(const int8_t* uq, int64_t ldu, const float* su, const int32_t* 
 }  // namespace
 }  // namespace mmrec
 
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 namespace mmrec {

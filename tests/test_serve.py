@@ -221,11 +221,19 @@ def test_similar_items(server, snapshot, metric):
     assert [it["item"] for it in r.json()["items"]] == (idx[0] + 1000).tolist()
 
 
+def _allow_of(user: int) -> list[int] | None:
+    """Every third user restricts its query to a user-specific subset (batched through ``candidates``)."""
+    return None if user % 3 else [1000 + i for i in range(user % 7, N_ITEMS, 5)]
+
+
 def test_concurrent_requests_are_batched_and_exact(server, snapshot, models):
     users = list(range(N_USERS))
 
     def one(user):
-        return server.client.post("/recommend", json={"user": _uid(user), "k": 4 + user % 3}).json()
+        payload = {"user": _uid(user), "k": 4 + user % 3}
+        if _allow_of(user) is not None:
+            payload["allow"] = _allow_of(user)
+        return server.client.post("/recommend", json=payload).json()
 
     before = _metric(server, "mmrec_batch_size_count")
     with ThreadPoolExecutor(16) as pool:
@@ -233,9 +241,12 @@ def test_concurrent_requests_are_batched_and_exact(server, snapshot, models):
     batches = _metric(server, "mmrec_batch_size_count") - before
     assert batches < len(bodies)  # at least one engine call served several requests
     for user, body in zip(users * 2, bodies):
-        code, k = user, 4 + user % 3
-        idx, _, _ = _ref_parts(_expected(snapshot.user_vectors[code], snapshot.items, k, models["train"][code].indices))
+        code, k, allow = user, 4 + user % 3, _allow_of(user)
+        rows = None if allow is None else np.asarray(allow) - 1000
+        vec, seen = snapshot.user_vectors[code], models["train"][code].indices
+        idx, scores, lse = _ref_parts(_expected(vec, snapshot.items, k, seen, allow=rows))
         assert [it["item"] for it in body["items"]] == (idx[0][idx[0] >= 0] + 1000).tolist()
+        assert body["log_normalizer"] == pytest.approx(float(lse[0]), rel=1e-5, abs=1e-5)
 
 
 def _metric(server, name: str) -> float:

@@ -1,12 +1,12 @@
 """The engine calls behind the service: a batch of single-user queries scored in as few calls as possible.
 
-Queries that share a snapshot, a temperature and the full catalogue go to the engine together: one
-``ItemIndex.topk`` with the largest ``k`` of the group and a per-row exclusion list (the user's seen
-items plus the request's ban list). Cutting a row's top-``k_max`` to its own ``k`` gives exactly its
-top-``k`` (same order, same ties), and the normaliser does not depend on ``k``. A query restricted to a
-subset of the catalogue (``allow`` / ``candidates``) is scored against just those rows, which gives the
-same probabilities over the same eligible set. If an engine call refuses a group (e.g. a temperature so
-small the scores would overflow), each query of the group is retried alone so only the offender fails.
+Queries that share a snapshot, a temperature and a metric go to the engine together: one
+``ItemIndex.topk`` with the largest ``k`` of the group, a per-row exclusion list (the user's seen items
+plus the request's ban list) and, for queries restricted to a subset (``allow`` / ``candidates``), the
+engine's per-user ``candidates``; queries with and without a subset form separate groups. Cutting a row's
+top-``k_max`` to its own ``k`` gives exactly its top-``k`` (same order, same ties), and the normaliser
+does not depend on ``k``. If an engine call refuses a group (e.g. a temperature so small the scores would
+overflow), each query of the group is retried alone so only the offender fails.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import topk
 from .snapshot import ClientError, Snapshot
 
 __all__ = ["Query", "Hit", "run_batch"]
@@ -80,28 +79,24 @@ def _hits(result, ks, row_maps=None) -> list[Hit]:
     return out
 
 
-def _full_catalogue(group: list[Query]) -> list[Hit]:
+def _engine_call(group: list[Query]) -> list[Hit]:
+    """One engine call for queries sharing snapshot, temperature and metric (subset queries: ``candidates``)."""
     snap = group[0].snapshot
     index = snap.cosine_index() if group[0].cosine else snap.index
     users = np.stack([q.vector for q in group])
     k_max = max(q.k for q in group)
-    result = index.topk(users, k_max, exclude=_csr([q.exclude for q in group]), temperature=group[0].temperature)
+    options = {}
+    if group[0].subset is not None:
+        options["candidates"] = _csr([q.subset for q in group])
+    result = index.topk(
+        users, k_max, exclude=_csr([q.exclude for q in group]), temperature=group[0].temperature, **options
+    )
     return _hits(result, [q.k for q in group])
-
-
-def _subset(query: Query) -> Hit:
-    snap = query.snapshot
-    rows = np.setdiff1d(query.subset, query.exclude, assume_unique=False)
-    if rows.size == 0:
-        return Hit(np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.float32), float("-inf"))
-    items = snap.cosine_index().items if query.cosine else snap.items
-    result = topk(query.vector[None, :], items[rows], min(query.k, rows.size), temperature=query.temperature)
-    return _hits(result, [query.k], [rows])[0]
 
 
 def _one(query: Query) -> Hit | Exception:
     try:
-        return _subset(query) if query.subset is not None else _full_catalogue([query])[0]
+        return _engine_call([query])[0]
     except ValueError as exc:
         # The only request-dependent engine refusal left after validation: scores / temperature overflow.
         return ClientError("temperature", f"the engine refused this request: {exc}")
@@ -112,14 +107,11 @@ def run_batch(queries: list[Query]) -> list[Hit | Exception]:
     results: list[Hit | Exception | None] = [None] * len(queries)
     groups: dict[tuple, list[int]] = {}
     for i, q in enumerate(queries):
-        if q.subset is not None:
-            results[i] = _one(q)
-        else:
-            groups.setdefault((id(q.snapshot), q.temperature, q.cosine), []).append(i)
+        groups.setdefault((id(q.snapshot), q.temperature, q.cosine, q.subset is None), []).append(i)
     for members in groups.values():
         group = [queries[i] for i in members]
         try:
-            hits = _full_catalogue(group) if len(group) > 1 else [_one(group[0])]
+            hits = _engine_call(group) if len(group) > 1 else [_one(group[0])]
         except ValueError:
             hits = [_one(q) for q in group]  # isolate the query the engine refused
         for i, hit in zip(members, hits):

@@ -12,15 +12,25 @@ Filters (DESIGN.md 2b): eligible(u) = allowed - banned - exclude(u), intersected
   tie rule holds): a 1% allow-list then costs ~1% of a full scan.
 * ``candidates`` (per-user lists) go to :mod:`mmrec_fast._candidates`, which scores only each user's
   eligible candidates.
+
+Precision (``precision="fp32" | "int8" | "auto"``, resolved by :func:`mmrec_fast.int8.resolve_precision`):
+"int8" runs the certified int8 first pass of :mod:`mmrec_fast.int8` (native backend, host users) on the
+index's int8 form, built on first use and kept with the index's segment; ids and scores are bitwise the
+float32 path's, and the normaliser carries ``TopK.log_normalizer_bound``. Filters, exclusions, chunks,
+progress and Ctrl-C work as on the float32 path; candidate lists take the float32 candidate path (exact,
+no bound).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
-from . import _arrays, _candidates, validation
+from . import _arrays, _candidates, int8, validation
 from .backends import BlockConfig
 from .backends.base import ArrayBackend
 from .result import TopK
@@ -42,6 +52,42 @@ COMPACT_FRACTION = 0.5
 COMPACT_FRACTION_FEW_USERS = 0.2
 FEW_USERS = 64
 _COMPACT_MIN_ITEMS = 4096
+
+
+class PrecisionScope:
+    """The ``precision`` of the searches run inside :func:`precision_scope`, and the normaliser bounds
+    they reported (one per search; ``None`` for an exact float32 normaliser)."""
+
+    __slots__ = ("precision", "bounds")
+
+    def __init__(self, precision: str):
+        self.precision = int8.check_precision(precision)
+        self.bounds: list[np.ndarray | None] = []
+
+    def finish(self, result: TopK) -> TopK:
+        """``result`` with the bound of a result merged from every search of the scope (log-add-exp of
+        their normalisers; :func:`mmrec_fast.merge.merged_bound`)."""
+        if len(self.bounds) <= 1 or result.log_normalizer is None:
+            return result
+        from .merge import merged_bound
+
+        bound = merged_bound(self.bounds, np.asarray(result.log_normalizer))
+        return dataclasses.replace(result, log_normalizer_bound=bound)
+
+
+_SCOPE: contextvars.ContextVar[PrecisionScope | None] = contextvars.ContextVar("mmrec_fast_precision", default=None)
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str):
+    """Run :func:`search` calls made without ``precision`` (e.g. through ``index_query.query``, whose
+    signature has none) at ``precision``; yields the :class:`PrecisionScope` collecting their bounds."""
+    scope = PrecisionScope(precision)
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
 
 
 class _Catalogue(NamedTuple):
@@ -67,10 +113,54 @@ def search(
     ban=None,
     candidates=None,
     normalizer=True,
+    precision=None,
 ) -> TopK:
-    """Each user's top-k and normaliser against ``index`` (see :func:`mmrec_fast.topk`)."""
+    """Each user's top-k and normaliser against ``index`` (see :func:`mmrec_fast.topk`).
+
+    ``precision=None`` takes the enclosing :func:`precision_scope`'s, else "fp32".
+    """
     normalizer = validation.check_bool(normalizer, "normalizer")
+    scope = _SCOPE.get()
+    if precision is None:
+        precision = "fp32" if scope is None else scope.precision
+    precision = int8.check_precision(precision)
+    result = _search(
+        index,
+        users,
+        k,
+        exclude,
+        temperature,
+        user_block,
+        num_threads,
+        progress,
+        allow,
+        ban,
+        candidates,
+        normalizer,
+        precision,
+    )
+    if scope is not None:
+        scope.bounds.append(result.log_normalizer_bound)
+    return result
+
+
+def _search(
+    index,
+    users,
+    k,
+    exclude,
+    temperature,
+    user_block,
+    num_threads,
+    progress,
+    allow,
+    ban,
+    candidates,
+    normalizer,
+    precision,
+) -> TopK:
     backend = index.backend
+    on_gpu = _arrays.is_device(users)
     array_api = getattr(backend, "array_api", False)
     out_family = None
     if array_api:
@@ -89,6 +179,12 @@ def search(
         cand = validation.as_exclusion(candidates, n_users, n_items, name="candidates")
     validation.check_score_range(users, index.items, temperature, items_max_abs=index.max_abs)
     config = BlockConfig(user_block=user_block, item_block=index.item_block, num_threads=num_threads)
+    if precision != "fp32":
+        holder = _int8_holder(index)
+        ready = "int8" in getattr(holder, "cache", {}) or not getattr(index.prepared, "streaming", True)
+        precision = int8.resolve_precision(
+            precision, getattr(backend, "name", ""), on_gpu=on_gpu, n_users=n_users, k=k, ready=ready
+        )
 
     if cand is not None:
         indices, scores, lse = _candidates.topk_candidates(
@@ -97,6 +193,8 @@ def search(
         if out_family is not None:
             indices, scores, lse = (_arrays.to_family(a, out_family) for a in (indices, scores, lse))
         return TopK(indices, scores, lse if normalizer else None, temperature)
+    if precision == "int8":
+        return _search_int8(index, users, k, excl, mask, n_eligible, temperature, config, progress, normalizer)
 
     catalogue = _Catalogue(backend, index.prepared, n_items, index.dim)
     ids = None
@@ -113,6 +211,57 @@ def search(
     if ids is not None:
         indices = np.where(indices >= 0, ids[np.maximum(indices, 0)], -1) if ids.size else indices
     return TopK(indices, scores, lse if normalizer else None, temperature)
+
+
+def _int8_holder(index):
+    """Where the index keeps its int8 form: the segment it reads (an ItemIndex's main one when plain)."""
+    snapshot = getattr(index, "snapshot", None)
+    return snapshot().main if callable(snapshot) else index
+
+
+def _search_int8(index, users, k, excl, mask, n_eligible, temperature, config, progress, normalizer) -> TopK:
+    """The int8 path on a host index: filters as the float32 path's (compact catalogue or item mask)."""
+    n_users, n_items = users.shape[0], index.n_items
+    ids = None
+    if mask is not None and _worth_compacting(n_eligible, n_items, n_users):
+        ids = np.flatnonzero(mask)
+        excl = _remap_exclusion(excl, ids, n_items)
+        items, n_items, mask = np.ascontiguousarray(np.asarray(index.items)[ids]), int(ids.shape[0]), None
+        form = int8.prepare_int8(items) if n_items else None  # a one-off catalogue: not kept
+    else:
+        form = int8.cached_int8(_int8_holder(index), index.items) if n_items else None
+    indices = np.full((n_users, k), -1, dtype=np.int64)
+    scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    lse = np.full(n_users, -np.inf, dtype=np.float64)
+    bound = np.zeros(n_users, dtype=np.float64)
+    if form is not None:
+        excl_indptr, excl_indices = excl
+        chunk = max(_MIN_CHUNK_USERS, _CHUNK_MACS // max(1, n_items * index.dim))
+        for u0, u1 in _chunks(n_users, chunk, progress):
+            if u0 == 0 and u1 == n_users:
+                sub_indptr, sub_indices = excl_indptr, excl_indices
+            else:
+                sub_indptr, sub_indices = validation.exclusion_range(excl_indptr, excl_indices, u0, u1)
+            idx, sc, ls, bd = int8.topk_int8(
+                users[u0:u1],
+                form,
+                k,
+                1.0 / temperature,
+                sub_indptr,
+                sub_indices,
+                item_mask=mask,
+                normalizer=normalizer,
+                num_threads=config.num_threads,
+                user_block=config.user_block,
+            )
+            indices[u0:u1], scores[u0:u1] = idx, sc
+            if normalizer:
+                lse[u0:u1], bound[u0:u1] = ls, bd
+    if ids is not None and ids.size:
+        indices = np.where(indices >= 0, ids[np.maximum(indices, 0)], -1)
+    if not normalizer:
+        return TopK(indices, scores, None, temperature)
+    return TopK(indices, scores, lse, temperature, bound)
 
 
 def _worth_compacting(n_eligible: int, n_items: int, n_users: int) -> bool:

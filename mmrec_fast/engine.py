@@ -12,6 +12,7 @@ import numpy as np
 from . import _arrays, validation
 from ._search import search
 from .index import ItemIndex
+from .int8 import check_precision
 from .result import PairScores, TopK
 
 __all__ = ["topk", "score", "score_pairs", "DEFAULT_MAX_DENSE_ELEMENTS"]
@@ -37,6 +38,7 @@ def topk(
     candidates=None,
     temperature=1.0,
     normalizer=True,
+    precision="fp32",
     backend="auto",
     user_block=None,
     item_block=None,
@@ -72,6 +74,14 @@ def topk(
     normalizer : bool
         False: top-k only (like FAISS) -- the normaliser is not computed (the kernels skip the exp
         work) and the result's ``log_normalizer`` and ``probs`` are ``None``.
+    precision : {"fp32", "int8", "auto"}
+        "fp32": the float32 engine. "int8" (native backend, host users): a certified int8 first pass
+        then exact float32 rescoring of the survivors -- ids and scores **bitwise equal** to "fp32"; the
+        normaliser comes from the int8 scores, with a proven per-user bound in
+        ``TopK.log_normalizer_bound``. The items' int8 form is kept by an :class:`~mmrec_fast.ItemIndex`
+        (built on first use); raw arrays are quantised per call. "auto": "int8" where it is expected to
+        be faster (:func:`mmrec_fast.int8.auto_selects_int8`: VNNI, or a few users on an index with
+        AVX2), else "fp32"; never an error. See ``docs/int8.md``.
     backend : str
         "auto", "native", "numba", "numpy", "cuda", "cupy" or "torch". "auto" (unless
         ``$MMREC_FAST_BACKEND`` names one) keeps GPU-resident inputs on the GPU (cuda > cupy/torch),
@@ -97,7 +107,8 @@ def topk(
     ValueError
         NaN/inf values, wrong ranks or mismatched d, k < 1, temperature <= 0, exclusion, filter or
         candidate ids out of range (or of the wrong dtype), a mask of the wrong length, candidates with
-        the wrong number of rows, scores that could overflow float32, an unknown or unavailable backend.
+        the wrong number of rows, scores that could overflow float32, an unknown or unavailable backend,
+        an unknown ``precision`` or "int8" off the native backend or with users on a GPU.
 
     Examples
     --------
@@ -115,6 +126,7 @@ def topk(
     """
     k = validation.check_k(k)
     temperature = validation.check_temperature(temperature)
+    precision = check_precision(precision)
     index = _index_for(items, backend, item_block, users)
     return search(
         index,
@@ -129,6 +141,7 @@ def topk(
         ban=ban,
         candidates=candidates,
         normalizer=normalizer,
+        precision=precision,
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from . import _keys, validation
 from .result import TopK
 
-__all__ = ["merge_topk"]
+__all__ = ["merge_topk", "merged_bound"]
 
 
 def merge_topk(parts: Sequence[TopK], k: int | None = None) -> TopK:
@@ -32,7 +32,9 @@ def merge_topk(parts: Sequence[TopK], k: int | None = None) -> TopK:
     TopK
         Identical (ids, scores, normaliser up to float rounding) to a single call over all shards. Its
         ``log_normalizer`` (and ``probs``) is ``None`` when any part was computed with
-        ``normalizer=False``: a sum with a missing term is not a normaliser.
+        ``normalizer=False``: a sum with a missing term is not a normaliser. Its
+        ``log_normalizer_bound`` is :func:`merged_bound` of the parts' (``None`` when every part's
+        normaliser is the float32 engine's own, or when there is no normaliser).
 
     Examples
     --------
@@ -67,11 +69,43 @@ def merge_topk(parts: Sequence[TopK], k: int | None = None) -> TopK:
     _check_disjoint(all_ids)
     keys = np.concatenate([_keys.encode(p.scores, p.indices) for p in parts], axis=1)
     scores, indices = _keys.decode(_keys.top_keys(keys, k))
+    bound = None
     if any(p.log_normalizer is None for p in parts):
         lse = None
     else:
         lse = np.logaddexp.reduce(np.stack([np.asarray(p.log_normalizer) for p in parts]), axis=0)
-    return TopK(indices, scores, lse, temperature)
+        bound = merged_bound([p.log_normalizer_bound for p in parts], lse)
+    return TopK(indices, scores, lse, temperature, bound)
+
+
+def merged_bound(bounds: Sequence[np.ndarray | None], log_normalizer: np.ndarray) -> np.ndarray | None:
+    """Bound of a log-add-exp of normalisers that are each within their own bound of the float32 ones.
+
+    ``logsumexp`` moves by at most ``max_i |delta_i|`` when each input moves by ``delta_i`` (it is
+    1-Lipschitz in the max norm), so the merged normaliser is within the largest part bound of the merge
+    of the float32 normalisers, plus a few float64 roundings of the merge itself on either side.
+
+    Parameters
+    ----------
+    bounds : sequence of (U,) arrays or None
+        Each part's ``TopK.log_normalizer_bound``; ``None`` counts as 0 (an exact float32 normaliser).
+    log_normalizer : ndarray of float64, shape (U,)
+        The merged normaliser.
+
+    Returns
+    -------
+    ndarray of float64, shape (U,), or None
+        ``None`` when every part's bound is ``None``; 0 for users whose merged normaliser is -inf.
+    """
+    if all(b is None for b in bounds):
+        return None
+    lse = np.asarray(log_normalizer, dtype=np.float64)
+    worst = np.zeros(lse.shape, dtype=np.float64)
+    for b in bounds:
+        if b is not None:
+            np.maximum(worst, np.asarray(b, dtype=np.float64), out=worst)
+    rounding = 4 * len(bounds) * np.spacing(np.maximum(np.abs(np.where(np.isfinite(lse), lse, 0.0)), 1.0))
+    return np.where(np.isneginf(lse), 0.0, worst + rounding)
 
 
 def _check_disjoint(ids: np.ndarray) -> None:

@@ -54,12 +54,20 @@ class TopK:
         over the whole eligible catalogue (0 in padding slots). ``None`` when ``log_normalizer`` is.
     temperature : float
         The softmax temperature used.
+    log_normalizer_bound : ndarray of float64, shape (U,), or None
+        ``None`` when ``log_normalizer`` is the float32 engine's own (``precision="fp32"``, candidate
+        lists, top-k only). With ``precision="int8"`` the normaliser comes from the int8 first pass and
+        this holds a proven per-user bound: ``|log_normalizer - lse_fp32| <= log_normalizer_bound``, where
+        ``lse_fp32`` is the float32 engine's normaliser of the same query (0 for users without an eligible
+        item and users the float32 fallback computed). ``probs`` inherit it: each is within a factor
+        ``exp(±bound)`` of the float32 one. See ``docs/int8.md``.
     """
 
     indices: np.ndarray
     scores: np.ndarray
     log_normalizer: np.ndarray | None
     temperature: float = 1.0
+    log_normalizer_bound: np.ndarray | None = None
     probs: np.ndarray | None = field(init=False)
 
     def __post_init__(self):

@@ -154,7 +154,14 @@ def test_features_behind_an_extra_name_it(tmp_path):
     assert "pip install" in out["bpr"] and "torch" in out["bpr"]
 
 
+def _pipeline_importable():
+    """mmrec_fast.pipeline (home of the plots) itself needs the [data] and [models] extras."""
+    for module in ("pandas", "pyarrow", "torch"):
+        pytest.importorskip(module, reason="mmrec_fast.pipeline needs the [data] and [models] extras")
+
+
 def test_plots_without_matplotlib_name_the_plots_extra(tmp_path):
+    _pipeline_importable()
     out = _run(
         """
         from mmrec_fast.pipeline.plots import plot_metrics_at_k
@@ -259,6 +266,7 @@ def test_version_has_one_source():
 
 
 def test_plots_leave_the_matplotlib_backend_and_pyplot_alone(tmp_path):
+    _pipeline_importable()
     pytest.importorskip("matplotlib", reason="plots need matplotlib")
     out = _run(
         """

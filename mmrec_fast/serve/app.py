@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batcher import MicroBatcher
 from .explain import explain_hits
-from .limits import LimitsMiddleware
+from .limits import InFlight, LimitsMiddleware
 from .metrics import ServeMetrics
 from .schemas import AdminResponse, ItemsRequest, ListResponse, RecommendRequest, ReloadRequest, SimilarRequest
 from .scoring import Query, run_batch
@@ -163,7 +163,7 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
     -------
     fastapi.FastAPI
     """
-    holder, metrics = _Holder(), ServeMetrics()
+    holder, metrics, inflight = _Holder(), ServeMetrics(), InFlight()
     holder.current = snapshot
     batcher = MicroBatcher(
         run_batch,
@@ -172,6 +172,7 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
         max_wait=config.max_wait_ms / 1000.0,
         threads=config.engine_threads,
         on_batch=metrics.observe_batch,
+        arriving=lambda: inflight.scoring,
     )
     # Fold-in, explanations of large lists and admin loads: never on the event loop, never in the engine thread.
     side_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="serve-side")
@@ -194,7 +195,11 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
         lifespan=lifespan,
     )
     app.add_middleware(
-        LimitsMiddleware, max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s, metrics=metrics
+        LimitsMiddleware,
+        max_body_bytes=config.max_body_bytes,
+        body_timeout_s=config.body_timeout_s,
+        metrics=metrics,
+        inflight=inflight,
     )
     _install_error_handlers(app)
     app.state.holder, app.state.metrics, app.state.batcher = holder, metrics, batcher

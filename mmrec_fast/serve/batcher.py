@@ -3,8 +3,9 @@
 One batch is in flight at a time, in a single worker thread (the engine itself uses every core). While
 it runs, new queries queue up; when it finishes, everything queued (up to ``max_batch``) goes out at
 once with no further wait -- those queries have already waited. An idle batcher that receives a query
-waits at most ``max_wait`` for company before dispatching. With batching disabled every query is its
-own engine call on a small thread pool (the A/B baseline).
+waits for company only while requests are known to be on their way (received by the server, not yet
+queued: ``arriving()``), and never longer than ``max_wait``; a lone client pays no wait at all. With
+batching disabled every query is its own engine call on a small thread pool (the A/B baseline).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class MicroBatcher:
         Worker threads when batching is disabled.
     on_batch : callable, optional
         ``on_batch(size, seconds)`` after every engine call (metrics).
+    arriving : callable, optional
+        Number of scoring requests the server is handling now (queued, in the engine, or still being
+        parsed); the batcher waits only for the ones not yet queued. ``None``: always wait ``max_wait``.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class MicroBatcher:
         max_wait: float = 0.002,
         threads: int = 2,
         on_batch: Callable[[int, float], None] | None = None,
+        arriving: Callable[[], int] | None = None,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -53,7 +58,8 @@ class MicroBatcher:
             raise ValueError(f"max_wait must be within 0..0.1 s, got {max_wait}")
         self.run_batch, self.enabled = run_batch, bool(enabled)
         self.max_batch, self.max_wait = int(max_batch), float(max_wait)
-        self.on_batch = on_batch
+        self.on_batch, self.arriving = on_batch, arriving
+        self._in_engine = 0
         self._executor = ThreadPoolExecutor(max_workers=1 if enabled else max(1, threads), thread_name_prefix="engine")
         self._queue: deque = deque()
         self._wakeup: asyncio.Event | None = None
@@ -108,6 +114,13 @@ class MicroBatcher:
             raise result
         return result
 
+    def _expect_more(self) -> bool:
+        if len(self._queue) >= self.max_batch:
+            return False
+        if self.arriving is None:
+            return True
+        return self.arriving() > len(self._queue) + self._in_engine
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         ran_last = False
@@ -116,10 +129,10 @@ class MicroBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 ran_last = False
-            if not ran_last and len(self._queue) < self.max_batch and self.max_wait > 0:
-                # Idle until now: give concurrent requests a bounded moment to join.
+            if not ran_last and self.max_wait > 0:
+                # Idle until now: give requests already on their way a bounded moment to join.
                 deadline = loop.time() + self.max_wait
-                while len(self._queue) < self.max_batch and loop.time() < deadline:
+                while self._expect_more() and loop.time() < deadline:
                     self._wakeup.clear()
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
@@ -133,10 +146,13 @@ class MicroBatcher:
             if not batch:
                 ran_last = False
                 continue
+            self._in_engine = len(batch)
             try:
                 results = await loop.run_in_executor(self._executor, self._timed, [q for q, _ in batch])
             except Exception as exc:  # a bug in the batch path: fail this batch, keep serving
                 results = [exc] * len(batch)
+            finally:
+                self._in_engine = 0
             for (_, fut), result in zip(batch, results):
                 if not fut.done():
                     fut.set_result(result)

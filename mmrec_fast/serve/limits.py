@@ -11,11 +11,20 @@ import asyncio
 import json
 import time
 
-__all__ = ["LimitsMiddleware"]
+__all__ = ["LimitsMiddleware", "InFlight"]
 
+# Routes whose requests go through the micro-batcher (counted in ``LimitsMiddleware.scoring``).
+_SCORING = frozenset({"/recommend", "/similar"})
 _ROUTES = frozenset(
     {"/recommend", "/similar", "/healthz", "/readyz", "/metrics", "/admin/reload", "/admin/items", "/docs"}
 )
+
+
+class InFlight:
+    """Scoring requests the server is handling now (shared by the middleware and the batcher)."""
+
+    def __init__(self):
+        self.scoring = 0
 
 
 class _Refused(Exception):
@@ -42,10 +51,13 @@ class LimitsMiddleware:
         Bodies not fully received within this many seconds get 408.
     metrics : ServeMetrics
         Where request counts and latencies go.
+    inflight : InFlight
+        Counts scoring requests in progress (the batcher waits only for ones not yet queued).
     """
 
-    def __init__(self, app, *, max_body_bytes: int, body_timeout_s: float, metrics):
+    def __init__(self, app, *, max_body_bytes: int, body_timeout_s: float, metrics, inflight: InFlight):
         self.app, self.max_body_bytes, self.body_timeout_s, self.metrics = app, max_body_bytes, body_timeout_s, metrics
+        self.inflight = inflight
 
     async def _read_body(self, receive) -> list[dict]:
         messages, size = [], 0
@@ -65,6 +77,8 @@ class LimitsMiddleware:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         route = scope["path"] if scope["path"] in _ROUTES else "other"
+        scoring = route in _SCORING
+        self.inflight.scoring += scoring
         status = [500]
 
         async def send_status(message):
@@ -93,5 +107,6 @@ class LimitsMiddleware:
             status[0] = refused.status
             await _send_json(send, refused.status, refused.message, "body")
         finally:
+            self.inflight.scoring -= scoring
             self.metrics.requests.labels(route, str(status[0])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)

@@ -26,6 +26,7 @@ valid frames is the embedding.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -41,6 +42,8 @@ from .base import Encoder, check_positive_int, map_with_policy, torch_threads
 from .cache import EmbeddingCache
 
 __all__ = ["AudioEncoder", "default_audio_model_dir"]
+
+logger = logging.getLogger(__name__)
 
 _WINDOW_FRAMES = 3000  # Whisper: 30 s of 10-ms mel frames per encoder window
 
@@ -173,6 +176,7 @@ class AudioEncoder(Encoder):
                 f"preprocessor: sample_rate {self.preprocessor.sample_rate} differs from the model's {sr} Hz"
             )
         self.cache = None if cache_dir is None else EmbeddingCache(cache_dir, self.settings(), self.dim)
+        logger.info("%s: loaded %s (dim %d, device %s)", type(self).__name__, self.model_path, self.dim, self.device)
 
     @property
     def dim(self) -> int:

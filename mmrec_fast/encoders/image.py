@@ -17,6 +17,7 @@ every model goes through the same decoder.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ from .base import Encoder, check_positive_int, torch_threads
 from .cache import EmbeddingCache
 
 __all__ = ["ImageEncoder", "load_efficientnet_lite0", "default_image_weights"]
+
+logger = logging.getLogger(__name__)
 
 _EFFNET_ARCH = "tf_efficientnet_lite0"
 _PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
@@ -226,6 +229,7 @@ class ImageEncoder(Encoder):
             self._labels = None
         self.preprocessor = preprocessor or default_pre
         self.cache = None if cache_dir is None else EmbeddingCache(cache_dir, self.settings(), self.dim)
+        logger.info("%s: loaded %s (dim %d, device %s)", type(self).__name__, self.model_path, self.dim, self.device)
 
     @property
     def dim(self) -> int:

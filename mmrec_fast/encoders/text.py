@@ -11,6 +11,7 @@ little (by token count; sentence-transformers uses character count), so the outp
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from .base import Encoder
 from .cache import EmbeddingCache
 
 __all__ = ["TextEncoder", "default_text_model_dir"]
+
+logger = logging.getLogger(__name__)
 
 _POOLINGS = ("mean", "cls", "max")
 
@@ -155,6 +158,7 @@ class TextEncoder(Encoder):
         self.max_length = max_length
 
         self.cache = None if cache_dir is None else EmbeddingCache(cache_dir, self.settings(), self.dim)
+        logger.info("%s: loaded %s (dim %d, device %s)", type(self).__name__, self.model_dir, self.dim, self.device)
 
     @property
     def dim(self) -> int:

@@ -24,7 +24,24 @@ def _figure(figsize):
 
 
 def plot_metrics_at_k(results: dict[str, dict], ks, path, names=("precision", "recall", "ndcg", "hit")) -> Path:
-    """One panel per metric name, one line per model, x = k."""
+    """One panel per metric name, one line per model, x = k.
+
+    Parameters
+    ----------
+    results : dict of str to dict
+        Model name -> metrics with keys ``f"{name}@{k}"``.
+    ks : sequence of int
+        The cut-offs on the x axis.
+    path : str or os.PathLike
+        PNG file to write.
+    names : sequence of str
+        Metric names, one panel each.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     fig = _figure((4 * len(names), 3.4))
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):
@@ -41,7 +58,20 @@ def plot_metrics_at_k(results: dict[str, dict], ks, path, names=("precision", "r
 
 
 def plot_training(histories: dict[str, list[dict]], path) -> Path:
-    """Training loss (left) and validation NDCG@10 of the epoch search (right), one line per model."""
+    """Training loss (left) and validation NDCG@10 of the epoch search (right), one line per model.
+
+    Parameters
+    ----------
+    histories : dict of str to list of dict
+        Model name -> per-epoch records with ``"epoch"`` and optionally ``"loss"`` / ``"val_ndcg@10"``.
+    path : str or os.PathLike
+        PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     fig = _figure((9, 3.4))
     loss_ax, val_ax = fig.subplots(1, 2)
     for model, history in histories.items():

@@ -38,7 +38,7 @@ def topk(
     candidates=None,
     temperature=1.0,
     normalizer=True,
-    precision="fp32",
+    precision=None,
     backend="auto",
     user_block=None,
     item_block=None,
@@ -74,14 +74,15 @@ def topk(
     normalizer : bool
         False: top-k only (like FAISS) -- the normaliser is not computed (the kernels skip the exp
         work) and the result's ``log_normalizer`` and ``probs`` are ``None``.
-    precision : {"fp32", "int8", "auto"}
-        "fp32": the float32 engine. "int8" (native backend, host users): a certified int8 first pass
-        then exact float32 rescoring of the survivors -- ids and scores **bitwise equal** to "fp32"; the
-        normaliser comes from the int8 scores, with a proven per-user bound in
-        ``TopK.log_normalizer_bound``. The items' int8 form is kept by an :class:`~mmrec_fast.ItemIndex`
-        (built on first use); raw arrays are quantised per call. "auto": "int8" where it is expected to
-        be faster (:func:`mmrec_fast.int8.auto_selects_int8`: VNNI, or a few users on an index with
-        AVX2), else "fp32"; never an error. See ``docs/int8.md``.
+    precision : {"fp32", "int8", "auto"}, optional
+        ``None``: an :class:`~mmrec_fast.ItemIndex`'s own precision, else "fp32". "fp32": the float32
+        engine. "int8" (native backend, host users): a certified int8 first pass then exact float32
+        rescoring of the survivors -- ids and scores **bitwise equal** to "fp32"; the normaliser comes
+        from the int8 scores, with a proven per-user bound in ``TopK.log_normalizer_bound``. The items'
+        int8 form is kept by an :class:`~mmrec_fast.ItemIndex` (built on first use); raw arrays are
+        quantised per call. "auto": "int8" where it is expected to be faster
+        (:func:`mmrec_fast.int8.auto_selects_int8`: VNNI, or a few users on an index with AVX2), else
+        "fp32"; never an error. See ``docs/int8.md``.
     backend : str
         "auto", "native", "numba", "numpy", "cuda", "cupy" or "torch". "auto" (unless
         ``$MMREC_FAST_BACKEND`` names one) keeps GPU-resident inputs on the GPU (cuda > cupy/torch),
@@ -126,6 +127,8 @@ def topk(
     """
     k = validation.check_k(k)
     temperature = validation.check_temperature(temperature)
+    if precision is None:
+        precision = items.precision if isinstance(items, ItemIndex) else "fp32"
     precision = check_precision(precision)
     index = _index_for(items, backend, item_block, users)
     return search(

@@ -7,8 +7,9 @@ import threading
 
 import numpy as np
 
-from . import _arrays, validation
+from . import _arrays, int8, validation
 from . import index_state as state
+from ._search import precision_scope
 from .backends import BlockConfig, get_backend
 from .index_query import query
 
@@ -39,6 +40,11 @@ class ItemIndex:
     compact_fraction : float
         Compact automatically once tombstones plus pending rows exceed this fraction of the live items
         (``0``: compact on every write, so the index is always exactly what a fresh build would be).
+    precision : {"fp32", "int8", "auto"}
+        The default ``precision`` of :meth:`topk` (see :func:`mmrec_fast.topk`). "int8" (native backend
+        only) quantises the items now and keeps no packed float32 copy (:meth:`memory_usage`: the int8
+        form is <= 0.3x of that copy at d >= 64); float32 queries still work, packing blocks on the fly.
+        Otherwise the int8 form is built on the first query that runs in int8, and both forms are kept.
 
     Examples
     --------
@@ -62,6 +68,7 @@ class ItemIndex:
         backend: str = "auto",
         item_block: int | None = None,
         compact_fraction: float = 0.1,
+        precision: str = "fp32",
         _persistent: bool = True,
         _users=None,
         _copy: bool = True,
@@ -89,15 +96,25 @@ class ItemIndex:
             # The index owns what it validated: a caller mutating their array later must not bypass
             # the finiteness check (a NaN ranked first) or desynchronise packed and raw items.
             valid = _owned_copy(valid, items)
+        self._precision = int8.check_precision(precision)
+        if precision == "int8":
+            int8.resolve_precision(precision, self._backend.name, on_gpu=False, n_users=0, k=1, ready=True)
         self._config = BlockConfig(item_block=item_block)
         self._item_block = item_block
         self._compact_fraction = _check_fraction(compact_fraction)
         self._write_lock = threading.Lock()
         # A temporary index (one topk call on a raw array) lets the backend skip a full packed copy.
-        prepared = self._backend.prepare_items(valid, self._config, persistent=_persistent)
+        prepared = self._backend.prepare_items(valid, self._config, persistent=_persistent and self._float32_packed)
         # The overflow guard needs max |v|; computing it once here keeps repeated queries cheap.
         main = state.Segment(valid, ext, prepared, validation.max_abs(valid), self._backend, item_block)
+        if self._precision == "int8":
+            int8.cached_int8(main, valid)
         self._snap = state.Snapshot(main)
+
+    @property
+    def _float32_packed(self) -> bool:
+        """Whether segments keep the backend's packed float32 copy (not for an int8 index)."""
+        return self._precision != "int8"
 
     # -- the engine reads these (mf.topk / mf.score on an index): positional rows, so a plain index only --
 
@@ -151,6 +168,31 @@ class ItemIndex:
         return self._snap.main.dim
 
     @property
+    def precision(self) -> str:
+        """The default ``precision`` of :meth:`topk`."""
+        return self._precision
+
+    def memory_usage(self) -> dict[str, int]:
+        """Bytes held by the live segments, per form.
+
+        Returns
+        -------
+        dict
+            ``"items"``: the validated float32 rows (kept at every precision: int8 survivors are rescored
+            from them); ``"float32_packed"``: the backend's packed copy (0 when it packs on the fly);
+            ``"int8"``: the int8 form (0 until built; :attr:`mmrec_fast.int8.Int8Items.nbytes`).
+        """
+        usage = {"items": 0, "float32_packed": 0, "int8": 0}
+        for seg in self._snap.segments():
+            usage["items"] += int(getattr(seg.items, "nbytes", 0))
+            prepared = seg.prepared
+            shared = getattr(prepared, "streaming", False) or prepared is seg.items
+            usage["float32_packed"] += 0 if shared else int(getattr(prepared, "nbytes", 0))
+            form = seg.cache.get("int8")
+            usage["int8"] += 0 if form is None else form.nbytes
+        return usage
+
+    @property
     def backend_name(self) -> str:
         """Name of the backend the items are packed for."""
         return self._backend.name
@@ -194,6 +236,7 @@ class ItemIndex:
         candidates=None,
         temperature=1.0,
         normalizer: bool = True,
+        precision: str | None = None,
         backend: str = "auto",
         user_block=None,
         item_block=None,
@@ -201,6 +244,8 @@ class ItemIndex:
         progress=False,
     ):
         """Top-k against this index; arguments and result as :func:`mmrec_fast.topk`, ids external.
+
+        ``precision`` ``None`` takes the index's own (:attr:`precision`).
 
         ``exclude`` / ``candidates`` (per user) and ``allow`` / ``ban`` (global) name external ids:
         eligible(u) = allow ∩ candidates(u) − ban − exclude(u). An id the index does not hold matches
@@ -210,21 +255,26 @@ class ItemIndex:
         """
         k = validation.check_k(k)
         temperature = validation.check_temperature(temperature)
+        precision = int8.check_precision(self._precision if precision is None else precision)
         self.check_compatible(backend, item_block)
-        return query(
-            self._snap,
-            users,
-            k,
-            exclude=exclude,
-            allow=allow,
-            ban=ban,
-            candidates=candidates,
-            temperature=temperature,
-            normalizer=normalizer,
-            user_block=user_block,
-            num_threads=num_threads,
-            progress=progress,
-        )
+        # query() has no precision keyword: its engine calls take the scope's, and the scope bounds a
+        # normaliser merged from several segments.
+        with precision_scope(precision) as scope:
+            result = query(
+                self._snap,
+                users,
+                k,
+                exclude=exclude,
+                allow=allow,
+                ban=ban,
+                candidates=candidates,
+                temperature=temperature,
+                normalizer=normalizer,
+                user_block=user_block,
+                num_threads=num_threads,
+                progress=progress,
+            )
+        return scope.finish(result)
 
     def similar_items(self, item_ids, k: int, **options):
         """Items most like each of ``item_ids`` ("more like this"); see :func:`mmrec_fast.similar_items`."""
@@ -311,12 +361,13 @@ class ItemIndex:
     def _segment(self, items: np.ndarray, ids: np.ndarray | None) -> state.Segment:
         items = np.ascontiguousarray(items, dtype=np.float32)
         items.flags.writeable = False
-        prepared = self._backend.prepare_items(items, self._config, persistent=True)
+        prepared = self._backend.prepare_items(items, self._config, persistent=self._float32_packed)
         ids = None if ids is None else state.canonical_ids(ids)
         return state.Segment(items, ids, prepared, validation.max_abs(items), self._backend, self._item_block)
 
     def __repr__(self) -> str:
-        return f"ItemIndex(n_items={self.n_items}, dim={self.dim}, backend={self.backend_name!r})"
+        extra = "" if self._precision == "fp32" else f", precision={self._precision!r}"
+        return f"ItemIndex(n_items={self.n_items}, dim={self.dim}, backend={self.backend_name!r}{extra})"
 
 
 def _check_fraction(value) -> float:

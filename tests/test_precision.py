@@ -161,11 +161,13 @@ def test_int8_chunks_and_progress(rng, monkeypatch):
     assert_same(fast, mf.topk(users, items, 12, exclude=excl, backend="native"))
 
 
-@pytest.mark.parametrize("bad", ["bf16", "INT8", "", None, 8, ("int8",)])
+@pytest.mark.parametrize("bad", ["bf16", "INT8", "", 8, ("int8",)])
 def test_bad_precision(rng, bad):
     users, items = random_problem(rng, 2, 50, 4)
     with pytest.raises(ValueError, match="precision"):
         mf.topk(users, items, 3, precision=bad)
+    with pytest.raises(ValueError, match="precision"):
+        mf.topk(users, mf.ItemIndex(items), 3, precision=bad)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -252,3 +254,62 @@ def test_merged_bound_rule():
     bound = mf.merge.merged_bound([np.array([0.1, 0.0, 0.2]), None, np.array([0.3, 0.0, 0.1])], lse)
     assert bound[1] == 0 and 0.3 < bound[0] < 0.3 + 1e-12 and 0.2 < bound[2] < 0.2 + 1e-8
     assert mf.merge.merged_bound([None, None], lse) is None
+
+
+def test_index_int8_only_memory_and_results(rng):
+    users, items = random_problem(rng, 5, 4096, 64)
+    plain = mf.ItemIndex(items, backend="native")
+    small = mf.ItemIndex(items, backend="native", precision="int8")
+    assert small.precision == "int8" and plain.precision == "fp32"
+    mem, ref_mem = small.memory_usage(), plain.memory_usage()
+    assert mem["float32_packed"] == 0 and ref_mem["int8"] == 0 and ref_mem["float32_packed"] > 0
+    assert 0 < mem["int8"] <= 0.3 * ref_mem["float32_packed"]
+    exact = plain.topk(users, 7)
+    assert_same(small.topk(users, 7), exact)  # the index's own precision
+    assert_same(mf.topk(users, small, 7), exact)  # mf.topk on an index takes its precision too
+    fp32 = small.topk(users, 7, precision="fp32")  # float32 on an int8 index: blocks packed on the fly
+    np.testing.assert_array_equal(fp32.scores, exact.scores)
+    np.testing.assert_array_equal(fp32.log_normalizer, exact.log_normalizer)
+    assert fp32.log_normalizer_bound is None
+
+
+def test_index_int8_form_built_lazily_and_kept(rng):
+    users, items = random_problem(rng, 3, 1000, 16)
+    index = mf.ItemIndex(items, backend="native")
+    assert index.memory_usage()["int8"] == 0
+    first = index.topk(users, 4, precision="int8")
+    form = index.snapshot().main.cache["int8"]
+    assert index.memory_usage()["int8"] == form.nbytes > 0
+    second = index.topk(users, 4, precision="int8")
+    assert index.snapshot().main.cache["int8"] is form  # quantised once
+    np.testing.assert_array_equal(first.log_normalizer, second.log_normalizer)
+
+
+def test_live_index_int8_matches_fp32(rng):
+    """External ids, tombstones and a delta segment: per-segment int8 passes merged, the bound combined."""
+    users, items = random_problem(rng, 9, 2000, 16)
+    ids = rng.choice(10**6, 2000, replace=False)
+    indexes = [mf.ItemIndex(items, ids, backend="native", precision=p, compact_fraction=0.5) for p in ("fp32", "int8")]
+    new_ids = np.setdiff1d(rng.choice(10**6, 300, replace=False), ids)
+    new_rows = random_problem(rng, 1, new_ids.shape[0], 16)[1]
+    for index in indexes:
+        index.add(new_ids, new_rows)
+        index.remove(ids[:50])
+        index.update(ids[100:120], new_rows[:20] * 2)
+        assert index.snapshot().delta is not None
+    exclude = [rng.choice(ids, 30) for _ in range(9)]
+    for opts in ({}, {"exclude": exclude, "ban": new_ids[:10]}, {"allow": np.concatenate([ids[:500], new_ids])}):
+        exact, fast = (index.topk(users, 25, temperature=0.3, **opts) for index in indexes)
+        assert_same(fast, exact)
+    with pytest.raises(ValueError, match="precision"):
+        indexes[0].topk(users, 3, precision="int4")
+
+
+@pytest.mark.parametrize("bad", ["bf16", 8])
+def test_index_bad_precision(rng, bad):
+    items = random_problem(rng, 1, 50, 4)[1]
+    with pytest.raises(ValueError, match="precision"):
+        mf.ItemIndex(items, precision=bad)
+    with pytest.raises(ValueError, match="precision.*native"):
+        mf.ItemIndex(items, backend="numpy", precision="int8")
+    assert mf.ItemIndex(items, backend="numpy", precision="auto").topk(items[:2], 3).log_normalizer_bound is None

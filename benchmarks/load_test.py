@@ -3,8 +3,10 @@
 For each model (ML-100K hybrid; synthetic 1M items, d = 64) and each mode (micro-batching on / off), it
 starts ``mmrec-fast serve --workers 1`` (the supervised worker), then runs 1, 16 and 64 concurrent clients
 for ``--seconds`` each (closed loop: every client sends its next request when the last one returns;
-random known users, k = 10). It reports throughput, p50/p99 latency, errors and the worker's RSS at the
-start and end of each run (from ``/metrics``). Two stress runs follow on the batching server: reloads
+random known users, k = 10), plus one open-loop run at ``--rate`` requests/s over 64 connections on the
+batching server (latency from each request's scheduled time, so queueing counts). It reports
+throughput, p50/p99 latency, errors and the worker's RSS at the start and end of each run (from
+``/metrics``). Two stress runs follow on the batching server: reloads
 every ``--reload-every`` seconds under 64 clients (failed requests must be 0) and a SIGKILL of the worker
 under 16 clients (failed requests and the time until the supervisor's new worker answers).
 
@@ -233,6 +235,59 @@ async def _load(url, users, clients, seconds, max_requests, k, events=None):
     }
 
 
+async def _open_loop(url, users, connections, rate, seconds, k):
+    """Open-loop load: requests scheduled at ``rate`` per second over ``connections`` connections.
+
+    Latency runs from each request's *scheduled* time, so time spent waiting for a free connection (the
+    server falling behind) counts -- no coordinated omission.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    rng = np.random.default_rng(int(rate))
+    idle: asyncio.Queue = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(_Conn(host, int(port)))
+    latencies, errors = [], []
+
+    async def one(scheduled: float):
+        conn = await idle.get()
+        try:
+            status, data = await conn.post("/recommend", {"user": users[int(rng.integers(len(users)))], "k": k})
+            if status == 200:
+                latencies.append(time.monotonic() - scheduled)
+            else:
+                errors.append(f"{status} {data[:120]!r}")
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:160])
+        finally:
+            idle.put_nowait(conn)
+
+    start = time.monotonic()
+    tasks, n = [], int(rate * seconds)
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.monotonic() - start
+    while not idle.empty():
+        idle.get_nowait().close()
+    lat = np.asarray(latencies) * 1000.0
+    return {
+        "clients": connections,
+        "rate": rate,
+        "seconds": round(elapsed, 2),
+        "requests": n,
+        "ok": len(latencies),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:5],
+        "throughput_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
+    }
+
+
 def _users(model_dir: Path) -> list:
     from mmrec_fast.models.io import load_model
 
@@ -255,6 +310,21 @@ def run_model(name, model_dir, args, log) -> list[dict]:
                 queries0 = server.metric("mmrec_batch_size_sum")
                 res = asyncio.run(_load(server.url, users, clients, args.seconds, args.max_requests, args.k))
                 res.pop("_successes")
+                calls = server.metric("mmrec_batch_size_count") - batches0
+                res.update(
+                    model=name,
+                    batching=batching,
+                    startup_s=round(startup, 1),
+                    mean_batch=round((server.metric("mmrec_batch_size_sum") - queries0) / max(calls, 1), 1),
+                    rss_start_mb=round(rss0 / 2**20),
+                    rss_end_mb=round(server.metric("process_resident_memory_bytes") / 2**20),
+                )
+                rows.append(res)
+                print(_row(res), flush=True)
+            if args.rate and batching:
+                rss0 = server.metric("process_resident_memory_bytes")
+                batches0, queries0 = server.metric("mmrec_batch_size_count"), server.metric("mmrec_batch_size_sum")
+                res = asyncio.run(_open_loop(server.url, users, max(args.clients), args.rate, args.seconds, args.k))
                 calls = server.metric("mmrec_batch_size_count") - batches0
                 res.update(
                     model=name,
@@ -322,8 +392,9 @@ def run_stress(name, model_dir, args, log) -> list[dict]:
 
 def _row(r) -> str:
     mode = "batched" if r["batching"] else "per-request"
+    load = f"open loop {r['rate']:g}/s, {r['clients']} conns" if r.get("rate") else f"{r['clients']:>3} clients"
     return (
-        f"{r['model']:<16} {mode:<12} {r['clients']:>3} clients: {r['throughput_rps']:>8.1f} req/s  "
+        f"{r['model']:<16} {mode:<12} {load}: {r['throughput_rps']:>8.1f} req/s  "
         f"p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  mean batch {r['mean_batch']}  "
         f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB"
     )
@@ -353,22 +424,29 @@ def main(argv=None) -> int:
     p.add_argument("--items", type=int, default=1_000_000, help="synthetic catalogue size")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--max-requests", type=int, default=1_000_000, help="cap per run")
+    p.add_argument(
+        "--rate", type=float, default=300.0, help="open-loop run at this many req/s over max(--clients) connections"
+    )
     p.add_argument("--reload-every", type=float, default=2.0)
     p.add_argument("--no-stress", dest="stress", action="store_false", help="skip the reload and kill runs")
     p.add_argument("--out", help="write OUT.txt and OUT.json")
-    p.add_argument("--workdir", help="where models are built (default: a temporary directory)")
+    p.add_argument("--workdir", help="keep built models here and reuse them (default: a temporary directory)")
     args = p.parse_args(argv)
 
     report = {"machine": _machine(), "config": {k: v for k, v in vars(args).items()}, "runs": [], "stress": []}
     report["client"] = "asyncio streams, one keep-alive HTTP/1.1 connection per client (closed loop), same machine"
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        models_dir = Path(args.workdir) if args.workdir else tmp
         log = tmp / "server.log"
         builders = {"ml100k": build_ml100k, "synthetic": lambda out: build_synthetic(out, args.items)}
+        names = {"ml100k": "ml100k_hybrid", "synthetic": f"synthetic_{args.items}"}
         for name in args.models:
             t0 = time.monotonic()
-            model_dir = builders[name](tmp)
-            print(f"built {name} in {time.monotonic() - t0:.1f} s", flush=True)
+            model_dir = models_dir / names[name]
+            if not (model_dir / "model.json").exists():  # --workdir keeps built models for the next run
+                model_dir = builders[name](models_dir)
+            print(f"{name}: model ready in {time.monotonic() - t0:.1f} s ({model_dir})", flush=True)
             label = name if name == "ml100k" else f"synthetic-{args.items // 1000}k"
             report["runs"] += run_model(label, model_dir, args, log)
             if args.stress and name == args.models[0]:
@@ -383,8 +461,9 @@ def main(argv=None) -> int:
     lines += [_row(r) for r in report["runs"]]
     for model in dict.fromkeys(r["model"] for r in report["runs"]):
         for c in args.clients:
-            on = [r for r in report["runs"] if r["model"] == model and r["clients"] == c and r["batching"]]
-            off = [r for r in report["runs"] if r["model"] == model and r["clients"] == c and not r["batching"]]
+            closed = [r for r in report["runs"] if r["model"] == model and r["clients"] == c and not r.get("rate")]
+            on = [r for r in closed if r["batching"]]
+            off = [r for r in closed if not r["batching"]]
             if on and off and off[0]["throughput_rps"]:
                 lines.append(f"{model} {c} clients: batching x{on[0]['throughput_rps'] / off[0]['throughput_rps']:.2f}")
     for s in report["stress"]:

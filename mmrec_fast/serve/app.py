@@ -58,6 +58,9 @@ class ServeConfig:
         Token for ``/admin/*`` (``Authorization: Bearer <token>``); None disables them.
     engine_threads : int
         Worker threads when batching is off.
+    http, loop : str
+        uvicorn's HTTP parser ("auto": httptools when installed, else h11) and event loop ("auto": uvloop
+        when installed, else asyncio).
     """
 
     model_dir: str
@@ -70,6 +73,8 @@ class ServeConfig:
     body_timeout_s: float = 5.0
     admin_token: str | None = None
     engine_threads: int = 2
+    http: str = "auto"
+    loop: str = "auto"
 
 
 class _Holder:

@@ -55,6 +55,15 @@ def add_serve_parser(sub, positive_int, positive_float) -> argparse.ArgumentPars
     p.add_argument("--max-k", type=positive_int, default=1000, help="largest k a request may ask (default 1000)")
     p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20, help="request body limit (default 1 MiB)")
     p.add_argument("--request-timeout", type=positive_float, default=10.0, help="seconds before 504 (default 10)")
+    p.add_argument(
+        "--http",
+        choices=("auto", "h11", "httptools"),
+        default="auto",
+        help="HTTP parser (auto: httptools if installed)",
+    )
+    p.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="event loop (auto: uvloop if installed)"
+    )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     return p
 
@@ -79,6 +88,8 @@ def cmd_serve(args) -> int:
         max_k=args.max_k,
         max_body_bytes=args.max_body_bytes,
         request_timeout_s=args.request_timeout,
+        http=args.http,
+        loop=args.loop,
         admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -34,6 +34,9 @@ def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this (Linux): a response's header and body writes then go out at once
+    # instead of waiting on the client's delayed ACK (~40 ms per request with uvicorn's h11 + asyncio).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(backlog)
     sock.set_inheritable(True)

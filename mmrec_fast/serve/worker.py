@@ -22,7 +22,15 @@ def serve_on(sock: socket.socket, config, log_level: str = "info") -> None:
 
     app = create_app(config)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level=log_level, timeout_keep_alive=30, access_log=False, timeout_graceful_shutdown=10)
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            timeout_keep_alive=30,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            http=config.http,
+            loop=config.loop,
+        )
     )
     server.run(sockets=[sock])
 

@@ -393,26 +393,18 @@ void finish_user(const Int8TopkArgs& a, const Int8Ops& ops, const Plan& plan, in
     }
 }
 
-// Users whose certificates were too wide: the float32 engine on them (exclusions united with the mask).
+// Users whose certificates were too wide: the float32 engine on them, with the same exclusions, item mask
+// and normaliser switch (it takes them directly since the filters landed).
 void run_fallback(const Int8TopkArgs& a, std::vector<int64_t>& failed) {
     if (failed.empty()) return;
     std::sort(failed.begin(), failed.end());
     const int64_t nf = int64_t(failed.size()), d = a.d, k = a.k;
-    std::vector<int64_t> banned;
-    if (a.item_mask != nullptr)
-        for (int64_t j = 0; j < a.n_items; ++j)
-            if (a.item_mask[j] == 0) banned.push_back(j);
     std::vector<float> users(size_t(nf * d));
     std::vector<int64_t> indptr(size_t(nf + 1), 0), indices;
     for (int64_t f = 0; f < nf; ++f) {
         const int64_t u = failed[size_t(f)];
         std::memcpy(users.data() + f * d, a.users + u * d, size_t(d) * sizeof(float));
-        const int64_t* e0 = a.excl_indices + a.excl_indptr[u];
-        const int64_t* e1 = a.excl_indices + a.excl_indptr[u + 1];
-        const size_t at = indices.size();
-        indices.resize(at + size_t(e1 - e0) + banned.size());
-        const auto last = std::set_union(e0, e1, banned.begin(), banned.end(), indices.begin() + at);
-        indices.resize(size_t(last - indices.begin()));
+        indices.insert(indices.end(), a.excl_indices + a.excl_indptr[u], a.excl_indices + a.excl_indptr[u + 1]);
         indptr[size_t(f + 1)] = int64_t(indices.size());
     }
     std::vector<int64_t> out_indices(size_t(nf * k));
@@ -430,6 +422,8 @@ void run_fallback(const Int8TopkArgs& a, std::vector<int64_t>& failed) {
     t.inv_temperature = a.inv_temperature;
     t.excl_indptr = indptr.data();
     t.excl_indices = indices.data();
+    t.item_mask = a.item_mask;
+    t.normalizer = a.normalizer;
     t.user_block = 256;
     t.item_block = 512;
     t.capacity = std::max<int64_t>(2 * k, k + 16);

@@ -407,7 +407,19 @@ def _machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    stack = {}
+    for module in ("fastapi", "uvicorn", "httptools", "uvloop"):
+        try:
+            stack[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            stack[module] = None
     return {
+        "commit": commit,
+        "stack": stack,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "platform": platform.platform(),

@@ -40,7 +40,11 @@ PRECISIONS = ("fp32", "int8", "auto")
 # 2.0x faster in int8 (4x fewer bytes read), 1000 users 1.18x, and k = 1000 0.58x (the per-pair
 # certificate work and the rescoring of ~2k survivors per user, which no int8 kernel speeds up; so the
 # k limit holds on every level). Without VNNI only small batches gain; the scalar int8 kernel never does.
+# Through ItemIndex.topk (benchmarks/precision_api.py, I = 500k, d = 64, AVX2, fp32/int8 time): k = 10:
+# 2.1-2.5x at 1 user, 1.55x at 4, 1.1-1.3x at 8, 0.9x at 16; k = 100: 1.8x at 1 user, 0.8x at 8. So on
+# AVX2 int8 needs few users and few list slots (users x k) in all.
 AUTO_MAX_USERS = 8
+AUTO_MAX_SLOTS = 100
 AUTO_MAX_K = 100
 # Quantising the catalogue costs about one pass over it: a one-off query (raw arrays, no index) only
 # pays it back with enough users.
@@ -283,15 +287,15 @@ def auto_selects_int8(level: str, n_users: int, k: int, ready: bool) -> bool:
     -------
     bool
         True for VNNI (``k <= AUTO_MAX_K``; a one-off query also needs ``AUTO_ONE_OFF_MIN_USERS`` users),
-        or AVX2 with a kept int8 form, at most ``AUTO_MAX_USERS`` users and ``k <= AUTO_MAX_K`` (measured
-        ~2x for one user); False otherwise. Choosing int8 never changes ids or scores (bitwise those of
-        the float32 path), only the normaliser within ``TopK.log_normalizer_bound``.
+        or AVX2 with a kept int8 form, at most ``AUTO_MAX_USERS`` users and ``n_users * k <=
+        AUTO_MAX_SLOTS`` (measured ~2x for one user); False otherwise. Choosing int8 never changes ids or
+        scores (bitwise those of the float32 path), only the normaliser within ``TopK.log_normalizer_bound``.
     """
     if k > AUTO_MAX_K:
         return False
     if level == "avx512vnni":
         return ready or n_users >= AUTO_ONE_OFF_MIN_USERS
-    return level == "avx2" and ready and n_users <= AUTO_MAX_USERS
+    return level == "avx2" and ready and n_users <= AUTO_MAX_USERS and n_users * k <= AUTO_MAX_SLOTS
 
 
 def resolve_precision(precision: str, backend_name: str, *, on_gpu: bool, n_users: int, k: int, ready: bool) -> str:

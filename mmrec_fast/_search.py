@@ -205,7 +205,7 @@ def _search(
         mask = None
     if array_api:
         indices, scores, lse = _run_arrays(users, catalogue, k, excl, temperature, config, progress, mask, normalizer)
-        indices, scores, lse = (_arrays.to_family(a, out_family) for a in (indices, scores, lse))
+        indices, scores, lse = (_arrays.to_family(a, cast(str, out_family)) for a in (indices, scores, lse))
     else:
         indices, scores, lse = _run_host(users, catalogue, k, excl, temperature, config, progress, mask, normalizer)
     if ids is not None:

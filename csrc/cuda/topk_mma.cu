@@ -6,9 +6,10 @@
 //   * 16-bit inputs (precision kNative16): the fp16 / bf16 values themselves (one plane; products exact).
 //   * float32 inputs, bf16 splits: x = hi + mid + lo, each plane the round-to-nearest-even bf16 of what the
 //     planes before it left over (kBf16: hi only, opt-in and lossy; kBf16x3: hi + lo; kBf16x6: hi + mid + lo).
-//     The products of planes i and j with i + j < P are accumulated, smallest first: bf16x3 = hi*lo + lo*hi +
-//     hi*hi (3 MMAs, ~17 significant bits: within the engine's 1e-5 tolerance on ordinary data, see
-//     docs/gpu.md), bf16x6 = 6 MMAs, float32-level (~24 bits). A value whose bf16 rounding would overflow is
+//     The products of planes i and j with i + j < P are accumulated, smallest first, the small ones (i + j >= 1)
+//     in a second accumulator that joins the hi*hi one after the last k-step. bf16x3 = hi*lo + lo*hi, hi*hi
+//     (3 MMAs, ~16 significant bits: within the engine's 1e-5 tolerance on ordinary data only, so an opt-in;
+//     Henry et al., 2019); bf16x6 = 6 MMAs, float32-level. A value whose bf16 rounding would overflow is
 //     truncated instead, so finite inputs never become inf.
 //   * float32 inputs, kTf32 (opt-in, lossy): one plane rounded to TF32 (round-half-away, as cvt.rna), m16n8k8.
 // tests/test_cuda_mma_emulation.py replays the split bit for bit in NumPy and checks the errors against the
@@ -294,11 +295,13 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
         }
 
         // ---- score tile: 16 users x 64 items per warp, float32 accumulators in registers.
-        float acc[kFrags][4];
+        // hi * hi products in acc, the small ones (planes i + j >= 1) in their own accumulator, added once at the end:
+        // the tensor cores' accumulation then rounds each at its own scale (it may truncate; docs/gpu.md).
+        float acc[kFrags][4], acc_lo[kFrags][4];
 #pragma unroll
         for (int f = 0; f < kFrags; ++f)
 #pragma unroll
-            for (int q = 0; q < 4; ++q) acc[f][q] = 0.0f;
+            for (int q = 0; q < 4; ++q) acc[f][q] = acc_lo[f][q] = 0.0f;
         const uint32_t* ua = su + (16 * warp + g) * ldw + t;
         const uint32_t* ib = si + stage * stage_words + g * ldw + t;
         for (int w0 = 0; w0 < words; w0 += 8) {
@@ -322,10 +325,17 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
                 }
                 // Products of planes i + j = s < P, the smallest terms first.
 #pragma unroll
-                for (int s = P - 1; s >= 0; --s)
+                for (int s = P - 1; s >= 1; --s)
 #pragma unroll
-                    for (int i = 0; i <= s; ++i) Mma::run(acc[f], a[i], b[s - i]);
+                    for (int i = 0; i <= s; ++i) Mma::run(acc_lo[f], a[i], b[s - i]);
+                Mma::run(acc[f], a[0], b[0]);
             }
+        }
+        if (P > 1) {
+#pragma unroll
+            for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) acc[f][q] += acc_lo[f][q];
         }
 
         // ---- epilogue. Value (h, f, e) = acc[f][2h + e]: user row g + 8h, item j0 + 8f + 2t + e.

@@ -472,3 +472,45 @@ def test_stale_extension_without_the_mma_kernel(fake_mma_backend, monkeypatch):
     assert module.mma_code("float32", "auto") is None  # the default kernels need nothing new
     with pytest.raises(RuntimeError, match="without the tensor-core kernel"):
         module.mma_code("float32", "bf16x3")
+
+
+# ------------------------------------------------------------------------------------------------ gpu_check targets
+
+
+def _gpu_check_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_target_verdicts(capsys):
+    """The verdict logic the GPU run will print, on made-up rows (no timing is asserted anywhere)."""
+    gpu_check = _gpu_check_module()
+    rows = [
+        dict(U=1, I=1, d=64, k=100, simt_s=0.7, bf16x6_s=0.15, mma16_s=0.08, torch_s=2.2, faiss_s=0.3, err={}),
+        dict(U=1, I=1, d=64, k=1000, simt_s=0.8, bf16x6_s=0.25, torch_s=2.2, faiss_s=0.3, err={}),
+        dict(U=1, I=1, d=64, k=4096, simt_s=1.0, bf16x6_s=0.18, err={}),
+        dict(U=1, I=1, d=128, k=100, mma16_s=0.2, wmma16_s=0.9, err={}),
+    ]
+    got = {name: verdict for name, verdict, _ in gpu_check.evaluate_targets(rows)}
+    assert got["bf16 inputs, d=64, k=100: <= 0.1 s"] == "PASS"
+    assert got["bf16 inputs, d=128, k=100: <= 0.15 s"] == "FAIL"
+    assert got["float32 inputs at float32 accuracy (bf16x6), d=64, k=100: <= 0.2 s"] == "PASS"
+    assert got[">= 1.5x FAISS-GPU, d=64, k=100"] == "PASS"  # 0.3 / 0.15
+    assert got[">= 1.5x FAISS-GPU, d=64, k=1000"] == "FAIL"  # 0.3 / 0.25
+    assert got[">= 8x PyTorch, d=64, k=100"] == "PASS"
+    assert got[">= 8x PyTorch, d=64, k=1000"] == "PASS"  # 2.2 / 0.25
+    assert got["k=4096 <= 1.3x the k=100 time, d=64"] == "PASS"  # 0.18 / 0.15
+    # A variant whose scores disagreed with the reference does not count; FAISS disagreeing voids its ratio.
+    rows[0]["err"] = {"bf16x6": 3.0, "faiss": 2.0}
+    got = {name: verdict for name, verdict, _ in gpu_check.evaluate_targets(rows)}
+    assert got["float32 inputs at float32 accuracy (bf16x6), d=64, k=100: <= 0.2 s"] == "n/a"
+    assert got[">= 1.5x FAISS-GPU, d=64, k=100"] == "n/a"
+    assert got["k=4096 <= 1.3x the k=100 time, d=64"] == "FAIL"  # the same variant at both k: simt 1.0 / 0.7
+    gpu_check.print_table(rows, {"fp32": 50.0})
+    assert "score error / tolerance" in capsys.readouterr().out

@@ -514,3 +514,50 @@ def test_gpu_check_target_verdicts(capsys):
     assert got["k=4096 <= 1.3x the k=100 time, d=64"] == "FAIL"  # the same variant at both k: simt 1.0 / 0.7
     gpu_check.print_table(rows, {"fp32": 50.0})
     assert "score error / tolerance" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------ on a GPU
+
+
+def _require_cuda():
+    status = mf.available_backends()["cuda"]
+    if not status.available:
+        pytest.skip(f"no usable CUDA backend: {status.detail}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["bf16x6", "bf16x3", "tf32", "bf16"])
+def test_mma_kernel_on_gpu(rng, precision):
+    """The real kernel against the reference (on the rounded inputs for the lossy precisions), many prunes."""
+    _require_cuda()
+    from mmrec_fast.backends import cuda_backend
+
+    users, items = random_problem(rng, 150, 3000, 40)  # ragged users, tiles and k-steps
+    excl = random_exclusion(rng, 150, 3000, density=0.05, full_rows=(7,))
+    with cuda_backend.precision(precision):
+        got = mf.topk(users, items, 70, exclude=excl, temperature=0.5, backend="cuda")
+    if precision in ("tf32", "bf16"):  # what the kernel multiplies: the one rounding of the inputs
+        rounding = tf32_round_sat if precision == "tf32" else bf16_round_sat
+        users, items = rounding(users), rounding(items)
+    assert_topk_matches(got, users, items, 70, exclude=excl, temperature=0.5)
+    ties_u = rng.integers(-2, 3, size=(70, 3)).astype(np.float32)
+    ties_v = rng.integers(-2, 3, size=(2000, 3)).astype(np.float32)
+    with cuda_backend.precision(precision):
+        got = mf.topk(ties_u, ties_v, 300, backend="cuda")
+    assert_topk_matches(got, ties_u, ties_v, 300, exact_ids=True)
+
+
+@pytest.mark.gpu
+def test_mma_kernel_on_gpu_16bit_inputs(rng):
+    _require_cuda()
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    from mmrec_fast.backends import cuda_backend
+
+    users, items = random_problem(rng, 90, 2500, 24)
+    for dtype in (torch.float16, torch.bfloat16):
+        hu, hv = torch.from_numpy(users).cuda().to(dtype), torch.from_numpy(items).cuda().to(dtype)
+        with cuda_backend.precision("bf16x6"):
+            got = mf.topk(hu, hv, 50, temperature=2.0, backend="cuda")
+        assert got.indices.is_cuda
+        result = mf.TopK(*(t.cpu().numpy() for t in (got.indices, got.scores, got.log_normalizer)), 2.0)
+        assert_topk_matches(result, hu.float().cpu().numpy(), hv.float().cpu().numpy(), 50, temperature=2.0)

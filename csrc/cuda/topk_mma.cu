@@ -107,11 +107,13 @@ __device__ __forceinline__ float load_as_float(const void* src, int dtype, long 
     return __half2float(__ushort_as_half(static_cast<unsigned short>(h)));
 }
 
-// rows x dim inputs (dtype 0 float32, 1 float16, 2 bfloat16) -> `planes` planes of rows x words 32-bit words
+// rows x dim inputs (dtype 0 float32, 1 float16, 2 bfloat16) -> P planes of rows x words 32-bit words
 // (zero padded), plane p at dst + p * rows * words. 16-bit planes hold two elements a word, lower column in the
 // low half (the mma register layout); tf32 planes one element a word.
+// P planes is a template argument so the per-plane arrays stay in registers (static indices).
+template <int P>
 __global__ void pack_kernel(const void* __restrict__ src, int dtype, long long rows, int dim, int words, int precision,
-                            int planes, uint32_t* __restrict__ dst) {
+                            uint32_t* __restrict__ dst) {
     const long long total = rows * words;
     const long long plane_stride = total;
     for (long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; e < total;
@@ -122,23 +124,28 @@ __global__ void pack_kernel(const void* __restrict__ src, int dtype, long long r
             dst[e] = w < dim ? tf32_bits_sat(load_as_float(src, dtype, row * dim + w)) : 0u;
             continue;
         }
-        uint32_t out[3] = {0u, 0u, 0u};
+        uint32_t out[P];
+#pragma unroll
+        for (int p = 0; p < P; ++p) out[p] = 0u;
+#pragma unroll
         for (int half = 0; half < 2; ++half) {
             const int col = 2 * w + half;
             if (col >= dim) break;
-            uint32_t bits[3] = {0u, 0u, 0u};
             if (precision == kNative16) {
-                bits[0] = static_cast<const unsigned short*>(src)[row * dim + col];
+                out[0] |= static_cast<uint32_t>(static_cast<const unsigned short*>(src)[row * dim + col])
+                          << (16 * half);
             } else {
                 float rest = load_as_float(src, dtype, row * dim + col);
-                for (int p = 0; p < planes; ++p) {
-                    bits[p] = bf16_bits_sat(rest);
-                    rest -= bf16_value(bits[p]);  // exact: the bits rounding dropped
+#pragma unroll
+                for (int p = 0; p < P; ++p) {
+                    const uint32_t bits = bf16_bits_sat(rest);
+                    rest -= bf16_value(bits);  // exact: the bits rounding dropped
+                    out[p] |= bits << (16 * half);
                 }
             }
-            for (int p = 0; p < planes; ++p) out[p] |= bits[p] << (16 * half);
         }
-        for (int p = 0; p < planes; ++p) dst[p * plane_stride + e] = out[p];
+#pragma unroll
+        for (int p = 0; p < P; ++p) dst[p * plane_stride + e] = out[p];
     }
 }
 
@@ -645,8 +652,9 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
             cudaSuccess)
             break;
         const int pack_blocks = 4 * sm_count;
-        pack_kernel<<<pack_blocks, 256, 0, stream>>>(users, dtype, n_users, dim, words, precision, planes, user_planes);
-        pack_kernel<<<pack_blocks, 256, 0, stream>>>(items, dtype, n_items, dim, words, precision, planes, item_planes);
+        const auto pack = planes == 3 ? pack_kernel<3> : planes == 2 ? pack_kernel<2> : pack_kernel<1>;
+        pack<<<pack_blocks, 256, 0, stream>>>(users, dtype, n_users, dim, words, precision, user_planes);
+        pack<<<pack_blocks, 256, 0, stream>>>(items, dtype, n_items, dim, words, precision, item_planes);
         if ((err = cudaGetLastError()) != cudaSuccess) break;
 
         const size_t slots = static_cast<size_t>(batch) * n_shards;

@@ -1,4 +1,4 @@
-// The C ABI between the nvcc-compiled kernels (topk_kernel.cu, device_query.cu) and the host-compiled
+// The C ABI between the nvcc-compiled kernels (topk_kernel.cu, topk_mma.cu, device_query.cu) and the host-compiled
 // pybind11 module (module.cpp), declared once: both sides include this header, so a changed signature
 // fails to compile instead of mismatching at run time. Functions return 0 or a cudaError_t / own code.
 #pragma once
@@ -19,6 +19,14 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
                     int k, float inv_t, const long long* excl_indptr, const long long* excl_indices, int capacity,
                     long long workspace_bytes, long long* out_idx, float* out_scores, double* out_lse, int device,
                     void* stream);
+// Tensor-core path (topk_mma.cu): the same call plus `precision` (0 native 16-bit inputs; float32 inputs:
+// 1 bf16, 2 bf16x3, 3 bf16x6, 4 tf32).
+int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items, long long n_items, int dim, int dtype,
+                        int precision, int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
+                        int capacity, long long workspace_bytes, long long* out_idx, float* out_scores, double* out_lse,
+                        int device, void* stream);
+const char* mmrec_cuda_mma_error_string(int code);
+long long mmrec_cuda_mma_smem_bytes(int dim, int precision);
 int mmrec_cuda_malloc(void** ptr, std::size_t nbytes, int device);
 int mmrec_cuda_free(void* ptr);
 int mmrec_cuda_memcpy_htod(void* dst, const void* src, std::size_t nbytes);

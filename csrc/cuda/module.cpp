@@ -116,6 +116,30 @@ void topk(std::uintptr_t users, long long n_users, std::uintptr_t items, long lo
     check(code, "mmrec_fast CUDA top-k");
 }
 
+// Tensor-core path (topk_mma.cu): as `topk` plus `precision` (0 native 16-bit; float32: 1 bf16, 2 bf16x3,
+// 3 bf16x6, 4 tf32). The Python side (cuda_backend.py) maps names to codes and validates them.
+void topk_mma(std::uintptr_t users, long long n_users, std::uintptr_t items, long long n_items, int dim, int dtype,
+              int precision, int k, float inv_temperature, std::uintptr_t excl_indptr, std::uintptr_t excl_indices,
+              int capacity, long long workspace_bytes, std::uintptr_t out_indices, std::uintptr_t out_scores,
+              std::uintptr_t out_lse, int device, std::uintptr_t stream, bool synchronize) {
+    if (k < 1 || k > mmrec_cuda_max_k() || k > n_items)
+        throw py::value_error("k: the CUDA kernel needs 1 <= k <= min(I, " + std::to_string(mmrec_cuda_max_k()) +
+                              "), got k=" + std::to_string(k) + " with I=" + std::to_string(n_items));
+    int code;
+    {
+        py::gil_scoped_release release;
+        code = mmrec_cuda_topk_mma(as_ptr<const void>(users), n_users, as_ptr<const void>(items), n_items, dim, dtype,
+                                   precision, k, inv_temperature, as_ptr<const long long>(excl_indptr),
+                                   as_ptr<const long long>(excl_indices), capacity, workspace_bytes,
+                                   as_ptr<long long>(out_indices), as_ptr<float>(out_scores), as_ptr<double>(out_lse),
+                                   device, as_ptr<void>(stream));
+        if (code == 0 && synchronize) code = mmrec_cuda_stream_synchronize(as_ptr<void>(stream));
+    }
+    if (code != 0)
+        throw std::runtime_error(std::string("mmrec_fast CUDA top-k (tensor cores): ") +
+                                 mmrec_cuda_mma_error_string(code));
+}
+
 py::tuple plan(long long n_users, long long n_items, int k, int capacity, int sm_count, long long workspace_bytes) {
     int shards = 0;
     long long shard_len = 0, batch = 0;
@@ -141,6 +165,15 @@ PYBIND11_MODULE(_cuda, m) {
           "Fused top-k + log-normaliser on device pointers (row-major users/items of one dtype: 0 float32 "
           "SIMT, 1 float16 / 2 bfloat16 tensor cores; int64 CSR; outputs int64 / float32 / float64), "
           "enqueued on `stream` of `device`");
+    m.def("topk_mma", &topk_mma, py::arg("users"), py::arg("n_users"), py::arg("items"), py::arg("n_items"),
+          py::arg("dim"), py::arg("dtype"), py::arg("precision"), py::arg("k"), py::arg("inv_temperature"),
+          py::arg("excl_indptr"), py::arg("excl_indices"), py::arg("capacity"), py::arg("workspace_bytes"),
+          py::arg("out_indices"), py::arg("out_scores"), py::arg("out_lse"), py::arg("device"), py::arg("stream"),
+          py::arg("synchronize"),
+          "Fused top-k + log-normaliser on tensor cores (mma.sync): as `topk` plus `precision` (0 native 16-bit "
+          "inputs; float32 inputs: 1 bf16, 2 bf16x3, 3 bf16x6, 4 tf32)");
+    m.def("mma_smem_bytes", &mmrec_cuda_mma_smem_bytes, py::arg("dim"), py::arg("precision"),
+          "Dynamic shared memory (bytes) the tensor-core kernel needs for `dim` at `precision`");
     py::class_<DeviceBuffer>(m, "DeviceBuffer", "An owned cudaMalloc allocation (freed with the object)")
         .def(py::init<std::size_t, int>(), py::arg("nbytes"), py::arg("device"))
         .def("upload", &DeviceBuffer::upload, py::arg("array"), "Copy a C-contiguous host array in (synchronous)")

@@ -16,12 +16,20 @@ buffer (pruned by a warp radix select when full), and a final kernel merges item
 source's header comment for the algorithm. k is limited to :data:`MAX_K` (16384) by the shared-memory
 sort of the final merge.
 
+A second kernel, ``csrc/cuda/topk_mma.cu`` (``_cuda.topk_mma``), computes the score tiles with ``mma.sync``
+on tensor cores and filters them in registers; float32 inputs are split into bf16 planes ("bf16x6":
+float32-level; "bf16x3": ~16 bits) or rounded once ("tf32", "bf16": lossy). It is opt-in through the
+:func:`precision` context until ``benchmarks/gpu_check.py`` has measured it (docs/gpu.md).
+
 Importing this module fails (and the registry records why) when the extension was not built, was
 built without the kernels, or no CUDA device is visible.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +40,7 @@ from mmrec_fast import _cuda  # type: ignore[attr-defined]  # compiled extension
 from .. import _arrays
 from .base import BlockConfig
 
-__all__ = ["BACKEND", "CudaBackend", "PreparedItems", "describe", "MAX_K", "WORKSPACE_BYTES"]
+__all__ = ["BACKEND", "CudaBackend", "PreparedItems", "describe", "MAX_K", "PRECISIONS", "WORKSPACE_BYTES", "precision"]
 
 if not hasattr(_cuda, "topk"):
     raise ImportError(
@@ -58,6 +66,89 @@ MASK_FOLD_ENTRIES = 1 << 26
 
 # Element types the kernel takes: float32 on the SIMT path, float16 / bfloat16 on tensor cores.
 _DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Tensor-core kernel (csrc/cuda/topk_mma.cu): opt-in through `precision(...)` until gpu_check.py has measured it.
+
+#: Arithmetic of ``backend="cuda"`` -> code of ``_cuda.topk_mma`` for float32 inputs (``None``: the SIMT kernel,
+#: and the WMMA kernel for 16-bit inputs). float16 / bfloat16 inputs under any tensor-core name run natively
+#: (code 0: exact 16-bit products). "bf16x3" / "bf16x6" keep float32-level accuracy; "bf16" / "tf32" round the
+#: float32 inputs once (lossy, explicit opt-in only). docs/gpu.md has the error bounds.
+PRECISIONS: dict[str, int | None] = {"auto": None, "simt": None, "bf16x3": 2, "bf16x6": 3, "bf16": 1, "tf32": 4}
+_PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("mmrec_fast_cuda_precision", default="auto")
+
+
+@contextlib.contextmanager
+def precision(name: str) -> Iterator[str]:
+    """Run ``backend="cuda"`` calls inside the block on the tensor-core kernel with this arithmetic.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PRECISIONS`: ``"auto"`` / ``"simt"`` (the default kernels), ``"bf16x3"`` (float32 inputs
+        split into bf16 hi + lo, 3 tensor-core products: ~17 significant bits), ``"bf16x6"`` (hi + mid + lo,
+        6 products: float32-level), ``"bf16"`` or ``"tf32"`` (one rounding of the float32 inputs: lossy).
+
+    Yields
+    ------
+    str
+        The name, once validated. The setting is per thread / task (a context variable) and restored on exit.
+
+    Examples
+    --------
+    >>> from mmrec_fast.backends import cuda_backend  # doctest: +SKIP
+    >>> with cuda_backend.precision("bf16x3"):  # doctest: +SKIP
+    ...     result = mf.topk(users, items, 100, backend="cuda")
+    """
+    if not isinstance(name, str) or name not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {sorted(PRECISIONS)}, got {name!r}")
+    token = _PRECISION.set(name)
+    try:
+        yield name
+    finally:
+        _PRECISION.reset(token)
+
+
+def mma_code(dtype_name: str, name: str | None = None) -> int | None:
+    """The ``precision`` code of ``_cuda.topk_mma`` for inputs of ``dtype_name``, or ``None`` for the default kernels.
+
+    Parameters
+    ----------
+    dtype_name : str
+        "float32", "float16" or "bfloat16": the element type both operands have when the kernel runs.
+    name : str, optional
+        A key of :data:`PRECISIONS`; the current :func:`precision` setting when omitted.
+
+    Returns
+    -------
+    int or None
+        0 for 16-bit inputs under a tensor-core name, the split's code for float32 inputs, ``None`` for "auto" /
+        "simt".
+    """
+    name = _PRECISION.get() if name is None else name
+    if name not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {sorted(PRECISIONS)}, got {name!r}")
+    code = PRECISIONS[name]
+    if code is None:
+        return None
+    if not hasattr(_cuda, "topk_mma"):
+        raise RuntimeError(
+            "precision: mmrec_fast._cuda was built without the tensor-core kernel (stale build); "
+            "rebuild with `python setup.py build_ext --inplace`"
+        )
+    return code if dtype_name == "float32" else 0
+
+
+def _launch(code: int | None, *args) -> None:
+    """``_cuda.topk`` (default kernels) or ``_cuda.topk_mma`` with ``code`` inserted after ``dtype``."""
+    if code is None:
+        _cuda.topk(*args)
+    else:
+        _cuda.topk_mma(*args[:6], code, *args[6:])
+
+
+# ------------------------------------------------------------------------------------------------------------
 
 
 def _dtype_name(x) -> str:
@@ -209,6 +300,7 @@ class CudaBackend:
                 users = _as_float32(users)
                 items_ptr, keep = prepared.float32_owner()
             dtype = _DTYPE_CODES[_dtype_name(users)]
+            code = mma_code(_dtype_name(users))
             host_indptr = np.ascontiguousarray(excl_indptr, dtype=np.int64)
             host_indices = np.ascontiguousarray(excl_indices, dtype=np.int64)
             if fam == "cupy":
@@ -224,7 +316,8 @@ class CudaBackend:
             out_lse = _arrays.full(fam, (n_users,), float("-inf"), "float64", like=users)
             # Stream-ordered: temporaries (CSR copies, a float32 copy) are released to their framework's
             # allocator after this call, which reuses memory only behind the kernel on the same stream.
-            _cuda.topk(
+            _launch(
+                code,
                 _device_ptr(users),
                 n_users,
                 items_ptr,
@@ -267,7 +360,8 @@ class CudaBackend:
         items_ptr, keep = prepared.float32_owner()  # host users are float32
         if prepared.dtype != "float32":
             _synchronize_family(keep, device)  # the float32 copy is made on its framework's stream
-        _cuda.topk(
+        _launch(
+            mma_code("float32"),
             bufs["users"].ptr,
             n_users,
             items_ptr,

@@ -55,8 +55,8 @@ _MODULES = {
 }
 # Missing optional packages, said plainly (with what to install) instead of a bare ModuleNotFoundError.
 _MISSING_PACKAGE = {
-    "cupy": "cupy not installed (pip install cupy-cuda12x or cupy-cuda13x)",
-    "torch": "torch not installed (pip install torch)",
+    "cupy": 'cupy not installed (pip install "mmrec_fast[gpu-cu12]" or "mmrec_fast[gpu-cu13]")',
+    "torch": 'torch not installed (pip install "mmrec_fast[models]")',
     "numba": "numba not installed (pip install numba)",
 }
 _loaded: dict[str, Any] = {}

@@ -427,3 +427,59 @@ def test_reload_under_load_drops_nothing(models, snapshot):
         seen = snap.seen_rows(i)
         idx, _, _ = _ref_parts(_expected(snap.user_vectors[i], snap.items, 5, seen))
         assert [it["item"] for it in body["items"]] == (idx[0] + 1000).tolist()
+
+
+def test_extreme_temperatures(server):
+    r = server.client.post("/recommend", json={"user": _uid(4), "k": 3, "temperature": 1e-30})
+    assert r.status_code == 200, r.text
+    assert [it["probability"] for it in r.json()["items"]] == [1.0, 0.0, 0.0]
+    r = server.client.post("/recommend", json={"user": _uid(4), "k": 3, "temperature": 1e300})
+    assert r.status_code == 200, r.text
+    probs = [it["probability"] for it in r.json()["items"]]
+    assert probs[0] == pytest.approx(probs[-1]) and probs[0] < 1.0
+    # Scores / temperature past float32: refused as the request's own error, not a 500.
+    r = server.client.post("/recommend", json={"user": _uid(4), "k": 3, "temperature": 1e-38})
+    assert r.status_code == 422 and r.json()["field"] == "temperature", r.text
+
+
+def test_a_refused_query_does_not_fail_its_batch(server):
+    payloads = [{"user": _uid(i), "k": 3, "temperature": 1e-38 if i == 5 else 0.5} for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda p: server.client.post("/recommend", json=p).status_code, payloads))
+    assert statuses == [422 if i == 5 else 200 for i in range(16)]
+
+
+def test_item_updates_under_load_drop_nothing(models, snapshot):
+    from mmrec_fast.serve import ServeConfig, create_app
+
+    srv = _Server(create_app(ServeConfig(str(models["m1"]), admin_token=TOKEN), snapshot=snapshot))
+    stop, failures, answered = threading.Event(), [], [0]
+
+    def hammer(i):
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
+            while not stop.is_set():
+                r = client.post("/recommend", json={"user": _uid(i), "k": 5, "ban": [1001], "explain": True})
+                if r.status_code != 200:
+                    failures.append(r.text)
+                answered[0] += 1
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while answered[0] < 6 and time.monotonic() < deadline:  # the load is running before updates start
+            time.sleep(0.01)
+        vector = [0.5] * snapshot.dim
+        for n in range(6):
+            change = {"add": [{"id": 7000 + n, "vector": vector}], "remove": [1010 + n]}
+            assert _admin(srv, "/admin/items", change).status_code == 200
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        final = srv.client.get("/readyz").json()
+        srv.close()
+    assert failures == [] and answered[0] >= 6
+    assert final["generation"] == 6 and final["items"] == N_ITEMS

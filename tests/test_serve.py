@@ -281,6 +281,7 @@ BAD_REQUESTS = [
     ("/recommend", {"user": _uid(1), "allow": [2**70]}, 422, "allow"),
     ("/recommend", {"user": _uid(1), "candidates": "1000"}, 422, "candidates"),
     ("/recommend", {"history": [1000, 5]}, 422, "history"),
+    ("/recommend", {"history": [1000] * 5001}, 422, "history"),
     ("/recommend", {"user": _uid(1), "n_because": 1000}, 422, "n_because"),
     ("/recommend", {"user": _uid(1), "explainn": True}, 422, "explainn"),
     ("/recommend", [1, 2], 422, "body"),

@@ -232,8 +232,12 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
             rows = sp.csr_matrix(
                 (np.ones(history.size, np.float32), history, [0, history.size]), shape=(1, snap.model.n_items)
             )
-            loop = asyncio.get_running_loop()
-            vector = (await loop.run_in_executor(side_pool, snap.model.fold_in, rows))[0]
+            folding = asyncio.get_running_loop().run_in_executor(side_pool, snap.model.fold_in, rows)
+            try:
+                vector = (await asyncio.wait_for(folding, config.request_timeout_s))[0]
+            except asyncio.TimeoutError:
+                metrics.timeouts.inc()
+                raise ClientError("request", f"fold-in timed out after {config.request_timeout_s:g} s", 504) from None
         vector = np.ascontiguousarray(vector, dtype=np.float32)
         past = snap.seen_codes(code) if code is not None else np.empty(0, np.int64)
         if history.size:

@@ -43,7 +43,9 @@ class RecommendRequest(_Filters):
 
     user: ItemId | None = Field(None, description="external user id")
     history: list[ItemId] | None = Field(
-        None, max_length=100_000, description="items the user interacted with (required for an unknown user)"
+        None,
+        max_length=5_000,
+        description="items the user interacted with (required for an unknown user; fold-in memory grows with it)",
     )
     exclude_seen: bool = Field(True, description="leave out the user's training items and the given history")
     explain: bool = Field(False, description="add per-block score contributions and 'because you liked'")

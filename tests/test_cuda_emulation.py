@@ -13,6 +13,7 @@ the CUDA transcription.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import mmrec_fast as mf
 from mmrec_fast import _keys, validation
@@ -58,8 +59,14 @@ def kth_largest(keys: np.ndarray, need: int) -> int:
     return prefix
 
 
-def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, shards, shard_len):
-    """The kernel pair, one user at a time (users in a block never interact)."""
+def emulate_kernel(
+    users, items, k, inv_t, indptr, indices, *, tile, capacity, shards, shard_len, mask=None, normalizer=True
+):
+    """The kernel pair, one user at a time (users in a block never interact).
+
+    ``mask``: the item mask (uint8 (I,), 0 = ineligible for every user) or None; ``normalizer=False``: no exp
+    work, and the merge writes NaN as the kernel does.
+    """
     assert capacity >= k + tile and 1 <= k <= items.shape[0]
     n_users, n_items = users.shape[0], items.shape[0]
     out_idx = np.full((n_users, k), -1, dtype=np.int64)
@@ -78,24 +85,31 @@ def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, s
             lane_sum = np.zeros(32)
             for j0 in range(s_begin, s_end, tile):
                 j1 = min(j0 + tile, s_end)
+                eligible = np.zeros(tile, dtype=bool)  # columns past the shard are not items
+                eligible[: j1 - j0] = True if mask is None else mask[j0:j1] != 0
+                if not eligible.any():
+                    continue  # the block skips the tile before scoring it
                 sc = np.full(tile, -np.inf, dtype=np.float32)
                 sc[: j1 - j0] = items[j0:j1] @ users[u]  # float32 math
                 while cursor < indptr[u + 1] and indices[cursor] < j1:  # forward-only exclusion cursor
-                    sc[indices[cursor] - j0] = -np.inf
+                    if indices[cursor] >= j0:  # ids in tiles the mask skipped are passed over
+                        sc[indices[cursor] - j0] = -np.inf
                     cursor += 1
+                sc[~eligible] = -np.inf  # masked items: as excluded ones
                 live = ~np.isneginf(sc)
                 if not live.any():
                     continue
-                scaled = sc * inv_t  # float32; -inf stays -inf
-                lanes = np.arange(tile) % 32
-                m = np.full(32, -np.inf, dtype=np.float32)
-                np.maximum.at(m, lanes, scaled)
-                rise = m > lane_max  # the rescale (a float32 exp) runs only when a lane's max rises
-                lane_sum[rise] *= np.exp(lane_max[rise] - m[rise]).astype(np.float64)
-                lane_max[rise] = m[rise]
-                e = np.zeros(32, dtype=np.float32)
-                np.add.at(e, lanes[live], np.exp(scaled[live] - lane_max[lanes[live]]))
-                lane_sum += e
+                if normalizer:
+                    scaled = sc * inv_t  # float32; -inf stays -inf
+                    lanes = np.arange(tile) % 32
+                    m = np.full(32, -np.inf, dtype=np.float32)
+                    np.maximum.at(m, lanes, scaled)
+                    rise = m > lane_max  # the rescale (a float32 exp) runs only when a lane's max rises
+                    lane_sum[rise] *= np.exp(lane_max[rise] - m[rise]).astype(np.float64)
+                    lane_max[rise] = m[rise]
+                    e = np.zeros(32, dtype=np.float32)
+                    np.add.at(e, lanes[live], np.exp(scaled[live] - lane_max[lanes[live]]))
+                    lane_sum += e
                 keys = make_keys(sc, j0)
                 if int((keys > U64(thr)).sum()) + buf.size > capacity:
                     assert buf.size > k  # guaranteed by capacity >= k + tile
@@ -112,7 +126,9 @@ def emulate_kernel(users, items, k, inv_t, indptr, indices, *, tile, capacity, s
             parts.append((buf, run_max, run_sum))
         # Merge kernel.
         maxes = np.array([p[1] for p in parts])
-        if np.isfinite(maxes).any():
+        if not normalizer:
+            out_lse[u] = np.nan
+        elif np.isfinite(maxes).any():
             big = maxes.max()
             total = sum(p[2] * np.exp(p[1] - big) for p in parts if np.isfinite(p[1]))
             out_lse[u] = big + np.log(total)
@@ -147,10 +163,11 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _run(users, items, k, exclude, temperature, *, tile, shards=None):
+def _run(users, items, k, exclude, temperature, *, tile, shards=None, allow=None, ban=None, normalizer=True):
     u32 = validation.as_float_matrix(users, "users")
     v32 = validation.as_float_matrix(items, "items")
     indptr, indices = validation.as_exclusion(exclude, u32.shape[0], v32.shape[0])
+    mask, _ = validation.item_mask(allow, ban, v32.shape[0])
     k_eff = min(k, v32.shape[0])
     capacity = max(2 * k_eff, k_eff + tile) if shards is None else k_eff + tile  # tightest legal buffer too
     if shards is None:
@@ -169,11 +186,30 @@ def _run(users, items, k, exclude, temperature, *, tile, shards=None):
         capacity=capacity,
         shards=n_shards,
         shard_len=shard_len,
+        mask=mask,
+        normalizer=normalizer,
     )
     pad = k - k_eff
     idx = np.pad(idx, ((0, 0), (0, pad)), constant_values=-1)
     sc = np.pad(sc, ((0, 0), (0, pad)), constant_values=-np.inf)
+    if not normalizer:
+        assert np.all(np.isnan(lse))  # the kernel's "not computed"
+        return mf.TopK(idx, sc, None, temperature)
     return mf.TopK(idx, sc, lse, temperature)
+
+
+def _with_filters_excluded(exclude, n_users, n_items, *, allow=None, ban=None):
+    """The exclusion CSR that makes the reference see what the filters leave eligible (the definition)."""
+    ok = np.ones((n_users, n_items), dtype=bool)
+    if allow is not None:
+        ok &= validation.as_item_filter(allow, "allow", n_items)[None, :]
+    if ban is not None:
+        ok &= ~validation.as_item_filter(ban, "ban", n_items)[None, :]
+    if exclude is not None:
+        indptr, indices = validation.as_exclusion(exclude, n_users, n_items)
+        for u in range(n_users):
+            ok[u, indices[indptr[u] : indptr[u + 1]]] = False
+    return sp.csr_matrix(~ok)
 
 
 @pytest.mark.parametrize("tile,shards", [(8, 1), (8, 3), (16, 5), (128, None)])
@@ -197,6 +233,50 @@ def test_emulated_kernel_padding_and_empty_rows(rng):
     excl = random_exclusion(rng, 6, 30, density=0.5, full_rows=(0, 3))
     got = _run(users, items, 50, excl, 1.0, tile=8, shards=2)
     assert_topk_matches(got, users, items, 50, exclude=excl)
+
+
+@pytest.mark.parametrize("tile,shards", [(8, 1), (8, 3), (16, 2)])
+def test_emulated_kernel_item_mask(rng, tile, shards):
+    """Allow / ban in the kernel: masked items are never listed and not in the normaliser; runs of masked tiles
+    are skipped with exclusions inside them (the cursor passes over their ids), ragged last tiles, k > eligible."""
+    n_users, n_items = 9, 300
+    users, items = random_problem(rng, n_users, n_items, 6)
+    excl = random_exclusion(rng, n_users, n_items, density=0.25, full_rows=(5,))
+    allow = np.concatenate([np.arange(0, 40), np.arange(120, 133), np.arange(290, 300)])  # whole tiles unlisted
+    ban = rng.random(n_items) < 0.2
+    for filters in ({"allow": allow}, {"ban": ban}, {"allow": allow, "ban": ban}):
+        got = _run(users, items, 25, excl, 0.5, tile=tile, shards=shards, **filters)
+        expected_excl = _with_filters_excluded(excl, n_users, n_items, **filters)
+        assert_topk_matches(got, users, items, 25, exclude=expected_excl, temperature=0.5)
+    # More slots than eligible items: padding; an allow-list inside the excluded ids: all rows empty.
+    got = _run(users, items, 80, excl, 1.0, tile=tile, shards=shards, allow=allow)
+    assert_topk_matches(got, users, items, 80, exclude=_with_filters_excluded(excl, n_users, n_items, allow=allow))
+    every = sp.csr_matrix(np.ones((n_users, n_items)))
+    got = _run(users, items, 5, every, 1.0, tile=tile, shards=shards, allow=allow)
+    assert np.all(got.indices == -1) and np.all(np.isneginf(got.log_normalizer))
+    got = _run(users, items, 5, None, 1.0, tile=tile, shards=shards, allow=np.zeros(n_items, dtype=bool))
+    assert np.all(got.indices == -1) and np.all(np.isneginf(got.log_normalizer))
+
+
+def test_emulated_kernel_exclusions_inside_skipped_tiles(rng):
+    """Every excluded id lies in a tile the mask skips: reading them at the next scored tile must not mark
+    a column there (a negative offset would wrap onto an eligible item)."""
+    users, items = random_problem(rng, 4, 64, 3)
+    allow = np.arange(32, 64)  # tiles 0..3 of 8 items skipped, 4..7 scored
+    excl = sp.csr_matrix((np.ones(4 * 6), (np.repeat(np.arange(4), 6), np.tile(np.arange(25, 31), 4))), (4, 64))
+    got = _run(users, items, 32, excl, 1.0, tile=8, shards=1, allow=allow)
+    assert_topk_matches(got, users, items, 32, exclude=_with_filters_excluded(excl, 4, 64, allow=allow), exact_ids=True)
+
+
+def test_emulated_kernel_normalizer_off_keeps_the_lists(rng):
+    users, items = random_problem(rng, 8, 350, 5)
+    excl = random_exclusion(rng, 8, 350, density=0.2, full_rows=(2,))
+    ban = rng.choice(350, size=60, replace=False)
+    with_norm = _run(users, items, 30, excl, 0.3, tile=16, shards=3, ban=ban)
+    without = _run(users, items, 30, excl, 0.3, tile=16, shards=3, ban=ban, normalizer=False)
+    np.testing.assert_array_equal(without.indices, with_norm.indices)
+    np.testing.assert_array_equal(without.scores, with_norm.scores)
+    assert without.log_normalizer is None
 
 
 def test_key_encoding_matches_the_cpu_keys(rng):
@@ -246,11 +326,18 @@ def _view(ptr, dtype, count):
 
 
 class _FakeCuda:
-    DeviceBuffer = _FakeDeviceBuffer
-
     def __init__(self, max_k=16384):
         self._max_k = max_k
         self.calls = []
+        self.buffers = []  # every DeviceBuffer made (the mask cache's uploads among them)
+
+    def DeviceBuffer(self, nbytes, device):  # noqa: N802 (the extension's class name)
+        buffer = _FakeDeviceBuffer(nbytes, device)
+        self.buffers.append(buffer)
+        return buffer
+
+    def abi_version(self):
+        return 2
 
     def device_count(self):
         return 1, ""
@@ -276,6 +363,8 @@ class _FakeCuda:
         inv_temperature,
         excl_indptr,
         excl_indices,
+        item_mask,
+        normalizer,
         capacity,
         workspace_bytes,
         out_indices,
@@ -286,14 +375,39 @@ class _FakeCuda:
         synchronize,
     ):
         assert dtype == 0 and 1 <= k <= min(n_items, self._max_k) and capacity >= k + 128
-        self.calls.append(dict(n_users=n_users, k=k, capacity=capacity, stream=stream, synchronize=synchronize))
+        assert isinstance(item_mask, int) and isinstance(normalizer, bool)
         u = _view(users, np.float32, n_users * dim).reshape(n_users, dim)
         v = _view(items, np.float32, n_items * dim).reshape(n_items, dim)
         indptr = _view(excl_indptr, np.int64, n_users + 1)
         indices = _view(excl_indices, np.int64, int(indptr[-1])) if excl_indices else np.zeros(0, np.int64)
+        mask = _view(item_mask, np.uint8, n_items).copy() if item_mask else None
+        self.calls.append(
+            dict(
+                n_users=n_users,
+                k=k,
+                capacity=capacity,
+                stream=stream,
+                synchronize=synchronize,
+                mask_ptr=item_mask,
+                mask=mask,
+                normalizer=normalizer,
+                nnz=int(indptr[-1]),
+            )
+        )
         shards, shard_len = plan(n_users, n_items, k, capacity, sm_count=2)
         idx, sc, lse = emulate_kernel(
-            u, v, k, inv_temperature, indptr, indices, tile=128, capacity=capacity, shards=shards, shard_len=shard_len
+            u,
+            v,
+            k,
+            inv_temperature,
+            indptr,
+            indices,
+            tile=128,
+            capacity=capacity,
+            shards=shards,
+            shard_len=shard_len,
+            mask=mask,
+            normalizer=normalizer,
         )
         _view(out_indices, np.int64, n_users * k)[:] = idx.reshape(-1)
         _view(out_scores, np.float32, n_users * k)[:] = sc.reshape(-1)
@@ -346,18 +460,71 @@ def test_cuda_backend_host_path_with_fake_extension(rng, fake_cuda_backend):
     assert fake.calls[-1]["k"] == 40  # the kernel never sees more than I slots
 
 
-def test_cuda_backend_item_mask_folded_into_exclusions(rng, fake_cuda_backend, monkeypatch):
-    """allow / ban reach the kernel as exclusions, users grouped so the folded lists stay bounded."""
+def test_cuda_backend_item_mask_reaches_the_kernel(rng, fake_cuda_backend):
+    """allow / ban reach the kernel as its item mask (not folded into every user's exclusions)."""
     module, fake = fake_cuda_backend
-    monkeypatch.setattr(module, "MASK_FOLD_ENTRIES", 500)  # 500 // 130 masked ids: groups of 3 users
     users, items = random_problem(rng, 10, 400, 6)
     excl = random_exclusion(rng, 10, 400, density=0.1, full_rows=(4,))
     ban = rng.choice(400, size=130, replace=False)
-    got = mf.topk(users, items, 20, exclude=excl, ban=ban, backend="cuda")
-    folded = excl.tolil()
-    folded[:, ban] = 1.0
-    assert_topk_matches(got, users, items, 20, exclude=folded.tocsr())
-    assert len(fake.calls) >= 4
+    allow = np.arange(100, 330)
+    got = mf.topk(users, items, 20, exclude=excl, ban=ban, allow=allow, backend="cuda")
+    call = fake.calls[-1]
+    assert call["mask_ptr"] and call["nnz"] == excl.nnz  # the exclusions are the caller's own
+    expected = np.zeros(400, dtype=np.uint8)
+    expected[allow] = 1
+    expected[ban] = 0
+    np.testing.assert_array_equal(call["mask"], expected)
+    assert_topk_matches(got, users, items, 20, exclude=_with_filters_excluded(excl, 10, 400, allow=allow, ban=ban))
+    mf.topk(users, items, 20, exclude=excl, backend="cuda")
+    assert fake.calls[-1]["mask_ptr"] == 0 and fake.calls[-1]["normalizer"]  # no filter: no mask
+
+
+def test_cuda_backend_normalizer_flag_reaches_the_kernel(rng, fake_cuda_backend):
+    module, fake = fake_cuda_backend
+    users, items = random_problem(rng, 6, 300, 5)
+    ban = rng.random(300) < 0.3
+    full = mf.topk(users, items, 12, ban=ban, backend="cuda")
+    fast = mf.topk(users, items, 12, ban=ban, normalizer=False, backend="cuda")
+    assert fake.calls[-1]["normalizer"] is False and fast.log_normalizer is None
+    np.testing.assert_array_equal(fast.indices, full.indices)
+    np.testing.assert_array_equal(fast.scores, full.scores)
+    assert_topk_matches(full, users, items, 12, exclude=_with_filters_excluded(None, 6, 300, ban=ban))
+
+
+def test_cuda_backend_mask_upload_is_cached_by_content(rng, fake_cuda_backend):
+    """One upload per distinct mask (per device and stream); a caller's mask changed in place is re-uploaded."""
+    module, fake = fake_cuda_backend
+    module.BACKEND.masks.clear()
+    users, items = random_problem(rng, 5, 260, 4)
+    index = mf.ItemIndex(items, backend="cuda")
+    allow = np.zeros(260, dtype=bool)
+    allow[:90] = True
+
+    def mask_uploads():
+        return sum(1 for b in fake.buffers if b.nbytes == 260)
+
+    before = mask_uploads()
+    first = index.topk(users, 10, allow=allow)
+    again = index.topk(users, 10, allow=allow.copy())  # another array, the same bytes: reused
+    assert mask_uploads() == before + 1
+    assert fake.calls[-1]["mask_ptr"] == fake.calls[-2]["mask_ptr"]
+    np.testing.assert_array_equal(first.indices, again.indices)
+    allow[:90] = False
+    allow[200:] = True  # the caller's array, changed in place
+    moved = index.topk(users, 10, allow=allow)
+    assert mask_uploads() == before + 2
+    assert_topk_matches(moved, users, items, 10, exclude=_with_filters_excluded(None, 5, 260, allow=allow))
+    with pytest.raises(ValueError, match="item_mask"):
+        module.BACKEND.topk_arrays(
+            users,
+            index.prepared,
+            3,
+            1.0,
+            np.zeros(6, np.int64),
+            np.zeros(0, np.int64),
+            mf.BlockConfig(),
+            item_mask=np.ones(5, dtype=np.uint8),
+        )
 
 
 def test_cuda_backend_torch_cpu_tensors_with_fake_extension(rng, fake_cuda_backend):

@@ -10,10 +10,14 @@ No GPU runs here, so this replays what the kernel does, bit for bit where the ha
   accumulation is not IEEE-specified, so it is emulated under two models: ``"rn"`` (exact sum of the MMA's
   terms, rounded to nearest once) and ``"trunc"`` (Fasi et al., 2021: terms aligned to the largest exponent and
   truncated to 24 bits, the sum truncated), the pessimistic one;
+* the filters: with an item mask, only tiles holding an eligible item are loaded and scored (the block's scan for
+  the next live tile), masked items become -inf like excluded ones, and the exclusion cursor passes over the ids
+  of skipped tiles;
 * the epilogue: 64-item tiles; per user 4 lanes, lane t owning items 8f + 2t + {0, 1}, each with a float32
   running max and a float64 running sum of exp2((s - max) * log2(e) / T), combined by log-add-exp at the end of
-  the shard; the float-then-key threshold filter; the per-tile prune (warp radix select of
-  tests/test_cuda_emulation.py) when a buffer would overflow; the same shard merge.
+  the shard (none with normalizer=False, whose lse the merge writes NaN); the float-then-key threshold filter;
+  the per-tile prune (warp radix select of tests/test_cuda_emulation.py) when a buffer would overflow; the same
+  shard merge.
 
 The accuracy claims of docs/gpu.md are the assertions below: bf16x6 stays within the engine's float32 tolerance
 (1e-5 of the dot product's condition scale) on every input; bf16x3 only on ordinary random data -- a dominant product
@@ -24,7 +28,16 @@ opt-in like tf32, and bf16x6 is the float32-accurate tensor-core precision. The 
 
 import numpy as np
 import pytest
-from test_cuda_emulation import _FakeCuda, _view, decode_key, kth_largest, make_keys, plan
+import scipy.sparse as sp
+from test_cuda_emulation import (
+    _FakeCuda,
+    _view,
+    _with_filters_excluded,
+    decode_key,
+    kth_largest,
+    make_keys,
+    plan,
+)
 
 import mmrec_fast as mf
 from mmrec_fast import validation
@@ -222,7 +235,32 @@ def test_native_16bit_products_are_exact(rng):
 # ------------------------------------------------------------------------------------------------ tile / epilogue
 
 
-def emulate_mma_kernel(users, items, k, inv_t, indptr, indices, *, precision, capacity, shards, shard_len, model):
+def _live_tiles(mask, s_begin, s_end):
+    """The tiles the kernel scores, with their eligibility words: every tile without a mask; with one, the scan of
+    ``next_live_tile`` (two tiles per step, the first with an eligible item), as (first item, bool[TILE])."""
+    for j0 in range(s_begin, s_end, TILE):
+        word = np.zeros(TILE, dtype=bool)
+        word[: min(TILE, s_end - j0)] = True if mask is None else mask[j0 : min(j0 + TILE, s_end)] != 0
+        if mask is None or word.any():
+            yield j0, word
+
+
+def emulate_mma_kernel(
+    users,
+    items,
+    k,
+    inv_t,
+    indptr,
+    indices,
+    *,
+    precision,
+    capacity,
+    shards,
+    shard_len,
+    model,
+    mask=None,
+    normalizer=True,
+):
     """The shard kernel + merge, one user at a time, in the tensor-core kernel's tile and lane order."""
     assert capacity >= k + 2 * TILE and 1 <= k <= items.shape[0]
     n_users, n_items = users.shape[0], items.shape[0]
@@ -239,18 +277,20 @@ def emulate_mma_kernel(users, items, k, inv_t, indptr, indices, *, precision, ca
         for s in range(shards):
             s_begin, s_end = s * shard_len, min(s * shard_len + shard_len, n_items)
             row = indices[indptr[u] : indptr[u + 1]]
-            excluded = set(row[(row >= s_begin) & (row < s_end)].tolist())
+            cursor = int(np.searchsorted(row, s_begin))  # the lane's cursor: first excluded id >= s_begin
             thr, buf = 0, np.zeros(0, dtype=U64)
             run_max = np.full(4, -np.inf, dtype=np.float32)
             run_sum = np.zeros(4)
-            for j0 in range(s_begin, s_end, TILE):
+            for j0, word in _live_tiles(mask, s_begin, s_end):
                 sc = np.full(TILE, -np.inf, dtype=np.float32)
                 n = min(TILE, s_end - j0)
                 sc[:n] = scores_all[u, j0 : j0 + n]
-                for c in range(n):
-                    if j0 + c in excluded:
-                        sc[c] = -np.inf
-                for t in range(4):
+                sc[~word] = -np.inf  # the item mask's word (and the ragged edge)
+                while cursor < row.size and row[cursor] < j0 + n:
+                    if row[cursor] >= j0:  # ids of tiles the scan skipped are passed over
+                        sc[row[cursor] - j0] = -np.inf
+                    cursor += 1
+                for t in range(4 if normalizer else 0):
                     vals = sc[lane_of == t]
                     m = np.float32(vals.max())
                     if m > run_max[t]:
@@ -276,7 +316,9 @@ def emulate_mma_kernel(users, items, k, inv_t, indptr, indices, *, precision, ca
                 total = float(np.sum(run_sum[f] * np.exp((run_max[f].astype(np.float64) - big) * float(inv_t32))))
             parts.append((buf, big * float(inv_t32), total))
         maxes = np.array([p[1] for p in parts])
-        if np.isfinite(maxes).any():
+        if not normalizer:
+            out_lse[u] = np.nan
+        elif np.isfinite(maxes).any():
             big = maxes.max()
             out_lse[u] = big + np.log(sum(p[2] * np.exp(p[1] - big) for p in parts if np.isfinite(p[1])))
         allkeys = np.concatenate([p[0] for p in parts])
@@ -293,10 +335,24 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _run(users, items, k, exclude, temperature, *, precision="bf16x3", shards=None, model="rn"):
+def _run(
+    users,
+    items,
+    k,
+    exclude,
+    temperature,
+    *,
+    precision="bf16x3",
+    shards=None,
+    model="rn",
+    allow=None,
+    ban=None,
+    normalizer=True,
+):
     u32 = validation.as_float_matrix(users, "users")
     v32 = validation.as_float_matrix(items, "items")
     indptr, indices = validation.as_exclusion(exclude, u32.shape[0], v32.shape[0])
+    mask, _ = validation.item_mask(allow, ban, v32.shape[0])
     k_eff = min(k, v32.shape[0])
     capacity = k_eff + 2 * TILE  # the tightest buffer the launcher accepts: prunes often
     if shards is None:
@@ -316,10 +372,15 @@ def _run(users, items, k, exclude, temperature, *, precision="bf16x3", shards=No
         shards=n_shards,
         shard_len=shard_len,
         model=model,
+        mask=mask,
+        normalizer=normalizer,
     )
     pad = k - k_eff
     idx = np.pad(idx, ((0, 0), (0, pad)), constant_values=-1)
     sc = np.pad(sc, ((0, 0), (0, pad)), constant_values=-np.inf)
+    if not normalizer:
+        assert np.all(np.isnan(lse))  # the kernel's "not computed"
+        return mf.TopK(idx, sc, None, temperature)
     return mf.TopK(idx, sc, lse, temperature)
 
 
@@ -346,6 +407,46 @@ def test_emulated_mma_kernel_padding_ragged_and_temperatures(rng):
     for temperature in (1e-3, 50.0):
         got = _run(users * 4, items, 8, None, temperature, shards=1)
         assert_topk_matches(got, users * 4, items, 8, temperature=temperature)
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_emulated_mma_kernel_item_mask(rng, shards):
+    """Allow / ban in the tensor-core kernel: whole runs of unlisted tiles skipped (exclusions inside them passed
+    over), masked items neither listed nor in the normaliser, a ragged last tile, k beyond the eligible count."""
+    n_users, n_items = 7, 700
+    users, items = random_problem(rng, n_users, n_items, 20)
+    excl = random_exclusion(rng, n_users, n_items, density=0.2, full_rows=(3,))
+    allow = np.concatenate([np.arange(10, 30), np.arange(300, 330), np.arange(690, 700)])
+    ban = rng.random(n_items) < 0.25
+    for filters in ({"allow": allow}, {"ban": ban}, {"allow": allow, "ban": ban}):
+        got = _run(users, items, 30, excl, 0.5, shards=shards, precision="bf16x6", **filters)
+        expected = _with_filters_excluded(excl, n_users, n_items, **filters)
+        assert_topk_matches(got, users, items, 30, exclude=expected, temperature=0.5)
+    got = _run(users, items, 90, excl, 1.0, shards=shards, allow=allow, precision="bf16x6")  # k > eligible
+    assert_topk_matches(got, users, items, 90, exclude=_with_filters_excluded(excl, n_users, n_items, allow=allow))
+    got = _run(users, items, 5, None, 1.0, shards=shards, allow=np.zeros(n_items, dtype=bool))
+    assert np.all(got.indices == -1) and np.all(np.isneginf(got.log_normalizer))
+
+
+def test_emulated_mma_kernel_exclusions_inside_skipped_tiles(rng):
+    users = rng.integers(-2, 3, size=(3, 4)).astype(np.float32)
+    items = rng.integers(-2, 3, size=(256, 4)).astype(np.float32)
+    allow = np.arange(128, 192)  # tiles 0, 1 and 3 skipped
+    rows, cols = np.repeat(np.arange(3), 8), np.tile(np.arange(120, 128), 3)  # all in tile 1, just below tile 2
+    excl = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(3, 256))
+    got = _run(users, items, 64, excl, 1.0, shards=1, allow=allow, model="trunc")
+    expected = _with_filters_excluded(excl, 3, 256, allow=allow)
+    assert_topk_matches(got, users, items, 64, exclude=expected, exact_ids=True)
+
+
+def test_emulated_mma_kernel_normalizer_off(rng):
+    users, items = random_problem(rng, 6, 500, 16)
+    ban = rng.choice(500, size=90, replace=False)
+    full = _run(users, items, 25, None, 0.7, shards=2, ban=ban, precision="bf16x6")
+    fast = _run(users, items, 25, None, 0.7, shards=2, ban=ban, precision="bf16x6", normalizer=False)
+    np.testing.assert_array_equal(fast.indices, full.indices)
+    np.testing.assert_array_equal(fast.scores, full.scores)
+    assert fast.log_normalizer is None
 
 
 def test_emulated_mma_kernel_extreme_magnitudes(rng):
@@ -375,6 +476,8 @@ class _FakeCudaMma(_FakeCuda):
         inv_temperature,
         excl_indptr,
         excl_indices,
+        item_mask,
+        normalizer,
         capacity,
         workspace_bytes,
         out_indices,
@@ -385,7 +488,19 @@ class _FakeCudaMma(_FakeCuda):
         synchronize,
     ):
         assert dtype == 0 and precision in self.CODES and 1 <= k <= min(n_items, self._max_k) and capacity >= k + 128
-        self.calls.append(dict(kernel="mma", precision=precision, k=k, capacity=capacity, synchronize=synchronize))
+        assert isinstance(item_mask, int) and isinstance(normalizer, bool)
+        mask = _view(item_mask, np.uint8, n_items).copy() if item_mask else None
+        self.calls.append(
+            dict(
+                kernel="mma",
+                precision=precision,
+                k=k,
+                capacity=capacity,
+                synchronize=synchronize,
+                mask=mask,
+                normalizer=normalizer,
+            )
+        )
         u = _view(users, np.float32, n_users * dim).reshape(n_users, dim)
         v = _view(items, np.float32, n_items * dim).reshape(n_items, dim)
         indptr = _view(excl_indptr, np.int64, n_users + 1)
@@ -403,6 +518,8 @@ class _FakeCudaMma(_FakeCuda):
             shards=shards,
             shard_len=shard_len,
             model="trunc",
+            mask=mask,
+            normalizer=normalizer,
         )
         _view(out_indices, np.int64, n_users * k)[:] = idx.reshape(-1)
         _view(out_scores, np.float32, n_users * k)[:] = sc.reshape(-1)
@@ -446,6 +563,27 @@ def test_precision_selects_the_tensor_core_kernel(rng, fake_mma_backend):
     assert module.mma_code("float32") is None
     assert_topk_matches(got, users, items, 20, exclude=excl, temperature=0.5)
     assert_topk_matches(padded, users, items[:50], 60)
+
+
+def test_tensor_core_kernel_takes_the_filters(rng, fake_mma_backend):
+    """The item mask and the normalizer flag reach ``topk_mma`` (the precision code sits before them)."""
+    module, fake = fake_mma_backend
+    users, items = random_problem(rng, 5, 400, 12)
+    ban = rng.random(400) < 0.4
+    allow = np.arange(50, 380)
+    with module.precision("bf16x6"):
+        got = mf.topk(users, items, 15, allow=allow, ban=ban, temperature=2.0, backend="cuda")
+        call = fake.calls[-1]
+        fast = mf.topk(users, items, 15, allow=allow, ban=ban, normalizer=False, backend="cuda")
+    assert call["kernel"] == "mma" and call["precision"] == 3 and call["normalizer"] is True
+    expected = np.zeros(400, dtype=np.uint8)
+    expected[allow] = 1
+    expected[ban] = 0
+    np.testing.assert_array_equal(call["mask"], expected)
+    assert fake.calls[-1]["normalizer"] is False and fast.log_normalizer is None
+    np.testing.assert_array_equal(fast.indices, got.indices)
+    excluded = _with_filters_excluded(None, 5, 400, allow=allow, ban=ban)
+    assert_topk_matches(got, users, items, 15, exclude=excluded, temperature=2.0)
 
 
 def test_precision_codes_and_errors(fake_mma_backend):

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 extern "C" {
 int mmrec_cuda_device_count(int* count);
@@ -15,16 +16,18 @@ int mmrec_cuda_max_k();
 const char* mmrec_cuda_topk_error_string(int code);
 int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capacity, int sm_count,
                          long long workspace_bytes, int* n_shards, long long* shard_len, long long* batch_users);
+// `item_mask`: device bytes, one per item (0 = ineligible for every user), or null for none; `normalizer` 0: top-k
+// only (no exp work; out_lse is written NaN).
 int mmrec_cuda_topk(const void* users, long long n_users, const void* items, long long n_items, int dim, int dtype,
-                    int k, float inv_t, const long long* excl_indptr, const long long* excl_indices, int capacity,
-                    long long workspace_bytes, long long* out_idx, float* out_scores, double* out_lse, int device,
-                    void* stream);
+                    int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
+                    const uint8_t* item_mask, int normalizer, int capacity, long long workspace_bytes,
+                    long long* out_idx, float* out_scores, double* out_lse, int device, void* stream);
 // Tensor-core path (topk_mma.cu): the same call plus `precision` (0 native 16-bit inputs; float32 inputs:
 // 1 bf16, 2 bf16x3, 3 bf16x6, 4 tf32).
 int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items, long long n_items, int dim, int dtype,
                         int precision, int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
-                        int capacity, long long workspace_bytes, long long* out_idx, float* out_scores, double* out_lse,
-                        int device, void* stream);
+                        const uint8_t* item_mask, int normalizer, int capacity, long long workspace_bytes,
+                        long long* out_idx, float* out_scores, double* out_lse, int device, void* stream);
 const char* mmrec_cuda_mma_error_string(int code);
 long long mmrec_cuda_mma_smem_bytes(int dim, int precision);
 int mmrec_cuda_malloc(void** ptr, std::size_t nbytes, int device);

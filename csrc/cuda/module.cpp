@@ -92,13 +92,17 @@ class DeviceBuffer {
     int device_;
 };
 
-// Fused top-k on device pointers (users and items of one element type, see `dtype`). Sizes and validity are the
-// caller's (mmrec_fast.backends.cuda_backend) responsibility; the launcher re-checks what it can and reports the rest
-// as errors.
+// Version of the argument lists below: 2 added `item_mask` and `normalizer` (the Python side refuses an older build).
+constexpr int kAbiVersion = 2;
+
+// Fused top-k on device pointers (users and items of one element type, see `dtype`). `item_mask`: device bytes, one
+// per item (0 = ineligible for every user), or 0 for none; `normalizer` false skips the exp work (out_lse becomes
+// NaN). Sizes and validity are the caller's (mmrec_fast.backends.cuda_backend) responsibility; the launcher
+// re-checks what it can and reports the rest as errors.
 void topk(std::uintptr_t users, long long n_users, std::uintptr_t items, long long n_items, int dim, int dtype, int k,
-          float inv_temperature, std::uintptr_t excl_indptr, std::uintptr_t excl_indices, int capacity,
-          long long workspace_bytes, std::uintptr_t out_indices, std::uintptr_t out_scores, std::uintptr_t out_lse,
-          int device, std::uintptr_t stream, bool synchronize) {
+          float inv_temperature, std::uintptr_t excl_indptr, std::uintptr_t excl_indices, std::uintptr_t item_mask,
+          bool normalizer, int capacity, long long workspace_bytes, std::uintptr_t out_indices,
+          std::uintptr_t out_scores, std::uintptr_t out_lse, int device, std::uintptr_t stream, bool synchronize) {
     if (dtype < 0 || dtype > 2) throw py::value_error("dtype: 0 (float32), 1 (float16) or 2 (bfloat16)");
     if (k < 1 || k > mmrec_cuda_max_k() || k > n_items)
         throw py::value_error("k: the CUDA kernel needs 1 <= k <= min(I, " + std::to_string(mmrec_cuda_max_k()) +
@@ -108,9 +112,9 @@ void topk(std::uintptr_t users, long long n_users, std::uintptr_t items, long lo
         py::gil_scoped_release release;
         code = mmrec_cuda_topk(as_ptr<const void>(users), n_users, as_ptr<const void>(items), n_items, dim, dtype, k,
                                inv_temperature, as_ptr<const long long>(excl_indptr),
-                               as_ptr<const long long>(excl_indices), capacity, workspace_bytes,
-                               as_ptr<long long>(out_indices), as_ptr<float>(out_scores), as_ptr<double>(out_lse),
-                               device, as_ptr<void>(stream));
+                               as_ptr<const long long>(excl_indices), as_ptr<const std::uint8_t>(item_mask),
+                               normalizer ? 1 : 0, capacity, workspace_bytes, as_ptr<long long>(out_indices),
+                               as_ptr<float>(out_scores), as_ptr<double>(out_lse), device, as_ptr<void>(stream));
         if (code == 0 && synchronize) code = mmrec_cuda_stream_synchronize(as_ptr<void>(stream));
     }
     check(code, "mmrec_fast CUDA top-k");
@@ -120,8 +124,9 @@ void topk(std::uintptr_t users, long long n_users, std::uintptr_t items, long lo
 // 3 bf16x6, 4 tf32). The Python side (cuda_backend.py) maps names to codes and validates them.
 void topk_mma(std::uintptr_t users, long long n_users, std::uintptr_t items, long long n_items, int dim, int dtype,
               int precision, int k, float inv_temperature, std::uintptr_t excl_indptr, std::uintptr_t excl_indices,
-              int capacity, long long workspace_bytes, std::uintptr_t out_indices, std::uintptr_t out_scores,
-              std::uintptr_t out_lse, int device, std::uintptr_t stream, bool synchronize) {
+              std::uintptr_t item_mask, bool normalizer, int capacity, long long workspace_bytes,
+              std::uintptr_t out_indices, std::uintptr_t out_scores, std::uintptr_t out_lse, int device,
+              std::uintptr_t stream, bool synchronize) {
     if (k < 1 || k > mmrec_cuda_max_k() || k > n_items)
         throw py::value_error("k: the CUDA kernel needs 1 <= k <= min(I, " + std::to_string(mmrec_cuda_max_k()) +
                               "), got k=" + std::to_string(k) + " with I=" + std::to_string(n_items));
@@ -130,9 +135,9 @@ void topk_mma(std::uintptr_t users, long long n_users, std::uintptr_t items, lon
         py::gil_scoped_release release;
         code = mmrec_cuda_topk_mma(as_ptr<const void>(users), n_users, as_ptr<const void>(items), n_items, dim, dtype,
                                    precision, k, inv_temperature, as_ptr<const long long>(excl_indptr),
-                                   as_ptr<const long long>(excl_indices), capacity, workspace_bytes,
-                                   as_ptr<long long>(out_indices), as_ptr<float>(out_scores), as_ptr<double>(out_lse),
-                                   device, as_ptr<void>(stream));
+                                   as_ptr<const long long>(excl_indices), as_ptr<const std::uint8_t>(item_mask),
+                                   normalizer ? 1 : 0, capacity, workspace_bytes, as_ptr<long long>(out_indices),
+                                   as_ptr<float>(out_scores), as_ptr<double>(out_lse), device, as_ptr<void>(stream));
         if (code == 0 && synchronize) code = mmrec_cuda_stream_synchronize(as_ptr<void>(stream));
     }
     if (code != 0)
@@ -156,20 +161,24 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("device_info", &device_info, py::arg("device"), "(name, major, minor) of a device");
     m.def("runtime_version", &runtime_version, "CUDA runtime version the extension was built with");
     m.def("max_k", &mmrec_cuda_max_k, "Largest k the fused kernel supports");
+    m.def(
+        "abi_version", [] { return kAbiVersion; },
+        "Version of the topk / topk_mma argument lists (2: item_mask and normalizer)");
     m.def("plan", &plan, py::arg("n_users"), py::arg("n_items"), py::arg("k"), py::arg("capacity"), py::arg("sm_count"),
           py::arg("workspace_bytes"), "(item shards, items per shard, users per launch) the launcher would use");
     m.def("topk", &topk, py::arg("users"), py::arg("n_users"), py::arg("items"), py::arg("n_items"), py::arg("dim"),
           py::arg("dtype"), py::arg("k"), py::arg("inv_temperature"), py::arg("excl_indptr"), py::arg("excl_indices"),
-          py::arg("capacity"), py::arg("workspace_bytes"), py::arg("out_indices"), py::arg("out_scores"),
-          py::arg("out_lse"), py::arg("device"), py::arg("stream"), py::arg("synchronize"),
-          "Fused top-k + log-normaliser on device pointers (row-major users/items of one dtype: 0 float32 "
-          "SIMT, 1 float16 / 2 bfloat16 tensor cores; int64 CSR; outputs int64 / float32 / float64), "
-          "enqueued on `stream` of `device`");
-    m.def("topk_mma", &topk_mma, py::arg("users"), py::arg("n_users"), py::arg("items"), py::arg("n_items"),
-          py::arg("dim"), py::arg("dtype"), py::arg("precision"), py::arg("k"), py::arg("inv_temperature"),
-          py::arg("excl_indptr"), py::arg("excl_indices"), py::arg("capacity"), py::arg("workspace_bytes"),
+          py::arg("item_mask"), py::arg("normalizer"), py::arg("capacity"), py::arg("workspace_bytes"),
           py::arg("out_indices"), py::arg("out_scores"), py::arg("out_lse"), py::arg("device"), py::arg("stream"),
           py::arg("synchronize"),
+          "Fused top-k + log-normaliser on device pointers (row-major users/items of one dtype: 0 float32 "
+          "SIMT, 1 float16 / 2 bfloat16 tensor cores; int64 CSR; uint8 item mask or 0; outputs int64 / float32 / "
+          "float64, the log-normaliser NaN when `normalizer` is false), enqueued on `stream` of `device`");
+    m.def("topk_mma", &topk_mma, py::arg("users"), py::arg("n_users"), py::arg("items"), py::arg("n_items"),
+          py::arg("dim"), py::arg("dtype"), py::arg("precision"), py::arg("k"), py::arg("inv_temperature"),
+          py::arg("excl_indptr"), py::arg("excl_indices"), py::arg("item_mask"), py::arg("normalizer"),
+          py::arg("capacity"), py::arg("workspace_bytes"), py::arg("out_indices"), py::arg("out_scores"),
+          py::arg("out_lse"), py::arg("device"), py::arg("stream"), py::arg("synchronize"),
           "Fused top-k + log-normaliser on tensor cores (mma.sync): as `topk` plus `precision` (0 native 16-bit "
           "inputs; float32 inputs: 1 bf16, 2 bf16x3, 3 bf16x6, 4 tf32)");
     m.def("mma_smem_bytes", &mmrec_cuda_mma_smem_bytes, py::arg("dim"), py::arg("precision"),

@@ -1,16 +1,17 @@
-// Selection and merge pieces of the fused top-k kernels, for csrc/cuda/topk_mma.cu: the result key, the warp
-// radix select / prune of a candidate buffer, and the exact shard merge (log-add-exp of (max, sum) pairs, block
-// radix select, bitonic sort).
+// Selection and merge code shared by the fused top-k kernels (csrc/cuda/topk_kernel.cu, the SIMT / WMMA kernel, and
+// csrc/cuda/topk_mma.cu, the tensor-core kernel) -- defined once, here: the result key, the warp radix select /
+// prune of a candidate buffer, the exact shard merge (log-add-exp of (max, sum) pairs, block radix select, bitonic
+// sort), the launch constants and error codes both launchers share, and their work-memory helpers.
 //
-// These are verbatim copies of the helpers in csrc/cuda/topk_kernel.cu (whose header comment explains them),
-// kept here so the tensor-core kernel could land without touching that file while another change edits it.
-// TODO(merge): once both land, topk_kernel.cu includes this header and drops its copies.
-// Everything is in an anonymous namespace: each translation unit that includes the header owns its copy.
+// Everything is in an anonymous namespace: each translation unit that includes the header owns its copy (the
+// kernels are compiled without relocatable device code, so a kernel must live in the unit that launches it).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 
 #include "common/order_key.h"
 
@@ -19,6 +20,15 @@ namespace sel {
 
 constexpr int kMergeThreads = 256;
 constexpr unsigned kFull = 0xFFFFFFFFu;
+
+// Largest k the merge kernel sorts in shared memory: next_pow2(k) keys of 8 bytes (128 KiB at 16384,
+// within the opt-in limit of sm_80 (163 KiB) and sm_90 (227 KiB)).
+constexpr int kMaxK = 16384;
+
+// Error codes of the launchers, below every cudaError_t value (topk_mma.cu adds its own from -1101).
+constexpr int kErrK = -1001;     // k out of the supported range
+constexpr int kErrArgs = -1002;  // inconsistent sizes / null pointers
+constexpr int kErrSmem = -1003;  // the device cannot give a kernel enough shared memory
 
 // The result key (common/order_key.h, shared with the CPU engine): unsigned order == (score
 // descending, index ascending), -0.0 tied with +0.0, key 0 means "nothing".
@@ -117,7 +127,7 @@ __device__ unsigned long long warp_prune(unsigned long long* buf, int n, int k, 
 __global__ void __launch_bounds__(kMergeThreads)
     merge_kernel(const unsigned long long* __restrict__ work_keys, const int* __restrict__ work_counts,
                  const double* __restrict__ work_max, const double* __restrict__ work_sum, int n_shards, int capacity,
-                 int k, int sort_len, long long* __restrict__ out_idx, float* __restrict__ out_scores,
+                 int k, int sort_len, bool normalizer, long long* __restrict__ out_idx, float* __restrict__ out_scores,
                  double* __restrict__ out_lse) {
     extern __shared__ unsigned long long sorted[];  // sort_len = next_pow2(k) keys
     __shared__ unsigned hist[256];
@@ -130,7 +140,10 @@ __global__ void __launch_bounds__(kMergeThreads)
     const int lane = tid & 31;
     const size_t slot0 = static_cast<size_t>(u) * n_shards;
 
-    if (tid == 0) {
+    if (tid == 0 && !normalizer) {
+        out_lse[u] = NAN;  // not computed (normalizer=False): the shard kernels left work_max / work_sum unset
+        s_fill = 0;
+    } else if (tid == 0) {
         // log-add-exp of the shards' (max, sum) pairs; shards without an eligible item have max -inf.
         double big = -INFINITY;
         for (int s = 0; s < n_shards; ++s) big = work_max[slot0 + s] > big ? work_max[slot0 + s] : big;
@@ -216,6 +229,38 @@ __global__ void __launch_bounds__(kMergeThreads)
         out_idx[u * k + r] = index;
         out_scores[u * k + r] = score;
     }
+}
+
+// ------------------------------------------------------------------------------------------------ host side
+
+inline int pow2_at_least(int x) {
+    int p = 1;
+    while (p < x) p <<= 1;
+    return p;
+}
+
+// The merge kernel's shared-memory sort for k: its length (next_pow2(k)), its bytes, and the opt-in above the
+// default 48 KiB. Returns 0, kErrSmem (the device cannot give that much), or a cudaError_t.
+inline int prepare_merge(int k, int smem_optin, int* sort_len, size_t* merge_smem) {
+    *sort_len = pow2_at_least(k);
+    *merge_smem = static_cast<size_t>(*sort_len) * sizeof(unsigned long long);
+    if (*merge_smem + 4096 > static_cast<size_t>(smem_optin)) return kErrSmem;
+    if (*merge_smem > 48 * 1024)
+        return static_cast<int>(cudaFuncSetAttribute(merge_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     static_cast<int>(*merge_smem)));
+    return 0;
+}
+
+// Work memory: stream-ordered where the device has memory pools, plain cudaMalloc otherwise.
+inline cudaError_t work_alloc(void** ptr, size_t nbytes, cudaStream_t stream, int pools) {
+    return pools ? cudaMallocAsync(ptr, nbytes ? nbytes : 1, stream) : cudaMalloc(ptr, nbytes ? nbytes : 1);
+}
+
+// Frees (a null pointer is a no-op) even after an earlier error (no leak), keeping that first error.
+inline cudaError_t work_free(void* ptr, cudaStream_t stream, int pools, cudaError_t first) {
+    if (!ptr) return first;
+    const cudaError_t err = pools ? cudaFreeAsync(ptr, stream) : cudaFree(ptr);
+    return first != cudaSuccess ? first : err;
 }
 
 }  // namespace sel

@@ -7,18 +7,21 @@
 // never reach device memory
 // -- and then each warp, for each of its 8 users:
 //   1. marks the user's excluded items of this tile -inf, walking the user's sorted CSR row with a
-//      cursor that only moves forward (O(nnz) over the whole catalogue);
+//      cursor that only moves forward (O(nnz) over the whole catalogue), and the items the global
+//      item mask (allow / ban, one byte per item) rules out -- each lane reads its 4 items' mask bytes
+//      once per tile, and a tile with no eligible item is skipped before its scores are computed;
 //   2. folds the tile into the online (max, sum-exp) kept per lane (each lane owns 4 of the tile's
 //      items): float32 running max, float64 running sum of exp(x - max) rescaled only when that max
 //      rises; the 32 lanes' pairs are combined by log-add-exp once, at the end of the shard;
-//      a tile with no eligible item is skipped, so (-inf) - (-inf) is never computed;
+//      a tile with no eligible item is skipped, so (-inf) - (-inf) is never computed; with
+//      normalizer=false (a top-k-only query) this step and its exp work are skipped;
 //   3. appends the items whose (score, index) key beats the user's running threshold to the user's
 //      candidate buffer in device memory; when the buffer would overflow, a warp radix select finds the
 //      k-th best key, compacts the buffer to the k best and raises the threshold to that key.
-// A second kernel (one block per user) merges the shards exactly: log-add-exp of the (max, sum)
-// pairs, a block radix select of the k-th best key over every shard's buffer, and a bitonic sort of
-// the k survivors in shared memory. Ties go to the lower item index because the keys encode it
-// (mmrec_fast/_keys.py: order-preserving score bits high, complemented index low), so every
+// A second kernel (one block per user, csrc/cuda/select.cuh, shared with topk_mma.cu) merges the
+// shards exactly: log-add-exp of the (max, sum) pairs, a block radix select of the k-th best key over
+// every shard's buffer, and a bitonic sort of the k survivors in shared memory. Ties go to the lower item index because
+// the keys encode it (mmrec_fast/_keys.py: order-preserving score bits high, complemented index low), so every
 // comparison, selection and sort orders exactly as the CPU backends do.
 //
 // Plain C ABI (mmrec_cuda_*): the pybind11 layer (module.cpp) is compiled by the host compiler.
@@ -36,6 +39,7 @@
 
 #include "common/order_key.h"
 #include "cuda/cuda_abi.h"
+#include "cuda/select.cuh"
 
 namespace {
 
@@ -45,34 +49,16 @@ constexpr int kDK = 16;        // embedding dimensions per shared-memory stage o
 constexpr int kThreads = 256;  // 16 x 16 threads, each 4 users x 8 items of the tile
 constexpr int kWarps = kThreads / 32;
 constexpr int kUsersPerWarp = kBU / kWarps;
-constexpr int kMergeThreads = 256;
-constexpr unsigned kFull = 0xFFFFFFFFu;
-
-// Largest k the merge kernel sorts in shared memory: next_pow2(k) keys of 8 bytes (128 KiB at 16384,
-// within the opt-in limit of sm_80 (163 KiB) and sm_90 (227 KiB)).
-constexpr int kMaxK = 16384;
-
-// Error codes of our own, below every cudaError_t value.
-constexpr int kErrK = -1001;     // k out of the supported range
-constexpr int kErrArgs = -1002;  // inconsistent sizes / null pointers
-constexpr int kErrSmem = -1003;  // the device cannot give a kernel enough shared memory
+using sel::kErrArgs;
+using sel::kErrK;
+using sel::kErrSmem;
+using sel::kFull;
+using sel::kMaxK;
 
 static_assert(kBU * kBI == kThreads * 32, "each thread owns a 4 x 8 micro-tile");
 static_assert(kBU % kWarps == 0, "users split evenly over warps");
 static_assert(kBI == 4 * 32, "the epilogue reads 4 scores per lane");
 static_assert(kBU == 16 * 4 && kBI == 2 * 16 * 4, "SIMT micro-tiles: 16 x 16 threads, 4 users x (4 + 4) items");
-
-// The result key (common/order_key.h, shared with the CPU engine): unsigned order == (score
-// descending, index ascending), -0.0 tied with +0.0, key 0 means "nothing".
-__device__ __forceinline__ unsigned long long make_key(float score, long long index) {
-    return static_cast<unsigned long long>(mmrec::result_key(score, static_cast<int64_t>(index)));
-}
-
-__device__ __forceinline__ void decode_key(unsigned long long key, float* score, long long* index) {
-    int64_t i;
-    mmrec::decode_result_key(static_cast<uint64_t>(key), score, &i);
-    *index = static_cast<long long>(i);
-}
 
 __device__ __forceinline__ float warp_max(float v) {
     for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, off));
@@ -83,87 +69,6 @@ __device__ __forceinline__ float warp_max(float v) {
 __device__ __forceinline__ double warp_sum(double v) {
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off);
     return v;
-}
-
-// One radix-select step, run by a full warp: in a 256-bin histogram (bins = the next 8 key bits), find
-// the bin holding the `remaining`-th largest key (1-based) and how many keys lie in higher bins.
-// Lane l sums bins 255-8l .. 248-8l (descending order), a warp scan locates the lane, that lane scans
-// its 8 bins. Requires 1 <= remaining <= total count in the histogram.
-__device__ __forceinline__ void find_bin(const unsigned* hist, unsigned remaining, int lane, unsigned* bin,
-                                         unsigned* before) {
-    unsigned local[8];
-    unsigned sum = 0;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-        local[j] = hist[255 - 8 * lane - j];
-        sum += local[j];
-    }
-    unsigned incl = sum;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-        unsigned v = __shfl_up_sync(kFull, incl, off);
-        if (lane >= off) incl += v;
-    }
-    unsigned ballot = __ballot_sync(kFull, incl >= remaining);
-    int src = __ffs(ballot) - 1;
-    unsigned my_bin = 0, my_before = 0;
-    if (lane == src) {
-        unsigned cum = incl - sum;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            if (cum + local[j] >= remaining) {
-                my_bin = 255u - 8u * static_cast<unsigned>(lane) - static_cast<unsigned>(j);
-                my_before = cum;
-                break;
-            }
-            cum += local[j];
-        }
-    }
-    *bin = __shfl_sync(kFull, my_bin, src);
-    *before = __shfl_sync(kFull, my_before, src);
-}
-
-// The `need`-th largest key of buf[0, n) (keys unique, 1 <= need <= n), by one warp: 8 passes of 8 bits.
-__device__ unsigned long long warp_kth_largest(const unsigned long long* buf, int n, int need, unsigned* hist,
-                                               int lane) {
-    unsigned long long prefix = 0, mask = 0;
-    unsigned remaining = static_cast<unsigned>(need);
-    for (int shift = 56; shift >= 0; shift -= 8) {
-        for (int b = lane; b < 256; b += 32) hist[b] = 0;
-        __syncwarp();
-        for (int i = lane; i < n; i += 32) {
-            unsigned long long key = buf[i];
-            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 0xFFu], 1u);
-        }
-        __syncwarp();
-        unsigned bin, before;
-        find_bin(hist, remaining, lane, &bin, &before);
-        prefix |= static_cast<unsigned long long>(bin) << shift;
-        mask |= 0xFFull << shift;
-        remaining -= before;
-        __syncwarp();  // every lane has read the histogram before the next pass clears it
-    }
-    return prefix;
-}
-
-// Keep the k best keys of buf[0, n) (n > k) in buf[0, k), return the k-th best (the new threshold).
-// In-place warp compaction is safe: a key read at position i is written at a position <= i, and all
-// lanes have read their chunk before any lane writes (the ballot orders them).
-__device__ unsigned long long warp_prune(unsigned long long* buf, int n, int k, unsigned* hist, int lane) {
-    __syncwarp();  // appends by other lanes are visible
-    unsigned long long kth = warp_kth_largest(buf, n, k, hist, lane);
-    int out = 0;
-    const unsigned lt = (1u << lane) - 1u;
-    for (int base = 0; base < n; base += 32) {
-        int i = base + lane;
-        unsigned long long key = i < n ? buf[i] : 0ull;
-        bool keep = i < n && key >= kth;
-        unsigned b = __ballot_sync(kFull, keep);
-        if (keep) buf[out + __popc(b & lt)] = key;
-        out += __popc(b);
-        __syncwarp();
-    }
-    return kth;
 }
 
 constexpr int kLdScores = kBI + 4;  // score-tile row stride: a multiple of 4 floats, as WMMA stores need
@@ -341,7 +246,8 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads, 2)
     shard_topk_kernel(const T* __restrict__ users, long long n_users, const T* __restrict__ items, long long n_items,
                       int dim, int k, float inv_t, const long long* __restrict__ excl_indptr,
-                      const long long* __restrict__ excl_indices, long long shard_len, int n_shards, int capacity,
+                      const long long* __restrict__ excl_indices, const uint8_t* __restrict__ item_mask,
+                      bool normalizer, long long shard_len, int n_shards, int capacity,
                       unsigned long long* __restrict__ work_keys, int* __restrict__ work_counts,
                       double* __restrict__ work_max, double* __restrict__ work_sum) {
     __shared__ ScoreSmem smem;
@@ -387,15 +293,32 @@ __global__ void __launch_bounds__(kThreads, 2)
     // warp's users into its own (float32 max, float64 sum of exp(x - max)), so a tile costs no warp
     // reduction; the rescale (one expf) runs only when the lane's max rises, a few times per user. The
     // 32 pairs are combined by log-add-exp once, after the shard. The pairs live in dynamic shared
-    // memory (24 KiB: static shared memory stops at 48 KiB; registers would spill on the 16-bit paths).
+    // memory (24 KiB: static shared memory stops at 48 KiB; registers would spill on the 16-bit paths),
+    // launched only with normalizer=true.
     NormSmem& norm = *reinterpret_cast<NormSmem*>(shard_dynamic_smem);
-    for (int r = 0; r < kUsersPerWarp; ++r) {
-        const int ul = warp * kUsersPerWarp + r;
-        norm.lane_max[ul][lane] = -INFINITY;
-        norm.lane_sum[ul][lane] = 0.0;
+    if (normalizer) {
+        for (int r = 0; r < kUsersPerWarp; ++r) {
+            const int ul = warp * kUsersPerWarp + r;
+            norm.lane_max[ul][lane] = -INFINITY;
+            norm.lane_sum[ul][lane] = 0.0;
+        }
     }
 
     for (long long j0 = s_begin; j0 < s_end; j0 += kBI) {
+        // Item mask: lane l's items of the tile are j0 + l + 32 q in every warp, so each thread reads its 4
+        // bytes once (the warps' reads of the same 128 bytes hit L1). A tile with no eligible item is skipped
+        // by the whole block before any score is computed (the barrier also orders the previous tile's reads).
+        bool eligible[4] = {true, true, true, true};
+        if (item_mask) {
+            bool any = false;
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const long long j = j0 + lane + 32 * q;
+                eligible[q] = j < s_end && item_mask[j] != 0;
+                any |= eligible[q];
+            }
+            if (!__syncthreads_or(any)) continue;
+        }
         score_tile(smem, users, u0, n_users, items, j0, s_end, dim, tid);
         __syncthreads();
 
@@ -406,14 +329,15 @@ __global__ void __launch_bounds__(kThreads, 2)
             if (gu >= n_users) break;  // warp-uniform; later users of this warp are out of range too
             float* row = smem.scores[ul];
 
-            // 1. Exclusion: this tile's ids form a prefix of the rest of the user's sorted CSR row.
+            // 1. Exclusion: this tile's ids form a prefix of the rest of the user's sorted CSR row (after the
+            //    ids of tiles the mask skipped, which are passed over here).
             long long c = s_cursor[ul];
             const long long c_end = s_cend[ul];
             for (;;) {
                 const long long t = c + lane;
                 const long long id = t < c_end ? excl_indices[t] : LLONG_MAX;
                 const bool in = id < tile_end;
-                if (in) row[id - j0] = -INFINITY;
+                if (in && id >= j0) row[id - j0] = -INFINITY;
                 const unsigned b = __ballot_sync(kFull, in);
                 c += __popc(b);
                 if (b != kFull) break;
@@ -423,33 +347,35 @@ __global__ void __launch_bounds__(kThreads, 2)
 
             // 2. Online normaliser (per lane, see above) over the eligible items of the tile.
             float sc[4];
-            float m = -INFINITY;
 #pragma unroll
-            for (int q = 0; q < 4; ++q) {
-                sc[q] = row[lane + 32 * q];
-                if (sc[q] != -INFINITY) m = fmaxf(m, sc[q] * inv_t);
-            }
-            float lane_max = norm.lane_max[ul][lane];
-            double lane_sum = norm.lane_sum[ul][lane];
-            if (m > lane_max) {
-                // From -inf: expf(-inf) = 0 and the sum is 0 anyway. A factor that underflows float32 drops
-                // terms below 1e-38 of the item that set the new max, which itself adds 1.
-                lane_sum *= static_cast<double>(expf(lane_max - m));
-                lane_max = m;
-                norm.lane_max[ul][lane] = m;
-            }
-            float e = 0.0f;
+            for (int q = 0; q < 4; ++q) sc[q] = eligible[q] ? row[lane + 32 * q] : -INFINITY;
+            if (normalizer) {  // uniform: a top-k-only query does no exp work at all
+                float m = -INFINITY;
 #pragma unroll
-            for (int q = 0; q < 4; ++q)
-                if (sc[q] != -INFINITY) e += expf(sc[q] * inv_t - lane_max);
-            norm.lane_sum[ul][lane] = lane_sum + static_cast<double>(e);
+                for (int q = 0; q < 4; ++q)
+                    if (sc[q] != -INFINITY) m = fmaxf(m, sc[q] * inv_t);
+                float lane_max = norm.lane_max[ul][lane];
+                double lane_sum = norm.lane_sum[ul][lane];
+                if (m > lane_max) {
+                    // From -inf: expf(-inf) = 0 and the sum is 0 anyway. A factor that underflows float32 drops
+                    // terms below 1e-38 of the item that set the new max, which itself adds 1.
+                    lane_sum *= static_cast<double>(expf(lane_max - m));
+                    lane_max = m;
+                    norm.lane_max[ul][lane] = m;
+                }
+                float e = 0.0f;
+#pragma unroll
+                for (int q = 0; q < 4; ++q)
+                    if (sc[q] != -INFINITY) e += expf(sc[q] * inv_t - lane_max);
+                norm.lane_sum[ul][lane] = lane_sum + static_cast<double>(e);
+            }
 
             // 3. Threshold filter into the candidate buffer.
             unsigned long long thr = s_thr[ul];
             int cnt = s_cnt[ul];
             unsigned long long key[4];
 #pragma unroll
-            for (int q = 0; q < 4; ++q) key[q] = sc[q] == -INFINITY ? 0ull : make_key(sc[q], j0 + lane + 32 * q);
+            for (int q = 0; q < 4; ++q) key[q] = sc[q] == -INFINITY ? 0ull : sel::make_key(sc[q], j0 + lane + 32 * q);
             unsigned bal[4];
             int n_new = 0;
 #pragma unroll
@@ -461,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, 2)
             unsigned long long* buf = work_keys + (static_cast<size_t>(gu) * n_shards + shard) * capacity;
             if (cnt + n_new > capacity) {
                 // capacity >= k + kBI, so cnt > k here: prune to the best k and raise the threshold.
-                thr = warp_prune(buf, cnt, k, hist[warp], lane);
+                thr = sel::warp_prune(buf, cnt, k, hist[warp], lane);
                 cnt = k;
                 n_new = 0;
 #pragma unroll
@@ -488,6 +414,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int r = 0; r < kUsersPerWarp; ++r) {
         const int ul = warp * kUsersPerWarp + r;
         const long long gu = u0 + ul;
+        const size_t slot = static_cast<size_t>(gu) * n_shards + shard;
+        if (lane == 0 && gu < n_users) work_counts[slot] = s_cnt[ul];
+        if (!normalizer) continue;  // the merge kernel reads no (max, sum) then
         // log-add-exp of the 32 lanes' pairs; lanes that saw no eligible item (max -inf) add nothing.
         const float lane_max = norm.lane_max[ul][lane];
         const float big = warp_max(lane_max);
@@ -496,134 +425,10 @@ __global__ void __launch_bounds__(kThreads, 2)
                                                         exp(static_cast<double>(lane_max) - static_cast<double>(big));
         const double total = warp_sum(term);
         if (lane == 0 && gu < n_users) {
-            const size_t slot = static_cast<size_t>(gu) * n_shards + shard;
-            work_counts[slot] = s_cnt[ul];
             work_max[slot] = static_cast<double>(big);
             work_sum[slot] = total;
         }
     }
-}
-
-// One block per user: exact merge of the shards' buffers into the sorted top-k and the normaliser.
-__global__ void __launch_bounds__(kMergeThreads)
-    merge_kernel(const unsigned long long* __restrict__ work_keys, const int* __restrict__ work_counts,
-                 const double* __restrict__ work_max, const double* __restrict__ work_sum, int n_shards, int capacity,
-                 int k, int sort_len, long long* __restrict__ out_idx, float* __restrict__ out_scores,
-                 double* __restrict__ out_lse) {
-    extern __shared__ unsigned long long sorted[];  // sort_len = next_pow2(k) keys
-    __shared__ unsigned hist[256];
-    __shared__ unsigned long long s_prefix;
-    __shared__ unsigned s_remaining;
-    __shared__ int s_fill;
-
-    const long long u = blockIdx.x;
-    const int tid = threadIdx.x;
-    const int lane = tid & 31;
-    const size_t slot0 = static_cast<size_t>(u) * n_shards;
-
-    if (tid == 0) {
-        // log-add-exp of the shards' (max, sum) pairs; shards without an eligible item have max -inf.
-        double big = -INFINITY;
-        for (int s = 0; s < n_shards; ++s) big = work_max[slot0 + s] > big ? work_max[slot0 + s] : big;
-        double lse = -INFINITY;
-        if (big != -INFINITY) {
-            double total = 0.0;
-            for (int s = 0; s < n_shards; ++s)
-                if (work_max[slot0 + s] != -INFINITY) total += work_sum[slot0 + s] * exp(work_max[slot0 + s] - big);
-            lse = big + log(total);
-        }
-        out_lse[u] = lse;
-        s_fill = 0;
-    }
-
-    int total = 0;
-    for (int s = 0; s < n_shards; ++s) total += work_counts[slot0 + s];
-    const int need = total < k ? total : k;
-
-    // Threshold key: the need-th best over all shards (every key when they are no more than k).
-    unsigned long long kth = 1ull;
-    if (need < total) {
-        unsigned long long prefix = 0, mask = 0;
-        if (tid == 0) s_remaining = static_cast<unsigned>(need);
-        for (int shift = 56; shift >= 0; shift -= 8) {
-            for (int b = tid; b < 256; b += kMergeThreads) hist[b] = 0;
-            __syncthreads();
-            for (int s = 0; s < n_shards; ++s) {
-                const unsigned long long* buf = work_keys + (slot0 + s) * capacity;
-                const int cnt = work_counts[slot0 + s];
-                for (int i = tid; i < cnt; i += kMergeThreads) {
-                    const unsigned long long key = buf[i];
-                    if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 0xFFu], 1u);
-                }
-            }
-            __syncthreads();
-            if (tid < 32) {
-                unsigned bin, before;
-                find_bin(hist, s_remaining, lane, &bin, &before);
-                if (lane == 0) {
-                    s_prefix = prefix | (static_cast<unsigned long long>(bin) << shift);
-                    s_remaining -= before;
-                }
-            }
-            __syncthreads();
-            prefix = s_prefix;
-            mask |= 0xFFull << shift;
-        }
-        kth = prefix;
-    }
-    __syncthreads();
-
-    // Gather the survivors (exactly `need`: keys are unique), pad to a power of two, bitonic sort.
-    for (int s = 0; s < n_shards; ++s) {
-        const unsigned long long* buf = work_keys + (slot0 + s) * capacity;
-        const int cnt = work_counts[slot0 + s];
-        for (int i = tid; i < cnt; i += kMergeThreads) {
-            const unsigned long long key = buf[i];
-            if (key >= kth) sorted[atomicAdd(&s_fill, 1)] = key;
-        }
-    }
-    for (int i = need + tid; i < sort_len; i += kMergeThreads) sorted[i] = 0ull;
-    __syncthreads();
-    for (int size = 2; size <= sort_len; size <<= 1) {
-        for (int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (int i = tid; i < sort_len; i += kMergeThreads) {
-                const int j = i ^ stride;
-                if (j > i) {
-                    const unsigned long long a = sorted[i], b = sorted[j];
-                    const bool descending = (i & size) == 0;
-                    if (descending ? a < b : a > b) {
-                        sorted[i] = b;
-                        sorted[j] = a;
-                    }
-                }
-            }
-            __syncthreads();
-        }
-    }
-    for (int r = tid; r < k; r += kMergeThreads) {
-        float score = -INFINITY;
-        long long index = -1;
-        if (r < need) decode_key(sorted[r], &score, &index);
-        out_idx[u * k + r] = index;
-        out_scores[u * k + r] = score;
-    }
-}
-
-// Work memory: stream-ordered where the device has memory pools, plain cudaMalloc otherwise.
-cudaError_t work_alloc(void** ptr, size_t nbytes, cudaStream_t stream, int pools) {
-    return pools ? cudaMallocAsync(ptr, nbytes, stream) : cudaMalloc(ptr, nbytes);
-}
-
-// Frees even after an earlier error (no leak), keeping that first error.
-cudaError_t work_free(void* ptr, cudaStream_t stream, int pools, cudaError_t first) {
-    cudaError_t err = pools ? cudaFreeAsync(ptr, stream) : cudaFree(ptr);
-    return first != cudaSuccess ? first : err;
-}
-
-int next_pow2(int x) {
-    int p = 1;
-    while (p < x) p <<= 1;
-    return p;
 }
 
 }  // namespace
@@ -678,14 +483,16 @@ int mmrec_cuda_topk_plan(long long n_users, long long n_items, int k, int capaci
 
 // Top-k of users (U x d) against items (I x d), row-major device pointers of one element type
 // (`dtype`: 0 float32 on the SIMT path, 1 float16 or 2 bfloat16 on tensor cores), on `stream` of
-// `device`. Exclusion CSR (int64 indptr of U + 1, sorted indices) in device memory. Outputs (device):
-// out_idx (U x k) int64, out_scores (U x k) float32, out_lse (U,) float64 (of score * inv_t).
-// Requires 1 <= k <= min(n_items, kMaxK). Work memory (at most ~workspace_bytes) is allocated
-// stream-ordered and released before returning; the call does not synchronise the stream.
+// `device`. Exclusion CSR (int64 indptr of U + 1, sorted indices) in device memory; `item_mask`
+// (device, n_items bytes, 0 = ineligible for every user) or null; `normalizer` 0 skips the exp work
+// and writes NaN to out_lse. Outputs (device): out_idx (U x k) int64, out_scores (U x k) float32,
+// out_lse (U,) float64 (of score * inv_t). Requires 1 <= k <= min(n_items, kMaxK). Work memory
+// (at most ~workspace_bytes) is allocated stream-ordered and released before returning; the call
+// does not synchronise the stream.
 int mmrec_cuda_topk(const void* users, long long n_users, const void* items, long long n_items, int dim, int dtype,
-                    int k, float inv_t, const long long* excl_indptr, const long long* excl_indices, int capacity,
-                    long long workspace_bytes, long long* out_idx, float* out_scores, double* out_lse, int device,
-                    void* stream_handle) {
+                    int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
+                    const uint8_t* item_mask, int normalizer, int capacity, long long workspace_bytes,
+                    long long* out_idx, float* out_scores, double* out_lse, int device, void* stream_handle) {
     if (n_users == 0) return 0;
     if (k < 1 || k > kMaxK || k > n_items) return kErrK;
     if (!users || !items || !excl_indptr || !out_idx || !out_scores || !out_lse || dim < 1 || n_items < 1 ||
@@ -709,16 +516,9 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
         if ((err = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess) break;
         if ((err = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) != cudaSuccess)
             break;
-        const int sort_len = next_pow2(k);
-        const size_t merge_smem = static_cast<size_t>(sort_len) * sizeof(unsigned long long);
-        if (merge_smem + 4096 > static_cast<size_t>(smem_optin)) {
-            code = kErrSmem;
-            break;
-        }
-        if (merge_smem > 48 * 1024 &&
-            (err = cudaFuncSetAttribute(merge_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(merge_smem))) != cudaSuccess)
-            break;
+        int sort_len = 0;
+        size_t merge_smem = 0;
+        if ((code = sel::prepare_merge(k, smem_optin, &sort_len, &merge_smem)) != 0) break;
 
         int n_shards = 1;
         long long shard_len = n_items, batch = n_users;
@@ -727,14 +527,17 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
             break;
         const size_t slots = static_cast<size_t>(batch) * n_shards;
         if ((err = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device)) != cudaSuccess) break;
-        if ((err = work_alloc(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long), stream,
-                              pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long),
+                                   stream, pools)) != cudaSuccess)
             break;
-        if ((err = work_alloc(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream, pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream, pools)) !=
+            cudaSuccess)
             break;
-        if ((err = work_alloc(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) !=
+            cudaSuccess)
             break;
-        if ((err = work_alloc(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) !=
+            cudaSuccess)
             break;
 
         // The shard kernel's per-lane normaliser state is dynamic shared memory on top of its static part.
@@ -743,7 +546,7 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
                                             : reinterpret_cast<const void*>(shard_topk_kernel<__nv_bfloat16>);
         cudaFuncAttributes shard_attr;
         if ((err = cudaFuncGetAttributes(&shard_attr, shard_fn)) != cudaSuccess) break;
-        const size_t norm_smem = sizeof(NormSmem);
+        const size_t norm_smem = normalizer ? sizeof(NormSmem) : 0;
         if (shard_attr.sharedSizeBytes + norm_smem > static_cast<size_t>(smem_optin)) {
             code = kErrSmem;
             break;
@@ -751,6 +554,7 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
         if ((err = cudaFuncSetAttribute(shard_fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(norm_smem))) != cudaSuccess)
             break;
+        const bool norm = normalizer != 0;
 
         for (long long b0 = 0; b0 < n_users; b0 += batch) {
             const long long nb = n_users - b0 < batch ? n_users - b0 : batch;
@@ -759,20 +563,22 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
             if (dtype == 0) {
                 shard_topk_kernel<float><<<grid, kThreads, norm_smem, stream>>>(
                     static_cast<const float*>(users) + b0 * dim, nb, static_cast<const float*>(items), n_items, dim, k,
-                    inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts, maxs, sums);
+                    inv_t, excl_indptr + b0, excl_indices, item_mask, norm, shard_len, n_shards, capacity, keys, counts,
+                    maxs, sums);
             } else if (dtype == 1) {
                 shard_topk_kernel<__half><<<grid, kThreads, norm_smem, stream>>>(
                     static_cast<const __half*>(users) + b0 * dim, nb, static_cast<const __half*>(items), n_items, dim,
-                    k, inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts, maxs, sums);
+                    k, inv_t, excl_indptr + b0, excl_indices, item_mask, norm, shard_len, n_shards, capacity, keys,
+                    counts, maxs, sums);
             } else {
                 shard_topk_kernel<__nv_bfloat16><<<grid, kThreads, norm_smem, stream>>>(
                     static_cast<const __nv_bfloat16*>(users) + b0 * dim, nb, static_cast<const __nv_bfloat16*>(items),
-                    n_items, dim, k, inv_t, excl_indptr + b0, excl_indices, shard_len, n_shards, capacity, keys, counts,
-                    maxs, sums);
+                    n_items, dim, k, inv_t, excl_indptr + b0, excl_indices, item_mask, norm, shard_len, n_shards,
+                    capacity, keys, counts, maxs, sums);
             }
             if ((err = cudaGetLastError()) != cudaSuccess) break;
-            merge_kernel<<<static_cast<unsigned>(nb), kMergeThreads, merge_smem, stream>>>(
-                keys, counts, maxs, sums, n_shards, capacity, k, sort_len, out_idx + b0 * k, out_scores + b0 * k,
+            sel::merge_kernel<<<static_cast<unsigned>(nb), sel::kMergeThreads, merge_smem, stream>>>(
+                keys, counts, maxs, sums, n_shards, capacity, k, sort_len, norm, out_idx + b0 * k, out_scores + b0 * k,
                 out_lse + b0);
             if ((err = cudaGetLastError()) != cudaSuccess) break;
         }
@@ -782,10 +588,10 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
     // report the first error of the call.
     cudaError_t free_err = cudaSuccess;
     if (!pools && (keys || counts || maxs || sums)) free_err = cudaStreamSynchronize(stream);
-    if (keys) free_err = work_free(keys, stream, pools, free_err);
-    if (counts) free_err = work_free(counts, stream, pools, free_err);
-    if (maxs) free_err = work_free(maxs, stream, pools, free_err);
-    if (sums) free_err = work_free(sums, stream, pools, free_err);
+    free_err = sel::work_free(keys, stream, pools, free_err);
+    free_err = sel::work_free(counts, stream, pools, free_err);
+    free_err = sel::work_free(maxs, stream, pools, free_err);
+    free_err = sel::work_free(sums, stream, pools, free_err);
     cudaError_t restore_err = cudaSetDevice(previous);
     if (code != 0) return code;
     if (err != cudaSuccess) return static_cast<int>(err);

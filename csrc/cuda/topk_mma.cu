@@ -20,22 +20,23 @@
 // tile loads while this one is multiplied and filtered). Each warp computes its 16 x 64 score tile as 8
 // m16n8 accumulators; lane (g, t) = (lane / 4, lane % 4) holds users g and g + 8, items 8f + 2t + {0, 1}. The
 // epilogue works on those registers:
-//   1. exclusions: lanes 0..15 keep their user's next excluded id; one ballot per tile says which users have one
-//      in the tile (usually none); those users' ids become a 64-bit mask per user in shared memory;
+//   1. filters: the global item mask (allow / ban, one byte per item) arrives as the tile's 64-bit eligibility
+//      word, which the block computed while looking for the next tile with an eligible item (tiles without one are
+//      neither loaded nor multiplied); exclusions: lanes 0..15 keep their user's next excluded id; one ballot per
+//      tile says which users have one in the tile (usually none); those users' ids become a 64-bit mask per user
+//      in shared memory;
 //   2. online normaliser in the engine's difference-first form: per (lane, user) a float32 running max m of the
 //      raw scores and a float64 running sum of exp((s - m) / T) (base 2: ex2((s - m) * log2(e) / T)), rescaled
-//      only when m rises; the 4 lanes of a user are combined by log-add-exp at the end of the shard;
+//      only when m rises; the 4 lanes of a user are combined by log-add-exp at the end of the shard; skipped
+//      entirely with normalizer=false (a top-k-only query);
 //   3. threshold filter: a float compare against the user's k-th best score so far, the exact (score, index) key
 //      only for items that reach it; survivors are appended to the user's candidate buffer in device memory at
 //      offsets from a 4-lane scan; a buffer that would overflow is pruned to its k best by the warp radix select
 //      of select.cuh, which raises the user's threshold.
-// The merge kernel (select.cuh) then merges shards exactly, as for the SIMT kernel.
+// The merge kernel (select.cuh, shared with the SIMT kernel) then merges shards exactly.
 //
 // Hopper: mma.sync runs on sm_90 as on sm_80; warpgroup MMA (wgmma) and TMA are not used yet (docs/gpu.md). The
 // launcher refuses devices below sm_80 at run time.
-//
-// TODO(item_mask): H2 adds a per-item eligibility mask to every backend; here it belongs in step 1 (AND the
-// tile's 64 mask bits into every user's exclusion mask), costing one 64-bit load per tile.
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -57,7 +58,6 @@ constexpr int kUsersMma = 16 * kWarpsMma;  // users per block: one m16 row block
 constexpr int kItemsMma = 64;              // items per streamed tile
 constexpr int kFrags = kItemsMma / 8;      // n8 accumulators per warp
 constexpr int kStages = 2;                 // item tiles in flight
-constexpr int kMaxKMma = 16384;            // the merge kernel's shared-memory sort, as in topk_kernel.cu
 constexpr unsigned kFullMask = 0xFFFFFFFFu;
 
 // Precisions (the Python side's names in mmrec_fast/backends/cuda_backend.py).
@@ -67,10 +67,9 @@ constexpr int kBf16x3 = 2;    // float32 -> bf16 hi + lo, 3 products
 constexpr int kBf16x6 = 3;    // float32 -> bf16 hi + mid + lo, 6 products
 constexpr int kTf32 = 4;      // float32 -> tf32 (lossy opt-in)
 
-// Error codes of this launcher (topk_kernel.cu's own are -1001 .. -1003 and mean the same here).
-constexpr int kErrK = -1001;
-constexpr int kErrArgs = -1002;
-constexpr int kErrSmem = -1003;
+// Error codes of this launcher beside select.cuh's shared -1001 .. -1003.
+using sel::kErrArgs;
+using sel::kErrK;
 constexpr int kErrArch = -1101;       // device below sm_80
 constexpr int kErrPrecision = -1102;  // precision / dtype combination not supported
 constexpr int kErrDimSmem = -1103;    // dim too large for the shared-memory operand tiles
@@ -210,6 +209,33 @@ __device__ __forceinline__ void load_rows(uint32_t* dst, const uint32_t* src, lo
     }
 }
 
+// With an item mask: the first tile at or after `from` (a tile boundary) that holds an eligible item, and its
+// eligibility word (bit c: item tile + c eligible; 0 beyond s_end); s_end when there is none. Run by the whole
+// block (the result is block-uniform): 128 threads read two tiles' mask bytes per step, and the 4 warps' ballots
+// meet in shared memory.
+__device__ long long next_live_tile(const uint8_t* __restrict__ item_mask, long long from, long long s_end,
+                                    unsigned* words, unsigned long long* word, int tid) {
+    for (long long base = from; base < s_end; base += 2 * kItemsMma) {
+        const long long j = base + tid;
+        const unsigned b = __ballot_sync(kFullMask, j < s_end && item_mask[j] != 0);
+        if ((tid & 31) == 0) words[tid >> 5] = b;
+        __syncthreads();
+        const unsigned long long w0 = words[0] | static_cast<unsigned long long>(words[1]) << 32;
+        const unsigned long long w1 = words[2] | static_cast<unsigned long long>(words[3]) << 32;
+        __syncthreads();  // every thread has read the words before the next step overwrites them
+        if (w0) {
+            *word = w0;
+            return base;
+        }
+        if (w1) {
+            *word = w1;
+            return base + kItemsMma;
+        }
+    }
+    *word = 0ull;
+    return s_end;
+}
+
 __device__ __forceinline__ float fast_exp2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
@@ -234,12 +260,14 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
     mma_shard_kernel(const uint32_t* __restrict__ users, long long user_plane_stride, long long n_users,
                      const uint32_t* __restrict__ items, long long item_plane_stride, long long n_items, int words,
                      int k, float inv_t, float scale2, const long long* __restrict__ excl_indptr,
-                     const long long* __restrict__ excl_indices, long long shard_len, int n_shards, int capacity,
-                     unsigned long long* __restrict__ work_keys, int* __restrict__ work_counts,
-                     double* __restrict__ work_max, double* __restrict__ work_sum) {
+                     const long long* __restrict__ excl_indices, const uint8_t* __restrict__ item_mask, bool normalizer,
+                     long long shard_len, int n_shards, int capacity, unsigned long long* __restrict__ work_keys,
+                     int* __restrict__ work_counts, double* __restrict__ work_max, double* __restrict__ work_sum) {
     extern __shared__ __align__(16) uint32_t mma_smem[];
     __shared__ unsigned hist[kWarpsMma][256];
     __shared__ unsigned long long excl_mask[kWarpsMma][16];
+    __shared__ unsigned mask_words[kWarpsMma];
+    __shared__ unsigned long long s_live[kStages];  // eligibility word of the tile in each stage (item mask only)
 
     const int tid = threadIdx.x;
     const int lane = tid & 31;
@@ -256,8 +284,13 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
     uint32_t* si = mma_smem + P * kUsersMma * ldw;  // kStages x P x 64 items x ldw
     const int stage_words = P * kItemsMma * ldw;
 
+    // The first tile with an eligible item (every tile is one without a mask) and its eligibility word.
+    // The word lives in shared memory (block-uniform, read once per tile), not in registers the MMAs need.
+    unsigned long long live = ~0ull;
+    long long j0 = item_mask ? next_live_tile(item_mask, s_begin, s_end, mask_words, &live, tid) : s_begin;
+    if (tid == 0) s_live[0] = live;
     load_rows<kUsersMma>(su, users, user_plane_stride, u0, n_users, words, ldw, P, tid);
-    load_rows<kItemsMma>(si, items, item_plane_stride, s_begin, s_end, words, ldw, P, tid);
+    if (j0 < s_end) load_rows<kItemsMma>(si, items, item_plane_stride, j0, s_end, words, ldw, P, tid);
     cp_async_commit();
 
     // Rows g and g + 8 of this warp's 16 users.
@@ -292,12 +325,16 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
     int cnt[2] = {0, 0};
 
     int stage = 0;
-    for (long long j0 = s_begin; j0 < s_end; j0 += kItemsMma, stage ^= 1) {
+    while (j0 < s_end) {
         cp_async_wait_all();
         __syncthreads();  // this tile is visible, and every warp is done with the stage loaded next
-        if (j0 + kItemsMma < s_end) {
-            load_rows<kItemsMma>(si + (stage ^ 1) * stage_words, items, item_plane_stride, j0 + kItemsMma, s_end, words,
-                                 ldw, P, tid);
+        unsigned long long next_live = ~0ull;
+        const long long jn =
+            item_mask ? next_live_tile(item_mask, j0 + kItemsMma, s_end, mask_words, &next_live, tid) : j0 + kItemsMma;
+        if (tid == 0) s_live[stage ^ 1] = next_live;  // read after the next iteration's barrier
+        if (jn < s_end) {
+            load_rows<kItemsMma>(si + (stage ^ 1) * stage_words, items, item_plane_stride, jn, s_end, words, ldw, P,
+                                 tid);
             cp_async_commit();
         }
 
@@ -355,7 +392,15 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
                     if (j0 + 8 * f + 2 * t + (q & 1) >= tile_end) acc[f][q] = -INFINITY;
         }
 
-        // 1. Exclusions of this tile (TODO(item_mask): AND the tile's item-mask bits in here).
+        // 1. Filters: the item mask's word of this tile (uniform test), then the users' exclusions of the tile.
+        if (item_mask) {
+            const unsigned long long live = s_live[stage];
+#pragma unroll
+            for (int f = 0; f < kFrags; ++f)
+#pragma unroll
+                for (int q = 0; q < 4; ++q)
+                    if (!((live >> (8 * f + 2 * t + (q & 1))) & 1ull)) acc[f][q] = -INFINITY;
+        }
         unsigned pending = __ballot_sync(kFullMask, next_id < tile_end);
         if (pending) {
             const unsigned users_with_ids = pending;
@@ -367,8 +412,8 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
                 for (;;) {
                     const long long pos = c + lane;
                     const long long id = pos < c_end ? excl_indices[pos] : LLONG_MAX;
-                    const bool in = id < tile_end;
-                    if (in) atomicOr(&excl_mask[warp][r], 1ull << (id - j0));
+                    const bool in = id < tile_end;  // ids of tiles the mask skipped are passed over here
+                    if (in && id >= j0) atomicOr(&excl_mask[warp][r], 1ull << (id - j0));
                     const unsigned b = __ballot_sync(kFullMask, in);
                     c += __popc(b);
                     if (b != kFullMask) break;
@@ -392,9 +437,9 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
             __syncwarp();
         }
 
-        // 2. Online normaliser (difference first, base 2), per lane and row.
+        // 2. Online normaliser (difference first, base 2), per lane and row; none for a top-k-only query.
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
+        for (int h = 0; h < 2 && normalizer; ++h) {
             float m = -INFINITY;
 #pragma unroll
             for (int f = 0; f < kFrags; ++f) m = fmaxf(m, fmaxf(acc[f][2 * h], acc[f][2 * h + 1]));
@@ -482,11 +527,16 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
             }
             break;
         }
+        j0 = jn;
+        stage ^= 1;
     }
+    cp_async_wait_all();  // a shard without an eligible tile still has the users' copy in flight
 
     // Log-add-exp of the quad's 4 (max, sum) pairs per row; lanes that saw no eligible item add nothing.
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
+        if (t == 0 && row_valid[h]) work_counts[static_cast<size_t>(row_user[h]) * n_shards + shard] = cnt[h];
+        if (!normalizer) continue;  // the merge kernel reads no (max, sum) then
         float big = run_max[h];
         big = fmaxf(big, __shfl_xor_sync(kFullMask, big, 1));
         big = fmaxf(big, __shfl_xor_sync(kFullMask, big, 2));
@@ -498,7 +548,6 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
         term += __shfl_xor_sync(kFullMask, term, 2);
         if (t == 0 && row_valid[h]) {
             const size_t slot = static_cast<size_t>(row_user[h]) * n_shards + shard;
-            work_counts[slot] = cnt[h];
             work_max[slot] = static_cast<double>(big) * static_cast<double>(inv_t);
             work_sum[slot] = term;
         }
@@ -506,8 +555,8 @@ __global__ void __launch_bounds__(kThreadsMma, 2)
 }
 
 using ShardKernel = void (*)(const uint32_t*, long long, long long, const uint32_t*, long long, long long, int, int,
-                             float, float, const long long*, const long long*, long long, int, int, unsigned long long*,
-                             int*, double*, double*);
+                             float, float, const long long*, const long long*, const uint8_t*, bool, long long, int,
+                             int, unsigned long long*, int*, double*, double*);
 
 ShardKernel pick_kernel(int dtype, int precision) {
     switch (precision) {
@@ -531,22 +580,6 @@ int planes_of(int precision) {
 // Operand words per row: whole k-steps of 8 words (16 16-bit elements, or 8 tf32 elements).
 int words_of(int dim, int precision) {
     return precision == kTf32 ? (dim + 7) / 8 * 8 : (dim + 15) / 16 * 8;
-}
-
-cudaError_t alloc_async(void** ptr, size_t nbytes, cudaStream_t stream, int pools) {
-    return pools ? cudaMallocAsync(ptr, nbytes ? nbytes : 1, stream) : cudaMalloc(ptr, nbytes ? nbytes : 1);
-}
-
-cudaError_t free_async(void* ptr, cudaStream_t stream, int pools, cudaError_t first) {
-    if (!ptr) return first;
-    const cudaError_t err = pools ? cudaFreeAsync(ptr, stream) : cudaFree(ptr);
-    return first != cudaSuccess ? first : err;
-}
-
-int pow2_at_least(int x) {
-    int p = 1;
-    while (p < x) p <<= 1;
-    return p;
 }
 
 }  // namespace
@@ -576,10 +609,10 @@ long long mmrec_cuda_mma_smem_bytes(int dim, int precision) {
 // plus `precision` (kNative16 for float16 / bfloat16 inputs; kBf16, kBf16x3, kBf16x6 or kTf32 for float32).
 int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items, long long n_items, int dim, int dtype,
                         int precision, int k, float inv_t, const long long* excl_indptr, const long long* excl_indices,
-                        int capacity, long long workspace_bytes, long long* out_idx, float* out_scores, double* out_lse,
-                        int device, void* stream_handle) {
+                        const uint8_t* item_mask, int normalizer, int capacity, long long workspace_bytes,
+                        long long* out_idx, float* out_scores, double* out_lse, int device, void* stream_handle) {
     if (n_users == 0) return 0;
-    if (k < 1 || k > kMaxKMma || k > n_items) return kErrK;
+    if (k < 1 || k > sel::kMaxK || k > n_items) return kErrK;
     if (!users || !items || !excl_indptr || !out_idx || !out_scores || !out_lse || dim < 1 || n_items < 1 ||
         n_items >= 0xFFFFFFFFLL || capacity < k + 2 * kItemsMma || dtype < 0 || dtype > 2)
         return kErrArgs;
@@ -608,16 +641,9 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
         if ((err = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess) break;
         if ((err = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device)) != cudaSuccess)
             break;
-        const int sort_len = pow2_at_least(k);
-        const size_t merge_smem = static_cast<size_t>(sort_len) * sizeof(unsigned long long);
-        if (merge_smem + 4096 > static_cast<size_t>(smem_optin)) {
-            code = kErrSmem;
-            break;
-        }
-        if (merge_smem > 48 * 1024 &&
-            (err = cudaFuncSetAttribute(sel::merge_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(merge_smem))) != cudaSuccess)
-            break;
+        int sort_len = 0;
+        size_t merge_smem = 0;
+        if ((code = sel::prepare_merge(k, smem_optin, &sort_len, &merge_smem)) != 0) break;
 
         const int words = words_of(dim, precision);
         const int planes = planes_of(precision);
@@ -645,10 +671,10 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
         // Operand planes of the whole call (the catalogue's planes are the size of a float32 copy at bf16x3).
         const size_t user_words = static_cast<size_t>(n_users) * words;
         const size_t item_words = static_cast<size_t>(n_items) * words;
-        if ((err = alloc_async(reinterpret_cast<void**>(&user_planes), user_words * planes * 4, stream, pools)) !=
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&user_planes), user_words * planes * 4, stream, pools)) !=
             cudaSuccess)
             break;
-        if ((err = alloc_async(reinterpret_cast<void**>(&item_planes), item_words * planes * 4, stream, pools)) !=
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&item_planes), item_words * planes * 4, stream, pools)) !=
             cudaSuccess)
             break;
         const int pack_blocks = 4 * sm_count;
@@ -658,14 +684,17 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
         if ((err = cudaGetLastError()) != cudaSuccess) break;
 
         const size_t slots = static_cast<size_t>(batch) * n_shards;
-        if ((err = alloc_async(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long), stream,
-                               pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long),
+                                   stream, pools)) != cudaSuccess)
             break;
-        if ((err = alloc_async(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream, pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream, pools)) !=
+            cudaSuccess)
             break;
-        if ((err = alloc_async(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) !=
+            cudaSuccess)
             break;
-        if ((err = alloc_async(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) != cudaSuccess)
+        if ((err = sel::work_alloc(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) !=
+            cudaSuccess)
             break;
 
         const float scale2 = inv_t * 1.44269504088896340736f;  // log2(e) / T: exp(x / T) = ex2(x * scale2)
@@ -675,11 +704,11 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
             kernel<<<grid, kThreadsMma, static_cast<size_t>(dyn_smem), stream>>>(
                 user_planes + b0 * words, static_cast<long long>(user_words), nb, item_planes,
                 static_cast<long long>(item_words), n_items, words, k, inv_t, scale2, excl_indptr + b0, excl_indices,
-                shard_len, n_shards, capacity, keys, counts, maxs, sums);
+                item_mask, normalizer != 0, shard_len, n_shards, capacity, keys, counts, maxs, sums);
             if ((err = cudaGetLastError()) != cudaSuccess) break;
             sel::merge_kernel<<<static_cast<unsigned>(nb), sel::kMergeThreads, merge_smem, stream>>>(
-                keys, counts, maxs, sums, n_shards, capacity, k, sort_len, out_idx + b0 * k, out_scores + b0 * k,
-                out_lse + b0);
+                keys, counts, maxs, sums, n_shards, capacity, k, sort_len, normalizer != 0, out_idx + b0 * k,
+                out_scores + b0 * k, out_lse + b0);
             if ((err = cudaGetLastError()) != cudaSuccess) break;
         }
     } while (false);
@@ -687,12 +716,12 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
     cudaError_t free_err = cudaSuccess;
     if (!pools && (user_planes || item_planes || keys || counts || maxs || sums))
         free_err = cudaStreamSynchronize(stream);
-    free_err = free_async(user_planes, stream, pools, free_err);
-    free_err = free_async(item_planes, stream, pools, free_err);
-    free_err = free_async(keys, stream, pools, free_err);
-    free_err = free_async(counts, stream, pools, free_err);
-    free_err = free_async(maxs, stream, pools, free_err);
-    free_err = free_async(sums, stream, pools, free_err);
+    free_err = sel::work_free(user_planes, stream, pools, free_err);
+    free_err = sel::work_free(item_planes, stream, pools, free_err);
+    free_err = sel::work_free(keys, stream, pools, free_err);
+    free_err = sel::work_free(counts, stream, pools, free_err);
+    free_err = sel::work_free(maxs, stream, pools, free_err);
+    free_err = sel::work_free(sums, stream, pools, free_err);
     const cudaError_t restore_err = cudaSetDevice(previous);
     if (code != 0) return code;
     if (err != cudaSuccess) return static_cast<int>(err);

@@ -16,6 +16,11 @@ buffer (pruned by a warp radix select when full), and a final kernel merges item
 source's header comment for the algorithm. k is limited to :data:`MAX_K` (16384) by the shared-memory
 sort of the final merge.
 
+Filters run in the kernels: the engine's item mask (allow / ban, one byte per item) goes to the device as
+it is -- uploaded once per (device, stream) and reused while the next call's mask has the same bytes -- and
+masked items are treated like excluded ones (never listed, not in the normaliser); tiles without an
+eligible item are skipped. ``normalizer=False`` skips the kernels' exp work.
+
 A second kernel, ``csrc/cuda/topk_mma.cu`` (``_cuda.topk_mma``), computes the score tiles with ``mma.sync``
 on tensor cores and filters them in registers; float32 inputs are split into bf16 planes ("bf16x6":
 float32-level; "bf16x3": ~16 bits) or rounded once ("tf32", "bf16": lossy). It is opt-in through the
@@ -29,7 +34,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +54,11 @@ if not hasattr(_cuda, "topk"):
         "mmrec_fast._cuda was built without the top-k kernels (stale build); "
         "rebuild with `python setup.py build_ext --inplace`"
     )
+# 2: the kernels take the item mask and the normalizer flag (an older build would misread the arguments).
+if getattr(_cuda, "abi_version", lambda: 1)() < 2:
+    raise ImportError(
+        "mmrec_fast._cuda predates in-kernel filters (stale build); rebuild with `python setup.py build_ext --inplace`"
+    )
 _count, _reason = _cuda.device_count()
 if _count == 0:
     raise ImportError(f"no CUDA device ({_reason})")
@@ -59,9 +71,8 @@ WORKSPACE_BYTES = 1 << 30
 KERNEL_ITEM_TILE = 128
 # Users per engine call: the launcher batches internally by workspace, so one call per ~2e13 MACs.
 CHUNK_MACS = 20_000_000_000_000
-# An item mask is folded into the exclusion lists of at most this many (user, item) entries per launch
-# (512 MB of int64 on the host and the device).
-MASK_FOLD_ENTRIES = 1 << 26
+# Device copies of item masks kept for reuse: one per (device, array family, stream), the most recent few.
+MASK_CACHE_ENTRIES = 8
 
 
 # Element types the kernel takes: float32 on the SIMT path, float16 / bfloat16 on tensor cores.
@@ -214,6 +225,54 @@ def _device_ptr(x) -> int:
     return int(x.data_ptr()) if _arrays.family(x) == "torch" else int(x.data.ptr)
 
 
+class _DeviceMasks:
+    """Device copies of recent item masks, one per (device, family, stream), reused while the bytes match.
+
+    The engine builds a new mask array per call (and a caller's own boolean mask may change in place), so
+    a copy is matched by content, not identity: one comparison of I bytes on the host instead of an
+    allocation and a host-to-device copy. Keying by stream keeps reuse stream-ordered: a replaced copy is
+    freed to its framework's allocator, which reuses it only behind the kernels already queued there.
+    """
+
+    def __init__(self, size: int):
+        self._size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, tuple[np.ndarray, Any]] = OrderedDict()
+
+    def get(self, mask: np.ndarray, key: tuple, upload: Callable[[np.ndarray], Any]):
+        """The device copy of ``mask`` for ``key``: the cached one when its bytes match, else ``upload(mask)``."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0].shape == mask.shape and np.array_equal(hit[0], mask):
+                self._entries.move_to_end(key)
+                return hit[1]
+        copy = mask.copy()
+        device_copy = upload(copy)
+        with self._lock:
+            self._entries[key] = (copy, device_copy)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return device_copy
+
+    def clear(self) -> None:
+        """Drop every device copy."""
+        with self._lock:
+            self._entries.clear()
+
+
+def _host_mask(item_mask, n_items: int) -> np.ndarray | None:
+    """The engine's mask as C-contiguous uint8 of length I (``None`` stays ``None``)."""
+    if item_mask is None:
+        return None
+    mask = np.ascontiguousarray(item_mask)
+    if mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    if mask.dtype != np.uint8 or mask.shape != (n_items,):
+        raise ValueError(f"item_mask: expected uint8 or bool of shape ({n_items},), got {mask.dtype} {mask.shape}")
+    return mask
+
+
 class CudaBackend:
     """Fused CUDA kernel on NumPy, torch or CuPy inputs (results in the family of ``users``)."""
 
@@ -222,6 +281,9 @@ class CudaBackend:
     # float16 / bfloat16 device inputs keep their type: when users and items share it, scores come from
     # tensor cores (exact 16-bit products, float32 accumulation); mixed types run in float32.
     half_inputs = True
+
+    def __init__(self) -> None:
+        self.masks = _DeviceMasks(MASK_CACHE_ENTRIES)
 
     def prepare_items(self, items, config: BlockConfig, *, persistent: bool = True) -> PreparedItems:
         n_items, dim = int(items.shape[0]), int(items.shape[1])
@@ -273,15 +335,11 @@ class CudaBackend:
     ):
         """Run the kernel; results are (indices, scores, lse) of the family and device of ``users``.
 
-        ``item_mask`` (uint8 (I,), 0 = ineligible) is folded into the exclusion CSR, users in groups small
-        enough that the folded lists stay under :data:`MASK_FOLD_ENTRIES` entries. ``normalizer`` is
-        accepted for the contract; the fused kernel always computes the normaliser (its exp work hides
-        behind the tile loads), and the engine drops it when not asked for.
+        ``item_mask`` (uint8 (I,), 0 = ineligible for every user) goes to the kernel as it is (a device
+        copy cached per device and stream, see :class:`_DeviceMasks`); the kernel treats masked items like
+        excluded ones and skips tiles with none eligible. ``normalizer=False`` skips the kernel's exp
+        work; ``lse`` is then NaN (the engine drops it).
         """
-        if item_mask is not None:
-            masked = np.flatnonzero(np.asarray(item_mask) == 0)
-            if masked.size:
-                return self._topk_folded(users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, masked)
         if not isinstance(prepared, PreparedItems):
             raise TypeError(f"cuda backend: expected PreparedItems, got {type(prepared).__name__}")
         if k > MAX_K:
@@ -292,6 +350,8 @@ class CudaBackend:
         n_users = int(users.shape[0])
         capacity = self.capacity(k, config)
         fam = _arrays.family(users)
+        mask = _host_mask(item_mask, prepared.n_items)
+        normalizer = bool(normalizer)
         if _arrays.is_device(users):
             device = prepared.device
             if _dtype_name(users) == prepared.dtype:
@@ -314,6 +374,21 @@ class CudaBackend:
             out_idx = _arrays.full(fam, (n_users, k), -1, "int64", like=users)
             out_scores = _arrays.full(fam, (n_users, k), float("-inf"), "float32", like=users)
             out_lse = _arrays.full(fam, (n_users,), float("-inf"), "float64", like=users)
+            stream = _stream_of(users, device)
+            mask_ptr = 0
+            if mask is not None:
+                like = users
+
+                def upload(host):
+                    if fam == "cupy":
+                        import cupy
+
+                        with cupy.cuda.Device(device):
+                            return cupy.asarray(host)
+                    return _arrays.to_family(host, "torch", like=like)
+
+                device_mask = self.masks.get(mask, (device, fam, stream), upload)
+                mask_ptr = _device_ptr(device_mask)
             # Stream-ordered: temporaries (CSR copies, a float32 copy) are released to their framework's
             # allocator after this call, which reuses memory only behind the kernel on the same stream.
             _launch(
@@ -328,13 +403,15 @@ class CudaBackend:
                 float(inv_temperature),
                 _device_ptr(indptr),
                 _device_ptr(indices) if indices.shape[0] else 0,
+                mask_ptr,
+                normalizer,
                 capacity,
                 WORKSPACE_BYTES,
                 _device_ptr(out_idx),
                 _device_ptr(out_scores),
                 _device_ptr(out_lse),
                 device,
-                _stream_of(users, device),
+                stream,
                 False,
             )
             del keep
@@ -360,6 +437,15 @@ class CudaBackend:
         items_ptr, keep = prepared.float32_owner()  # host users are float32
         if prepared.dtype != "float32":
             _synchronize_family(keep, device)  # the float32 copy is made on its framework's stream
+        device_mask = None
+        if mask is not None:
+
+            def upload(host):
+                buffer = _cuda.DeviceBuffer(max(1, host.nbytes), device)
+                buffer.upload(host)
+                return buffer
+
+            device_mask = self.masks.get(mask, (device, "host", 0), upload)
         _launch(
             mma_code("float32"),
             bufs["users"].ptr,
@@ -372,6 +458,8 @@ class CudaBackend:
             float(inv_temperature),
             bufs["indptr"].ptr,
             bufs["indices"].ptr if indices.size else 0,
+            device_mask.ptr if device_mask is not None else 0,
+            normalizer,
             capacity,
             WORKSPACE_BYTES,
             d_idx.ptr,
@@ -388,42 +476,6 @@ class CudaBackend:
         if fam == "torch":  # CPU tensors in, CPU tensors out (zero-copy wrap)
             return tuple(_arrays.to_family(a, "torch") for a in (out_idx, out_scores, out_lse))
         return out_idx, out_scores, out_lse
-
-    def _topk_folded(self, users, prepared, k, inv_temperature, excl_indptr, excl_indices, config, masked):
-        """:meth:`topk_arrays` with the masked ids added to every user's exclusions, group by group."""
-        from .. import validation
-
-        n_users = int(users.shape[0])
-        step = max(1, MASK_FOLD_ENTRIES // int(masked.size))
-        parts = []
-        for u0 in range(0, n_users, step):
-            u1 = min(u0 + step, n_users)
-            indptr, indices = validation.exclusion_range(excl_indptr, excl_indices, u0, u1)
-            rows = np.concatenate(
-                [
-                    np.repeat(np.arange(u1 - u0, dtype=np.int64), np.diff(indptr)),
-                    np.repeat(np.arange(u1 - u0, dtype=np.int64), masked.size),
-                ]
-            )
-            ids = np.concatenate([indices, np.tile(masked, u1 - u0)])
-            counts = np.bincount(rows, minlength=u1 - u0)
-            order = np.lexsort((ids, rows))
-            folded = validation.as_exclusion(
-                (np.concatenate([[0], np.cumsum(counts)]), ids[order]), u1 - u0, prepared.n_items
-            )
-            parts.append(self.topk_arrays(users[u0:u1], prepared, k, inv_temperature, *folded, config))
-        if len(parts) == 1:
-            return parts[0]
-        fam = _arrays.family(parts[0][0])
-        if fam == "torch":
-            import torch
-
-            return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
-        if fam == "cupy":
-            import cupy
-
-            return tuple(cupy.concatenate([p[i] for p in parts]) for i in range(3))
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
 def describe() -> str:

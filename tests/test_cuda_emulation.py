@@ -543,3 +543,78 @@ def test_cuda_backend_rejects_k_beyond_its_limit(rng, fake_cuda_backend, monkeyp
     users, items = random_problem(rng, 3, 50, 4)
     with pytest.raises(ValueError, match="k: the cuda backend supports k <= 8"):
         mf.topk(users, items, 10, backend="cuda")
+
+
+# ------------------------------------------------------------------------------------------------
+# The real kernels (csrc/cuda/topk_kernel.cu: float32 SIMT and 16-bit WMMA) with filters, on a GPU.
+
+
+def _require_cuda():
+    status = mf.available_backends()["cuda"]
+    if not status.available:
+        pytest.skip(f"no usable CUDA backend: {status.detail}")
+
+
+def _as_numpy_topk(result, temperature):
+    """A TopK of torch tensors as NumPy (the log-normaliser may be None)."""
+    lse = result.log_normalizer
+    return mf.TopK(
+        result.indices.cpu().numpy(),
+        result.scores.cpu().numpy(),
+        None if lse is None else lse.cpu().numpy(),
+        temperature,
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family", ["numpy", "torch"])
+def test_kernel_filters_on_gpu(rng, family):
+    """allow / ban in the kernel against the reference: runs of skipped tiles with exclusions inside them, ragged
+    shards, k beyond the eligible count, everything filtered; normalizer=False gives the same lists."""
+    _require_cuda()
+    n_users, n_items = 150, 5000
+    users, items = random_problem(rng, n_users, n_items, 40)
+    excl = random_exclusion(rng, n_users, n_items, density=0.05, full_rows=(7,))
+    allow = np.concatenate([np.arange(100, 300), np.arange(2000, 2050), np.arange(4990, 5000)])
+    ban = rng.random(n_items) < 0.1
+    u, v = users, items
+    if family == "torch":
+        torch = pytest.importorskip("torch", reason="torch not installed")
+        u, v = torch.from_numpy(users).cuda(), torch.from_numpy(items).cuda()
+    for filters in ({"allow": allow}, {"ban": ban}, {"allow": allow, "ban": ban}):
+        got = mf.topk(u, v, 70, exclude=excl, temperature=0.5, backend="cuda", **filters)
+        fast = mf.topk(u, v, 70, exclude=excl, temperature=0.5, backend="cuda", normalizer=False, **filters)
+        if family == "torch":
+            got, fast = _as_numpy_topk(got, 0.5), _as_numpy_topk(fast, 0.5)
+        expected = _with_filters_excluded(excl, n_users, n_items, **filters)
+        assert_topk_matches(got, users, items, 70, exclude=expected, temperature=0.5)
+        assert fast.log_normalizer is None
+        np.testing.assert_array_equal(fast.indices, got.indices)
+        np.testing.assert_array_equal(fast.scores, got.scores)
+    got = mf.topk(u, v, 300, exclude=excl, allow=allow[:250], backend="cuda")  # k > eligible: padding
+    if family == "torch":
+        got = _as_numpy_topk(got, 1.0)
+    expected = _with_filters_excluded(excl, n_users, n_items, allow=allow[:250])
+    assert_topk_matches(got, users, items, 300, exclude=expected)
+    none = mf.topk(u, v, 5, allow=np.zeros(n_items, dtype=bool), backend="cuda")
+    if family == "torch":
+        none = _as_numpy_topk(none, 1.0)
+    assert np.all(none.indices == -1) and np.all(np.isneginf(none.log_normalizer))
+
+
+@pytest.mark.gpu
+def test_kernel_filters_on_gpu_16bit_inputs(rng):
+    _require_cuda()
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    users, items = random_problem(rng, 90, 2500, 24)
+    ban = rng.random(2500) < 0.3
+    allow = np.arange(500, 1800)
+    for dtype in (torch.float16, torch.bfloat16):
+        hu, hv = torch.from_numpy(users).cuda().to(dtype), torch.from_numpy(items).cuda().to(dtype)
+        got = _as_numpy_topk(mf.topk(hu, hv, 50, allow=allow, ban=ban, temperature=2.0, backend="cuda"), 2.0)
+        expected = _with_filters_excluded(None, 90, 2500, allow=allow, ban=ban)
+        u32, v32 = hu.float().cpu().numpy(), hv.float().cpu().numpy()
+        assert_topk_matches(got, u32, v32, 50, exclude=expected, temperature=2.0)
+        fast = mf.topk(hu, hv, 50, allow=allow, ban=ban, normalizer=False, backend="cuda")
+        assert fast.log_normalizer is None
+        np.testing.assert_array_equal(fast.indices.cpu().numpy(), got.indices)

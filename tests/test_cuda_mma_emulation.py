@@ -699,3 +699,33 @@ def test_mma_kernel_on_gpu_16bit_inputs(rng):
         assert got.indices.is_cuda
         result = mf.TopK(*(t.cpu().numpy() for t in (got.indices, got.scores, got.log_normalizer)), 2.0)
         assert_topk_matches(result, hu.float().cpu().numpy(), hv.float().cpu().numpy(), 50, temperature=2.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["bf16x6", "bf16x3"])
+def test_mma_kernel_filters_on_gpu(rng, precision):
+    """allow / ban in the tensor-core kernel (tiles without an eligible item neither loaded nor multiplied), with
+    exclusions inside skipped tiles; normalizer=False gives the same lists."""
+    _require_cuda()
+    from mmrec_fast.backends import cuda_backend
+
+    n_users, n_items = 150, 4000
+    users, items = random_problem(rng, n_users, n_items, 40)
+    excl = random_exclusion(rng, n_users, n_items, density=0.05, full_rows=(7,))
+    allow = np.concatenate([np.arange(64, 200), np.arange(1500, 1530), np.arange(3990, 4000)])
+    ban = rng.random(n_items) < 0.1
+    for filters in ({"allow": allow}, {"ban": ban}, {"allow": allow, "ban": ban}):
+        with cuda_backend.precision(precision):
+            got = mf.topk(users, items, 70, exclude=excl, temperature=0.5, backend="cuda", **filters)
+            fast = mf.topk(users, items, 70, exclude=excl, temperature=0.5, backend="cuda", normalizer=False, **filters)
+        expected = _with_filters_excluded(excl, n_users, n_items, **filters)
+        assert_topk_matches(got, users, items, 70, exclude=expected, temperature=0.5)
+        assert fast.log_normalizer is None
+        np.testing.assert_array_equal(fast.indices, got.indices)
+        np.testing.assert_array_equal(fast.scores, got.scores)
+    with cuda_backend.precision(precision):
+        none = mf.topk(users, items, 5, allow=np.zeros(n_items, dtype=bool), backend="cuda")
+        padded = mf.topk(users, items, 300, exclude=excl, allow=allow[:250], backend="cuda")
+    assert np.all(none.indices == -1) and np.all(np.isneginf(none.log_normalizer))
+    expected = _with_filters_excluded(excl, n_users, n_items, allow=allow[:250])
+    assert_topk_matches(padded, users, items, 300, exclude=expected)

@@ -729,3 +729,20 @@ def test_mma_kernel_filters_on_gpu(rng, precision):
     assert np.all(none.indices == -1) and np.all(np.isneginf(none.log_normalizer))
     expected = _with_filters_excluded(excl, n_users, n_items, allow=allow[:250])
     assert_topk_matches(padded, users, items, 300, exclude=expected)
+
+
+def test_gpu_filters_benchmark_runs_on_the_fake_extension(rng, fake_mma_backend):
+    """benchmarks/gpu_filters.py's conditions and loop, end to end on the emulated kernels (no timing is checked):
+    every condition's lists equal the native backend's."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_filters.py"
+    spec = importlib.util.spec_from_file_location("gpu_filters_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    users, items = random_problem(rng, 6, 2000, 8)
+    conds = bench.conditions(rng, 2000)
+    rows = bench.run(users, items, 10, 1, conds, kernels=("simt", "bf16x6"), check_users=6)
+    assert {(r["kernel"], r["condition"]) for r in rows} == {(k, c) for k in ("simt", "bf16x6") for c in conds}
+    assert all(r["agree"] == 1.0 for r in rows), rows

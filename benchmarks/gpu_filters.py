@@ -68,9 +68,10 @@ def run(users, items, k: int, rounds: int, conds: dict[str, dict], kernels=KERNE
                 return mf.topk(u if n is None else u[:n], v, k, backend="cuda", **filters)
 
         agreement = {}
+        host_u, host_v = host(u[:check_users]), host(v)
         for name, filters in conds.items():
             got = call(filters, n=check_users)
-            cpu = mf.topk(host(u[:check_users]), host(v), k, backend="native", **filters)
+            cpu = mf.topk(host_u, host_v, k, backend="native", **filters)
             ids = got.indices.cpu().numpy() if hasattr(got.indices, "cpu") else got.indices
             agreement[name] = float(np.mean(np.all(ids == cpu.indices, axis=1)))
         times: dict[str, list[float]] = {name: [] for name in conds}

@@ -1,7 +1,8 @@
 """Load test of ``mmrec-fast serve`` (issue #18): an asyncio + httpx client against a real server, loopback only.
 
-For each model (ML-100K hybrid; synthetic 1M items, d = 64) and each mode (micro-batching on / off), it
-starts ``mmrec-fast serve --workers 1`` (the supervised worker), then runs 1, 16 and 64 concurrent clients
+For each model (ML-100K hybrid; synthetic 1M items, d = 64) it starts two ``mmrec-fast serve --workers 1``
+servers (supervised workers), micro-batching on and off, and runs 1, 16 and 64 concurrent clients against
+each, the two runs of a pair back to back (order alternating) so they share the machine's load of the moment,
 for ``--seconds`` each (closed loop: every client sends its next request when the last one returns;
 random known users, k = 10), plus one open-loop run at ``--rate`` requests/s over 64 connections on the
 batching server (latency from each request's scheduled time, so queueing counts). It reports
@@ -297,47 +298,56 @@ def _users(model_dir: Path) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in np.asarray(saved.user_map.ids)[:10_000]]
 
 
+def _measured(server, name, batching, startup, run) -> dict:
+    """``run()`` (one load run) with the server's batch sizes and RSS around it."""
+    rss0 = server.metric("process_resident_memory_bytes")
+    batches0, queries0 = server.metric("mmrec_batch_size_count"), server.metric("mmrec_batch_size_sum")
+    res = run()
+    res.pop("_successes", None)
+    calls = server.metric("mmrec_batch_size_count") - batches0
+    res.update(
+        model=name,
+        batching=batching,
+        startup_s=round(startup, 1),
+        mean_batch=round((server.metric("mmrec_batch_size_sum") - queries0) / max(calls, 1), 1),
+        rss_start_mb=round(rss0 / 2**20),
+        rss_end_mb=round(server.metric("process_resident_memory_bytes") / 2**20),
+    )
+    print(_row(res), flush=True)
+    return res
+
+
 def run_model(name, model_dir, args, log) -> list[dict]:
+    """Both servers up at once; for each client count the batching run and the per-request run back to
+    back (alternating which goes first), so the A/B pairs share the machine's load of the moment."""
     users = _users(model_dir)
     rows = []
-    for batching in (True, False):
-        server = Server(model_dir, batching, log)
-        try:
-            startup = server.wait_ready()
-            for clients in args.clients:
-                rss0 = server.metric("process_resident_memory_bytes")
-                batches0 = server.metric("mmrec_batch_size_count")
-                queries0 = server.metric("mmrec_batch_size_sum")
-                res = asyncio.run(_load(server.url, users, clients, args.seconds, args.max_requests, args.k))
-                res.pop("_successes")
-                calls = server.metric("mmrec_batch_size_count") - batches0
-                res.update(
-                    model=name,
-                    batching=batching,
-                    startup_s=round(startup, 1),
-                    mean_batch=round((server.metric("mmrec_batch_size_sum") - queries0) / max(calls, 1), 1),
-                    rss_start_mb=round(rss0 / 2**20),
-                    rss_end_mb=round(server.metric("process_resident_memory_bytes") / 2**20),
+    servers = {}
+    try:
+        for batching in (True, False):
+            servers[batching] = Server(model_dir, batching, log)
+        startups = {b: srv.wait_ready() for b, srv in servers.items()}
+        for i, clients in enumerate(args.clients):
+            for batching in (True, False) if i % 2 == 0 else (False, True):
+                srv = servers[batching]
+                rows.append(
+                    _measured(
+                        srv,
+                        name,
+                        batching,
+                        startups[batching],
+                        lambda srv=srv, c=clients: asyncio.run(
+                            _load(srv.url, users, c, args.seconds, args.max_requests, args.k)
+                        ),
+                    )
                 )
-                rows.append(res)
-                print(_row(res), flush=True)
-            if args.rate and batching:
-                rss0 = server.metric("process_resident_memory_bytes")
-                batches0, queries0 = server.metric("mmrec_batch_size_count"), server.metric("mmrec_batch_size_sum")
-                res = asyncio.run(_open_loop(server.url, users, max(args.clients), args.rate, args.seconds, args.k))
-                calls = server.metric("mmrec_batch_size_count") - batches0
-                res.update(
-                    model=name,
-                    batching=batching,
-                    startup_s=round(startup, 1),
-                    mean_batch=round((server.metric("mmrec_batch_size_sum") - queries0) / max(calls, 1), 1),
-                    rss_start_mb=round(rss0 / 2**20),
-                    rss_end_mb=round(server.metric("process_resident_memory_bytes") / 2**20),
-                )
-                rows.append(res)
-                print(_row(res), flush=True)
-        finally:
-            server.stop()
+        if args.rate:
+            srv = servers[True]
+            run = lambda: asyncio.run(_open_loop(srv.url, users, max(args.clients), args.rate, args.seconds, args.k))  # noqa: E731
+            rows.append(_measured(srv, name, True, startups[True], run))
+    finally:
+        for srv in servers.values():
+            srv.stop()
     return rows
 
 

@@ -1,4 +1,4 @@
-"""Load test of ``mmrec-fast serve`` (issue #18): an asyncio + httpx client against a real server, loopback only.
+"""Load test of ``mmrec-fast serve`` (issue #18): an asyncio client against real servers, loopback only.
 
 For each model (ML-100K hybrid; synthetic 1M items, d = 64) it starts two ``mmrec-fast serve --workers 1``
 servers (supervised workers), micro-batching on and off, and runs 1, 16 and 64 concurrent clients against

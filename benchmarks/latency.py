@@ -191,6 +191,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few calls (a smoke run)")
     parser.add_argument("--calls", type=int, default=None, help="calls per contender (default 2000 / 200 / 100)")
+    parser.add_argument(
+        "--sizes", type=int, nargs=3, metavar=("FIXED", "FLOOR", "RECOMMEND"), help="catalogue sizes of the three parts"
+    )
     parser.add_argument("--openblas-coretype", default=None, help="OPENBLAS_CORETYPE for faiss's OpenBLAS")
     parser.add_argument("--note", default="", help="a line added to the report (e.g. the machine's load)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report to this file")
@@ -200,6 +203,8 @@ def main(argv=None) -> int:
     many, few = (50, 10) if args.quick else (2000, 200)
     if args.calls is not None:
         many = few = args.calls
+    if args.sizes is not None:
+        small, big, rec = args.sizes
     out: list[str] = ["# benchmarks/latency.py" + (" --quick" if args.quick else "")]
     if args.note:
         out.append(f"# {args.note}")

@@ -31,6 +31,7 @@ from .index import ItemIndex
 from .merge import merge_topk
 from .reference import topk_reference
 from .result import PairScores, TopK
+from .similar import similar_items
 from .softmax import log_softmax, logsumexp, softmax
 
 # A library logs and lets the application configure handlers (Python's logging HOWTO).
@@ -44,6 +45,7 @@ __all__ = [
     "score",
     "score_pairs",
     "ItemIndex",
+    "similar_items",
     "TopK",
     "PairScores",
     "merge_topk",

@@ -20,9 +20,11 @@ from . import _arrays
 
 __all__ = ["cached_index", "clear_index_cache"]
 
-_MAX_ENTRIES = 8  # a few models / catalogues per process; each entry holds one packed copy
+# A few models / catalogues per process. An entry keeps its array alive (the index reads it) until it is
+# evicted, so a refitted model's old item matrix lingers until then (or clear_index_cache()).
+_MAX_ENTRIES = 4
 _SAMPLED_ROWS = 64
-_lock = threading.Lock()
+_lock = threading.RLock()  # dropping an entry may free arrays: never re-entered, but cheap to be safe
 _entries: OrderedDict = OrderedDict()
 
 
@@ -57,22 +59,17 @@ def cached_index(items, *, backend: str = "auto", item_block: int | None = None)
             _entries.move_to_end(key)
             return entry[2]
     # Packed outside the lock (seconds for a large catalogue); a concurrent duplicate build is harmless.
-    # The index reads the array without its own copy: the entry is dropped as soon as the array changes.
+    # The index reads the array without a copy of its own: an entry is dropped as soon as the array changes.
     index = ItemIndex(items, backend=backend, item_block=item_block, _copy=False)
     del ref_probe
     with _lock:
-        _entries[key] = (weakref.ref(items, lambda _ref, key=key: _drop(key)), fingerprint, index)
-        _entries.move_to_end(key)
+        # Entries of dead arrays (the index held a converted copy) or of arrays edited since go first.
+        for stale in [k for k, e in _entries.items() if e[0]() is None or k == key]:
+            del _entries[stale]
+        _entries[key] = (weakref.ref(items), fingerprint, index)
         while len(_entries) > _MAX_ENTRIES:
             _entries.popitem(last=False)
     return index
-
-
-def _drop(key) -> None:
-    with _lock:
-        entry = _entries.get(key)
-        if entry is not None and entry[0]() is None:
-            del _entries[key]
 
 
 def clear_index_cache() -> None:

@@ -431,12 +431,12 @@ def item_mask(allow, ban, n_items: int) -> tuple[np.ndarray | None, int]:
     """
     allowed = as_item_filter(allow, "allow", n_items)
     banned = as_item_filter(ban, "ban", n_items)
-    if allowed is None and banned is None:
-        return None, n_items
-    if allowed is None:
-        eligible = ~banned
-    elif banned is None:
+    if banned is None:
+        if allowed is None:
+            return None, n_items
         eligible = allowed  # the kernels only read it: no copy of a caller's mask
+    elif allowed is None:
+        eligible = ~banned
     else:
         eligible = allowed & ~banned
     mask = eligible.view(np.uint8)

@@ -145,7 +145,11 @@ def recommend_vs_topk(items_n: int, calls: int, out: list[str]) -> None:
 
     rng = np.random.default_rng(2)
     users, items = unit(rng, 10_000, 64), unit(rng, items_n, 64)
-    seen = sp.random(10_000, items_n, density=min(1.0, 20 / items_n), format="csr", random_state=0)
+    # 20 seen items per user (sp.random would draw from all U x I cells: gigabytes at this size).
+    per_user = min(20, items_n)
+    cols = np.sort(np.stack([rng.choice(items_n, per_user, replace=False) for _ in range(10_000)]), axis=1)
+    indptr = np.arange(0, 10_000 * per_user + 1, per_user)
+    seen = sp.csr_matrix((np.ones(cols.size, np.float32), cols.ravel(), indptr), shape=(10_000, items_n))
     model, index = Factors(users, items), mf.ItemIndex(items)
     one = seen[[7]]
     times = alternate(

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from . import _arrays, int8, validation
+from . import _arrays, _search, int8, validation
 from . import index_state as state
 from ._search import precision_scope
 from .backends import BlockConfig, get_backend
@@ -257,23 +257,26 @@ class ItemIndex:
         temperature = validation.check_temperature(temperature)
         precision = int8.check_precision(self._precision if precision is None else precision)
         self.check_compatible(backend, item_block)
+        options = dict(
+            exclude=exclude,
+            allow=allow,
+            ban=ban,
+            candidates=candidates,
+            temperature=temperature,
+            normalizer=normalizer,
+            user_block=user_block,
+            num_threads=num_threads,
+            progress=progress,
+        )
+        snap = self._snap  # one snapshot for the whole query
+        if precision == "fp32" and _search._SCOPE.get() is None:
+            # float32 has no normaliser bound to collect and search() defaults to it: no scope needed
+            # (entering one is a few microseconds of the per-call cost).
+            return query(snap, users, k, **options)
         # query() has no precision keyword: its engine calls take the scope's, and the scope bounds a
         # normaliser merged from several segments.
         with precision_scope(precision) as scope:
-            result = query(
-                self._snap,
-                users,
-                k,
-                exclude=exclude,
-                allow=allow,
-                ban=ban,
-                candidates=candidates,
-                temperature=temperature,
-                normalizer=normalizer,
-                user_block=user_block,
-                num_threads=num_threads,
-                progress=progress,
-            )
+            result = query(snap, users, k, **options)
         return scope.finish(result)
 
     def similar_items(self, item_ids, k: int, **options):

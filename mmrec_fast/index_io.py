@@ -68,7 +68,7 @@ def save_index(index, path, *, overwrite: bool = False) -> Path:
     target = check_output_dir(path, argument="path", overwrite=overwrite, recognise=_recognise, what="saved item index")
     snap = index.snapshot()
     items, ids = state.live_content(snap)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "items": np.ascontiguousarray(items, dtype=np.float32),
         "ids": np.arange(items.shape[0], dtype=np.int64) if ids is None else np.ascontiguousarray(ids, np.int64),
     }

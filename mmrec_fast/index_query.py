@@ -174,8 +174,8 @@ def merge_by_id(parts: list[TopK], k: int) -> TopK:
     # -0.0 and +0.0 compare equal in the sort, so zeros tie and the id decides (the contract's order).
     order = np.lexsort((tie.ravel(), -scores.ravel(), np.repeat(np.arange(n_users), width)))
     take = (order.reshape(n_users, width) - np.arange(n_users)[:, None] * width)[:, :k]
-    lses = [p.log_normalizer for p in parts]
-    lse = None if any(x is None for x in lses) else np.logaddexp.reduce(np.stack(lses), axis=0)
+    lses = [p.log_normalizer for p in parts if p.log_normalizer is not None]
+    lse = np.logaddexp.reduce(np.stack(lses), axis=0) if len(lses) == len(parts) else None
     return dataclasses.replace(
         parts[0],
         indices=np.take_along_axis(ids, take, axis=1),

@@ -23,9 +23,6 @@ no bound).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import dataclasses
 from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
@@ -52,42 +49,6 @@ COMPACT_FRACTION = 0.5
 COMPACT_FRACTION_FEW_USERS = 0.2
 FEW_USERS = 64
 _COMPACT_MIN_ITEMS = 4096
-
-
-class PrecisionScope:
-    """The ``precision`` of the searches run inside :func:`precision_scope`, and the normaliser bounds
-    they reported (one per search; ``None`` for an exact float32 normaliser)."""
-
-    __slots__ = ("precision", "bounds")
-
-    def __init__(self, precision: str):
-        self.precision = int8.check_precision(precision)
-        self.bounds: list[np.ndarray | None] = []
-
-    def finish(self, result: TopK) -> TopK:
-        """``result`` with the bound of a result merged from every search of the scope (log-add-exp of
-        their normalisers; :func:`mmrec_fast.merge.merged_bound`)."""
-        if len(self.bounds) <= 1 or result.log_normalizer is None:
-            return result
-        from .merge import merged_bound
-
-        bound = merged_bound(self.bounds, np.asarray(result.log_normalizer))
-        return dataclasses.replace(result, log_normalizer_bound=bound)
-
-
-_SCOPE: contextvars.ContextVar[PrecisionScope | None] = contextvars.ContextVar("mmrec_fast_precision", default=None)
-
-
-@contextlib.contextmanager
-def precision_scope(precision: str):
-    """Run :func:`search` calls made without ``precision`` (e.g. through ``index_query.query``, whose
-    signature has none) at ``precision``; yields the :class:`PrecisionScope` collecting their bounds."""
-    scope = PrecisionScope(precision)
-    token = _SCOPE.set(scope)
-    try:
-        yield scope
-    finally:
-        _SCOPE.reset(token)
 
 
 class _Catalogue(NamedTuple):
@@ -117,14 +78,11 @@ def search(
 ) -> TopK:
     """Each user's top-k and normaliser against ``index`` (see :func:`mmrec_fast.topk`).
 
-    ``precision=None`` takes the enclosing :func:`precision_scope`'s, else "fp32".
+    ``precision=None`` is "fp32".
     """
     normalizer = validation.check_bool(normalizer, "normalizer")
-    scope = _SCOPE.get()
-    if precision is None:
-        precision = "fp32" if scope is None else scope.precision
-    precision = int8.check_precision(precision)
-    result = _search(
+    precision = int8.check_precision("fp32" if precision is None else precision)
+    return _search(
         index,
         users,
         k,
@@ -139,9 +97,6 @@ def search(
         normalizer,
         precision,
     )
-    if scope is not None:
-        scope.bounds.append(result.log_normalizer_bound)
-    return result
 
 
 def _search(

@@ -53,7 +53,8 @@ def topk(
         User embeddings: NumPy array, torch tensor or CuPy array; float16/32/64 or integer, any memory
         order (non-contiguous input is copied once). Math is float32 with float32 accumulation.
     items : array-like of shape (I, d), or ItemIndex
-        Item embeddings, or an :class:`~mmrec_fast.ItemIndex` prepared for repeated queries.
+        Item embeddings, or an :class:`~mmrec_fast.ItemIndex` prepared for repeated queries (then this is
+        ``items.topk(...)``: filters and results in the index's external ids).
     k : int
         List length (>= 1). May exceed the number of eligible items: trailing slots are padded with
         index -1, score -inf and probability 0.
@@ -125,11 +126,27 @@ def topk(
     >>> bool(np.isin(only.indices, [4, 8, 15, 16, 23]).all())
     True
     """
+    if isinstance(items, ItemIndex):
+        # The index's own query: its external ids, live segments and default precision apply.
+        return items.topk(
+            users,
+            k,
+            exclude=exclude,
+            allow=allow,
+            ban=ban,
+            candidates=candidates,
+            temperature=temperature,
+            normalizer=normalizer,
+            precision=precision,
+            backend=backend,
+            user_block=user_block,
+            item_block=item_block,
+            num_threads=num_threads,
+            progress=progress,
+        )
     k = validation.check_k(k)
     temperature = validation.check_temperature(temperature)
-    if precision is None:
-        precision = items.precision if isinstance(items, ItemIndex) else "fp32"
-    precision = check_precision(precision)
+    precision = check_precision("fp32" if precision is None else precision)
     index = _index_for(items, backend, item_block, users)
     return search(
         index,

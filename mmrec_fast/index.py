@@ -7,9 +7,8 @@ import threading
 
 import numpy as np
 
-from . import _arrays, _search, int8, validation
+from . import _arrays, int8, validation
 from . import index_state as state
-from ._search import precision_scope
 from .backends import BlockConfig, get_backend
 from .index_query import query
 
@@ -269,15 +268,7 @@ class ItemIndex:
             progress=progress,
         )
         snap = self._snap  # one snapshot for the whole query
-        if precision == "fp32" and _search._SCOPE.get() is None:
-            # float32 has no normaliser bound to collect and search() defaults to it: no scope needed
-            # (entering one is a few microseconds of the per-call cost).
-            return query(snap, users, k, **options)
-        # query() has no precision keyword: its engine calls take the scope's, and the scope bounds a
-        # normaliser merged from several segments.
-        with precision_scope(precision) as scope:
-            result = query(snap, users, k, **options)
-        return scope.finish(result)
+        return query(snap, users, k, precision=precision, **options)
 
     def similar_items(self, item_ids, k: int, **options):
         """Items most like each of ``item_ids`` ("more like this"); see :func:`mmrec_fast.similar_items`."""

@@ -10,20 +10,17 @@ removed since) matches nothing: the caller's lists may be older than the catalog
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import numpy as np
 
 from . import _arrays, validation
 from ._search import search
 from .index_state import Segment, Snapshot, as_external_ids
+from .merge import merged_bound
 from .result import TopK
 
 __all__ = ["query", "as_users", "per_user_ids"]
 
-# The engine's filter keywords (allow / ban / candidates / normalizer) arrived in a later release of
-# _search.search; without them, the same eligibility is folded into per-user exclusion lists.
-_ENGINE_FILTERS = {"allow", "ban", "candidates", "normalizer"} <= set(inspect.signature(search).parameters)
 _PAD_ID = np.iinfo(np.int64).max  # padding sorts after every real id in the merge
 
 
@@ -105,44 +102,27 @@ def _segment_rows(seg: Segment, ids: np.ndarray | None) -> np.ndarray | None:
     return np.unique(rows[rows >= 0])
 
 
-def _fold(n_users: int, n_rows: int, exclude, ban: np.ndarray | None, allow, candidates):
-    """Eligibility folded into one exclusion CSR: the engine without filter keywords (dense per call)."""
-    blocked = np.zeros((n_users, n_rows), dtype=bool)
-    if exclude is not None:
-        indptr, rows = exclude
-        blocked[np.repeat(np.arange(n_users), np.diff(indptr)), rows] = True
-    if ban is not None:
-        blocked[:, ban] = True
-    if allow is not None:
-        allowed = np.zeros(n_rows, dtype=bool)
-        allowed[allow] = True
-        blocked[:, ~allowed] = True
-    if candidates is not None:
-        indptr, rows = candidates
-        listed = np.zeros((n_users, n_rows), dtype=bool)
-        listed[np.repeat(np.arange(n_users), np.diff(indptr)), rows] = True
-        blocked |= ~listed
-    users, rows = np.nonzero(blocked)
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
-    return indptr, rows.astype(np.int64)
-
-
 def _search_segment(seg, users, k, temperature, opts, exclude, ban, allow, candidates) -> TopK:
-    user_block, num_threads, progress, normalizer = opts
-    if _ENGINE_FILTERS:
-        kw = {"allow": allow, "ban": ban, "candidates": candidates}
-        kw = {key: value for key, value in kw.items() if value is not None}
-        if not normalizer:
-            kw["normalizer"] = False
-        return search(seg, users, k, exclude, temperature, user_block, num_threads, progress, **kw)
-    if ban is not None or allow is not None or candidates is not None:
-        exclude = _fold(int(users.shape[0]), seg.n_items, exclude, ban, allow, candidates)
-    return search(seg, users, k, exclude, temperature, user_block, num_threads, progress)
+    user_block, num_threads, progress, normalizer, precision = opts
+    return search(
+        seg,
+        users,
+        k,
+        exclude,
+        temperature,
+        user_block,
+        num_threads,
+        progress,
+        allow=allow,
+        ban=ban,
+        candidates=candidates,
+        normalizer=normalizer,
+        precision=precision,
+    )
 
 
 def _empty(n_users: int, k: int, temperature: float, normalizer: bool) -> TopK:
-    lse = np.full(n_users, -np.inf) if normalizer or not _ENGINE_FILTERS else None
+    lse = np.full(n_users, -np.inf) if normalizer else None
     return TopK(np.full((n_users, k), -1, np.int64), np.full((n_users, k), -np.inf, np.float32), lse, temperature)
 
 
@@ -176,11 +156,13 @@ def merge_by_id(parts: list[TopK], k: int) -> TopK:
     take = (order.reshape(n_users, width) - np.arange(n_users)[:, None] * width)[:, :k]
     lses = [p.log_normalizer for p in parts if p.log_normalizer is not None]
     lse = np.logaddexp.reduce(np.stack(lses), axis=0) if len(lses) == len(parts) else None
+    bound = None if lse is None else merged_bound([p.log_normalizer_bound for p in parts], lse)
     return dataclasses.replace(
         parts[0],
         indices=np.take_along_axis(ids, take, axis=1),
         scores=np.take_along_axis(scores, take, axis=1),
         log_normalizer=lse,
+        log_normalizer_bound=bound,
     )
 
 
@@ -195,12 +177,13 @@ def query(
     candidates=None,
     temperature: float = 1.0,
     normalizer: bool = True,
+    precision: str = "fp32",
     user_block=None,
     num_threads=None,
     progress: bool = False,
 ) -> TopK:
     """Top-k of ``users`` against one snapshot, filters and results in external ids (``k``, ``temperature`` checked)."""
-    opts = (user_block, num_threads, progress, normalizer)
+    opts = (user_block, num_threads, progress, normalizer, precision)
     if snap.plain and exclude is None and allow is None and ban is None and candidates is None:
         # The frozen, positional usage: exactly the engine's call, nothing translated.
         return _search_segment(snap.main, users, k, temperature, opts, None, None, None, None)

@@ -174,8 +174,9 @@ def test_frozen_usage_is_unchanged():
 
 def test_positional_readers_refuse_a_live_index():
     index = mf.ItemIndex(np.eye(3), ids=[7, 8, 9])
+    assert mf.topk(np.eye(3), index, 2).indices[:, 0].tolist() == [7, 8, 9]  # mf.topk is index.topk
     with pytest.raises(ValueError, match="items: this ItemIndex has external ids"):
-        mf.topk(np.eye(3), index, 2)
+        index.items  # noqa: B018
     with pytest.raises(ValueError, match="index.topk"):
         mf.score(np.eye(3), index)
     plain = mf.ItemIndex(np.eye(3))
@@ -283,3 +284,22 @@ def test_readers_always_see_one_consistent_snapshot():
     assert seen and all(s in keys for s in seen)
     final = index.topk(users, 5)
     np.testing.assert_array_equal(final.indices, expected[-1].indices)
+
+
+def test_mf_topk_on_a_live_index_speaks_external_ids():
+    """mf.topk(users, index) is index.topk(users): external ids, live segments, filters in external ids."""
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(40, 6)).astype(np.float32)
+    ids = rng.choice(10_000, size=40, replace=False).astype(np.int64)
+    index = mf.ItemIndex(vectors[:30], ids=ids[:30], backend="numpy")
+    index.add(ids[30:], vectors[30:])  # a pending delta segment
+    index.remove(ids[:3])  # tombstones
+    users = rng.normal(size=(4, 6)).astype(np.float32)
+    ban = ids[5:9]
+    got = mf.topk(users, index, 7, ban=ban)
+    want = index.topk(users, 7, ban=ban)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.log_normalizer, want.log_normalizer)
+    assert not np.isin(got.indices, np.concatenate([ids[:3], ban])).any()
+    assert np.isin(got.indices, ids[3:]).all()

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from . import validation
 from ._index_cache import cached_index
+from ._optional import require
 from .models.base import Recommender
 
 __all__ = ["Recommendations", "recommend"]
@@ -92,25 +93,24 @@ class Recommendations:
 
     def write(self, path, **record_options) -> Path:
         """Write :meth:`to_records` as ``.csv``, ``.parquet`` or ``.jsonl`` (chosen by the extension)."""
-        import pandas as pd
-
         path = Path(path)
-        records = self.to_records(**record_options)
         suffix = path.suffix.lower()
+        if suffix not in (".jsonl", ".csv", ".parquet"):
+            raise ValueError(f"path: unsupported extension {suffix!r} (use .csv, .parquet or .jsonl)")
+        records = self.to_records(**record_options)
         if suffix == ".jsonl":
             with open(path, "w", encoding="utf-8") as fh:
                 for rec in records:
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             return path
+        pd = require("pandas", extra="data", feature=f"writing {suffix} recommendation lists")
         frame = pd.DataFrame.from_records(records)
         if suffix == ".csv":
             if "because_you_liked" in frame:
                 frame["because_you_liked"] = frame["because_you_liked"].map(lambda xs: " | ".join(map(str, xs)))
             frame.to_csv(path, index=False)
-        elif suffix == ".parquet":
-            frame.to_parquet(path, index=False)
         else:
-            raise ValueError(f"path: unsupported extension {suffix!r} (use .csv, .parquet or .jsonl)")
+            frame.to_parquet(path, index=False)
         return path
 
 

@@ -229,10 +229,10 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
         subset, exclude = _filters(snap, body)
         folded = vector is None
         if folded:
-            rows = sp.csr_matrix(
+            history_row = sp.csr_matrix(
                 (np.ones(history.size, np.float32), history, [0, history.size]), shape=(1, snap.model.n_items)
             )
-            folding = asyncio.get_running_loop().run_in_executor(side_pool, snap.model.fold_in, rows)
+            folding = asyncio.get_running_loop().run_in_executor(side_pool, snap.model.fold_in, history_row)
             try:
                 vector = (await asyncio.wait_for(folding, config.request_timeout_s))[0]
             except asyncio.TimeoutError:
@@ -243,8 +243,8 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
         if history.size:
             past = np.union1d(past, history)
         if body.exclude_seen and past.size:
-            rows = snap.code_to_row[past]
-            exclude.append(rows[rows >= 0])
+            past_rows = snap.code_to_row[past]  # removed items map to -1
+            exclude.append(past_rows[past_rows >= 0])
         excl = np.unique(np.concatenate(exclude)) if exclude else np.empty(0, np.int64)
         hit = await score(Query(snap, vector, excl, subset, body.k, body.temperature))
         items = explain_hits(snap, hit, vector if body.explain else None, past, body.n_because)

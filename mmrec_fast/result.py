@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,18 +69,19 @@ class TopK:
     log_normalizer: np.ndarray | None
     temperature: float = 1.0
     log_normalizer_bound: np.ndarray | None = None
-    probs: np.ndarray | None = field(init=False)
 
-    def __post_init__(self):
+    @cached_property
+    def probs(self) -> np.ndarray | None:  # documented in the class docstring
+        # Computed on first access: a caller who reads only ids and scores (the latency-bound path) does
+        # not pay for the exponentials.
         if self.log_normalizer is None:  # top-k only: nothing to normalise by
-            probs = None
-        elif isinstance(self.scores, np.ndarray):
-            probs = probabilities(self.scores, self.log_normalizer, self.temperature).astype(np.float32)
-        else:  # torch tensors / CuPy arrays from a GPU-capable backend: computed where they live
-            from ._arrays import probabilities as array_probabilities
+            return None
+        if isinstance(self.scores, np.ndarray):
+            return probabilities(self.scores, self.log_normalizer, self.temperature).astype(np.float32)
+        # torch tensors / CuPy arrays from a GPU-capable backend: computed where they live
+        from ._arrays import probabilities as array_probabilities
 
-            probs = array_probabilities(self.scores, self.log_normalizer, self.temperature)
-        object.__setattr__(self, "probs", probs)
+        return array_probabilities(self.scores, self.log_normalizer, self.temperature)
 
     @property
     def k(self) -> int:

@@ -127,7 +127,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _rows(snap: Snapshot, values, field: str) -> np.ndarray | None:
-    return None if values is None else snap.catalogue.positions(values, field)
+    return None if values is None else snap.keys(values, field)
 
 
 def _filters(snap: Snapshot, body) -> tuple[np.ndarray | None, list[np.ndarray]]:
@@ -188,7 +188,7 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
                 side_pool, load_snapshot, config.model_dir
             )
         metrics.generation.set(holder.current.generation)
-        metrics.items.set(len(holder.current.catalogue))
+        metrics.items.set(holder.current.n_items)
         batcher.start()
         yield
         await batcher.stop()
@@ -243,8 +243,8 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
         if history.size:
             past = np.union1d(past, history)
         if body.exclude_seen and past.size:
-            past_rows = snap.code_to_row[past]  # removed items map to -1
-            exclude.append(past_rows[past_rows >= 0])
+            past_keys = snap.code_to_key[past]  # removed items map to -1
+            exclude.append(past_keys[past_keys >= 0])
         excl = np.unique(np.concatenate(exclude)) if exclude else np.empty(0, np.int64)
         hit = await score(Query(snap, vector, excl, subset, body.k, body.temperature))
         items = explain_hits(snap, hit, vector if body.explain else None, past, body.n_because)
@@ -263,12 +263,12 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
         """Items most like the query items (dot product or cosine with the mean of their vectors)."""
         snap = holder.current
         check_k(body.k)
-        query_rows = snap.catalogue.positions(body.items, "items")
+        query_keys = snap.keys(body.items, "items")
         subset, exclude = _filters(snap, body)
         if body.exclude_query:
-            exclude.append(query_rows)
-        source = snap.cosine_index().items if body.metric == "cosine" else snap.items
-        vector = np.ascontiguousarray(source[query_rows].mean(axis=0), dtype=np.float32)
+            exclude.append(query_keys)
+        vectors = snap.vectors(query_keys, cosine=body.metric == "cosine")
+        vector = np.ascontiguousarray(vectors.mean(axis=0), dtype=np.float32)
         excl = np.unique(np.concatenate(exclude)) if exclude else np.empty(0, np.int64)
         hit = await score(Query(snap, vector, excl, subset, body.k, body.temperature, cosine=body.metric == "cosine"))
         return JSONResponse(
@@ -290,7 +290,7 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
         snap = holder.current
         if snap is None or not batcher.running:
             return _error(503, "not ready", None)
-        return {"status": "ready", "generation": snap.generation, "items": len(snap.catalogue), "source": snap.source}
+        return {"status": "ready", "generation": snap.generation, "items": snap.n_items, "source": snap.source}
 
     @app.get("/metrics")
     async def prometheus():
@@ -311,9 +311,9 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
             new = await asyncio.get_running_loop().run_in_executor(side_pool, build, old)
             holder.current = new  # one reference assignment: requests see the old or the new, never a mix
         metrics.generation.set(new.generation)
-        metrics.items.set(len(new.catalogue))
-        logger.info("serving generation %d (%d items) from %s", new.generation, len(new.catalogue), new.source)
-        return {"generation": new.generation, "items": len(new.catalogue), "source": new.source}
+        metrics.items.set(new.n_items)
+        logger.info("serving generation %d (%d items) from %s", new.generation, new.n_items, new.source)
+        return {"generation": new.generation, "items": new.n_items, "source": new.source}
 
     @app.post("/admin/reload", response_model=AdminResponse, dependencies=[Depends(admin)])
     async def reload(body: ReloadRequest):
@@ -329,7 +329,7 @@ def create_app(config: ServeConfig, *, snapshot: Snapshot | None = None) -> Fast
 
     @app.post("/admin/items", response_model=AdminResponse, dependencies=[Depends(admin)])
     async def items(body: ItemsRequest):
-        """Add, update and remove catalogue items, swapped in as one new snapshot."""
+        """Add, update and remove catalogue items through the live index, swapped in as one new snapshot."""
 
         def build(old: Snapshot) -> Snapshot:
             if any(len(item.vector) != old.dim for item in body.add):

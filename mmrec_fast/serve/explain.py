@@ -36,13 +36,13 @@ def _because(snap: Snapshot, codes: np.ndarray, past: np.ndarray, m: int) -> lis
     take = min(m, past.size)
     order = np.argsort(-sims, axis=1, kind="stable")[:, :take]  # past is sorted: ties -> lower code
     past_ids = snap.model_items.ids[past]
-    past_rows = snap.code_to_row[past]
+    past_keys = snap.code_to_key[past]
     for slot, row in enumerate(np.flatnonzero(known)):
         entries = []
         for j in order[slot]:
             label = None
-            if snap.labels is not None and past_rows[j] >= 0:
-                label = snap.labels[past_rows[j]]
+            if snap.labels is not None and past_keys[j] >= 0:
+                label = snap.labels[past_keys[j]]
             entries.append({"item": _plain(past_ids[j]), "label": label, "similarity": float(sims[slot, j])})
         out[row] = entries
     return out
@@ -76,10 +76,10 @@ def explain_hits(snap: Snapshot, hit: Hit, user_vector: np.ndarray | None, past:
     ]
     if user_vector is None or not items:
         return items
-    vectors = snap.items[hit.rows].astype(np.float64)
+    vectors = snap.vectors(hit.rows).astype(np.float64)  # hit keys are live in the snapshot's pinned state
     user = user_vector.astype(np.float64)
     parts = {b.name: vectors[:, b.columns] @ user[b.columns] for b in snap.blocks}
-    because = _because(snap, snap.row_to_code[hit.rows], past, m)
+    because = _because(snap, snap.key_to_code[hit.rows], past, m)
     for i, item in enumerate(items):
         item["contributions"] = {name: float(part[i]) for name, part in parts.items()}
         item["because_you_liked"] = because[i]

@@ -1,10 +1,11 @@
 """The engine calls behind the service: a batch of single-user queries scored in as few calls as possible.
 
-Queries that share a snapshot, a temperature and a metric go to the engine together: one
-``ItemIndex.topk`` with the largest ``k`` of the group, a per-row exclusion list (the user's seen items
-plus the request's ban list) and, for queries restricted to a subset (``allow`` / ``candidates``), the
-engine's per-user ``candidates``; queries with and without a subset form separate groups. Cutting a row's
-top-``k_max`` to its own ``k`` gives exactly its top-``k`` (same order, same ties), and the normaliser
+Queries that share a snapshot, a temperature and a metric go to the engine together: one query of the
+snapshot's pinned live-index state (:func:`mmrec_fast.index_query.query`, item keys in and out) with
+the largest ``k`` of the group, a per-row exclusion list (the user's seen items plus the request's ban
+list) and, for queries restricted to a subset (``allow`` / ``candidates``), the engine's per-user
+``candidates``; queries with and without a subset form separate groups. Cutting a row's top-``k_max``
+to its own ``k`` gives exactly its top-``k`` (same order, same ties), and the normaliser
 does not depend on ``k``. If an engine call refuses a group (e.g. a temperature so small the scores would
 overflow), each query of the group is retried alone so only the offender fails.
 """
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import validation
+from ..index_query import query
 from .snapshot import ClientError, Snapshot
 
 __all__ = ["Query", "Hit", "run_batch"]
@@ -22,7 +25,7 @@ __all__ = ["Query", "Hit", "run_batch"]
 
 @dataclass(eq=False)
 class Query:
-    """One user's scoring request against one snapshot (all ids already converted to catalogue rows).
+    """One user's scoring request against one snapshot (all ids already converted to item keys).
 
     Attributes
     ----------
@@ -30,9 +33,9 @@ class Query:
     vector : ndarray (D,) float32
         The user vector (or an item vector for ``/similar``).
     exclude : ndarray of int64
-        Catalogue rows never listed and left out of the normaliser.
+        Item keys never listed and left out of the normaliser.
     subset : ndarray of int64 or None
-        When given, the only eligible rows (before ``exclude``).
+        When given, the only eligible keys (before ``exclude``).
     k : int
     temperature : float
     cosine : bool
@@ -50,7 +53,7 @@ class Query:
 
 @dataclass
 class Hit:
-    """A query's result: catalogue rows (padding dropped), raw scores, probabilities, log normaliser."""
+    """A query's result: item keys (padding dropped), raw scores, probabilities, log normaliser."""
 
     rows: np.ndarray
     scores: np.ndarray
@@ -65,14 +68,12 @@ def _csr(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return indptr, indices
 
 
-def _hits(result, ks, row_maps=None) -> list[Hit]:
+def _hits(result, ks) -> list[Hit]:
     out = []
     for i, k in enumerate(ks):
         idx = result.indices[i, :k]
         listed = idx >= 0
         rows = idx[listed]
-        if row_maps is not None:
-            rows = row_maps[i][rows]
         out.append(
             Hit(rows, result.scores[i, :k][listed], result.probs[i, :k][listed], float(result.log_normalizer[i]))
         )
@@ -81,16 +82,14 @@ def _hits(result, ks, row_maps=None) -> list[Hit]:
 
 def _engine_call(group: list[Query]) -> list[Hit]:
     """One engine call for queries sharing snapshot, temperature and metric (subset queries: ``candidates``)."""
-    snap = group[0].snapshot
-    index = snap.cosine_index() if group[0].cosine else snap.index
+    state = group[0].snapshot.query_state(group[0].cosine)  # pinned: later item updates do not touch it
     users = np.stack([q.vector for q in group])
-    k_max = max(q.k for q in group)
+    k_max = validation.check_k(max(q.k for q in group))
+    temperature = validation.check_temperature(group[0].temperature)
     options = {}
     if group[0].subset is not None:
         options["candidates"] = _csr([q.subset for q in group])
-    result = index.topk(
-        users, k_max, exclude=_csr([q.exclude for q in group]), temperature=group[0].temperature, **options
-    )
+    result = query(state, users, k_max, exclude=_csr([q.exclude for q in group]), temperature=temperature, **options)
     return _hits(result, [q.k for q in group])
 
 

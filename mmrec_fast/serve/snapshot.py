@@ -2,21 +2,22 @@
 
 Requests take a reference to the current snapshot when they start and use only it, so a reload or an
 item update (which builds a *new* snapshot and swaps one reference) never changes what an in-flight
-request sees. Catalogue rows and model item codes are kept apart: rows are what the engine indexes
-(items may be added or removed after training), codes are what the model and its training matrix know.
+request sees. Item keys and model item codes are kept apart: keys are the live index's ids (items may be
+added or removed after training), codes are what the model and its training matrix know.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from .. import index_state
 from ..index import ItemIndex
+from ..similar import _cosine_snapshot
 
 __all__ = ["Snapshot", "IdLookup", "load_snapshot", "ClientError"]
 
@@ -80,6 +81,20 @@ class IdLookup:
             raise ClientError(field, f"unknown {self.what} ids: {shown}", status=status)
         return np.where(found, self._order[at_clip], -1).astype(np.int64)
 
+    def extended(self, new_ids: np.ndarray) -> IdLookup:
+        """A lookup with ``new_ids`` appended at the next positions (merged in O(n), no re-sort)."""
+        new_ids = np.asarray(new_ids).astype(self.ids.dtype if self.integer else str)
+        out = object.__new__(IdLookup)
+        out.what, out.integer = self.what, self.integer
+        out.ids = np.concatenate([self.ids, new_ids])
+        order = np.argsort(new_ids, kind="stable")
+        ins = np.searchsorted(self._sorted, new_ids[order])
+        if self._sorted.size and np.any(self._sorted[np.minimum(ins, self._sorted.size - 1)] == new_ids[order]):
+            raise ValueError(f"{self.what} ids: duplicates")
+        out._sorted = np.insert(self._sorted, ins, new_ids[order])
+        out._order = np.insert(self._order, ins, len(self.ids) + order)
+        return out
+
 
 def _raw_ids(id_map, n: int) -> np.ndarray:
     """The raw ids of an IdMap as int64 or str array (positions when the model has no map)."""
@@ -93,6 +108,13 @@ def _raw_ids(id_map, n: int) -> np.ndarray:
 class Snapshot:
     """Everything one request needs, never mutated after construction (a new one is built instead).
 
+    The catalogue lives in a live :class:`~mmrec_fast.ItemIndex` keyed by int64 *item keys*: a model
+    item's key is its code, an item added after training gets the next unused key, and a key is never
+    given to another external id (so a request on an older snapshot can never mistake one item for
+    another). Each snapshot pins the index state current when it was built (``state``) and queries only
+    that state: an item update writes the index (delta segment + tombstones, no repack) and swaps in a new
+    snapshot, and requests in flight finish on the state they started with.
+
     Attributes
     ----------
     model : Recommender
@@ -102,18 +124,21 @@ class Snapshot:
     source : str
         The model directory it came from.
     user_vectors : ndarray (U, D) float32
-    items : ndarray (I_cat, D) float32
-        Catalogue rows (model items, minus removed, plus added).
     index : ItemIndex
-        ``items`` prepared for the engine.
-    users, catalogue : IdLookup
-        External user ids -> user codes; external item ids -> catalogue rows.
+        The live catalogue (ids: item keys), shared by the snapshots of one model load.
+    state : mmrec_fast.index_state.Snapshot
+        The index state this snapshot queries.
+    users : IdLookup
+        External user ids -> user codes.
+    catalogue : IdLookup
+        External item ids -> item keys (every key ever given; :meth:`keys` checks which are live).
     model_items : IdLookup
         External item ids -> model item codes (fold-in histories speak the model's items).
-    row_to_code, code_to_row : ndarray of int64
-        Catalogue row -> model item code (-1: added after training) and back (-1: removed).
+    key_to_code, code_to_key : ndarray of int64
+        Item key -> model item code (-1: added after training, or removed and added again) and back
+        (-1: removed).
     labels : ndarray of object, or None
-        Catalogue row -> label (e.g. title).
+        Item key -> label (e.g. title).
     seen : scipy CSR (U, n_model_items) or None
         Training items per user (excluded by default, and the source of "because you liked").
     """
@@ -122,32 +147,54 @@ class Snapshot:
     generation: int
     source: str
     user_vectors: np.ndarray
-    items: np.ndarray
     index: ItemIndex
+    state: object
     users: IdLookup
     catalogue: IdLookup
     model_items: IdLookup
-    row_to_code: np.ndarray
-    code_to_row: np.ndarray
+    key_to_code: np.ndarray
+    code_to_key: np.ndarray
     labels: np.ndarray | None
     seen: sp.csr_matrix | None
     blocks: list = field(default_factory=list)
     representation: np.ndarray | None = None
-    _cosine: ItemIndex | None = None
-    _cosine_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def dim(self) -> int:
         """Width D of the user and item vectors."""
-        return int(self.items.shape[1])
+        return int(self.state.main.dim)
+
+    @property
+    def n_items(self) -> int:
+        """Live catalogue items."""
+        return int(self.state.n_items)
+
+    @property
+    def items(self) -> np.ndarray:
+        """Live item vectors (float32), in ascending key order (the model's item order until items change)."""
+        return index_state.live_content(self.state)[0]
+
+    def query_state(self, cosine: bool = False):
+        """The pinned index state, or its unit-norm twin for cosine (the index caches unit copies per segment)."""
+        # similar._cosine_snapshot is the index's own cache of unit rows (a write re-normalises its delta only).
+        return _cosine_snapshot(self.state, self.index._segment) if cosine else self.state
+
+    def keys(self, values, field: str) -> np.ndarray:
+        """Item keys of live external ids; an unknown or removed id is a ClientError naming ``field``."""
+        keys = self.catalogue.positions(values, field)
+        live = self.state.contains(keys) if keys.size else np.ones(0, dtype=bool)
+        if not live.all():
+            raise ClientError(field, f"unknown item ids: {self.catalogue.ids[keys[~live]][:5].tolist()}")
+        return keys
+
+    def vectors(self, keys: np.ndarray, cosine: bool = False) -> np.ndarray:
+        """Float32 vectors (unit-norm with ``cosine``) of live keys of this snapshot."""
+        return self.query_state(cosine).vectors(keys, "items")
 
     def seen_rows(self, user_code: int) -> np.ndarray:
-        """Catalogue rows of a known user's training items (removed items dropped)."""
-        if self.seen is None:
-            return np.empty(0, dtype=np.int64)
-        codes = self.seen.indices[self.seen.indptr[user_code] : self.seen.indptr[user_code + 1]]
-        rows = self.code_to_row[codes]
-        return rows[rows >= 0]
+        """Item keys of a known user's training items (removed items dropped)."""
+        keys = self.code_to_key[self.seen_codes(user_code)]
+        return keys[keys >= 0]
 
     def seen_codes(self, user_code: int) -> np.ndarray:
         """Model item codes of a known user's training items."""
@@ -155,68 +202,70 @@ class Snapshot:
             return np.empty(0, dtype=np.int64)
         return self.seen.indices[self.seen.indptr[user_code] : self.seen.indptr[user_code + 1]].astype(np.int64)
 
-    def cosine_index(self) -> ItemIndex:
-        """The catalogue with unit-norm rows (built on first use, for cosine ``/similar``)."""
-        with self._cosine_lock:
-            if self._cosine is None:
-                norms = np.linalg.norm(self.items, axis=1, keepdims=True)
-                unit = np.divide(self.items, norms, out=np.zeros_like(self.items), where=norms > 0)
-                self._cosine = ItemIndex(unit)
-            return self._cosine
-
     def with_items(self, add_ids, add_vectors, add_labels, remove_ids, generation: int) -> Snapshot:
-        """A new snapshot with items upserted (new id: appended; known id: vector/label replaced) and removed.
+        """A new snapshot with items upserted (new id: added; live id: vector/label replaced) and removed.
 
-        The model, users and training matrix are shared; the catalogue is copied and re-packed.
+        The model, users and training matrix are shared; the index is written in place (add / update /
+        remove: a delta segment and tombstones, compacted by the index when they grow), and the new
+        snapshot pins its new state. Callers serialise writers (the app's admin lock).
         """
-        keep = np.ones(len(self.catalogue), dtype=bool)
-        if len(remove_ids):
-            keep[self.catalogue.positions(remove_ids, "remove")] = False
-        items = self.items.copy()
-        labels = None if self.labels is None else self.labels.copy()
-        new_rows = []
-        if len(add_ids):
-            pos = self.catalogue.positions(add_ids, "add.id", missing_ok=True)
-            if len(set(self.catalogue.convert(add_ids, "add.id").tolist())) != len(add_ids):
-                raise ClientError("add.id", "an id appears twice")
-            for i, p in enumerate(pos):
-                if p >= 0:
-                    if not keep[p]:
-                        raise ClientError("add.id", f"id {add_ids[i]!r} is both added and removed")
-                    items[p] = add_vectors[i]
-                    if labels is not None and add_labels[i] is not None:
-                        labels[p] = add_labels[i]
-                else:
-                    new_rows.append(i)
-        ext = self.catalogue.ids
-        row_to_code = self.row_to_code
-        if new_rows:
-            new_ids = self.catalogue.convert([add_ids[i] for i in new_rows], "add.id")
-            ext = np.concatenate([ext, new_ids.astype(ext.dtype)])
-            items = np.vstack([items, add_vectors[new_rows]])
-            row_to_code = np.concatenate([row_to_code, np.full(len(new_rows), -1, dtype=np.int64)])
-            keep = np.concatenate([keep, np.ones(len(new_rows), dtype=bool)])
+        live_remove = self.keys(remove_ids, "remove") if len(remove_ids) else np.empty(0, np.int64)
+        ext = self.catalogue.convert(add_ids, "add.id")
+        if len(set(ext.tolist())) != len(ext):
+            raise ClientError("add.id", "an id appears twice")
+        keys = self.catalogue.positions(add_ids, "add.id", missing_ok=True)
+        if np.isin(keys[keys >= 0], live_remove).any():
+            raise ClientError("add.id", "an id is both added and removed")
+        known = keys >= 0
+        fresh = np.zeros(keys.shape, dtype=bool)
+        fresh[known] = ~self.state.contains(keys[known])  # removed earlier: added again under its old key
+        catalogue, labels, key_to_code = self.catalogue, self.labels, self.key_to_code.copy()
+        if (~known).any():
+            new_keys = np.arange(len(catalogue), len(catalogue) + int((~known).sum()), dtype=np.int64)
+            keys[~known] = new_keys
+            catalogue = catalogue.extended(ext[~known])
+            key_to_code = np.concatenate([key_to_code, np.full(new_keys.size, -1, dtype=np.int64)])
             if labels is not None:
-                extra = np.asarray([add_labels[i] for i in new_rows], dtype=object)
-                labels = np.concatenate([labels, extra])
-        items, ext, row_to_code = items[keep], ext[keep], row_to_code[keep]
-        labels = None if labels is None else labels[keep]
-        code_to_row = np.full(self.code_to_row.shape[0], -1, dtype=np.int64)
-        known = row_to_code >= 0
-        code_to_row[row_to_code[known]] = np.flatnonzero(known)
-        index = ItemIndex(np.ascontiguousarray(items, dtype=np.float32))
+                labels = np.concatenate([labels, np.full(new_keys.size, None, dtype=object)])
+        if labels is not None and any(label is not None for label in add_labels):
+            labels = labels.copy()
+            for key, label in zip(keys.tolist(), add_labels):
+                if label is not None:
+                    labels[key] = label
+        adding = ~known | fresh
+        key_to_code[keys[fresh]] = -1  # removed then added again: a new item to the model's explanations
+        key_to_code[live_remove] = -1
+        index = self._writable_index()
+        if adding.any():
+            index.add(keys[adding], add_vectors[adding])
+        if (~adding).any():
+            index.update(keys[~adding], add_vectors[~adding])
+        if live_remove.size:
+            index.remove(live_remove)
+        code_to_key = self.code_to_key.copy()
+        code_to_key[live_remove[live_remove < code_to_key.size]] = -1
         return replace(
             self,
             generation=generation,
-            items=index.items,  # the index's own read-only copy: one copy of the catalogue, not two
             index=index,
-            catalogue=IdLookup(ext, "item"),
-            row_to_code=row_to_code,
-            code_to_row=code_to_row,
+            state=index.snapshot(),
+            catalogue=catalogue,
+            key_to_code=key_to_code,
+            code_to_key=code_to_key,
             labels=labels,
-            _cosine=None,
-            _cosine_lock=threading.Lock(),
         )
+
+    def _writable_index(self) -> ItemIndex:
+        """The live index if its current state is this snapshot's, else a fresh index of this snapshot's items.
+
+        The copy is only for a lineage that forked (two apps sharing one loaded snapshot, or a write that
+        failed half way): writing the shared index then would change what the other lineage serves.
+        """
+        if self.index.snapshot() is self.state:
+            return self.index
+        items, ids = index_state.live_content(self.state)
+        keys = np.arange(items.shape[0], dtype=np.int64) if ids is None else ids
+        return ItemIndex(np.ascontiguousarray(items), ids=keys)
 
 
 def load_snapshot(model_dir, generation: int = 0) -> Snapshot:
@@ -250,7 +299,7 @@ def load_snapshot(model_dir, generation: int = 0) -> Snapshot:
         if not isinstance(values, list) or len(values) != model.n_items:
             raise ValueError(f"item_labels.json: expected a list of {model.n_items} labels")
         labels = np.asarray([None if v is None else str(v) for v in values], dtype=object)
-    index = ItemIndex(np.ascontiguousarray(model.item_vectors(), dtype=np.float32))
+    index = ItemIndex(np.ascontiguousarray(model.item_vectors(), dtype=np.float32))  # keys 0..I-1 = codes
     item_ids = _raw_ids(saved.item_map, model.n_items)
     codes = np.arange(model.n_items, dtype=np.int64)
     return Snapshot(
@@ -258,13 +307,13 @@ def load_snapshot(model_dir, generation: int = 0) -> Snapshot:
         generation=generation,
         source=str(model_dir),
         user_vectors=np.ascontiguousarray(model.user_vectors(), dtype=np.float32),
-        items=index.items,
         index=index,
+        state=index.snapshot(),
         users=IdLookup(_raw_ids(saved.user_map, model.n_users), "user"),
         catalogue=IdLookup(item_ids, "item"),
         model_items=IdLookup(item_ids, "item"),
-        row_to_code=codes,
-        code_to_row=codes.copy(),
+        key_to_code=codes,
+        code_to_key=codes.copy(),
         labels=labels,
         seen=seen,
         blocks=list(model.blocks()),

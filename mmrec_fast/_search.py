@@ -82,38 +82,6 @@ def search(
     """
     normalizer = validation.check_bool(normalizer, "normalizer")
     precision = int8.check_precision("fp32" if precision is None else precision)
-    return _search(
-        index,
-        users,
-        k,
-        exclude,
-        temperature,
-        user_block,
-        num_threads,
-        progress,
-        allow,
-        ban,
-        candidates,
-        normalizer,
-        precision,
-    )
-
-
-def _search(
-    index,
-    users,
-    k,
-    exclude,
-    temperature,
-    user_block,
-    num_threads,
-    progress,
-    allow,
-    ban,
-    candidates,
-    normalizer,
-    precision,
-) -> TopK:
     backend = index.backend
     on_gpu = _arrays.is_device(users)
     array_api = getattr(backend, "array_api", False)

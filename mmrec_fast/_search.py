@@ -41,12 +41,13 @@ _CHUNK_MACS = 4_000_000_000
 _MIN_CHUNK_USERS = 1024
 # Host backends gather the eligible rows into a compact catalogue when at most this fraction of the
 # items is eligible (and the catalogue is at least _COMPACT_MIN_ITEMS long); otherwise the kernel
-# skips masked items in place. Measured with benchmarks/filters_cost.py (I = 200k, d = 64, k = 100,
-# native backend, docs/benchmarks/filters_cost.txt): compact / mask time 0.10, 0.15, 0.30, 0.48 at 5,
-# 10, 25, 50% eligible for U = 1000; 0.08, 0.55, 0.84, 1.5 for one user (whose query is itself one
-# read of the prepared items). The copy holds at most half the catalogue's rows.
+# skips masked items in place. Measured on a quiet machine with benchmarks/filters_cost.py (I = 200k,
+# d = 64, k = 100, native backend, docs/benchmarks/filters_cost.txt): compact / mask time 0.08, 0.12,
+# 0.27, 0.52 at 5, 10, 25, 50% eligible for U = 1000; 0.75, 1.25, 2.3, 3.0 for one user (whose query is
+# itself one read of the prepared items, so the gather costs as much as it saves past ~7%). The copy
+# holds at most half the catalogue's rows.
 COMPACT_FRACTION = 0.5
-COMPACT_FRACTION_FEW_USERS = 0.2
+COMPACT_FRACTION_FEW_USERS = 0.07
 FEW_USERS = 64
 _COMPACT_MIN_ITEMS = 4096
 

@@ -76,7 +76,8 @@ def _global_ids(x, snap: Snapshot, name: str) -> np.ndarray | None:
             raise ValueError(
                 f"{name}: a boolean mask needs one entry per item of the index ({snap.n_items}), got shape {arr.shape}"
             )
-        return snap.live_ids()[arr]
+        # A plain index's ids are its rows: the mask goes to the engine as it is (no id round trip).
+        return arr if snap.plain else snap.live_ids()[arr]
     return as_external_ids(arr, name)
 
 
@@ -98,8 +99,12 @@ def _segment_lists(seg: Segment, lists: tuple[np.ndarray, np.ndarray] | None):
 def _segment_rows(seg: Segment, ids: np.ndarray | None) -> np.ndarray | None:
     if ids is None:
         return None
+    if ids.dtype == bool:  # a plain index's positional mask (see _global_ids): already per row
+        return ids
     rows = seg.rows_of(ids)
-    return np.unique(rows[rows >= 0])
+    # The engine takes ids in any order, duplicates included: no sort here (np.unique of a large ban list
+    # cost more than the query itself).
+    return rows[rows >= 0]
 
 
 def _search_segment(seg, users, k, temperature, opts, exclude, ban, allow, candidates) -> TopK:

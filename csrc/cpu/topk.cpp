@@ -174,8 +174,10 @@ void guess_thresholds(const TopkArgs& a, const KernelOps& ops, const Plan& plan,
         if (a.item_mask != nullptr) {
             for (int64_t i = 0; i < np; ++i) {
                 const uint8_t* m = a.item_mask + (kGuessStride / 2 + (p0 + i) * kGuessStride) * kPanel;
-                for (int64_t l = 0; l < kPanel; ++l)
-                    if (m[l] == 0) ws.masked.ptr[n_masked++] = static_cast<int32_t>(i * kPanel + l);
+                for (int64_t l = 0; l < kPanel; ++l) {
+                    ws.masked.ptr[n_masked] = static_cast<int32_t>(i * kPanel + l);
+                    n_masked += m[l] == 0;
+                }
             }
         }
         // Items past the chunk's last sampled panel wait for the next chunk.
@@ -247,8 +249,11 @@ void process_unit(const TopkArgs& a, const KernelOps& ops, const Plan& plan, int
         int64_t n_masked = 0;
         if (a.item_mask != nullptr) {
             const uint8_t* m = a.item_mask + i0;
-            for (int64_t j = 0; j < n_valid; ++j)
-                if (m[j] == 0) ws.masked.ptr[n_masked++] = static_cast<int32_t>(j);
+            // Branch-free: a random mask would mispredict a branch on every few items.
+            for (int64_t j = 0; j < n_valid; ++j) {
+                ws.masked.ptr[n_masked] = static_cast<int32_t>(j);
+                n_masked += m[j] == 0;
+            }
             if (n_masked == n_valid) continue;
         }
         const float* panels;

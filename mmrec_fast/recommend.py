@@ -182,9 +182,9 @@ def _user_rows(matrix, name: str, n_users: int, n_items: int, codes: np.ndarray)
         raise ValueError(f"{name} must be a sparse ({n_users}, {n_items}) matrix")
     if matrix.format != "csr":
         matrix = matrix.tocsr()  # other layouts cannot be row-sliced without a conversion
-    indptr, indices = validation.exclusion_rows(
-        matrix.indptr.astype(np.int64, copy=False), matrix.indices.astype(np.int64, copy=False), codes
-    )
+    # Slice first, convert after: the whole matrix's int32 arrays are never copied (one user is ~20 ids).
+    indptr, indices = validation.exclusion_rows(matrix.indptr, matrix.indices, codes)
+    indices = indices.astype(np.int64, copy=False)
     # Explicitly stored entries count whatever their value; sorted, duplicate-free rows for the engine.
     return validation.as_exclusion((indptr, indices), codes.shape[0], n_items)
 

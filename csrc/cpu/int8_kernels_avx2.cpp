@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "cpu/int8_quant.h"
+#include "cpu/kernels.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -99,33 +100,17 @@ void rescore(const float* u, const float* items, int64_t d, const int32_t* idx, 
     }
 }
 
-int64_t filter(const float* s, int64_t n, float thr, int32_t* pos) {
-    const __m256 t = _mm256_set1_ps(thr);
-    int64_t count = 0;
-    for (int64_t j = 0; j < n; j += 16) {
-        unsigned mask =
-            static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + j), t, _CMP_GT_OQ))) |
-            (static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + j + 8), t, _CMP_GT_OQ))) << 8);
-        while (mask) {
-            pos[count++] = static_cast<int32_t>(j + __builtin_ctz(mask));
-            mask &= mask - 1;
-        }
-    }
-    return count;
-}
-
 }  // namespace
 }  // namespace mmrec
 
 #pragma GCC pop_options
 
 namespace mmrec {
-namespace {
-const Int8Ops kOps{Int8Level::Avx2, "avx2", &tile_approx, &rescore, &filter};
-}  // namespace
 
 const Int8Ops& int8_kernels_avx2() {
-    return kOps;
+    // The pre-filter is the float32 engine's own survivor selection at the same level.
+    static const Int8Ops ops{Int8Level::Avx2, "avx2", &tile_approx, &rescore, kernels_avx2().row_select};
+    return ops;
 }
 
 }  // namespace mmrec

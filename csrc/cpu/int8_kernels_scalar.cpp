@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "cpu/int8_quant.h"
+#include "cpu/kernels.h"
 
 namespace mmrec {
 namespace {
@@ -34,19 +35,12 @@ void rescore(const float* u, const float* items, int64_t d, const int32_t* idx, 
     }
 }
 
-int64_t filter(const float* s, int64_t n, float thr, int32_t* pos) {
-    int64_t count = 0;
-    for (int64_t j = 0; j < n; ++j)
-        if (s[j] > thr) pos[count++] = static_cast<int32_t>(j);
-    return count;
-}
-
-const Int8Ops kOps{Int8Level::Scalar, "scalar", &tile_approx, &rescore, &filter};
-
 }  // namespace
 
 const Int8Ops& int8_kernels_scalar() {
-    return kOps;
+    // The pre-filter is the float32 engine's own survivor selection (s > thr, ascending positions).
+    static const Int8Ops ops{Int8Level::Scalar, "scalar", &tile_approx, &rescore, kernels_scalar().row_select};
+    return ops;
 }
 
 }  // namespace mmrec

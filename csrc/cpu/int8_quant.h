@@ -44,7 +44,8 @@ struct Int8Ops {
     // out[t] = the float32 engine's score of user u and item idx[t] (row-major items, stride d):
     // acc = fma(u[k], v[k], acc), k = 0 .. d-1, acc0 = +0 -- the same chain as kernels.h's micro-kernels.
     void (*rescore)(const float* u, const float* items, int64_t d, const int32_t* idx, int64_t n, float* out);
-    // Positions j (ascending) of s[0 .. n) with s[j] > thr; n a multiple of 16, pos holds n + 16.
+    // Positions j (ascending) of s[0 .. n) with s[j] > thr; n a multiple of 16, pos holds n + 16 (the
+    // float32 engine's KernelOps::row_select of the same level).
     int64_t (*filter)(const float* s, int64_t n, float thr, int32_t* pos);
 };
 

@@ -32,6 +32,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/order_key.h"
@@ -398,45 +399,26 @@ void finish_user(const Int8TopkArgs& a, const Int8Ops& ops, const Plan& plan, in
 void run_fallback(const Int8TopkArgs& a, std::vector<int64_t>& failed) {
     if (failed.empty()) return;
     std::sort(failed.begin(), failed.end());
-    const int64_t nf = int64_t(failed.size()), d = a.d, k = a.k;
-    std::vector<float> users(size_t(nf * d));
-    std::vector<int64_t> indptr(size_t(nf + 1), 0), indices;
-    for (int64_t f = 0; f < nf; ++f) {
-        const int64_t u = failed[size_t(f)];
-        std::memcpy(users.data() + f * d, a.users + u * d, size_t(d) * sizeof(float));
-        indices.insert(indices.end(), a.excl_indices + a.excl_indptr[u], a.excl_indices + a.excl_indptr[u + 1]);
-        indptr[size_t(f + 1)] = int64_t(indices.size());
-    }
-    std::vector<int64_t> out_indices(size_t(nf * k));
-    std::vector<float> out_scores(size_t(nf * k));
-    std::vector<double> out_lse(static_cast<size_t>(nf));
+    UserSubset subset(failed, a.users, a.d, a.excl_indptr, a.excl_indices, a.k);  // failed stays: counted after
     TopkArgs t;
-    t.users = users.data();
-    t.n_users = nf;
     t.items = a.items;
     t.n_items = a.n_items;
-    t.d = d;
-    t.k = k;
+    t.d = a.d;
+    t.k = a.k;
     t.log2e_over_temperature = a.log2e_over_temperature;
     t.log2e_over_temperature_lo = a.log2e_over_temperature_lo;
     t.inv_temperature = a.inv_temperature;
-    t.excl_indptr = indptr.data();
-    t.excl_indices = indices.data();
     t.item_mask = a.item_mask;
     t.normalizer = a.normalizer;
     t.user_block = 256;
     t.item_block = 512;
-    t.capacity = std::max<int64_t>(2 * k, k + 16);
+    t.capacity = std::max<int64_t>(2 * a.k, a.k + 16);
     t.num_threads = a.num_threads;
-    t.out_indices = out_indices.data();
-    t.out_scores = out_scores.data();
-    t.out_lse = out_lse.data();
+    subset.point(t);
     topk(t, kernel_ops(active_simd_level()));
-    for (int64_t f = 0; f < nf; ++f) {
-        const int64_t u = failed[size_t(f)];
-        std::memcpy(a.out_indices + u * k, out_indices.data() + f * k, size_t(k) * sizeof(int64_t));
-        std::memcpy(a.out_scores + u * k, out_scores.data() + f * k, size_t(k) * sizeof(float));
-        a.out_lse[u] = a.normalizer ? out_lse[size_t(f)] : std::nan("");
+    subset.scatter(a.k, a.out_indices, a.out_scores, a.out_lse);
+    for (const int64_t u : subset.rows) {
+        if (!a.normalizer) a.out_lse[u] = std::nan("");
         a.out_lse_bound[u] = a.normalizer ? 0.0 : std::nan("");
     }
 }

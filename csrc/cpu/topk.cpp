@@ -24,6 +24,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(MMREC_FAST_OPENMP)
@@ -330,26 +331,10 @@ void rerun_failed_guesses(const TopkArgs& a, const KernelOps& ops, const Plan& p
     for (const Workspace& w : ws) failed.insert(failed.end(), w.failed.begin(), w.failed.end());
     if (failed.empty()) return;
     std::sort(failed.begin(), failed.end());
-    const int64_t nf = int64_t(failed.size()), d = a.d, k = a.k;
-    std::vector<float> users(size_t(nf * d));
-    std::vector<int64_t> indptr(size_t(nf + 1), 0), indices;
-    for (int64_t f = 0; f < nf; ++f) {
-        const int64_t u = failed[size_t(f)];
-        std::memcpy(users.data() + f * d, a.users + u * d, size_t(d) * sizeof(float));
-        indices.insert(indices.end(), a.excl_indices + a.excl_indptr[u], a.excl_indices + a.excl_indptr[u + 1]);
-        indptr[size_t(f + 1)] = int64_t(indices.size());
-    }
-    std::vector<int64_t> out_indices(size_t(nf * k));
-    std::vector<float> out_scores(size_t(nf * k));
-    std::vector<double> out_lse(static_cast<size_t>(nf));
+    UserSubset subset(std::move(failed), a.users, a.d, a.excl_indptr, a.excl_indices, a.k);
+    const int64_t nf = int64_t(subset.rows.size());
     TopkArgs sub = a;
-    sub.users = users.data();
-    sub.n_users = nf;
-    sub.excl_indptr = indptr.data();
-    sub.excl_indices = indices.data();
-    sub.out_indices = out_indices.data();
-    sub.out_scores = out_scores.data();
-    sub.out_lse = out_lse.data();
+    subset.point(sub);
     sub.guess_threshold = false;
     const int64_t n_blocks = (nf + plan.ub - 1) / plan.ub;
     const GuessPlan none;
@@ -359,15 +344,45 @@ void rerun_failed_guesses(const TopkArgs& a, const KernelOps& ops, const Plan& p
     for (int64_t b = 0; b < n_blocks; ++b)
         process_unit(sub, ops, plan, b * plan.ub, std::min(plan.ub, nf - b * plan.ub), 0, ws[size_t(thread_id())], sh,
                      none);
-    for (int64_t f = 0; f < nf; ++f) {
-        const int64_t u = failed[size_t(f)];
-        std::memcpy(a.out_indices + u * k, out_indices.data() + f * k, size_t(k) * sizeof(int64_t));
-        std::memcpy(a.out_scores + u * k, out_scores.data() + f * k, size_t(k) * sizeof(float));
-        a.out_lse[u] = out_lse[size_t(f)];
-    }
+    subset.scatter(a.k, a.out_indices, a.out_scores, a.out_lse);
 }
 
 }  // namespace
+
+UserSubset::UserSubset(std::vector<int64_t> rows_, const float* all_users, int64_t d, const int64_t* excl_indptr,
+                       const int64_t* excl_indices, int64_t k)
+    : rows(std::move(rows_)),
+      users(rows.size() * size_t(d)),
+      indptr(rows.size() + 1, 0),
+      out_indices(rows.size() * size_t(k)),
+      out_scores(rows.size() * size_t(k)),
+      out_lse(rows.size()) {
+    for (size_t f = 0; f < rows.size(); ++f) {
+        const int64_t u = rows[f];
+        std::memcpy(users.data() + f * size_t(d), all_users + u * d, size_t(d) * sizeof(float));
+        indices.insert(indices.end(), excl_indices + excl_indptr[u], excl_indices + excl_indptr[u + 1]);
+        indptr[f + 1] = int64_t(indices.size());
+    }
+}
+
+void UserSubset::point(TopkArgs& t) {
+    t.users = users.data();
+    t.n_users = int64_t(rows.size());
+    t.excl_indptr = indptr.data();
+    t.excl_indices = indices.data();
+    t.out_indices = out_indices.data();
+    t.out_scores = out_scores.data();
+    t.out_lse = out_lse.data();
+}
+
+void UserSubset::scatter(int64_t k, int64_t* all_indices, float* all_scores, double* all_lse) const {
+    for (size_t f = 0; f < rows.size(); ++f) {
+        const int64_t u = rows[f];
+        std::memcpy(all_indices + u * k, out_indices.data() + f * size_t(k), size_t(k) * sizeof(int64_t));
+        std::memcpy(all_scores + u * k, out_scores.data() + f * size_t(k), size_t(k) * sizeof(float));
+        all_lse[u] = out_lse[f];
+    }
+}
 
 int64_t item_shards(int64_t n_users, int64_t n_items, int64_t k, int64_t item_block, int64_t* shard_len) {
     // A fixed number of shards that depends only on (U, I, k, item block), never on the thread count;

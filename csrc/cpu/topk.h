@@ -62,6 +62,25 @@ struct TopkArgs {
     double* out_lse = nullptr;       // (n_users)
 };
 
+// Some of a call's users (rows, ascending) as a contiguous problem of their own: their vectors and
+// exclusion lists gathered, and outputs for them. Used to recompute users whose fast path gave up.
+struct UserSubset {
+    std::vector<int64_t> rows;
+    std::vector<float> users;          // (rows, d)
+    std::vector<int64_t> indptr;       // (rows + 1)
+    std::vector<int64_t> indices;      // their exclusion entries
+    std::vector<int64_t> out_indices;  // (rows, k)
+    std::vector<float> out_scores;     // (rows, k)
+    std::vector<double> out_lse;       // (rows)
+
+    UserSubset(std::vector<int64_t> rows, const float* all_users, int64_t d, const int64_t* excl_indptr,
+               const int64_t* excl_indices, int64_t k);
+    // Points t's users, exclusions and outputs at the subset (everything else of t is left as it is).
+    void point(TopkArgs& t);
+    // The subset's top-k rows (and normalisers) written back to the rows of the whole call's outputs.
+    void scatter(int64_t k, int64_t* out_indices, float* out_scores, double* out_lse) const;
+};
+
 // Number of item shards topk() uses (1: no item split); *shard_len (if given) receives their length.
 int64_t item_shards(int64_t n_users, int64_t n_items, int64_t k, int64_t item_block, int64_t* shard_len);
 

@@ -342,7 +342,7 @@ def _run(
     exclude,
     temperature,
     *,
-    precision="bf16x3",
+    precision="bf16x6",
     shards=None,
     model="rn",
     allow=None,
@@ -384,7 +384,9 @@ def _run(
     return mf.TopK(idx, sc, lse, temperature)
 
 
-@pytest.mark.parametrize("precision,model,shards", [("bf16x3", "rn", 1), ("bf16x3", "trunc", 3), ("bf16x6", "rn", 2)])
+# Checked against the float32 contract, so at the float32-accurate split: bf16x3 is not float32-level (with
+# few dimensions its error exceeds 1e-5 of the scale on some seeds; its own bound is tested above).
+@pytest.mark.parametrize("precision,model,shards", [("bf16x6", "rn", 1), ("bf16x6", "trunc", 3), ("bf16x6", "rn", 2)])
 def test_emulated_mma_kernel_matches_reference(rng, precision, model, shards):
     users, items = random_problem(rng, 10, 700, 24)
     excl = random_exclusion(rng, 10, 700, density=0.2, full_rows=(3,))

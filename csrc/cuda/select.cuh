@@ -263,5 +263,29 @@ inline cudaError_t work_free(void* ptr, cudaStream_t stream, int pools, cudaErro
     return first != cudaSuccess ? first : err;
 }
 
+// The shard kernels' per-(user, shard) work: candidate keys (capacity each), their counts, and the
+// normaliser's running max and sum. Allocated together; the first error is returned.
+inline cudaError_t alloc_shard_work(size_t slots, int capacity, cudaStream_t stream, int pools,
+                                    unsigned long long** keys, int** counts, double** maxs, double** sums) {
+    cudaError_t err;
+    if ((err = work_alloc(reinterpret_cast<void**>(keys), slots * capacity * sizeof(unsigned long long), stream,
+                          pools)) != cudaSuccess)
+        return err;
+    if ((err = work_alloc(reinterpret_cast<void**>(counts), slots * sizeof(int), stream, pools)) != cudaSuccess)
+        return err;
+    if ((err = work_alloc(reinterpret_cast<void**>(maxs), slots * sizeof(double), stream, pools)) != cudaSuccess)
+        return err;
+    return work_alloc(reinterpret_cast<void**>(sums), slots * sizeof(double), stream, pools);
+}
+
+// Frees what alloc_shard_work allocated (null pointers skipped), keeping the first error.
+inline cudaError_t free_shard_work(unsigned long long* keys, int* counts, double* maxs, double* sums,
+                                   cudaStream_t stream, int pools, cudaError_t first) {
+    first = work_free(keys, stream, pools, first);
+    first = work_free(counts, stream, pools, first);
+    first = work_free(maxs, stream, pools, first);
+    return work_free(sums, stream, pools, first);
+}
+
 }  // namespace sel
 }  // namespace

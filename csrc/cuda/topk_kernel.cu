@@ -527,17 +527,7 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
             break;
         const size_t slots = static_cast<size_t>(batch) * n_shards;
         if ((err = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device)) != cudaSuccess) break;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long),
-                                   stream, pools)) != cudaSuccess)
-            break;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream, pools)) !=
-            cudaSuccess)
-            break;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) !=
-            cudaSuccess)
-            break;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) !=
-            cudaSuccess)
+        if ((err = sel::alloc_shard_work(slots, capacity, stream, pools, &keys, &counts, &maxs, &sums)) != cudaSuccess)
             break;
 
         // The shard kernel's per-lane normaliser state is dynamic shared memory on top of its static part.
@@ -588,10 +578,7 @@ int mmrec_cuda_topk(const void* users, long long n_users, const void* items, lon
     // report the first error of the call.
     cudaError_t free_err = cudaSuccess;
     if (!pools && (keys || counts || maxs || sums)) free_err = cudaStreamSynchronize(stream);
-    free_err = sel::work_free(keys, stream, pools, free_err);
-    free_err = sel::work_free(counts, stream, pools, free_err);
-    free_err = sel::work_free(maxs, stream, pools, free_err);
-    free_err = sel::work_free(sums, stream, pools, free_err);
+    free_err = sel::free_shard_work(keys, counts, maxs, sums, stream, pools, free_err);
     cudaError_t restore_err = cudaSetDevice(previous);
     if (code != 0) return code;
     if (err != cudaSuccess) return static_cast<int>(err);

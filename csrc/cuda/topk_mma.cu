@@ -686,17 +686,7 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
         if ((err = cudaGetLastError()) != cudaSuccess) break;
 
         const size_t slots = static_cast<size_t>(batch) * n_shards;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&keys), slots * capacity * sizeof(unsigned long long),
-                                   stream, pools)) != cudaSuccess)
-            break;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&counts), slots * sizeof(int), stream, pools)) !=
-            cudaSuccess)
-            break;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&maxs), slots * sizeof(double), stream, pools)) !=
-            cudaSuccess)
-            break;
-        if ((err = sel::work_alloc(reinterpret_cast<void**>(&sums), slots * sizeof(double), stream, pools)) !=
-            cudaSuccess)
+        if ((err = sel::alloc_shard_work(slots, capacity, stream, pools, &keys, &counts, &maxs, &sums)) != cudaSuccess)
             break;
 
         const float scale2 = inv_t * 1.44269504088896340736f;  // log2(e) / T: exp(x / T) = ex2(x * scale2)
@@ -720,10 +710,7 @@ int mmrec_cuda_topk_mma(const void* users, long long n_users, const void* items,
         free_err = cudaStreamSynchronize(stream);
     free_err = sel::work_free(user_planes, stream, pools, free_err);
     free_err = sel::work_free(item_planes, stream, pools, free_err);
-    free_err = sel::work_free(keys, stream, pools, free_err);
-    free_err = sel::work_free(counts, stream, pools, free_err);
-    free_err = sel::work_free(maxs, stream, pools, free_err);
-    free_err = sel::work_free(sums, stream, pools, free_err);
+    free_err = sel::free_shard_work(keys, counts, maxs, sums, stream, pools, free_err);
     const cudaError_t restore_err = cudaSetDevice(previous);
     if (code != 0) return code;
     if (err != cudaSuccess) return static_cast<int>(err);
